@@ -1,0 +1,13 @@
+//! What exists: tables and their schemas, as DataFusion sees them.
+//!
+//! The committed manifest is the catalog's only source of truth; [`provider::PublicSchema`]
+//! answers DataFusion (and through it `pg_catalog` and `information_schema`) from the newest
+//! manifest on every lookup, so a table appears to every session the moment its `CREATE` commits.
+
+pub mod provider;
+pub mod table;
+pub mod types;
+
+/// The catalog and schema names clients see (`current_database()`, `current_schema()`).
+pub const DATABASE_NAME: &str = "sluice";
+pub const SCHEMA_NAME: &str = "public";

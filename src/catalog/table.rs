@@ -1,0 +1,82 @@
+//! A table's definition as the catalog keeps it, and its SQL text for `SHOW CREATE TABLE`.
+
+use datafusion::arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use crate::sql::{ColumnDef, CreateTable, Watermark, arrow_schema, quote_ident};
+
+/// What `CREATE TABLE` declared. The identifier `id` is unique for the life of the storage, so a
+/// table dropped and created again under the same name never sees the old table's files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableDef {
+    pub id: u64,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    pub watermark: Option<Watermark>,
+    pub append_only: bool,
+}
+
+impl TableDef {
+    pub fn new(id: u64, create: CreateTable) -> Self {
+        TableDef {
+            id,
+            name: create.name,
+            columns: create.columns,
+            watermark: create.watermark,
+            append_only: create.append_only,
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        arrow_schema(&self.columns)
+    }
+
+    /// The statement that creates this table again, in canonical form.
+    pub fn create_sql(&self) -> String {
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let not_null = if c.nullable { "" } else { " NOT NULL" };
+                format!(
+                    "{} {}{not_null}",
+                    quote_ident(&c.name),
+                    c.column_type.pg_name.to_uppercase()
+                )
+            })
+            .collect();
+        if let Some(w) = &self.watermark {
+            parts.push(format!(
+                "WATERMARK FOR {} AS {}",
+                quote_ident(&w.column),
+                w.expr_sql
+            ));
+        }
+        let append_only = if self.append_only { " APPEND ONLY" } else { "" };
+        format!(
+            "CREATE TABLE {} ({}){append_only}",
+            quote_ident(&self.name),
+            parts.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::{Statement, parser::parse};
+
+    #[test]
+    fn create_sql_parses_back_to_the_same_table() {
+        let sql = "CREATE TABLE \"Mixed\" (id BIGINT NOT NULL, price NUMERIC(10,2), at TIMESTAMPTZ, \
+                   WATERMARK FOR at AS at - INTERVAL '5' SECOND) APPEND ONLY";
+        let Some(Statement::CreateTable(create)) = parse(sql).unwrap().pop() else {
+            panic!()
+        };
+        let def = TableDef::new(7, create);
+        let Some(Statement::CreateTable(again)) = parse(&def.create_sql()).unwrap().pop() else {
+            panic!()
+        };
+        assert_eq!(TableDef::new(7, again), def);
+    }
+}

@@ -1,0 +1,197 @@
+//! Postgres column types and the Arrow types they are stored as.
+//!
+//! A column's type is kept in the manifest by its canonical Postgres name (`bigint`,
+//! `numeric(10,2)`, `timestamptz`), so the catalog reads like SQL and `SHOW CREATE TABLE` prints
+//! it back; the Arrow type is derived from that name every time.
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use sqlparser::ast::{DataType as SqlType, ExactNumberInfo, TimezoneInfo};
+
+use crate::error::{Error, Result as SluiceResult};
+
+/// Precision and scale of `numeric` written without them (Postgres' is unbounded).
+const NUMERIC_DEFAULT: (u8, i8) = (38, 10);
+
+/// A supported column type: its canonical Postgres spelling and its Arrow type.
+/// Serialized as the spelling alone.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ColumnType {
+    pub pg_name: String,
+    pub arrow: DataType,
+}
+
+impl ColumnType {
+    /// Maps a type from `CREATE TABLE` to a stored type, or explains why it cannot be stored.
+    pub fn from_sql(sql_type: &SqlType) -> SluiceResult<Self> {
+        let (pg_name, arrow) = match sql_type {
+            SqlType::SmallInt(_) | SqlType::Int2(_) => ("smallint".to_string(), DataType::Int16),
+            SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) => {
+                ("integer".to_string(), DataType::Int32)
+            }
+            SqlType::BigInt(_) | SqlType::Int8(_) => ("bigint".to_string(), DataType::Int64),
+            SqlType::Real | SqlType::Float4 => ("real".to_string(), DataType::Float32),
+            SqlType::DoublePrecision | SqlType::Double(_) | SqlType::Float8 => {
+                ("double precision".to_string(), DataType::Float64)
+            }
+            SqlType::Float(_) => ("double precision".to_string(), DataType::Float64),
+            SqlType::Numeric(info) | SqlType::Decimal(info) | SqlType::Dec(info) => numeric(info)?,
+            SqlType::Text | SqlType::String(_) => ("text".to_string(), DataType::Utf8),
+            SqlType::Varchar(_) | SqlType::CharacterVarying(_) | SqlType::CharVarying(_) => {
+                ("varchar".to_string(), DataType::Utf8)
+            }
+            SqlType::Boolean | SqlType::Bool => ("boolean".to_string(), DataType::Boolean),
+            SqlType::Date => ("date".to_string(), DataType::Date32),
+            SqlType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => (
+                "timestamp".to_string(),
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+            ),
+            SqlType::Timestamp(_, TimezoneInfo::Tz | TimezoneInfo::WithTimeZone) => (
+                "timestamptz".to_string(),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            ),
+            SqlType::Bytea => ("bytea".to_string(), DataType::Binary),
+            SqlType::Custom(name, modifiers) if modifiers.is_empty() => {
+                return Self::from_name(&name.to_string().to_ascii_lowercase())
+                    .ok_or_else(|| unsupported(sql_type));
+            }
+            other => return Err(unsupported(other)),
+        };
+        Ok(ColumnType { pg_name, arrow })
+    }
+
+    /// Parses a canonical name back, as stored in the manifest.
+    pub fn from_name(pg_name: &str) -> Option<Self> {
+        let arrow = match pg_name {
+            "smallint" | "int2" => DataType::Int16,
+            "integer" | "int" | "int4" => DataType::Int32,
+            "bigint" | "int8" => DataType::Int64,
+            "real" | "float4" => DataType::Float32,
+            "double precision" | "float8" => DataType::Float64,
+            "text" | "varchar" | "string" => DataType::Utf8,
+            "boolean" | "bool" => DataType::Boolean,
+            "date" => DataType::Date32,
+            "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, None),
+            "timestamptz" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            "bytea" => DataType::Binary,
+            other => {
+                let inner = other.strip_prefix("numeric(")?.strip_suffix(')')?;
+                let (precision, scale) = inner.split_once(',')?;
+                DataType::Decimal128(precision.trim().parse().ok()?, scale.trim().parse().ok()?)
+            }
+        };
+        Some(ColumnType {
+            pg_name: pg_name.to_string(),
+            arrow,
+        })
+    }
+
+    /// Whether a watermark can be declared on a column of this type.
+    pub fn is_timestamp(&self) -> bool {
+        matches!(self.arrow, DataType::Timestamp(_, _))
+    }
+}
+
+impl TryFrom<String> for ColumnType {
+    type Error = String;
+
+    fn try_from(pg_name: String) -> Result<Self, String> {
+        ColumnType::from_name(&pg_name).ok_or_else(|| format!("unknown column type \"{pg_name}\""))
+    }
+}
+
+impl From<ColumnType> for String {
+    fn from(column_type: ColumnType) -> String {
+        column_type.pg_name
+    }
+}
+
+fn numeric(info: &ExactNumberInfo) -> SluiceResult<(String, DataType)> {
+    let (precision, scale) = match info {
+        ExactNumberInfo::None => NUMERIC_DEFAULT,
+        ExactNumberInfo::Precision(p) => (narrow_precision(*p)?, 0),
+        ExactNumberInfo::PrecisionAndScale(p, s) => {
+            let precision = narrow_precision(*p)?;
+            let scale = i8::try_from(*s)
+                .ok()
+                .filter(|s| *s >= 0 && (*s as u8) <= precision);
+            let scale = scale.ok_or_else(|| {
+                Error::InvalidParameter(format!(
+                    "numeric scale {s} must be between 0 and precision {precision}"
+                ))
+            })?;
+            (precision, scale)
+        }
+    };
+    Ok((
+        format!("numeric({precision},{scale})"),
+        DataType::Decimal128(precision, scale),
+    ))
+}
+
+fn narrow_precision(precision: u64) -> SluiceResult<u8> {
+    u8::try_from(precision)
+        .ok()
+        .filter(|p| (1..=38).contains(p))
+        .ok_or_else(|| {
+            Error::unsupported(
+                format!("numeric precision {precision}"),
+                Some("Use a precision between 1 and 38."),
+            )
+        })
+}
+
+fn unsupported(sql_type: &SqlType) -> Error {
+    Error::unsupported(
+        format!("type \"{}\"", sql_type.to_string().to_ascii_lowercase()),
+        Some(
+            "Supported types are smallint, integer, bigint, real, double precision, numeric, \
+             text, varchar, boolean, date, timestamp, timestamptz and bytea.",
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    fn column_type(sql: &str) -> SluiceResult<ColumnType> {
+        let mut parser = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .unwrap();
+        ColumnType::from_sql(&parser.parse_data_type().unwrap())
+    }
+
+    #[test]
+    fn maps_postgres_spellings() {
+        assert_eq!(column_type("int").unwrap().arrow, DataType::Int32);
+        assert_eq!(
+            column_type("double precision").unwrap().pg_name,
+            "double precision"
+        );
+        assert_eq!(column_type("varchar(20)").unwrap().pg_name, "varchar");
+        assert_eq!(
+            column_type("numeric(10,2)").unwrap().arrow,
+            DataType::Decimal128(10, 2)
+        );
+        let tz = column_type("timestamp with time zone").unwrap();
+        assert_eq!(tz.pg_name, "timestamptz");
+        assert_eq!(ColumnType::from_name(&tz.pg_name).unwrap(), tz);
+        assert_eq!(
+            ColumnType::from_name("numeric(10,2)").unwrap().arrow,
+            DataType::Decimal128(10, 2)
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_store() {
+        let error = column_type("int[]").unwrap_err();
+        assert_eq!(error.sqlstate(), "0A000");
+        assert_eq!(
+            column_type("numeric(50,2)").unwrap_err().sqlstate(),
+            "0A000"
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! Every setting of `sluicedb serve`, with its default and unit.
+//!
+//! Three layers, highest first: command-line flags (and their `SLUICEDB_*` environment variables,
+//! which clap reads in `main.rs`), the `sluicedb.toml` file, then the defaults below. This module
+//! only merges values it is given; it never reads the environment itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_STORAGE: &str = "./sluice-data";
+pub const DEFAULT_PG_LISTEN: &str = "127.0.0.1:5480";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:5481";
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+pub const DEFAULT_MANIFESTS_RETAINED: usize = 10;
+pub const DEFAULT_COPY_BATCH_ROWS: usize = 65_536;
+pub const DEFAULT_COPY_PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Flags of `sluicedb serve`. Every field is optional so that an unset flag falls through to
+/// the config file and then to the default.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ServeArgs {
+    /// Where tables, manifests and views live: a local folder, or s3://bucket/prefix
+    /// [default: ./sluice-data]
+    #[arg(long, env = "SLUICEDB_STORAGE")]
+    pub storage: Option<String>,
+
+    /// Address of the Postgres wire protocol listener [default: 127.0.0.1:5480]
+    #[arg(long, env = "SLUICEDB_PG_LISTEN")]
+    pub pg_listen: Option<SocketAddr>,
+
+    /// Address of the HTTP listener for /healthz and /metrics [default: 127.0.0.1:5481]
+    #[arg(long, env = "SLUICEDB_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// S3 endpoint URL, for MinIO, SeaweedFS or another S3-compatible server
+    /// [default: AWS_ENDPOINT_URL, else AWS S3]
+    #[arg(long, env = "SLUICEDB_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region [default: AWS_REGION, else us-east-1]
+    #[arg(long, env = "SLUICEDB_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// S3 access key id [default: AWS_ACCESS_KEY_ID]
+    #[arg(long, env = "SLUICEDB_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key [default: AWS_SECRET_ACCESS_KEY]
+    #[arg(long, env = "SLUICEDB_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Allow plain http:// S3 endpoints [default: false, or AWS_ALLOW_HTTP]
+    #[arg(long, env = "SLUICEDB_S3_ALLOW_HTTP")]
+    pub s3_allow_http: Option<bool>,
+
+    /// Most concurrent Postgres connections; more are refused [default: 100]
+    #[arg(long, env = "SLUICEDB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// How many committed manifests to keep for inspection; older ones are deleted [default: 10]
+    #[arg(long, env = "SLUICEDB_MANIFESTS_RETAINED")]
+    pub manifests_retained: Option<usize>,
+
+    /// Rows per Arrow batch when decoding COPY FROM STDIN [default: 65536]
+    #[arg(long, env = "SLUICEDB_COPY_BATCH_ROWS")]
+    pub copy_batch_rows: Option<usize>,
+
+    /// Tracing filter, as in RUST_LOG [default: info]
+    #[arg(long, env = "SLUICEDB_LOG")]
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+/// Where the data lives, parsed from `--storage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageLocation {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+/// S3 connection settings; unused for a local folder.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub storage: StorageLocation,
+    pub s3: S3Settings,
+    pub pg_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub max_connections: usize,
+    pub manifests_retained: usize,
+    pub copy_batch_rows: usize,
+    /// Bytes of COPY input buffered before they are decoded and written.
+    pub copy_pending_bytes_max: usize,
+    pub log: String,
+}
+
+/// The standard AWS variables, read by `main.rs` and used where no SluiceDB setting is given.
+#[derive(Debug, Clone, Default)]
+pub struct AwsEnv {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: Option<bool>,
+}
+
+impl ServeArgs {
+    /// Reads a `sluicedb.toml` file whose keys are the flag names with underscores.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read \"{}\": {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("in \"{}\": {}", path.display(), e.message())))
+    }
+
+    /// Fills every unset field of `self` from `lower`.
+    pub fn or(self, lower: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            storage: self.storage.or(lower.storage),
+            pg_listen: self.pg_listen.or(lower.pg_listen),
+            http_listen: self.http_listen.or(lower.http_listen),
+            s3_endpoint: self.s3_endpoint.or(lower.s3_endpoint),
+            s3_region: self.s3_region.or(lower.s3_region),
+            s3_access_key_id: self.s3_access_key_id.or(lower.s3_access_key_id),
+            s3_secret_access_key: self.s3_secret_access_key.or(lower.s3_secret_access_key),
+            s3_allow_http: self.s3_allow_http.or(lower.s3_allow_http),
+            max_connections: self.max_connections.or(lower.max_connections),
+            manifests_retained: self.manifests_retained.or(lower.manifests_retained),
+            copy_batch_rows: self.copy_batch_rows.or(lower.copy_batch_rows),
+            log: self.log.or(lower.log),
+        }
+    }
+
+    /// Applies defaults and validates.
+    pub fn resolve(self, aws: AwsEnv) -> Result<Config> {
+        let storage = parse_storage(self.storage.as_deref().unwrap_or(DEFAULT_STORAGE))?;
+        let copy_batch_rows = self.copy_batch_rows.unwrap_or(DEFAULT_COPY_BATCH_ROWS);
+        if copy_batch_rows == 0 {
+            return Err(Error::Config("copy_batch_rows must be at least 1".into()));
+        }
+        Ok(Config {
+            storage,
+            s3: S3Settings {
+                endpoint: self.s3_endpoint.or(aws.endpoint),
+                region: self
+                    .s3_region
+                    .or(aws.region)
+                    .unwrap_or_else(|| DEFAULT_S3_REGION.into()),
+                access_key_id: self.s3_access_key_id.or(aws.access_key_id),
+                secret_access_key: self.s3_secret_access_key.or(aws.secret_access_key),
+                allow_http: self.s3_allow_http.or(aws.allow_http).unwrap_or(false),
+            },
+            pg_listen: self
+                .pg_listen
+                .unwrap_or_else(|| parse_addr(DEFAULT_PG_LISTEN)),
+            http_listen: self
+                .http_listen
+                .unwrap_or_else(|| parse_addr(DEFAULT_HTTP_LISTEN)),
+            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            manifests_retained: self
+                .manifests_retained
+                .unwrap_or(DEFAULT_MANIFESTS_RETAINED)
+                .max(1),
+            copy_batch_rows,
+            copy_pending_bytes_max: DEFAULT_COPY_PENDING_BYTES_MAX,
+            log: self.log.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn parse_addr(text: &str) -> SocketAddr {
+    text.parse().expect("default listen addresses are valid")
+}
+
+/// `s3://bucket/prefix` or a local path (optionally `file://`).
+pub fn parse_storage(text: &str) -> Result<StorageLocation> {
+    if let Some(rest) = text.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Config(format!("storage \"{text}\" names no bucket")));
+        }
+        return Ok(StorageLocation::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        });
+    }
+    if text.contains("://") && !text.starts_with("file://") {
+        return Err(Error::Config(format!(
+            "storage \"{text}\" is neither a local folder nor s3://bucket/prefix"
+        )));
+    }
+    Ok(StorageLocation::Local(PathBuf::from(
+        text.trim_start_matches("file://"),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let flags = ServeArgs {
+            pg_listen: Some("127.0.0.1:6000".parse().unwrap()),
+            ..Default::default()
+        };
+        let file: ServeArgs =
+            toml::from_str("pg_listen = \"127.0.0.1:7000\"\nstorage = \"s3://b/p/q\"").unwrap();
+        let config = flags.or(file).resolve(AwsEnv::default()).unwrap();
+        assert_eq!(config.pg_listen.port(), 6000);
+        assert_eq!(config.http_listen.port(), 5481);
+        assert_eq!(
+            config.storage,
+            StorageLocation::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_schemes() {
+        assert!(toml::from_str::<ServeArgs>("pg_port = 1").is_err());
+        assert!(parse_storage("gs://bucket").is_err());
+        assert!(parse_storage("s3:///x").is_err());
+    }
+}

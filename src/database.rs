@@ -1,0 +1,269 @@
+//! The database every connection shares: DataFusion's session, the catalog and storage.
+//!
+//! [`Database::execute`] runs one parsed statement and returns an [`Output`]; it knows nothing of
+//! the wire protocol. Read-only SQL is planned and run by DataFusion; `INSERT` goes through
+//! DataFusion into our table sink; our DDL, `FLUSH` and `SHOW` are answered in [`ddl`].
+
+pub mod ddl;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
+
+use crate::catalog::provider::PublicSchema;
+use crate::catalog::table::TableDef;
+use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::sql::Statement;
+use crate::sql::copy::CopyFormat;
+use crate::sql::parser::table_name;
+use crate::storage::Storage;
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows to send to the client.
+    Rows(SendableRecordBatchStream),
+    /// A command tag such as `CREATE TABLE`, with a row count for `INSERT`.
+    Command {
+        tag: &'static str,
+        rows: Option<u64>,
+    },
+    /// `COPY … FROM STDIN`: the client sends rows next.
+    CopyIn(CopyIn),
+}
+
+/// A `COPY FROM STDIN` waiting for its data.
+#[derive(Debug, Clone)]
+pub struct CopyIn {
+    pub table: TableDef,
+    /// Indices of the table columns the input fills, in input order.
+    pub columns: Vec<usize>,
+    pub format: CopyFormat,
+}
+
+pub struct Database {
+    ctx: SessionContext,
+    storage: Arc<Storage>,
+    config: Config,
+}
+
+impl Database {
+    /// Opens storage and builds the session every connection runs its queries in.
+    pub async fn open(config: Config) -> Result<Arc<Self>> {
+        let storage = Arc::new(Storage::open(&config).await?);
+        let mut session_config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE_NAME, SCHEMA_NAME)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        session_config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        storage.register(&runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let catalog = ctx
+            .catalog(DATABASE_NAME)
+            .ok_or_else(|| Error::Internal("default catalog is missing".into()))?;
+        catalog.register_schema(
+            SCHEMA_NAME,
+            Arc::new(PublicSchema::new(Arc::clone(&storage))),
+        )?;
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
+            .map_err(|e| Error::from(*e))?;
+        Ok(Arc::new(Database {
+            ctx,
+            storage,
+            config,
+        }))
+    }
+
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs one statement. `params` binds `$1…` of a prepared statement.
+    pub async fn execute(
+        &self,
+        statement: &Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Output> {
+        match statement {
+            Statement::CreateTable(create) => {
+                ddl::create_table(&self.storage, create.clone()).await
+            }
+            Statement::Flush => {
+                self.storage.flush().await;
+                Ok(Output::Command {
+                    tag: "FLUSH",
+                    rows: None,
+                })
+            }
+            Statement::Standard(stmt) => self.execute_standard(stmt, params).await,
+        }
+    }
+
+    async fn execute_standard(
+        &self,
+        stmt: &SqlStatement,
+        params: Option<ParamValues>,
+    ) -> Result<Output> {
+        match stmt {
+            SqlStatement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => ddl::drop_tables(&self.storage, names, *if_exists).await,
+            SqlStatement::Copy {
+                source,
+                to: false,
+                target: CopyTarget::Stdin,
+                options,
+                legacy_options,
+                ..
+            } => {
+                let CopySource::Table {
+                    table_name: name,
+                    columns,
+                } = source
+                else {
+                    return Err(Error::unsupported("COPY (query) FROM", None));
+                };
+                let table = ddl::table(&self.storage, &table_name(name)?)?;
+                let columns = ddl::column_indices(&table, columns)?;
+                let format = CopyFormat::from_options(options, legacy_options)?;
+                Ok(Output::CopyIn(CopyIn {
+                    table,
+                    columns,
+                    format,
+                }))
+            }
+            SqlStatement::Copy { .. } => Err(Error::unsupported(
+                "COPY to or from a server file or program",
+                Some("Use COPY … FROM STDIN, as psql's \\copy does."),
+            )),
+            SqlStatement::Insert(_) => {
+                let plan = self.plan(stmt).await?;
+                let plan = bind(plan, params)?;
+                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                Ok(Output::Command {
+                    tag: "INSERT",
+                    rows: Some(inserted_rows(&batches)),
+                })
+            }
+            SqlStatement::Update(_)
+            | SqlStatement::Delete(_)
+            | SqlStatement::Merge { .. }
+            | SqlStatement::Truncate { .. } => Err(Error::unsupported(
+                format!("{}", statement_kind(stmt)),
+                Some("Tables are append-only; write new rows with INSERT or COPY."),
+            )),
+            _ => {
+                let plan = bind(self.plan(stmt).await?, params)?;
+                let frame = self.ctx.execute_logical_plan(plan).await?;
+                Ok(Output::Rows(frame.execute_stream().await?))
+            }
+        }
+    }
+
+    /// Plans a standard statement, refusing anything that would change state outside our
+    /// catalog (DataFusion's own `CREATE VIEW`, `SET` of engine options …).
+    pub async fn plan(&self, stmt: &SqlStatement) -> Result<LogicalPlan> {
+        if let Some(output) = ddl::show(&self.storage, stmt)? {
+            return Ok(output);
+        }
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .await?;
+        match &plan {
+            LogicalPlan::Ddl(ddl) => Err(Error::unsupported(
+                ddl.name().to_string(),
+                Some("SluiceDB manages its catalog itself: use CREATE TABLE and DROP TABLE."),
+            )),
+            LogicalPlan::Statement(s) => Err(Error::unsupported(s.name().to_string(), None)),
+            LogicalPlan::Copy(_) => Err(Error::unsupported("COPY TO", None)),
+            _ => Ok(plan),
+        }
+    }
+
+    /// The result columns a statement will produce, for `Describe` in the extended protocol.
+    pub async fn describe(
+        &self,
+        statement: &Statement,
+    ) -> Result<Option<(SchemaRef, LogicalPlan)>> {
+        let Statement::Standard(stmt) = statement else {
+            return Ok(None);
+        };
+        if !plans_rows(stmt) {
+            return Ok(None);
+        }
+        let plan = self.plan(stmt).await?;
+        Ok(Some((Arc::new(plan.schema().as_arrow().clone()), plan)))
+    }
+}
+
+/// Whether a standard statement is planned by DataFusion (and so has a schema and parameters).
+pub fn plans_rows(stmt: &SqlStatement) -> bool {
+    !matches!(
+        stmt,
+        SqlStatement::Drop { .. }
+            | SqlStatement::Copy { .. }
+            | SqlStatement::Update(_)
+            | SqlStatement::Delete(_)
+            | SqlStatement::Merge { .. }
+            | SqlStatement::Truncate { .. }
+    )
+}
+
+fn bind(plan: LogicalPlan, params: Option<ParamValues>) -> Result<LogicalPlan> {
+    match params {
+        Some(params) => Ok(plan.with_param_values(params)?),
+        None => Ok(plan),
+    }
+}
+
+fn statement_kind(stmt: &SqlStatement) -> &'static str {
+    match stmt {
+        SqlStatement::Update(_) => "UPDATE",
+        SqlStatement::Delete(_) => "DELETE",
+        SqlStatement::Merge { .. } => "MERGE",
+        _ => "TRUNCATE",
+    }
+}
+
+/// DataFusion's insert plans return one row with the column `count`.
+fn inserted_rows(batches: &[RecordBatch]) -> u64 {
+    batches
+        .first()
+        .and_then(|b| b.column_by_name("count"))
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+        })
+        .filter(|c| !c.is_empty())
+        .map_or(0, |c| c.value(0))
+}

@@ -1,0 +1,442 @@
+//! The errors a user can see, each with its Postgres SQLSTATE, detail and hint.
+//!
+//! Every failure that reaches a client goes through [`Error`]: DataFusion, Arrow, object_store and
+//! parser errors are classified here once (see [`Error::from_datafusion`]) so the pgwire layer
+//! never guesses a code. Messages follow Postgres style: lowercase, no final period, identifiers
+//! in double quotes with their kind.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// A user-facing error. Matched exhaustively: adding a variant forces a SQLSTATE decision.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{kind} \"{name}\" does not exist")]
+    UndefinedRelation { kind: &'static str, name: String },
+    #[error("{kind} \"{name}\" already exists")]
+    DuplicateRelation { kind: &'static str, name: String },
+    #[error("column \"{name}\" does not exist")]
+    UndefinedColumn { name: String },
+    #[error("column \"{name}\" specified more than once")]
+    DuplicateColumn { name: String },
+    #[error("function {name} does not exist")]
+    UndefinedFunction { name: String },
+    #[error("{message}")]
+    InvalidText {
+        message: String,
+        detail: Option<String>,
+    },
+    #[error("{message}")]
+    InvalidDatetime {
+        message: String,
+        detail: Option<String>,
+    },
+    #[error("{message}")]
+    DatatypeMismatch {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{0}")]
+    NumericOutOfRange(String),
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("null value in column \"{column}\" violates not-null constraint")]
+    NotNullViolation { column: String },
+    #[error("{feature} is not supported")]
+    FeatureNotSupported {
+        feature: String,
+        hint: Option<String>,
+    },
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    Plan(String),
+    #[error("canceling statement due to user request")]
+    QueryCanceled,
+    #[error("{0}")]
+    ProtocolViolation(String),
+    #[error("out of memory: {0}")]
+    ResourcesExhausted(String),
+    /// A failure of the object store or the local disk. `retryable` marks transient failures
+    /// (timeouts, unreachable endpoint) that the same statement may succeed on later.
+    #[error("storage error: {message}")]
+    Storage { message: String, retryable: bool },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The Postgres SQLSTATE code of this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Syntax(_) => "42601",
+            Error::UndefinedRelation { .. } => "42P01",
+            Error::DuplicateRelation { .. } => "42P07",
+            Error::UndefinedColumn { .. } => "42703",
+            Error::DuplicateColumn { .. } => "42701",
+            Error::UndefinedFunction { .. } => "42883",
+            Error::InvalidText { .. } => "22P02",
+            Error::InvalidDatetime { .. } => "22007",
+            Error::DatatypeMismatch { .. } => "42804",
+            Error::NumericOutOfRange(_) => "22003",
+            Error::DivisionByZero => "22012",
+            Error::NotNullViolation { .. } => "23502",
+            Error::FeatureNotSupported { .. } => "0A000",
+            Error::InvalidParameter(_) => "22023",
+            Error::Plan(_) => "42000",
+            Error::QueryCanceled => "57014",
+            Error::ProtocolViolation(_) => "08P01",
+            Error::ResourcesExhausted(_) => "53200",
+            Error::Storage { .. } => "58030",
+            Error::Config(_) => "F0000",
+            Error::Internal(_) => "XX000",
+        }
+    }
+
+    /// A sentence with more detail, where it helps.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Error::InvalidText { detail, .. } | Error::InvalidDatetime { detail, .. } => {
+                detail.clone()
+            }
+            Error::Storage { retryable, .. } => retryable.then(|| {
+                "The storage backend did not answer; the statement had no effect.".to_string()
+            }),
+            Error::Syntax(_)
+            | Error::UndefinedRelation { .. }
+            | Error::DuplicateRelation { .. }
+            | Error::UndefinedColumn { .. }
+            | Error::DuplicateColumn { .. }
+            | Error::UndefinedFunction { .. }
+            | Error::DatatypeMismatch { .. }
+            | Error::NumericOutOfRange(_)
+            | Error::DivisionByZero
+            | Error::NotNullViolation { .. }
+            | Error::FeatureNotSupported { .. }
+            | Error::InvalidParameter(_)
+            | Error::Plan(_)
+            | Error::QueryCanceled
+            | Error::ProtocolViolation(_)
+            | Error::ResourcesExhausted(_)
+            | Error::Config(_)
+            | Error::Internal(_) => None,
+        }
+    }
+
+    /// A sentence that says what to do instead, where we know.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::FeatureNotSupported { hint, .. } | Error::DatatypeMismatch { hint, .. } => {
+                hint.clone()
+            }
+            Error::UndefinedRelation { .. } => {
+                Some("Run SHOW TABLES to list the tables that exist.".to_string())
+            }
+            Error::Storage {
+                retryable: true, ..
+            } => Some("Check that the object store is reachable, then retry.".to_string()),
+            Error::Syntax(_)
+            | Error::DuplicateRelation { .. }
+            | Error::UndefinedColumn { .. }
+            | Error::DuplicateColumn { .. }
+            | Error::UndefinedFunction { .. }
+            | Error::InvalidText { .. }
+            | Error::InvalidDatetime { .. }
+            | Error::NumericOutOfRange(_)
+            | Error::DivisionByZero
+            | Error::NotNullViolation { .. }
+            | Error::InvalidParameter(_)
+            | Error::Plan(_)
+            | Error::QueryCanceled
+            | Error::ProtocolViolation(_)
+            | Error::ResourcesExhausted(_)
+            | Error::Storage {
+                retryable: false, ..
+            }
+            | Error::Config(_)
+            | Error::Internal(_) => None,
+        }
+    }
+
+    pub fn unsupported(feature: impl Into<String>, hint: Option<&str>) -> Self {
+        Error::FeatureNotSupported {
+            feature: feature.into(),
+            hint: hint.map(str::to_string),
+        }
+    }
+
+    pub fn storage(error: object_store::Error) -> Self {
+        let retryable = matches!(error, object_store::Error::Generic { .. });
+        Error::Storage {
+            message: lowercase_first(&error.to_string()),
+            retryable,
+        }
+    }
+
+    /// Classifies a DataFusion error by its root cause. Our own errors raised inside DataFusion
+    /// (for example by a table sink) come back out unchanged.
+    pub fn from_datafusion(error: DataFusionError) -> Self {
+        let root = error.find_root();
+        if let DataFusionError::External(inner) = root
+            && let Some(ours) = inner.downcast_ref::<Error>()
+        {
+            return ours.clone_for_client();
+        }
+        match root {
+            DataFusionError::SQL(e, _) => Error::Syntax(lowercase_first(&e.to_string())),
+            DataFusionError::SchemaError(e, _) => match e.as_ref() {
+                SchemaError::FieldNotFound { field, .. } => Error::UndefinedColumn {
+                    name: field.name.clone(),
+                },
+                SchemaError::DuplicateQualifiedField { name, .. }
+                | SchemaError::DuplicateUnqualifiedField { name } => {
+                    Error::DuplicateColumn { name: name.clone() }
+                }
+                other => Error::Plan(lowercase_first(&other.to_string())),
+            },
+            DataFusionError::ArrowError(e, _) => from_arrow(e),
+            DataFusionError::NotImplemented(m) => Error::FeatureNotSupported {
+                feature: lowercase_first(m),
+                hint: None,
+            },
+            DataFusionError::ObjectStore(e) => Error::Storage {
+                message: lowercase_first(&e.to_string()),
+                retryable: matches!(e.as_ref(), object_store::Error::Generic { .. }),
+            },
+            DataFusionError::IoError(e) => Error::Storage {
+                message: lowercase_first(&e.to_string()),
+                retryable: false,
+            },
+            DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(lowercase_first(m)),
+            DataFusionError::Plan(m) => from_plan_message(m),
+            DataFusionError::Execution(m) => from_execution_message(m),
+            other => Error::Internal(lowercase_first(&other.strip_backtrace())),
+        }
+    }
+
+    /// A copy that can cross into another error chain (DataFusion holds ours behind a `Box`).
+    fn clone_for_client(&self) -> Self {
+        match self {
+            Error::Syntax(m) => Error::Syntax(m.clone()),
+            Error::UndefinedRelation { kind, name } => Error::UndefinedRelation {
+                kind,
+                name: name.clone(),
+            },
+            Error::DuplicateRelation { kind, name } => Error::DuplicateRelation {
+                kind,
+                name: name.clone(),
+            },
+            Error::UndefinedColumn { name } => Error::UndefinedColumn { name: name.clone() },
+            Error::DuplicateColumn { name } => Error::DuplicateColumn { name: name.clone() },
+            Error::UndefinedFunction { name } => Error::UndefinedFunction { name: name.clone() },
+            Error::InvalidText { message, detail } => Error::InvalidText {
+                message: message.clone(),
+                detail: detail.clone(),
+            },
+            Error::InvalidDatetime { message, detail } => Error::InvalidDatetime {
+                message: message.clone(),
+                detail: detail.clone(),
+            },
+            Error::DatatypeMismatch { message, hint } => Error::DatatypeMismatch {
+                message: message.clone(),
+                hint: hint.clone(),
+            },
+            Error::NumericOutOfRange(m) => Error::NumericOutOfRange(m.clone()),
+            Error::DivisionByZero => Error::DivisionByZero,
+            Error::NotNullViolation { column } => Error::NotNullViolation {
+                column: column.clone(),
+            },
+            Error::FeatureNotSupported { feature, hint } => Error::FeatureNotSupported {
+                feature: feature.clone(),
+                hint: hint.clone(),
+            },
+            Error::InvalidParameter(m) => Error::InvalidParameter(m.clone()),
+            Error::Plan(m) => Error::Plan(m.clone()),
+            Error::QueryCanceled => Error::QueryCanceled,
+            Error::ProtocolViolation(m) => Error::ProtocolViolation(m.clone()),
+            Error::ResourcesExhausted(m) => Error::ResourcesExhausted(m.clone()),
+            Error::Storage { message, retryable } => Error::Storage {
+                message: message.clone(),
+                retryable: *retryable,
+            },
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::Internal(m) => Error::Internal(m.clone()),
+        }
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(error: DataFusionError) -> Self {
+        Error::from_datafusion(error)
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(error: object_store::Error) -> Self {
+        Error::storage(error)
+    }
+}
+
+impl From<sqlparser::parser::ParserError> for Error {
+    fn from(error: sqlparser::parser::ParserError) -> Self {
+        let message = match error {
+            sqlparser::parser::ParserError::TokenizerError(m)
+            | sqlparser::parser::ParserError::ParserError(m) => m,
+            sqlparser::parser::ParserError::RecursionLimitExceeded => {
+                "statement is nested too deeply".to_string()
+            }
+        };
+        Error::Syntax(format!("syntax error: {}", lowercase_first(&message)))
+    }
+}
+
+impl From<Error> for DataFusionError {
+    fn from(error: Error) -> Self {
+        DataFusionError::External(Box::new(error))
+    }
+}
+
+impl From<Error> for PgWireError {
+    fn from(error: Error) -> Self {
+        let mut info = ErrorInfo::new(
+            "ERROR".to_string(),
+            error.sqlstate().to_string(),
+            error.to_string(),
+        );
+        info.detail = error.detail();
+        info.hint = error.hint();
+        PgWireError::UserError(Box::new(info))
+    }
+}
+
+fn from_arrow(error: &ArrowError) -> Error {
+    match error {
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+            let message = lowercase_first(m);
+            let lower = message.to_ascii_lowercase();
+            if lower.contains("timestamp") || lower.contains("date") || lower.contains("time ") {
+                Error::InvalidDatetime {
+                    message,
+                    detail: None,
+                }
+            } else {
+                Error::InvalidText {
+                    message,
+                    detail: None,
+                }
+            }
+        }
+        ArrowError::DivideByZero => Error::DivisionByZero,
+        ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange(lowercase_first(m)),
+        ArrowError::IoError(m, _) => Error::Storage {
+            message: lowercase_first(m),
+            retryable: false,
+        },
+        ArrowError::ExternalError(e) => match e.downcast_ref::<Error>() {
+            Some(ours) => ours.clone_for_client(),
+            None => Error::Internal(lowercase_first(&e.to_string())),
+        },
+        other => Error::Internal(lowercase_first(&other.to_string())),
+    }
+}
+
+/// DataFusion reports most planning failures as `Plan(String)`; the text is the only signal.
+fn from_plan_message(message: &str) -> Error {
+    let lower = message.to_ascii_lowercase();
+    if let Some(name) = lower
+        .strip_prefix("table '")
+        .and_then(|rest| rest.split('\'').next())
+        && lower.ends_with("not found")
+    {
+        let name = name.rsplit('.').next().unwrap_or(name).to_string();
+        return Error::UndefinedRelation {
+            kind: "relation",
+            name,
+        };
+    }
+    if lower.starts_with("invalid function") {
+        let name = message.split('\'').nth(1).unwrap_or(message).to_string();
+        return Error::UndefinedFunction { name };
+    }
+    if lower.contains("coerc")
+        || lower.contains("cannot infer")
+        || lower.contains("no function matches")
+        || lower.contains("does not support")
+        || lower.contains("type mismatch")
+        || lower.contains("inserting query must have")
+        || lower.contains("expected")
+    {
+        return Error::DatatypeMismatch {
+            message: lowercase_first(message),
+            hint: None,
+        };
+    }
+    Error::Plan(lowercase_first(message))
+}
+
+fn from_execution_message(message: &str) -> Error {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        return Error::DivisionByZero;
+    }
+    if lower.contains("overflow") {
+        return Error::NumericOutOfRange(lowercase_first(message));
+    }
+    if lower.contains("cast") || lower.contains("parse") {
+        return Error::InvalidText {
+            message: lowercase_first(message),
+            detail: None,
+        };
+    }
+    Error::Internal(lowercase_first(message))
+}
+
+/// Postgres messages start lowercase; DataFusion's and Arrow's often do not.
+pub fn lowercase_first(message: &str) -> String {
+    let message = message.trim().trim_end_matches('.');
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) if !chars.clone().next().is_some_and(char::is_uppercase) => {
+            first.to_lowercase().chain(chars).collect()
+        }
+        _ => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_datafusion_errors() {
+        let e = Error::from(DataFusionError::Plan(
+            "table 'sluice.public.nope' not found".into(),
+        ));
+        assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(e.to_string(), "relation \"nope\" does not exist");
+
+        let e = Error::from(DataFusionError::NotImplemented("UPDATE".into()));
+        assert_eq!(e.sqlstate(), "0A000");
+
+        let inner = Error::DuplicateRelation {
+            kind: "table",
+            name: "t".into(),
+        };
+        let e = Error::from(DataFusionError::from(inner).context("while inserting"));
+        assert_eq!(e.sqlstate(), "42P07");
+    }
+
+    #[test]
+    fn lowercases_only_sentences() {
+        assert_eq!(lowercase_first("Cannot cast."), "cannot cast");
+        assert_eq!(lowercase_first("SQL error"), "SQL error");
+    }
+}

@@ -1,0 +1,21 @@
+//! SluiceDB: a SQL-first streaming database served over the Postgres wire protocol.
+//!
+//! Crate map, in the order data flows:
+//! - [`config`]: every setting, its default and unit; merged from flags, env and `sluicedb.toml`.
+//! - [`sql`]: our SQL dialect on top of sqlparser (`CREATE TABLE … WATERMARK FOR`, `FLUSH`),
+//!   `COPY` payload decoding.
+//! - [`catalog`]: tables and their schemas, Postgres type names, the DataFusion providers over them.
+//! - [`storage`]: the only module that touches `object_store`: manifests, Parquet files, probes.
+//! - [`database`]: one shared [`database::Database`] that executes statements.
+//! - [`server`]: pgwire handlers, Arrow → Postgres encoding, HTTP (`/healthz`, `/metrics`).
+//! - [`metrics`]: every metric, declared in one place.
+//! - [`error`]: the user-facing error enum and its SQLSTATE codes.
+
+pub mod catalog;
+pub mod config;
+pub mod database;
+pub mod error;
+pub mod metrics;
+pub mod server;
+pub mod sql;
+pub mod storage;

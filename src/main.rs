@@ -1,0 +1,80 @@
+//! The `sluicedb` command line: reads flags, environment and `sluicedb.toml`, starts tracing,
+//! and runs the server until Ctrl-C or SIGTERM. The only place that reads the environment.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluicedb::config::{AwsEnv, ServeArgs};
+use sluicedb::server::Server;
+
+#[derive(Parser)]
+#[command(
+    name = "sluicedb",
+    version,
+    about = "A SQL-first streaming database served over the Postgres wire protocol"
+)]
+struct Cli {
+    /// Config file; its keys are the long flag names with underscores
+    /// [default: ./sluicedb.toml when present]
+    #[arg(long, env = "SLUICEDB_CONFIG", global = true)]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server: Postgres protocol, HTTP, storage.
+    Serve(ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let Command::Serve(flags) = cli.command;
+    let file = match &cli.config {
+        Some(path) => ServeArgs::from_toml_file(path)?,
+        None if std::path::Path::new("sluicedb.toml").exists() => {
+            ServeArgs::from_toml_file(std::path::Path::new("sluicedb.toml"))?
+        }
+        None => ServeArgs::default(),
+    };
+    let config = flags.or(file).resolve(aws_env())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log).context("invalid --log filter")?,
+        )
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+fn aws_env() -> AwsEnv {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    AwsEnv {
+        endpoint: var("AWS_ENDPOINT_URL").or_else(|| var("AWS_ENDPOINT")),
+        region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+        access_key_id: var("AWS_ACCESS_KEY_ID"),
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+        allow_http: var("AWS_ALLOW_HTTP").map(|v| v == "true" || v == "1"),
+    }
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

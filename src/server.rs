@@ -1,0 +1,136 @@
+//! The network front: the Postgres listener, the HTTP listener, and orderly shutdown.
+//!
+//! [`Server::start`] binds both listeners (port 0 picks a free port, as tests do) and serves
+//! until [`Server::shutdown`]: new connections are refused, commits in flight finish, and a
+//! statement still writing is cut before its commit, so it leaves nothing visible.
+
+pub mod cancel;
+pub mod copy_in;
+pub mod encode;
+pub mod http;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::database::Database;
+use crate::error::{Error, Result};
+use crate::metrics;
+use cancel::CancelRegistry;
+use session::{ConnectionHandlers, Session};
+
+/// A running server.
+pub struct Server {
+    pg_addr: SocketAddr,
+    http_addr: SocketAddr,
+    db: Arc<Database>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the database and starts listening.
+    pub async fn start(config: Config) -> Result<Self> {
+        let pg = bind(config.pg_listen, "Postgres").await?;
+        let http = bind(config.http_listen, "HTTP").await?;
+        let pg_addr = pg.local_addr().map_err(|e| Error::Config(e.to_string()))?;
+        let http_addr = http
+            .local_addr()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let max_connections = config.max_connections;
+        let db = Database::open(config).await?;
+        let (stop, stopped) = watch::channel(false);
+        let pg_task = tokio::spawn(accept_pg(
+            pg,
+            Arc::clone(&db),
+            max_connections,
+            stopped.clone(),
+        ));
+        let http_task = tokio::spawn(async move {
+            let mut stopped = stopped;
+            let serve = axum::serve(http, http::router()).with_graceful_shutdown(async move {
+                while stopped.changed().await.is_ok() && !*stopped.borrow() {}
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "http listener stopped");
+            }
+        });
+        tracing::info!(%pg_addr, %http_addr, "sluicedb is ready");
+        Ok(Server {
+            pg_addr,
+            http_addr,
+            db,
+            stop,
+            tasks: vec![pg_task, http_task],
+        })
+    }
+
+    pub fn pg_addr(&self) -> SocketAddr {
+        self.pg_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops accepting, waits for commits in flight, and returns the last committed epoch.
+    pub async fn shutdown(self) -> u64 {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        let epoch = self.db.storage().flush().await;
+        tracing::info!(epoch, "sluicedb stopped");
+        epoch
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen for {what} on {addr}: {e}")))
+}
+
+async fn accept_pg(
+    listener: TcpListener,
+    db: Arc<Database>,
+    max_connections: usize,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let registry = Arc::new(CancelRegistry::default());
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics::CONNECTIONS_REFUSED.add(1);
+            tracing::warn!(%peer, max_connections, "connection refused: too many connections");
+            continue;
+        };
+        let session = Session::new(Arc::clone(&db), Arc::clone(&registry));
+        let handlers = Arc::new(ConnectionHandlers { session });
+        tokio::spawn(async move {
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, error = %e, "connection closed with an error");
+            }
+            drop(slot);
+        });
+    }
+}

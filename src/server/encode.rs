@@ -1,0 +1,102 @@
+//! Statement outputs as pgwire responses; Arrow → Postgres encoding is arrow-pg's.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use futures::{StreamExt, stream};
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::types::format::FormatOptions;
+
+use super::cancel::CancelToken;
+use crate::database::Output;
+use crate::error::Error;
+
+/// Postgres field descriptions of an Arrow schema.
+pub fn fields(
+    schema: &Schema,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, options)
+}
+
+/// The Postgres type of an Arrow type, for parameter descriptions.
+pub fn pg_type(data_type: &datafusion::arrow::datatypes::DataType) -> PgWireResult<Type> {
+    arrow_pg::datatypes::into_pg_type(data_type)
+}
+
+/// Turns an output into a response. Rows stream lazily; `cancel` cuts the stream short with
+/// a "canceling statement" error.
+pub fn response(
+    output: Output,
+    format: &Format,
+    options: Arc<FormatOptions>,
+    cancel: CancelToken,
+) -> PgWireResult<Response> {
+    match output {
+        Output::Rows(batches) => {
+            let fields = Arc::new(fields(&batches.schema(), format, Some(options))?);
+            let row_fields = Arc::clone(&fields);
+            let rows = batches.flat_map(move |batch| {
+                let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> =
+                    match batch {
+                        Ok(batch) => {
+                            arrow_pg::datatypes::encode_recordbatch(Arc::clone(&row_fields), batch)
+                        }
+                        Err(e) => Box::new(std::iter::once(Err(PgWireError::from(Error::from(e))))),
+                    };
+                stream::iter(rows)
+            });
+            let rows = until_cancelled(rows, cancel);
+            Ok(Response::Query(QueryResponse::new(fields, rows)))
+        }
+        Output::Command {
+            tag: "INSERT",
+            rows,
+        } => Ok(Response::Execution(
+            Tag::new("INSERT")
+                .with_oid(0)
+                .with_rows(rows.unwrap_or(0) as usize),
+        )),
+        Output::Command { tag, rows } => {
+            let tag = Tag::new(tag);
+            Ok(Response::Execution(match rows {
+                Some(rows) => tag.with_rows(rows as usize),
+                None => tag,
+            }))
+        }
+        Output::CopyIn(copy) => Ok(Response::CopyIn(CopyResponse::new(
+            0,
+            copy.columns.len(),
+            stream::empty(),
+        ))),
+    }
+}
+
+/// Ends `rows` after its first error, or with a "canceling statement" error on cancel.
+fn until_cancelled(
+    rows: impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static,
+    cancel: CancelToken,
+) -> impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    let state = (Box::pin(rows), Box::pin(cancel.cancelled()), false);
+    stream::unfold(state, |(mut rows, mut cancelled, done)| async move {
+        if done {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            () = &mut cancelled => {
+                Some((Err(PgWireError::from(Error::QueryCanceled)), (rows, cancelled, true)))
+            }
+            row = rows.next() => match row {
+                Some(Ok(row)) => Some((Ok(row), (rows, cancelled, false))),
+                Some(Err(e)) => Some((Err(e), (rows, cancelled, true))),
+                None => None,
+            },
+        }
+    })
+}

@@ -1,0 +1,426 @@
+//! One Postgres connection: simple and extended query protocol, COPY FROM STDIN, startup.
+//!
+//! A [`Session`] is created per accepted socket, so per-connection state (the COPY in progress,
+//! the cancel signal) lives here and dies with the connection. Statements are parsed by
+//! [`crate::sql::parser`] and run by [`Database::execute`]; `BEGIN`/`COMMIT` and `SET`/`SHOW` of
+//! session variables are answered by datafusion-postgres' hooks, as a Postgres server would.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion_postgres::hooks::QueryHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::PgWireFrontendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::types::format::FormatOptions;
+
+use super::cancel::{CancelRegistry, CancelSignal, CancelToken};
+use super::copy_in::CopyInProgress;
+use super::encode;
+use crate::database::{Database, Output, plans_rows};
+use crate::error::Error;
+use crate::metrics;
+use crate::sql::{Statement, parser};
+
+/// A statement prepared by the extended protocol. The plan is made at `Parse` only to describe
+/// parameters and result columns; `Execute` plans again so it reads the newest data.
+#[derive(Debug)]
+pub struct Prepared {
+    statement: Statement,
+    plan: Option<LogicalPlan>,
+}
+
+/// The state of one connection.
+pub struct Session {
+    db: Arc<Database>,
+    registry: Arc<CancelRegistry>,
+    signal: Mutex<Option<(i32, Bytes, Arc<CancelSignal>)>>,
+    copy: tokio::sync::Mutex<Option<CopyInProgress>>,
+    hooks: Vec<Arc<dyn QueryHook>>,
+    parser: Arc<StatementParser>,
+}
+
+/// Parses statements for the extended protocol and describes them.
+pub struct StatementParser {
+    db: Arc<Database>,
+    hooks: Vec<Arc<dyn QueryHook>>,
+}
+
+impl Session {
+    pub fn new(db: Arc<Database>, registry: Arc<CancelRegistry>) -> Arc<Self> {
+        metrics::CONNECTIONS_ACTIVE.add(1);
+        let hooks: Vec<Arc<dyn QueryHook>> =
+            vec![Arc::new(TransactionStatementHook), Arc::new(SetShowHook)];
+        let parser = Arc::new(StatementParser {
+            db: Arc::clone(&db),
+            hooks: hooks.clone(),
+        });
+        Arc::new(Session {
+            db,
+            registry,
+            signal: Mutex::new(None),
+            copy: tokio::sync::Mutex::new(None),
+            hooks,
+            parser,
+        })
+    }
+
+    fn cancel_token(&self) -> CancelToken {
+        let signal = self.signal.lock().unwrap_or_else(|e| e.into_inner());
+        match signal.as_ref() {
+            Some((_, _, signal)) => signal.token(),
+            None => CancelRegistry::default().register(0, Bytes::new()).token(),
+        }
+    }
+
+    /// Runs one statement and encodes its output.
+    async fn run<C>(
+        &self,
+        client: &mut C,
+        statement: &Statement,
+        params: Option<ParamValues>,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        metrics::QUERIES.add(1);
+        if let Statement::Standard(stmt) = statement {
+            for hook in &self.hooks {
+                if let Some(response) = hook
+                    .handle_simple_query(stmt, self.db.session(), client)
+                    .await
+                {
+                    return response;
+                }
+            }
+        }
+        let token = self.cancel_token();
+        let output = tokio::select! {
+            output = self.db.execute(statement, params) => output,
+            () = token.clone().cancelled() => Err(Error::QueryCanceled),
+        };
+        let output = output.inspect_err(log_error)?;
+        if let Output::CopyIn(copy) = &output {
+            let progress = CopyInProgress::start(&self.db, copy.clone());
+            *self.copy.lock().await = Some(progress);
+        }
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        encode::response(output, format, options, token)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        metrics::CONNECTIONS_ACTIVE.add(-1);
+        if let Some((pid, secret, _)) = self.signal.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            self.registry.unregister(pid, &secret);
+        }
+    }
+}
+
+fn log_error(error: &Error) {
+    metrics::QUERY_ERRORS.add(1);
+    match error {
+        Error::Storage { .. } | Error::Internal(_) => {
+            tracing::warn!(sqlstate = error.sqlstate(), error = %error, "statement failed")
+        }
+        _ => tracing::debug!(sqlstate = error.sqlstate(), error = %error, "statement failed"),
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Session {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = parser::parse(query).inspect_err(log_error)?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            match self
+                .run(client, statement, None, &Format::UnifiedText)
+                .await
+            {
+                Ok(response) => responses.push(response),
+                Err(PgWireError::UserError(info)) => {
+                    // Postgres skips the rest of a multi-statement query after an error.
+                    responses.push(Response::Error(info));
+                    break;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Arc<Prepared>>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = parser::parse(sql).inspect_err(log_error)?;
+        if statements.len() > 1 {
+            return Err(Error::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            )
+            .into());
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let mut plan = None;
+        if let Statement::Standard(stmt) = &statement {
+            for hook in &self.hooks {
+                if let Some(hooked) = hook
+                    .handle_extended_parse_query(stmt, self.db.session(), client)
+                    .await
+                {
+                    plan = Some(hooked?);
+                    break;
+                }
+            }
+            if plan.is_none() && plans_rows(stmt) {
+                plan = Some(self.db.plan(stmt).await.inspect_err(log_error)?);
+            }
+        }
+        Ok(Some(Arc::new(Prepared { statement, plan })))
+    }
+
+    fn get_parameter_types(&self, prepared: &Arc<Prepared>) -> PgWireResult<Vec<Type>> {
+        parameter_types(prepared)?
+            .iter()
+            .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), encode::pg_type))
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        prepared: &Arc<Prepared>,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &prepared.plan {
+            Some(LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) | None => Ok(Vec::new()),
+            Some(plan) => encode::fields(
+                plan.schema().as_arrow(),
+                format.unwrap_or(&Format::UnifiedText),
+                None,
+            ),
+        }
+    }
+}
+
+/// The types DataFusion inferred for `$1, $2, …`, in order.
+fn parameter_types(prepared: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
+    let Some(plan) = &prepared.plan else {
+        return Ok(Vec::new());
+    };
+    let types = plan
+        .get_parameter_types()
+        .map_err(|e| PgWireError::from(Error::from(e)))?;
+    let mut numbered: Vec<(usize, Option<DataType>)> = types
+        .into_iter()
+        .filter_map(|(id, t)| Some((id.trim_start_matches('$').parse().ok()?, t)))
+        .collect();
+    numbered.sort_by_key(|(n, _)| *n);
+    Ok(numbered.into_iter().map(|(_, t)| t).collect())
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Session {
+    type Statement = Arc<Prepared>;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<StatementParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Arc<Prepared>>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Arc<Prepared>>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let types = parameter_types(prepared)?;
+        let params = if types.is_empty() {
+            None
+        } else {
+            let refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
+            Some(arrow_pg::datatypes::df::deserialize_parameters(
+                portal, &refs,
+            )?)
+        };
+        self.run(
+            client,
+            &prepared.statement,
+            params,
+            &portal.result_column_format,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Session {
+    async fn on_copy_data<C>(&self, _client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Errors are kept and reported at CopyDone: the client keeps sending until then.
+        if let Some(copy) = self.copy.lock().await.as_mut() {
+            copy.push(&data.data).await;
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let copy = self.copy.lock().await.take();
+        let Some(copy) = copy else {
+            return Err(
+                Error::ProtocolViolation("CopyDone without COPY in progress".into()).into(),
+            );
+        };
+        let rows = copy.finish().await.inspect_err(log_error)?;
+        let tag = Tag::new("COPY").with_rows(rows as usize);
+        client
+            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Dropping the COPY in progress aborts its file: nothing of it is committed.
+        self.copy.lock().await.take();
+        let mut info = pgwire::error::ErrorInfo::new(
+            "ERROR".into(),
+            "57014".into(),
+            format!("COPY from stdin failed: {}", fail.message),
+        );
+        info.detail = Some("No rows of this COPY were written.".into());
+        PgWireError::UserError(Box::new(info))
+    }
+}
+
+#[async_trait]
+impl NoopStartupHandler for Session {
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (pid, secret) = client.pid_and_secret_key();
+        let secret = secret.to_bytes();
+        let signal = self.registry.register(pid, secret.clone());
+        *self.signal.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, secret, signal));
+        tracing::debug!(pid, user = ?client.metadata().get("user"), "connection started");
+        Ok(())
+    }
+}
+
+/// Logs protocol-level failures (malformed messages, broken sockets) that never reach `run`.
+pub struct ErrorLog;
+
+impl ErrorHandler for ErrorLog {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        match error {
+            PgWireError::UserError(info) => {
+                tracing::debug!(code = %info.code, message = %info.message, "error sent")
+            }
+            other => tracing::info!(error = %other, "protocol error"),
+        }
+    }
+}
+
+/// The handlers of one connection.
+pub struct ConnectionHandlers {
+    pub session: Arc<Session>,
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.session)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.session)
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::clone(&self.session)
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::clone(&self.session)
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(ErrorLog)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.session.registry)
+    }
+}

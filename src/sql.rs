@@ -1,0 +1,92 @@
+//! SluiceDB's SQL: the statements we add to Postgres/DataFusion SQL and how we read them.
+//!
+//! [`parser`] turns text into [`Statement`]s: our DDL (`CREATE TABLE … WATERMARK FOR … APPEND
+//! ONLY`, `FLUSH`) is parsed by our sqlparser extension; everything else stays a sqlparser
+//! statement, passed through datafusion-pg-catalog's Postgres compatibility rewrites so psql and
+//! BI tools' catalog queries plan in DataFusion. [`copy`] decodes `COPY FROM STDIN` payloads.
+//! Nothing here executes anything.
+
+pub mod copy;
+pub mod interval;
+pub mod parser;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use std::sync::Arc;
+
+use crate::catalog::types::ColumnType;
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    CreateTable(CreateTable),
+    /// `FLUSH`: wait until every row written so far is durable and visible.
+    Flush,
+    /// Anything plain Postgres/DataFusion SQL can say: queries, INSERT, DROP, SHOW, COPY, SET…
+    Standard(Box<sqlparser::ast::Statement>),
+}
+
+/// `CREATE TABLE name (columns…, [WATERMARK FOR col AS expr]) [APPEND ONLY]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub watermark: Option<Watermark>,
+    pub append_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub column_type: ColumnType,
+    pub nullable: bool,
+}
+
+/// `WATERMARK FOR column AS column - INTERVAL …`: event time and how late events may arrive.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Watermark {
+    pub column: String,
+    /// How far the watermark trails the largest event time seen.
+    pub delay_ms: i64,
+    /// The expression as written, for `SHOW CREATE TABLE`.
+    pub expr_sql: String,
+}
+
+impl CreateTable {
+    pub fn arrow_schema(&self) -> SchemaRef {
+        arrow_schema(&self.columns)
+    }
+}
+
+/// The Arrow schema of a list of columns.
+pub fn arrow_schema(columns: &[ColumnDef]) -> SchemaRef {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|c| Field::new(&c.name, c.column_type.arrow.clone(), c.nullable))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Postgres folds unquoted identifiers to lowercase; quoted ones keep their case.
+pub fn normalize_ident(ident: &sqlparser::ast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+/// Quotes an identifier for SQL text when Postgres would need it.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}

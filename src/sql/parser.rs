@@ -1,0 +1,289 @@
+//! Parses SQL text into [`Statement`]s with sqlparser's Postgres dialect plus our DDL.
+//!
+//! Our statements are recognised by their leading keywords and parsed with sqlparser's own
+//! building blocks (column definitions, expressions), never with regexes. Text made only of
+//! standard statements is parsed by datafusion-pg-catalog's `PostgresCompatibilityParser`, whose
+//! rewrites let psql's and BI tools' catalog queries run in DataFusion.
+
+use std::sync::LazyLock;
+
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use sqlparser::ast::{BinaryOperator, ColumnOption, Expr, ObjectName, ObjectNamePart};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Token;
+
+use super::interval::interval_ms;
+use super::{ColumnDef, CreateTable, Statement, Watermark, normalize_ident};
+use crate::catalog::types::ColumnType;
+use crate::error::{Error, Result};
+
+static PG_COMPAT: LazyLock<PostgresCompatibilityParser> =
+    LazyLock::new(PostgresCompatibilityParser::new);
+
+/// Parses every statement of `sql`; empty input gives an empty list.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let statements = parse_with_extensions(sql)?;
+    if statements
+        .iter()
+        .all(|s| matches!(s, Statement::Standard(_)))
+        && let Ok(rewritten) = PG_COMPAT.parse(sql)
+        && rewritten.len() == statements.len()
+    {
+        return Ok(rewritten
+            .into_iter()
+            .map(|s| Statement::Standard(Box::new(s)))
+            .collect());
+    }
+    Ok(statements
+        .into_iter()
+        .map(|s| match s {
+            Statement::Standard(s) => Statement::Standard(Box::new(PG_COMPAT.rewrite(*s))),
+            ours => ours,
+        })
+        .collect())
+}
+
+fn parse_with_extensions(sql: &str) -> Result<Vec<Statement>> {
+    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    let mut statements = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token().token == Token::EOF {
+            return Ok(statements);
+        }
+        let statement = parse_one(&mut parser)?;
+        statements.push(statement);
+        let next = parser.peek_token();
+        if !matches!(next.token, Token::SemiColon | Token::EOF) {
+            return parser
+                .expected("end of statement", next)
+                .map_err(Error::from);
+        }
+    }
+}
+
+fn parse_one(parser: &mut Parser) -> Result<Statement> {
+    if peek_word(parser, 0, "flush") {
+        parser.next_token();
+        return Ok(Statement::Flush);
+    }
+    if parser.peek_keyword(Keyword::CREATE) && peek_word(parser, 1, "table") {
+        parser.next_token();
+        parser.next_token();
+        return parse_create_table(parser).map(Statement::CreateTable);
+    }
+    Ok(Statement::Standard(Box::new(parser.parse_statement()?)))
+}
+
+fn peek_word(parser: &Parser, n: usize, word: &str) -> bool {
+    matches!(&parser.peek_nth_token_ref(n).token, Token::Word(w) if w.value.eq_ignore_ascii_case(word) && w.quote_style.is_none())
+}
+
+/// After `CREATE TABLE`.
+fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = table_name(&parser.parse_object_name(false)?)?;
+    if parser.parse_keyword(Keyword::AS) {
+        return Err(Error::unsupported(
+            "CREATE TABLE … AS",
+            Some("Create the table with its columns, then INSERT INTO … SELECT."),
+        ));
+    }
+    parser.expect_token(&Token::LParen)?;
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    let mut watermark_sql = None;
+    loop {
+        if peek_word(parser, 0, "watermark") && parser.peek_nth_token_ref(1).token != Token::Comma {
+            parser.next_token();
+            parser.expect_keyword(Keyword::FOR)?;
+            let column = normalize_ident(&parser.parse_identifier()?);
+            parser.expect_keyword(Keyword::AS)?;
+            let expr = parser.parse_expr()?;
+            if watermark_sql.replace((column, expr)).is_some() {
+                return Err(Error::Syntax(
+                    "a table can have only one WATERMARK clause".into(),
+                ));
+            }
+        } else {
+            columns.push(column_def(parser.parse_column_def()?)?);
+        }
+        if parser.consume_token(&Token::Comma) {
+            continue;
+        }
+        parser.expect_token(&Token::RParen)?;
+        break;
+    }
+    let append_only = if peek_word(parser, 0, "append") {
+        parser.next_token();
+        parser.expect_keyword(Keyword::ONLY)?;
+        true
+    } else {
+        false
+    };
+    if columns.is_empty() {
+        return Err(Error::Syntax(format!(
+            "table \"{name}\" must have at least one column"
+        )));
+    }
+    for (i, column) in columns.iter().enumerate() {
+        if columns[..i].iter().any(|c| c.name == column.name) {
+            return Err(Error::DuplicateColumn {
+                name: column.name.clone(),
+            });
+        }
+    }
+    let watermark = watermark_sql
+        .map(|(column, expr)| watermark(&columns, column, &expr))
+        .transpose()?;
+    Ok(CreateTable {
+        name,
+        if_not_exists,
+        columns,
+        watermark,
+        append_only,
+    })
+}
+
+/// `public.t` and `t` name the same table; other schemas do not exist for tables yet.
+pub fn table_name(name: &ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| match part {
+            ObjectNamePart::Identifier(ident) => Ok(normalize_ident(ident)),
+            ObjectNamePart::Function(_) => Err(Error::Syntax(format!("invalid table name {name}"))),
+        })
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [table] => Ok(table.clone()),
+        [schema, table] if schema == "public" => Ok(table.clone()),
+        _ => Err(Error::unsupported(
+            format!("table name {name}"),
+            Some("Tables live in the schema \"public\"; write the name without another schema."),
+        )),
+    }
+}
+
+fn column_def(def: sqlparser::ast::ColumnDef) -> Result<ColumnDef> {
+    let name = normalize_ident(&def.name);
+    let column_type = ColumnType::from_sql(&def.data_type)?;
+    let mut nullable = true;
+    for option in def.options {
+        match option.option {
+            ColumnOption::NotNull => nullable = false,
+            ColumnOption::Null => nullable = true,
+            other => {
+                return Err(Error::unsupported(
+                    format!("column option {other}"),
+                    Some("Columns accept NULL and NOT NULL."),
+                ));
+            }
+        }
+    }
+    Ok(ColumnDef {
+        name,
+        column_type,
+        nullable,
+    })
+}
+
+/// Checks `WATERMARK FOR column AS column [- INTERVAL …]`.
+fn watermark(columns: &[ColumnDef], column: String, expr: &Expr) -> Result<Watermark> {
+    let Some(def) = columns.iter().find(|c| c.name == column) else {
+        return Err(Error::UndefinedColumn { name: column });
+    };
+    if !def.column_type.is_timestamp() {
+        return Err(Error::DatatypeMismatch {
+            message: format!(
+                "watermark column \"{column}\" must be timestamp or timestamptz, not {}",
+                def.column_type.pg_name
+            ),
+            hint: None,
+        });
+    }
+    let names_column =
+        |e: &Expr| matches!(e, Expr::Identifier(id) if normalize_ident(id) == column);
+    let delay_ms = match expr {
+        e if names_column(e) => 0,
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } if names_column(left) => interval_ms(right)?,
+        other => {
+            return Err(Error::unsupported(
+                format!("watermark expression {other}"),
+                Some("Write WATERMARK FOR ts AS ts - INTERVAL '5' SECOND."),
+            ));
+        }
+    };
+    Ok(Watermark {
+        column,
+        delay_ms,
+        expr_sql: expr.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(sql: &str) -> Result<CreateTable> {
+        match parse(sql)?.pop() {
+            Some(Statement::CreateTable(c)) => Ok(c),
+            other => panic!("not a CREATE TABLE: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_create_table_with_watermark_and_append_only() {
+        let t = create(
+            "CREATE TABLE Readings (sensor_id INT NOT NULL, value DOUBLE PRECISION, ts TIMESTAMPTZ, \
+             WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) APPEND ONLY",
+        )
+        .unwrap();
+        assert_eq!(t.name, "readings");
+        assert_eq!(t.columns.len(), 3);
+        assert!(!t.columns[0].nullable);
+        assert!(t.append_only);
+        let w = t.watermark.unwrap();
+        assert_eq!((w.column.as_str(), w.delay_ms), ("ts", 5_000));
+    }
+
+    #[test]
+    fn reports_errors_with_their_class() {
+        assert_eq!(
+            create("CREATE TABLE t (a int, a int)")
+                .unwrap_err()
+                .sqlstate(),
+            "42701"
+        );
+        assert_eq!(
+            create("CREATE TABLE t (a int, WATERMARK FOR b AS b)")
+                .unwrap_err()
+                .sqlstate(),
+            "42703"
+        );
+        assert_eq!(
+            create("CREATE TABLE t (a int, WATERMARK FOR a AS a)")
+                .unwrap_err()
+                .sqlstate(),
+            "42804"
+        );
+        assert_eq!(
+            parse("CREATE TABLE t (a int").unwrap_err().sqlstate(),
+            "42601"
+        );
+        assert_eq!(parse("SELEC 1").unwrap_err().sqlstate(), "42601");
+    }
+
+    #[test]
+    fn splits_mixed_statements() {
+        let statements = parse("SELECT 1; FLUSH; CREATE TABLE t (a int);;").unwrap();
+        assert_eq!(statements.len(), 3);
+        assert!(matches!(statements[1], Statement::Flush));
+        assert!(parse("  ;  ").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,232 @@
+//! Durable state on a local folder or S3: the only module that touches `object_store`.
+//!
+//! Layout under the storage root (DESIGN.md §5):
+//! ```text
+//! manifests/<epoch:020>.json                  catalog + the data files of every table
+//! tables/<table>/<table id>/part-<file id:020>.parquet
+//! ```
+//! Writers first write their Parquet file, then [`Storage::commit`] publishes it in the next
+//! manifest. Commits are serialised in-process by a lock and across processes by
+//! `PutMode::Create`, so a reader sees a file only once a committed manifest names it.
+
+pub mod manifest;
+pub mod parquet;
+pub mod store;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::catalog::table::TableDef;
+use crate::config::Config;
+use crate::error::{Error, Result};
+pub use manifest::{DataFile, Manifest, TableState};
+
+/// The URL under which DataFusion finds our store.
+const STORE_URL: &str = "sluice://storage/";
+const TABLES_DIR: &str = "tables";
+
+/// The committed state and the means to change it.
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    url: ObjectStoreUrl,
+    current: RwLock<Arc<Manifest>>,
+    /// Held while a manifest is written, so commits apply in order on the newest state.
+    commit_lock: tokio::sync::Mutex<()>,
+    next_file_id: AtomicU64,
+    manifests_retained: usize,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("store", &self.store.to_string())
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Opens the configured store, checks it honours conditional create, loads the newest
+    /// manifest and deletes data files that no manifest names (leftovers of failed writes).
+    pub async fn open(config: &Config) -> Result<Self> {
+        let store = store::open_store(&config.storage, &config.s3)?;
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        store::probe_conditional_create(store.as_ref(), nonce).await?;
+        let manifest = manifest::read_latest(store.as_ref()).await?;
+        tracing::info!(
+            epoch = manifest.epoch,
+            tables = manifest.tables.len(),
+            store = %store,
+            "storage opened"
+        );
+        let storage = Storage {
+            url: ObjectStoreUrl::parse(STORE_URL).map_err(Error::from)?,
+            next_file_id: AtomicU64::new(manifest.next_file_id),
+            current: RwLock::new(Arc::new(manifest)),
+            commit_lock: tokio::sync::Mutex::new(()),
+            manifests_retained: config.manifests_retained,
+            store,
+        };
+        storage.delete_unreferenced_files().await;
+        Ok(storage)
+    }
+
+    /// Makes the store readable by DataFusion scans.
+    pub fn register(&self, runtime: &RuntimeEnv) {
+        runtime.register_object_store(self.url.as_ref(), Arc::clone(&self.store));
+    }
+
+    pub fn object_store_url(&self) -> &ObjectStoreUrl {
+        &self.url
+    }
+
+    /// The newest committed manifest.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Applies `change` to the newest manifest and commits it as the next epoch. On error
+    /// nothing changes: the in-memory state moves only after the manifest is durable.
+    pub async fn commit(
+        &self,
+        change: impl FnOnce(&mut Manifest) -> Result<()>,
+    ) -> Result<Arc<Manifest>> {
+        let _guard = self.commit_lock.lock().await;
+        let mut next = Manifest::clone(&self.manifest());
+        change(&mut next)?;
+        next.epoch += 1;
+        next.committed_at_ms = chrono::Utc::now().timestamp_millis();
+        next.next_file_id = next
+            .next_file_id
+            .max(self.next_file_id.load(Ordering::SeqCst));
+        manifest::write_new(self.store.as_ref(), &next).await?;
+        let next = Arc::new(next);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
+        tracing::debug!(epoch = next.epoch, "manifest committed");
+        if next.epoch % 16 == 0 {
+            manifest::prune(self.store.as_ref(), self.manifests_retained).await;
+        }
+        Ok(next)
+    }
+
+    /// Waits until every commit that had started has finished.
+    pub async fn flush(&self) -> u64 {
+        let _guard = self.commit_lock.lock().await;
+        self.manifest().epoch
+    }
+
+    /// Writes `input` as a new file of `table` and commits it. Returns the rows written.
+    /// Fails with "does not exist" if the table was dropped (or dropped and re-created) meanwhile.
+    pub async fn append(&self, table: &TableDef, input: SendableRecordBatchStream) -> Result<u64> {
+        let file_id = self.next_file_id.fetch_add(1, Ordering::SeqCst);
+        let path = data_file_path(table, file_id);
+        let written =
+            parquet::write_file(Arc::clone(&self.store), path, table.schema(), input).await?;
+        let Some(file) = written else { return Ok(0) };
+        let rows = file.rows;
+        self.commit(|m| match m.tables.get_mut(&table.name) {
+            Some(state) if state.def.id == table.id => {
+                state.files.push(file);
+                Ok(())
+            }
+            _ => Err(Error::UndefinedRelation {
+                kind: "table",
+                name: table.name.clone(),
+            }),
+        })
+        .await?;
+        crate::metrics::TABLE_ROWS_WRITTEN.add(rows);
+        Ok(rows)
+    }
+
+    /// A scan of a table's committed files (see [`parquet::scan`]).
+    pub fn scan(
+        &self,
+        schema: &SchemaRef,
+        files: &[DataFile],
+        projection: Option<&Vec<usize>>,
+        predicate: Option<Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+        limit: Option<usize>,
+        partitions: usize,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        parquet::scan(
+            &self.url, schema, files, projection, predicate, limit, partitions,
+        )
+    }
+
+    /// Deletes the files of tables that are no longer in the manifest, and any file under
+    /// `tables/` that no manifest names. Runs at startup, before any writer, so nothing in flight
+    /// can be mistaken for garbage. Failures only cost space and are logged.
+    async fn delete_unreferenced_files(&self) {
+        let manifest = self.manifest();
+        let live: HashSet<&str> = manifest
+            .tables
+            .values()
+            .flat_map(|t| t.files.iter().map(|f| f.path.as_str()))
+            .collect();
+        let listed: Result<Vec<_>, _> = self
+            .store
+            .list(Some(&Path::from(TABLES_DIR)))
+            .try_collect()
+            .await;
+        let objects = match listed {
+            Ok(objects) => objects,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list table files for garbage collection");
+                return;
+            }
+        };
+        let mut deleted = 0usize;
+        for meta in objects
+            .iter()
+            .filter(|m| !live.contains(m.location.as_ref()))
+        {
+            match self.store.delete(&meta.location).await {
+                Ok(()) => deleted += 1,
+                Err(e) => tracing::warn!(error = %e, path = %meta.location, "could not delete"),
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(files = deleted, "deleted data files no manifest names");
+        }
+    }
+
+    /// Deletes the files of a dropped table; called after the drop is committed.
+    pub async fn delete_files(&self, files: &[DataFile]) {
+        for file in files {
+            if let Err(e) = self.store.delete(&Path::from(file.path.as_str())).await {
+                tracing::warn!(error = %e, path = %file.path, "could not delete a dropped table's file");
+            }
+        }
+    }
+}
+
+fn data_file_path(table: &TableDef, file_id: u64) -> Path {
+    let name: String = table
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Path::from(format!(
+        "{TABLES_DIR}/{name}/{}/part-{file_id:020}.parquet",
+        table.id
+    ))
+}

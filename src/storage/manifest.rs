@@ -1,0 +1,148 @@
+//! The manifest: one JSON object per committed epoch, the only record of what is visible.
+//!
+//! `manifests/<epoch:020>.json` holds the whole catalog and, per table, the Parquet files that
+//! make up its rows. A commit writes the next epoch's manifest with `PutMode::Create`; if the name
+//! is taken, another writer committed first and ours fails whole. Readers take the highest epoch.
+//! A data file that no committed manifest names is never read, and is deleted at startup.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::table::TableDef;
+use crate::error::{Error, Result};
+
+const MANIFEST_DIR: &str = "manifests";
+const FORMAT_VERSION: u32 = 1;
+
+/// One committed state of the database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub epoch: u64,
+    pub committed_at_ms: i64,
+    /// Identifiers handed out so far; never reused, so paths never collide.
+    pub next_table_id: u64,
+    pub next_file_id: u64,
+    pub tables: BTreeMap<String, TableState>,
+}
+
+/// A table's definition and the files holding its rows, in write order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableState {
+    pub def: TableDef,
+    pub files: Vec<DataFile>,
+}
+
+/// A Parquet file named by the manifest; `path` is relative to the storage root.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataFile {
+    pub path: String,
+    pub size_bytes: u64,
+    pub rows: u64,
+}
+
+impl Manifest {
+    /// The state of a store no one has written to yet.
+    pub fn empty() -> Self {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            epoch: 0,
+            committed_at_ms: 0,
+            next_table_id: 1,
+            next_file_id: 1,
+            tables: BTreeMap::new(),
+        }
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableState> {
+        self.tables.get(name)
+    }
+}
+
+pub fn manifest_path(epoch: u64) -> Path {
+    Path::from(format!("{MANIFEST_DIR}/{epoch:020}.json"))
+}
+
+/// The epochs of all manifests present, ascending.
+pub async fn list_epochs(store: &dyn ObjectStore) -> Result<Vec<u64>> {
+    let prefix = Path::from(MANIFEST_DIR);
+    let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+    let mut epochs: Vec<u64> = objects
+        .iter()
+        .filter_map(|meta| {
+            meta.location
+                .filename()?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    epochs.sort_unstable();
+    Ok(epochs)
+}
+
+/// Reads the manifest with the highest epoch, or an empty one for a new store.
+pub async fn read_latest(store: &dyn ObjectStore) -> Result<Manifest> {
+    let Some(epoch) = list_epochs(store).await?.pop() else {
+        return Ok(Manifest::empty());
+    };
+    let bytes = store.get(&manifest_path(epoch)).await?.bytes().await?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Internal(format!("manifest of epoch {epoch} is not valid: {e}")))?;
+    if manifest.format_version != FORMAT_VERSION || manifest.epoch != epoch {
+        return Err(Error::Internal(format!(
+            "manifest of epoch {epoch} has format {} and epoch {}; this build reads format {FORMAT_VERSION}",
+            manifest.format_version, manifest.epoch
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Writes `manifest` under its epoch unless that name already exists.
+pub async fn write_new(store: &dyn ObjectStore, manifest: &Manifest) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::Internal(format!("cannot encode manifest: {e}")))?;
+    let options = PutOptions::from(PutMode::Create);
+    match store
+        .put_opts(
+            &manifest_path(manifest.epoch),
+            PutPayload::from(bytes),
+            options,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => Err(Error::Storage {
+            message: format!(
+                "manifest epoch {} was committed by another writer; is a second sluicedb \
+                     using the same storage?",
+                manifest.epoch
+            ),
+            retryable: false,
+        }),
+        Err(e) => Err(Error::storage(e)),
+    }
+}
+
+/// Deletes manifests older than the newest `retained` ones. Failures only cost space.
+pub async fn prune(store: &dyn ObjectStore, retained: usize) {
+    let epochs = match list_epochs(store).await {
+        Ok(epochs) => epochs,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list manifests to prune");
+            return;
+        }
+    };
+    let excess = epochs.len().saturating_sub(retained);
+    for epoch in &epochs[..excess] {
+        if let Err(e) = store.delete(&manifest_path(*epoch)).await {
+            tracing::warn!(error = %e, epoch, "could not delete an old manifest");
+        }
+    }
+}

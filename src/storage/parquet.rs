@@ -1,0 +1,170 @@
+//! Parquet files: writing a stream of batches as one file, and scanning a set of files.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::manifest::DataFile;
+use crate::error::{Error, Result};
+
+/// Writes every batch of `input` to a new Parquet file at `path`, checking each batch against
+/// `schema` (NOT NULL columns included). Returns `None` and writes nothing for an empty input.
+/// On error the partial file is left behind uncommitted, hence invisible, and removed at startup.
+pub async fn write_file(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    schema: SchemaRef,
+    mut input: SendableRecordBatchStream,
+) -> Result<Option<DataFile>> {
+    let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
+    let mut rows = 0u64;
+    while let Some(batch) = input.next().await {
+        let batch = conform(&schema, batch.map_err(|e| input_error(&schema, e))?)?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        rows += batch.num_rows() as u64;
+        let writer = match &mut writer {
+            Some(writer) => writer,
+            None => writer.insert(new_writer(Arc::clone(&store), &path, &schema)?),
+        };
+        writer.write(&batch).await.map_err(parquet_error)?;
+    }
+    let Some(writer) = writer else {
+        return Ok(None);
+    };
+    writer.close().await.map_err(parquet_error)?;
+    let size_bytes = store.head(&path).await?.size;
+    Ok(Some(DataFile {
+        path: path.to_string(),
+        size_bytes,
+        rows,
+    }))
+}
+
+fn new_writer(
+    store: Arc<dyn ObjectStore>,
+    path: &Path,
+    schema: &SchemaRef,
+) -> Result<AsyncArrowWriter<BufWriter>> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).map_err(parquet_error)?,
+        ))
+        .build();
+    let object_writer = BufWriter::new(store, path.clone());
+    AsyncArrowWriter::try_new(object_writer, Arc::clone(schema), Some(props)).map_err(parquet_error)
+}
+
+/// Re-labels `batch` with the table's schema after checking types and NOT NULL columns.
+fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+    if batch.num_columns() != schema.fields().len() {
+        return Err(Error::Internal(format!(
+            "batch has {} columns, table has {}",
+            batch.num_columns(),
+            schema.fields().len()
+        )));
+    }
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if column.data_type() != field.data_type() {
+            return Err(Error::DatatypeMismatch {
+                message: format!(
+                    "column \"{}\" is of type {} but the value is {}",
+                    field.name(),
+                    field.data_type(),
+                    column.data_type()
+                ),
+                hint: None,
+            });
+        }
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(Error::NotNullViolation {
+                column: field.name().clone(),
+            });
+        }
+    }
+    RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// DataFusion checks NOT NULL before our sink and names the column by position; name it.
+fn input_error(schema: &SchemaRef, error: datafusion::error::DataFusionError) -> Error {
+    if let datafusion::error::DataFusionError::Execution(message) = error.find_root()
+        && let Some(rest) = message.strip_prefix("Invalid batch column at '")
+        && let Some(index) = rest
+            .split('\'')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok())
+        && index < schema.fields().len()
+    {
+        return Error::NotNullViolation {
+            column: schema.field(index).name().clone(),
+        };
+    }
+    Error::from(error)
+}
+
+fn parquet_error(error: datafusion::parquet::errors::ParquetError) -> Error {
+    use datafusion::parquet::errors::ParquetError;
+    match error {
+        ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
+            Ok(e) => Error::storage(*e),
+            Err(other) => Error::Storage {
+                message: other.to_string(),
+                retryable: false,
+            },
+        },
+        other => Error::Internal(format!("parquet: {other}")),
+    }
+}
+
+/// A plan reading `files` (all of `schema`) with an optional projection, pruning predicate and
+/// row limit. Files are spread over `partitions` groups so large tables scan on every core.
+pub fn scan(
+    url: &ObjectStoreUrl,
+    schema: &SchemaRef,
+    files: &[DataFile],
+    projection: Option<&Vec<usize>>,
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    limit: Option<usize>,
+    partitions: usize,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    if files.is_empty() {
+        let projected = match projection {
+            Some(indices) => Arc::new(schema.project(indices)?),
+            None => Arc::clone(schema),
+        };
+        return Ok(Arc::new(EmptyExec::new(projected)));
+    }
+    let mut source = ParquetSource::new(Arc::clone(schema));
+    if let Some(predicate) = predicate {
+        source = source.with_predicate(predicate);
+    }
+    let partitions = partitions.clamp(1, files.len());
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions];
+    for (i, file) in files.iter().enumerate() {
+        groups[i % partitions].push(PartitionedFile::new(file.path.clone(), file.size_bytes));
+    }
+    let config = FileScanConfigBuilder::new(url.clone(), Arc::new(source))
+        .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+        .with_projection_indices(projection.cloned())?
+        .with_limit(limit)
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
+}
