@@ -84,6 +84,7 @@ impl Database {
         )?;
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
+        crate::catalog::functions::register(&ctx);
         Ok(Arc::new(Database {
             ctx,
             storage,
@@ -164,6 +165,15 @@ impl Database {
                 "COPY to or from a server file or program",
                 Some("Use COPY … FROM STDIN, as psql's \\copy does."),
             )),
+            // Every statement commits on its own; savepoints have nothing to mark.
+            SqlStatement::Savepoint { .. } => Ok(Output::Command {
+                tag: "SAVEPOINT",
+                rows: None,
+            }),
+            SqlStatement::ReleaseSavepoint { .. } => Ok(Output::Command {
+                tag: "RELEASE",
+                rows: None,
+            }),
             SqlStatement::Insert(_) => {
                 let plan = self.plan(stmt).await?;
                 let plan = bind(plan, params)?;
@@ -236,6 +246,8 @@ pub fn plans_rows(stmt: &SqlStatement) -> bool {
             | SqlStatement::Delete(_)
             | SqlStatement::Merge { .. }
             | SqlStatement::Truncate { .. }
+            | SqlStatement::Savepoint { .. }
+            | SqlStatement::ReleaseSavepoint { .. }
     )
 }
 

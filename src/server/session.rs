@@ -38,6 +38,7 @@ use crate::database::{Database, Output, plans_rows};
 use crate::error::Error;
 use crate::metrics;
 use crate::sql::{Statement, parser};
+use sqlparser::ast::Statement as SqlStatement;
 
 /// A statement prepared by the extended protocol. The plan is made at `Parse` only to describe
 /// parameters and result columns; `Execute` plans again so it reads the newest data.
@@ -106,6 +107,14 @@ impl Session {
     {
         metrics::QUERIES.add(1);
         if let Statement::Standard(stmt) = statement {
+            if let SqlStatement::Deallocate { name, .. } = stmt.as_ref() {
+                // `DEALLOCATE ALL` has nothing to enumerate: pgwire replaces a statement
+                // parsed again under the same name, which is all clients rely on.
+                if !name.value.eq_ignore_ascii_case("all") {
+                    client.portal_store().rm_statement(&name.value);
+                }
+                return Ok(Response::Execution(Tag::new("DEALLOCATE")));
+            }
             for hook in &self.hooks {
                 if let Some(response) = hook
                     .handle_simple_query(stmt, self.db.session(), client)

@@ -6,19 +6,26 @@
 //! races creates at startup and refuses a store that lets more than one through.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::join_all;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
 use crate::config::{S3Settings, StorageLocation};
 use crate::error::{Error, Result};
 
 /// Racing writers used by the startup probe.
 const PROBE_WRITERS: usize = 8;
+/// A statement against an unreachable endpoint fails within about this long, not minutes.
+const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
+const S3_RETRIES_MAX: usize = 4;
+const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Builds the store rooted at the configured folder or bucket prefix.
 pub fn open_store(location: &StorageLocation, s3: &S3Settings) -> Result<Arc<dyn ObjectStore>> {
@@ -32,7 +39,15 @@ pub fn open_store(location: &StorageLocation, s3: &S3Settings) -> Result<Arc<dyn
             Ok(Arc::new(store.with_automatic_cleanup(true)))
         }
         StorageLocation::S3 { bucket, prefix } => {
+            let retry = RetryConfig {
+                max_retries: S3_RETRIES_MAX,
+                retry_timeout: S3_RETRY_TIMEOUT,
+                ..RetryConfig::default()
+            };
+            let client = ClientOptions::new().with_connect_timeout(S3_CONNECT_TIMEOUT);
             let mut builder = AmazonS3Builder::new()
+                .with_retry(retry)
+                .with_client_options(client)
                 .with_bucket_name(bucket)
                 .with_region(&s3.region)
                 .with_allow_http(s3.allow_http);

@@ -1,0 +1,105 @@
+//! Postgres functions that clients call while connecting, answered the way they expect.
+//!
+//! SQLAlchemy (and so Superset) parses `version()` for "PostgreSQL <major>.<minor>"; DataFusion's
+//! own `version()` names DataFusion, which stops the dialect from starting. psycopg looks types up
+//! with `to_regtype(name)`, which answers for the types our tables can hold. SQLAlchemy's reflection
+//! asks `pg_get_serial_sequence`, which is always NULL: there are no sequences.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, Int32Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::Result;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+
+/// The Postgres release whose protocol and catalogs we answer like.
+pub const PG_COMPAT_VERSION: &str = "16.6";
+
+pub fn register(ctx: &SessionContext) {
+    let text = format!(
+        "PostgreSQL {PG_COMPAT_VERSION} (SluiceDB {}) on {}, compiled by rustc",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+    let version = create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))),
+    );
+    ctx.register_udf(version);
+    ctx.register_udf(create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    ));
+    ctx.register_udf(create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(to_regtype),
+    ));
+}
+
+/// `to_regtype` oids of the types tables can hold, by every name Postgres accepts for them.
+const TYPE_OIDS: &[(&str, i32)] = &[
+    ("bool", 16),
+    ("boolean", 16),
+    ("bytea", 17),
+    ("int8", 20),
+    ("bigint", 20),
+    ("int2", 21),
+    ("smallint", 21),
+    ("int4", 23),
+    ("int", 23),
+    ("integer", 23),
+    ("text", 25),
+    ("float4", 700),
+    ("real", 700),
+    ("float8", 701),
+    ("double precision", 701),
+    ("varchar", 1043),
+    ("character varying", 1043),
+    ("date", 1082),
+    ("timestamp", 1114),
+    ("timestamp without time zone", 1114),
+    ("timestamptz", 1184),
+    ("timestamp with time zone", 1184),
+    ("numeric", 1700),
+    ("decimal", 1700),
+];
+
+fn to_regtype(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let names = ColumnarValue::values_to_arrays(args)?;
+    let names = cast(&names[0], &DataType::Utf8)?;
+    let names = names
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8");
+    let oids: Int32Array = names
+        .iter()
+        .map(|name| {
+            let name = name?.trim().to_ascii_lowercase();
+            let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+            TYPE_OIDS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, oid)| *oid)
+        })
+        .collect();
+    let oids = Arc::new(oids) as Arc<dyn Array>;
+    Ok(
+        if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&oids, 0)?)
+        } else {
+            ColumnarValue::Array(oids)
+        },
+    )
+}

@@ -1,0 +1,204 @@
+//! The wire protocol under real clients and bad peers: prepared statements with parameters and
+//! binary results, query cancel, malformed messages, and clients that vanish mid-statement.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::support;
+
+#[tokio::test]
+async fn extended_protocol_binds_parameters_and_returns_binary_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE m (id INT NOT NULL, name VARCHAR, score DOUBLE PRECISION, at TIMESTAMP)",
+        )
+        .await
+        .unwrap();
+    let insert = client
+        .prepare("INSERT INTO m VALUES ($1, $2, $3, $4)")
+        .await
+        .unwrap();
+    let at = chrono_like_timestamp();
+    for i in 0..5i32 {
+        let n = client
+            .execute(&insert, &[&i, &format!("n{i}"), &(i as f64 * 1.5), &at])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    // tokio-postgres asks for binary results on typed queries.
+    let rows = client
+        .query(
+            "SELECT id, name, score, at FROM m WHERE id >= $1 ORDER BY id",
+            &[&3i32],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, String, f64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(3, "n3".to_string(), 4.5), (4, "n4".to_string(), 6.0)]
+    );
+    let stamp: std::time::SystemTime = rows[0].get(3);
+    assert_eq!(stamp, at);
+    let error = client.query("SELECT nope FROM m", &[]).await.unwrap_err();
+    assert_eq!(error.as_db_error().unwrap().code().code(), "42703");
+    // The connection stays usable after an error.
+    let one: i64 = client
+        .query_one("SELECT count(*) FROM m", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 5);
+    server.shutdown().await;
+}
+
+fn chrono_like_timestamp() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_long_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    let cancel = client.cancel_token();
+    let long = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let result = client
+            .simple_query("SELECT count(*) FROM generate_series(1, 2000000000) a")
+            .await;
+        (result, started.elapsed(), client)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (result, elapsed, client) = long.await.unwrap();
+    let error = result.unwrap_err();
+    assert_eq!(
+        error.as_db_error().unwrap().code().code(),
+        "57014",
+        "{error}"
+    );
+    assert!(elapsed < Duration::from_secs(30), "cancel took {elapsed:?}");
+    let rows = client.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(rows.len(), 3, "the connection works after a cancel");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_and_vanishing_clients_leave_the_server_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let addr = server.pg_addr();
+    let setup = support::connect(addr).await;
+    setup.batch_execute("CREATE TABLE k (a INT)").await.unwrap();
+
+    // Garbage instead of a startup packet, then a startup packet with an absurd length.
+    for bytes in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0xff, 0xff, 0xff, 0xff, 0, 3, 0, 0][..],
+    ] {
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket.write_all(bytes).unwrap();
+        let mut buffer = [0u8; 256];
+        let _ = socket.read(&mut buffer);
+    }
+
+    // A client that starts a COPY, sends half a row and disconnects commits nothing.
+    let copy_client = support::connect(addr).await;
+    let sink = copy_client
+        .copy_in::<_, bytes::Bytes>("COPY k FROM STDIN")
+        .await
+        .unwrap();
+    let mut sink = Box::pin(sink);
+    use futures::SinkExt;
+    sink.send(bytes::Bytes::from_static(b"1\n2\n3"))
+        .await
+        .unwrap();
+    drop(sink);
+    drop(copy_client);
+
+    // A client that disconnects while a query streams rows.
+    let streaming = support::connect(addr).await;
+    let query = tokio::spawn(async move {
+        let _ = streaming
+            .simple_query("SELECT * FROM generate_series(1, 50000000)")
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    query.abort();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = support::connect(addr).await;
+    client.batch_execute("FLUSH").await.unwrap();
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM k", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "an interrupted COPY must leave no rows");
+    client
+        .batch_execute("INSERT INTO k VALUES (7)")
+        .await
+        .unwrap();
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM k", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn copy_in_commits_all_rows_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute("CREATE TABLE c (a INT NOT NULL, b TEXT)")
+        .await
+        .unwrap();
+    use futures::SinkExt;
+
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY c FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    let mut sink = Box::pin(sink);
+    let rows: String = (0..10_000).map(|i| format!("{i},\"v,{i}\"\n")).collect();
+    sink.send(bytes::Bytes::from(rows)).await.unwrap();
+    assert_eq!(sink.as_mut().finish().await.unwrap(), 10_000);
+
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY c FROM STDIN")
+        .await
+        .unwrap();
+    let mut sink = Box::pin(sink);
+    let mut rows: String = (0..100_000).map(|i| format!("{i}\tx\n")).collect();
+    rows.push_str("oops\tx\n");
+    sink.send(bytes::Bytes::from(rows)).await.unwrap();
+    let error = sink.as_mut().finish().await.unwrap_err();
+    let db = error.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "22P02");
+    assert_eq!(db.detail(), Some("COPY c, line 100001, column a."));
+
+    let (count, sum): (i64, i64) = {
+        let row = client
+            .query_one("SELECT count(*), sum(a) FROM c", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((count, sum), (10_000, (0..10_000).sum::<i64>()));
+    server.shutdown().await;
+}

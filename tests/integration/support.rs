@@ -1,0 +1,245 @@
+//! Shared test scaffolding: servers in-process and as real processes, external tools, S3.
+//!
+//! External services and clients are required under `CI=true` (the test fails when one is
+//! missing); on a developer machine a test that lacks one says so and returns.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluicedb::config::{AwsEnv, ServeArgs};
+use sluicedb::server::Server;
+
+/// Whether missing tools and services must fail tests.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns `false` (and says why) when `what` is unavailable outside CI; panics in CI.
+pub fn require(available: bool, what: &str) -> bool {
+    if !available {
+        assert!(
+            !in_ci(),
+            "{what} is required under CI=true; run scripts/test to install it"
+        );
+        eprintln!("skipping: {what} is not available (scripts/test installs it)");
+    }
+    available
+}
+
+pub fn tool_available(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A Python interpreter with the client libraries, as set up by scripts/setup-test-env.
+pub fn python() -> Option<PathBuf> {
+    let venv = root().join(".venv/bin/python");
+    venv.exists().then_some(venv)
+}
+
+/// The S3 settings of the test server started by scripts/s3-server, if one is running.
+pub struct S3Target {
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+pub fn s3_target() -> Option<S3Target> {
+    let endpoint = std::env::var("SLUICEDB_TEST_S3_ENDPOINT").ok()?;
+    let bucket = std::env::var("SLUICEDB_TEST_S3_BUCKET").unwrap_or_else(|_| "sluice-test".into());
+    Some(S3Target { endpoint, bucket })
+}
+
+/// A storage prefix no other test run uses.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// An in-process server on free ports over `storage`.
+pub async fn start_server(storage: &str) -> Server {
+    let args = ServeArgs {
+        storage: Some(storage.to_string()),
+        pg_listen: Some("127.0.0.1:0".parse().unwrap()),
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    Server::start(args.resolve(AwsEnv::default()).unwrap())
+        .await
+        .unwrap()
+}
+
+/// A connected tokio-postgres client whose connection task runs in the background.
+pub async fn connect(addr: SocketAddr) -> tokio_postgres::Client {
+    let url = format!(
+        "host={} port={} user=sluice dbname=sluice",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `sluicedb serve` as a real process, stopped (SIGKILL) when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub pg_port: u16,
+    pub http_port: u16,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the binary with `extra` flags and waits for `/healthz`.
+    pub fn start(extra: &[&str], log: &Path) -> Self {
+        let (pg_port, http_port) = (free_port(), free_port());
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--pg-listen".into(),
+            format!("127.0.0.1:{pg_port}"),
+            "--http-listen".into(),
+            format!("127.0.0.1:{http_port}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut process = ServerProcess {
+            child: spawn(&args, log),
+            pg_port,
+            http_port,
+            args,
+            log: log.into(),
+        };
+        process.wait_ready();
+        process
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "sluicedb exited with {status}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "sluicedb did not start: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`, `INT`) and waits for the process to end.
+    pub fn stop(&mut self, signal: &str) {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "sluicedb did not stop on SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the same command again, on the same ports and storage.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.args, &self.log);
+        self.wait_ready();
+    }
+
+    /// The body of an HTTP GET on the server's HTTP port.
+    pub fn http_get(&self, path: &str) -> String {
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        write!(socket, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        socket.read_to_string(&mut response).unwrap();
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or(response)
+    }
+
+    /// Runs psql with `args` against this server; returns stdout, panicking on failure.
+    pub fn psql(&self, args: &[&str]) -> String {
+        let output = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.pg_port.to_string(),
+                "-U",
+                "sluice",
+                "-d",
+                "sluice",
+            ])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "psql {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+fn spawn(args: &[String], log: &Path) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sluicedb"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "sluice")
+        .env("AWS_SECRET_ACCESS_KEY", "sluice")
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap()
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
