@@ -187,7 +187,7 @@ impl Database {
             | SqlStatement::Delete(_)
             | SqlStatement::Merge { .. }
             | SqlStatement::Truncate { .. } => Err(Error::unsupported(
-                format!("{}", statement_kind(stmt)),
+                statement_kind(stmt),
                 Some("Tables are append-only; write new rows with INSERT or COPY."),
             )),
             _ => {

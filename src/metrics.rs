@@ -82,19 +82,28 @@ pub fn render() -> String {
         &TABLE_ROWS_WRITTEN,
         &CONNECTIONS_REFUSED,
     ] {
-        let _ = writeln!(out, "# HELP {} {}", counter.name, counter.help);
-        let _ = writeln!(out, "# TYPE {} counter", counter.name);
-        let _ = writeln!(out, "{} {}", counter.name, counter.get());
-    }
-    for gauge in [&CONNECTIONS_ACTIVE] {
-        let _ = writeln!(out, "# HELP {} {}", gauge.name, gauge.help);
-        let _ = writeln!(out, "# TYPE {} gauge", gauge.name);
-        let _ = writeln!(
-            out,
-            "{} {}",
-            gauge.name,
-            gauge.value.load(Ordering::Relaxed)
+        write_metric(
+            &mut out,
+            counter.name,
+            counter.help,
+            "counter",
+            counter.get() as i64,
         );
     }
+    let gauge = &CONNECTIONS_ACTIVE;
+    write_metric(
+        &mut out,
+        gauge.name,
+        gauge.help,
+        "gauge",
+        gauge.value.load(Ordering::Relaxed),
+    );
     out
+}
+
+fn write_metric(out: &mut String, name: &str, help: &str, kind: &str, value: i64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }

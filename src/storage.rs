@@ -115,7 +115,7 @@ impl Storage {
         let next = Arc::new(next);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
         tracing::debug!(epoch = next.epoch, "manifest committed");
-        if next.epoch % 16 == 0 {
+        if next.epoch.is_multiple_of(16) {
             manifest::prune(self.store.as_ref(), self.manifests_retained).await;
         }
         Ok(next)

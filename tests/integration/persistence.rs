@@ -179,3 +179,81 @@ fn unreachable_s3_fails_at_startup_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("storage error"), "{stderr}");
 }
+
+/// A tmpfs of a few hundred KiB, unmounted when dropped.
+struct TinyDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(TinyDisk { path, _dir: dir })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_fails_the_statement_not_the_server() {
+    let disk = TinyDisk::mount();
+    if !support::require(disk.is_some(), "a tmpfs mount (needs root)") {
+        return;
+    }
+    let disk = disk.unwrap();
+    let server = support::start_server(disk.path.to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute("CREATE TABLE big (id BIGINT, payload TEXT)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO big VALUES (1, 'small')")
+        .await
+        .unwrap();
+    // Hex digests barely compress: 80 000 rows of 64 characters cannot fit on a 512 KiB disk.
+    let error = client
+        .batch_execute(
+            "INSERT INTO big SELECT value, md5(CAST(value AS VARCHAR)) || md5(CAST(value + 1 AS VARCHAR)) \
+             FROM generate_series(1, 80000)",
+        )
+        .await
+        .unwrap_err();
+    let db = error
+        .as_db_error()
+        .expect("an ErrorResponse, not a dropped connection");
+    assert_eq!(db.code().code(), "58030", "{db:?}");
+    // The failed statement left nothing visible, and the server still answers.
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1);
+    client
+        .batch_execute("INSERT INTO big VALUES (2, 'fits')")
+        .await
+        .unwrap();
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+    server.shutdown().await;
+}

@@ -137,3 +137,36 @@ async fn sqllogictest_files() {
     );
     eprintln!("{} slt files passed", files.len());
 }
+
+/// Every example pipeline in `sql/` runs without error, statement by statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_sql_files_run() {
+    let dir = support::root().join("sql");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no example .sql files in {}",
+        dir.display()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let server = support::start_server(data.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    for file in &files {
+        let sql = std::fs::read_to_string(file).unwrap();
+        let messages = client
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let rows = messages
+            .iter()
+            .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+            .count();
+        assert!(rows > 0, "{} returned no rows", file.display());
+    }
+    server.shutdown().await;
+}
