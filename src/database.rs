@@ -15,9 +15,11 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use futures::StreamExt;
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
 
 use crate::catalog::provider::PublicSchema;
@@ -27,6 +29,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sql::Statement;
 use crate::sql::copy::CopyFormat;
+use crate::sql::names::{postgres_names, rename};
 use crate::sql::parser::table_name;
 use crate::storage::Storage;
 
@@ -192,8 +195,16 @@ impl Database {
             )),
             _ => {
                 let plan = bind(self.plan(stmt).await?, params)?;
-                let frame = self.ctx.execute_logical_plan(plan).await?;
-                Ok(Output::Rows(frame.execute_stream().await?))
+                let rows = self
+                    .ctx
+                    .execute_logical_plan(plan)
+                    .await?
+                    .execute_stream()
+                    .await?;
+                Ok(Output::Rows(match postgres_names(stmt) {
+                    Some(names) => relabel(rows, &names),
+                    None => rows,
+                }))
             }
         }
     }
@@ -219,21 +230,6 @@ impl Database {
             _ => Ok(plan),
         }
     }
-
-    /// The result columns a statement will produce, for `Describe` in the extended protocol.
-    pub async fn describe(
-        &self,
-        statement: &Statement,
-    ) -> Result<Option<(SchemaRef, LogicalPlan)>> {
-        let Statement::Standard(stmt) = statement else {
-            return Ok(None);
-        };
-        if !plans_rows(stmt) {
-            return Ok(None);
-        }
-        let plan = self.plan(stmt).await?;
-        Ok(Some((Arc::new(plan.schema().as_arrow().clone()), plan)))
-    }
 }
 
 /// Whether a standard statement is planned by DataFusion (and so has a schema and parameters).
@@ -249,6 +245,29 @@ pub fn plans_rows(stmt: &SqlStatement) -> bool {
             | SqlStatement::Savepoint { .. }
             | SqlStatement::ReleaseSavepoint { .. }
     )
+}
+
+/// The result schema a client sees: the plan's, with Postgres column names.
+pub fn result_schema(stmt: &SqlStatement, plan: &LogicalPlan) -> SchemaRef {
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    match postgres_names(stmt) {
+        Some(names) => rename(&schema, &names),
+        None => schema,
+    }
+}
+
+/// Renames the columns of every batch of `rows`.
+fn relabel(rows: SendableRecordBatchStream, names: &[String]) -> SendableRecordBatchStream {
+    let schema = rename(&rows.schema(), names);
+    let renamed = Arc::clone(&schema);
+    let batches = rows.map(move |batch| {
+        let batch = batch?;
+        Ok(RecordBatch::try_new(
+            Arc::clone(&renamed),
+            batch.columns().to_vec(),
+        )?)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
 }
 
 fn bind(plan: LogicalPlan, params: Option<ParamValues>) -> Result<LogicalPlan> {

@@ -8,6 +8,7 @@
 
 pub mod copy;
 pub mod interval;
+pub mod names;
 pub mod parser;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};

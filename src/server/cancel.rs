@@ -20,8 +20,14 @@ pub struct CancelSignal {
     cancels: watch::Sender<u64>,
 }
 
+impl Default for CancelSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl CancelSignal {
-    fn new() -> Self {
+    pub fn new() -> Self {
         CancelSignal {
             cancels: watch::Sender::new(0),
         }
@@ -61,10 +67,8 @@ pub struct CancelRegistry {
 }
 
 impl CancelRegistry {
-    pub fn register(&self, pid: i32, secret: Bytes) -> Arc<CancelSignal> {
-        let signal = Arc::new(CancelSignal::new());
-        self.lock().insert((pid, secret), Arc::clone(&signal));
-        signal
+    pub fn register(&self, pid: i32, secret: Bytes, signal: Arc<CancelSignal>) {
+        self.lock().insert((pid, secret), signal);
     }
 
     pub fn unregister(&self, pid: i32, secret: &Bytes) {

@@ -19,6 +19,8 @@ use crate::sql::copy::CopyDecoder;
 
 /// Decoded batches in flight between the connection and the writer; bounds COPY's memory.
 const BATCHES_IN_FLIGHT_MAX: usize = 4;
+/// A long COPY logs its progress every this many rows.
+const PROGRESS_ROWS: u64 = 1_000_000;
 
 enum Message {
     Batch(RecordBatch),
@@ -31,6 +33,8 @@ pub struct CopyInProgress {
     writer: JoinHandle<Result<u64>>,
     /// The first error; later input is discarded until CopyDone, as Postgres does.
     error: Option<Error>,
+    table: String,
+    rows_decoded: u64,
 }
 
 impl CopyInProgress {
@@ -57,12 +61,15 @@ impl CopyInProgress {
         ));
         let storage = Arc::clone(db.storage());
         let table = copy.table;
+        let name = table.name.clone();
         let writer = tokio::spawn(async move { storage.append(&table, input).await });
         CopyInProgress {
             decoder,
             sender,
             writer,
             error: None,
+            table: name,
+            rows_decoded: 0,
         }
     }
 
@@ -79,6 +86,11 @@ impl CopyInProgress {
             }
         };
         for batch in batches {
+            let before = self.rows_decoded;
+            self.rows_decoded += batch.num_rows() as u64;
+            if self.rows_decoded / PROGRESS_ROWS > before / PROGRESS_ROWS {
+                tracing::info!(table = %self.table, rows = self.rows_decoded, "copy in progress");
+            }
             if self.sender.send(Message::Batch(batch)).await.is_err() {
                 // The writer stopped early; its error is reported by `finish`.
                 self.error = Some(Error::Internal("COPY writer stopped".into()));

@@ -17,24 +17,28 @@ use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use futures::{Sink, SinkExt};
+use pgwire::api::DEFAULT_NAME;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::types::format::FormatOptions;
 
-use super::cancel::{CancelRegistry, CancelSignal, CancelToken};
+use super::cancel::{CancelRegistry, CancelSignal};
 use super::copy_in::CopyInProgress;
 use super::encode;
-use crate::database::{Database, Output, plans_rows};
+use crate::database::{Database, Output, plans_rows, result_schema};
 use crate::error::Error;
 use crate::metrics;
 use crate::sql::{Statement, parser};
@@ -52,7 +56,9 @@ pub struct Prepared {
 pub struct Session {
     db: Arc<Database>,
     registry: Arc<CancelRegistry>,
-    signal: Mutex<Option<(i32, Bytes, Arc<CancelSignal>)>>,
+    signal: Arc<CancelSignal>,
+    /// The pid and secret key the client was given, once startup registered them.
+    registered: Mutex<Option<(i32, Bytes)>>,
     copy: tokio::sync::Mutex<Option<CopyInProgress>>,
     hooks: Vec<Arc<dyn QueryHook>>,
     parser: Arc<StatementParser>,
@@ -76,19 +82,12 @@ impl Session {
         Arc::new(Session {
             db,
             registry,
-            signal: Mutex::new(None),
+            signal: Arc::new(CancelSignal::new()),
+            registered: Mutex::new(None),
             copy: tokio::sync::Mutex::new(None),
             hooks,
             parser,
         })
-    }
-
-    fn cancel_token(&self) -> CancelToken {
-        let signal = self.signal.lock().unwrap_or_else(|e| e.into_inner());
-        match signal.as_ref() {
-            Some((_, _, signal)) => signal.token(),
-            None => CancelRegistry::default().register(0, Bytes::new()).token(),
-        }
     }
 
     /// Runs one statement and encodes its output.
@@ -124,7 +123,7 @@ impl Session {
                 }
             }
         }
-        let token = self.cancel_token();
+        let token = self.signal.token();
         let output = tokio::select! {
             output = self.db.execute(statement, params) => output,
             () = token.clone().cancelled() => Err(Error::QueryCanceled),
@@ -142,7 +141,11 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         metrics::CONNECTIONS_ACTIVE.add(-1);
-        if let Some((pid, secret, _)) = self.signal.lock().unwrap_or_else(|e| e.into_inner()).take()
+        if let Some((pid, secret)) = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
         {
             self.registry.unregister(pid, &secret);
         }
@@ -244,13 +247,13 @@ impl QueryParser for StatementParser {
         prepared: &Arc<Prepared>,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match &prepared.plan {
-            Some(LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) | None => Ok(Vec::new()),
-            Some(plan) => encode::fields(
-                plan.schema().as_arrow(),
-                format.unwrap_or(&Format::UnifiedText),
-                None,
-            ),
+        let format = format.unwrap_or(&Format::UnifiedText);
+        match (&prepared.statement, &prepared.plan) {
+            (_, Some(LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) | None) => Ok(Vec::new()),
+            (Statement::Standard(stmt), Some(plan)) => {
+                encode::fields(&result_schema(stmt, plan), format, None)
+            }
+            (_, Some(plan)) => encode::fields(plan.schema().as_arrow(), format, None),
         }
     }
 }
@@ -278,6 +281,37 @@ impl ExtendedQueryHandler for Session {
 
     fn query_parser(&self) -> Arc<StatementParser> {
         Arc::clone(&self.parser)
+    }
+
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Arc<Prepared>>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // pgwire answers a statement that has parameters but no result columns (an INSERT)
+        // with an empty RowDescription; Postgres sends NoData, and pgjdbc reads the former as
+        // "a result was returned". Answer those ourselves.
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT {
+            let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+            if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
+                let response = self.do_describe_statement(client, &stmt).await?;
+                if response.fields.is_empty() {
+                    let types = response.parameters.iter().map(|t| t.oid()).collect();
+                    client
+                        .feed(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(types),
+                        ))
+                        .await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_query<C>(
@@ -379,8 +413,9 @@ impl NoopStartupHandler for Session {
     {
         let (pid, secret) = client.pid_and_secret_key();
         let secret = secret.to_bytes();
-        let signal = self.registry.register(pid, secret.clone());
-        *self.signal.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, secret, signal));
+        self.registry
+            .register(pid, secret.clone(), Arc::clone(&self.signal));
+        *self.registered.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, secret));
         tracing::debug!(pid, user = ?client.metadata().get("user"), "connection started");
         Ok(())
     }

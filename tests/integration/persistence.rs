@@ -101,24 +101,23 @@ fn copy_restart_compare(storage_args: &[&str], signal: &str) {
     );
 }
 
-#[test]
-fn local_folder_survives_kill_after_flush() {
+fn local_folder_survives(signal: &str) {
     if !support::require(support::tool_available("psql"), "psql (postgresql-client)") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    copy_restart_compare(&["--storage", data.to_str().unwrap()], "KILL");
+    copy_restart_compare(&["--storage", data.to_str().unwrap()], signal);
+}
+
+#[test]
+fn local_folder_survives_kill_after_flush() {
+    local_folder_survives("KILL");
 }
 
 #[test]
 fn local_folder_survives_sigterm() {
-    if !support::require(support::tool_available("psql"), "psql (postgresql-client)") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    copy_restart_compare(&["--storage", data.to_str().unwrap()], "TERM");
+    local_folder_survives("TERM");
 }
 
 #[test]

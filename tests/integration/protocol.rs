@@ -47,6 +47,22 @@ async fn extended_protocol_binds_parameters_and_returns_binary_results() {
     );
     let stamp: std::time::SystemTime = rows[0].get(3);
     assert_eq!(stamp, at);
+    // Result columns carry Postgres' names, in Describe and in the simple protocol alike.
+    let described = client
+        .prepare("SELECT 1, count(*), max(m.score) AS best, id FROM m GROUP BY id")
+        .await
+        .unwrap();
+    let names: Vec<&str> = described.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["?column?", "count", "best", "id"]);
+    let messages = client
+        .simple_query("SELECT 1, count(*) FROM m")
+        .await
+        .unwrap();
+    let Some(tokio_postgres::SimpleQueryMessage::RowDescription(columns)) = messages.first() else {
+        panic!("expected a row description first: {messages:?}")
+    };
+    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["?column?", "count"]);
     let error = client.query("SELECT nope FROM m", &[]).await.unwrap_err();
     assert_eq!(error.as_db_error().unwrap().code().code(), "42703");
     // The connection stays usable after an error.
