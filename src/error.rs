@@ -11,7 +11,8 @@ use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
 /// A user-facing error. Matched exhaustively: adding a variant forces a SQLSTATE decision.
-#[derive(Debug, thiserror::Error)]
+/// `Clone` so that one raised inside DataFusion (behind its `Box`) can come back out whole.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Syntax(String),
@@ -188,7 +189,7 @@ impl Error {
         if let DataFusionError::External(inner) = root
             && let Some(ours) = inner.downcast_ref::<Error>()
         {
-            return ours.clone_for_client();
+            return ours.clone();
         }
         match root {
             DataFusionError::SQL(e, _) => Error::Syntax(lowercase_first(&e.to_string())),
@@ -219,56 +220,6 @@ impl Error {
             DataFusionError::Plan(m) => from_plan_message(m),
             DataFusionError::Execution(m) => from_execution_message(m),
             other => Error::Internal(lowercase_first(&other.strip_backtrace())),
-        }
-    }
-
-    /// A copy that can cross into another error chain (DataFusion holds ours behind a `Box`).
-    fn clone_for_client(&self) -> Self {
-        match self {
-            Error::Syntax(m) => Error::Syntax(m.clone()),
-            Error::UndefinedRelation { kind, name } => Error::UndefinedRelation {
-                kind,
-                name: name.clone(),
-            },
-            Error::DuplicateRelation { kind, name } => Error::DuplicateRelation {
-                kind,
-                name: name.clone(),
-            },
-            Error::UndefinedColumn { name } => Error::UndefinedColumn { name: name.clone() },
-            Error::DuplicateColumn { name } => Error::DuplicateColumn { name: name.clone() },
-            Error::UndefinedFunction { name } => Error::UndefinedFunction { name: name.clone() },
-            Error::InvalidText { message, detail } => Error::InvalidText {
-                message: message.clone(),
-                detail: detail.clone(),
-            },
-            Error::InvalidDatetime { message, detail } => Error::InvalidDatetime {
-                message: message.clone(),
-                detail: detail.clone(),
-            },
-            Error::DatatypeMismatch { message, hint } => Error::DatatypeMismatch {
-                message: message.clone(),
-                hint: hint.clone(),
-            },
-            Error::NumericOutOfRange(m) => Error::NumericOutOfRange(m.clone()),
-            Error::DivisionByZero => Error::DivisionByZero,
-            Error::NotNullViolation { column } => Error::NotNullViolation {
-                column: column.clone(),
-            },
-            Error::FeatureNotSupported { feature, hint } => Error::FeatureNotSupported {
-                feature: feature.clone(),
-                hint: hint.clone(),
-            },
-            Error::InvalidParameter(m) => Error::InvalidParameter(m.clone()),
-            Error::Plan(m) => Error::Plan(m.clone()),
-            Error::QueryCanceled => Error::QueryCanceled,
-            Error::ProtocolViolation(m) => Error::ProtocolViolation(m.clone()),
-            Error::ResourcesExhausted(m) => Error::ResourcesExhausted(m.clone()),
-            Error::Storage { message, retryable } => Error::Storage {
-                message: message.clone(),
-                retryable: *retryable,
-            },
-            Error::Config(m) => Error::Config(m.clone()),
-            Error::Internal(m) => Error::Internal(m.clone()),
         }
     }
 }
@@ -341,7 +292,7 @@ fn from_arrow(error: &ArrowError) -> Error {
             retryable: false,
         },
         ArrowError::ExternalError(e) => match e.downcast_ref::<Error>() {
-            Some(ours) => ours.clone_for_client(),
+            Some(ours) => ours.clone(),
             None => Error::Internal(lowercase_first(&e.to_string())),
         },
         other => Error::Internal(lowercase_first(&other.to_string())),
