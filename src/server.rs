@@ -13,6 +13,12 @@ pub mod session;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::{ClientInfo, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -122,6 +128,11 @@ async fn accept_pg(
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             metrics::CONNECTIONS_REFUSED.add(1);
             tracing::warn!(%peer, max_connections, "connection refused: too many connections");
+            tokio::spawn(pgwire::tokio::process_socket(
+                socket,
+                None,
+                Arc::new(TooManyConnections),
+            ));
             continue;
         };
         let session = Session::new(Arc::clone(&db), Arc::clone(&registry));
@@ -132,5 +143,33 @@ async fn accept_pg(
             }
             drop(slot);
         });
+    }
+}
+
+/// Answers the startup of a connection over `max_connections` with Postgres' FATAL 53300,
+/// so the client reports why instead of a dropped socket.
+struct TooManyConnections;
+
+#[async_trait]
+impl StartupHandler for TooManyConnections {
+    async fn on_startup<C>(
+        &self,
+        _client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let message = "sorry, too many clients already".to_string();
+        let info = ErrorInfo::new("FATAL".into(), "53300".into(), message);
+        Err(PgWireError::UserError(Box::new(info)))
+    }
+}
+
+impl PgWireServerHandlers for TooManyConnections {
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(TooManyConnections)
     }
 }

@@ -218,3 +218,29 @@ async fn copy_in_commits_all_rows_or_none() {
     assert_eq!((count, sum), (10_000, (0..10_000).sum::<i64>()));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_fatal_53300() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = sluicedb::config::ServeArgs {
+        storage: Some(dir.path().to_string_lossy().into_owned()),
+        pg_listen: Some("127.0.0.1:0".parse().unwrap()),
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        max_connections: Some(1),
+        ..Default::default()
+    };
+    let config = args.resolve(sluicedb::config::AwsEnv::default()).unwrap();
+    let server = sluicedb::server::Server::start(config).await.unwrap();
+    let addr = server.pg_addr();
+    let first = support::connect(addr).await;
+    let url = format!("host={} port={} user=sluice", addr.ip(), addr.port());
+    let error = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    let db = error.as_db_error().expect("a FATAL ErrorResponse");
+    assert_eq!((db.code().code(), db.severity()), ("53300", "FATAL"));
+    // The connection that got in still works.
+    assert_eq!(first.simple_query("SELECT 1").await.unwrap().len(), 3);
+    server.shutdown().await;
+}
