@@ -88,6 +88,10 @@ impl Database {
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
         crate::catalog::functions::register(&ctx);
+        // `now()` is a timestamptz in Postgres. DataFusion gives it a zone only when the zone is
+        // SET, which re-creates the time functions with the new setting; the builder does not.
+        ctx.sql("SET datafusion.execution.time_zone = '+00:00'")
+            .await?;
         Ok(Arc::new(Database {
             ctx,
             storage,
