@@ -20,28 +20,29 @@ use crate::sql::{CreateTable, normalize_ident};
 use crate::storage::{Storage, TableState};
 
 pub async fn create_table(storage: &Storage, create: CreateTable) -> Result<Output> {
-    let if_not_exists = create.if_not_exists;
-    let name = create.name.clone();
-    let mut create = Some(create);
+    let done = Output::Command {
+        tag: "CREATE TABLE",
+        rows: None,
+    };
+    // IF NOT EXISTS on an existing table changes nothing, so it commits nothing.
+    if create.if_not_exists && storage.manifest().table(&create.name).is_some() {
+        return Ok(done);
+    }
     storage
-        .commit(|m| {
-            if m.tables.contains_key(&name) {
-                return if if_not_exists {
-                    Ok(())
-                } else {
-                    Err(Error::DuplicateRelation {
+        .commit(move |m| {
+            if m.tables.contains_key(&create.name) {
+                return match create.if_not_exists {
+                    true => Ok(()),
+                    false => Err(Error::DuplicateRelation {
                         kind: "relation",
-                        name: name.clone(),
-                    })
+                        name: create.name,
+                    }),
                 };
             }
-            let create = create
-                .take()
-                .ok_or_else(|| Error::Internal("commit retried".into()))?;
             let def = TableDef::new(m.next_table_id, create);
             m.next_table_id += 1;
             m.tables.insert(
-                name.clone(),
+                def.name.clone(),
                 TableState {
                     def,
                     files: Vec::new(),
@@ -50,10 +51,7 @@ pub async fn create_table(storage: &Storage, create: CreateTable) -> Result<Outp
             Ok(())
         })
         .await?;
-    Ok(Output::Command {
-        tag: "CREATE TABLE",
-        rows: None,
-    })
+    Ok(done)
 }
 
 pub async fn drop_tables(
