@@ -6,6 +6,8 @@
 
 pub mod functions;
 pub mod provider;
+pub mod source;
+pub mod system;
 pub mod table;
 pub mod types;
 

@@ -72,6 +72,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_COPY_BATCH_ROWS")]
     pub copy_batch_rows: Option<usize>,
 
+    /// Start the demo pipeline too: a generated stream of click events, source `demo_clicks`
+    /// (sql/demo_clicks.sql) [default: false]
+    #[arg(long, env = "SLUICEDB_DEMO", num_args = 0..=1, default_missing_value = "true")]
+    pub demo: Option<bool>,
+
     /// Tracing filter, as in RUST_LOG [default: info]
     #[arg(long, env = "SLUICEDB_LOG")]
     #[serde(default)]
@@ -107,6 +112,8 @@ pub struct Config {
     pub copy_batch_rows: usize,
     /// Bytes of COPY input buffered before they are decoded and written.
     pub copy_pending_bytes_max: usize,
+    /// Create the demo pipeline at startup.
+    pub demo: bool,
     pub log: String,
 }
 
@@ -143,6 +150,7 @@ impl ServeArgs {
             max_connections: self.max_connections.or(lower.max_connections),
             manifests_retained: self.manifests_retained.or(lower.manifests_retained),
             copy_batch_rows: self.copy_batch_rows.or(lower.copy_batch_rows),
+            demo: self.demo.or(lower.demo),
             log: self.log.or(lower.log),
         }
     }
@@ -179,6 +187,7 @@ impl ServeArgs {
                 .max(1),
             copy_batch_rows,
             copy_pending_bytes_max: DEFAULT_COPY_PENDING_BYTES_MAX,
+            demo: self.demo.unwrap_or(false),
             log: self.log.unwrap_or_else(|| "info".into()),
         })
     }

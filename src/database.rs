@@ -23,10 +23,12 @@ use futures::StreamExt;
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
 
 use crate::catalog::provider::PublicSchema;
+use crate::catalog::system::{self, SystemSchema};
 use crate::catalog::table::TableDef;
 use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::source::Sources;
 use crate::sql::Statement;
 use crate::sql::copy::CopyFormat;
 use crate::sql::names::{postgres_names, rename};
@@ -58,6 +60,7 @@ pub struct CopyIn {
 pub struct Database {
     ctx: SessionContext,
     storage: Arc<Storage>,
+    sources: Arc<Sources>,
     config: Config,
 }
 
@@ -81,9 +84,20 @@ impl Database {
         let catalog = ctx
             .catalog(DATABASE_NAME)
             .ok_or_else(|| Error::Internal("default catalog is missing".into()))?;
+        let sources = Arc::new(Sources::new(Arc::clone(&storage)));
         catalog.register_schema(
             SCHEMA_NAME,
-            Arc::new(PublicSchema::new(Arc::clone(&storage))),
+            Arc::new(PublicSchema::new(
+                Arc::clone(&storage),
+                Arc::clone(&sources),
+            )),
+        )?;
+        catalog.register_schema(
+            system::SCHEMA_NAME,
+            Arc::new(SystemSchema::new(
+                Arc::clone(&storage),
+                Arc::clone(&sources),
+            )),
         )?;
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
@@ -92,11 +106,30 @@ impl Database {
         // SET, which re-creates the time functions with the new setting; the builder does not.
         ctx.sql("SET datafusion.execution.time_zone = '+00:00'")
             .await?;
+        sources.start_all();
         Ok(Arc::new(Database {
             ctx,
             storage,
+            sources,
             config,
         }))
+    }
+
+    /// Runs every statement of a script, discarding result rows (the demo pipeline).
+    pub async fn execute_script(&self, sql: &str) -> Result<()> {
+        for statement in crate::sql::parser::parse(sql)? {
+            if let Output::Rows(mut rows) = self.execute(&statement, None).await? {
+                while let Some(batch) = rows.next().await {
+                    batch?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what every source has taken in and stops them.
+    pub async fn shutdown(&self) {
+        self.sources.shutdown().await;
     }
 
     pub fn session(&self) -> &SessionContext {
@@ -105,6 +138,10 @@ impl Database {
 
     pub fn storage(&self) -> &Arc<Storage> {
         &self.storage
+    }
+
+    pub fn sources(&self) -> &Arc<Sources> {
+        &self.sources
     }
 
     pub fn config(&self) -> &Config {
@@ -121,7 +158,25 @@ impl Database {
             Statement::CreateTable(create) => {
                 ddl::create_table(&self.storage, create.clone()).await
             }
+            Statement::CreateSource(create) => {
+                ddl::create_source(&self.storage, &self.sources, create.clone()).await
+            }
+            Statement::DropSource { names, if_exists } => {
+                ddl::drop_sources(&self.storage, &self.sources, names, *if_exists).await
+            }
+            Statement::ShowSources | Statement::ShowCreateSource(_) => {
+                let plan = ddl::show_sources(&self.storage, statement)?
+                    .ok_or_else(|| Error::Internal("not a SHOW statement".into()))?;
+                let rows = self
+                    .ctx
+                    .execute_logical_plan(plan)
+                    .await?
+                    .execute_stream()
+                    .await?;
+                Ok(Output::Rows(rows))
+            }
             Statement::Flush => {
+                self.sources.flush().await?;
                 self.storage.flush().await;
                 Ok(Output::Command {
                     tag: "FLUSH",

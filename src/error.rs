@@ -66,6 +66,12 @@ pub enum Error {
     /// (timeouts, unreachable endpoint) that the same statement may succeed on later.
     #[error("storage error: {message}")]
     Storage { message: String, retryable: bool },
+    /// An external system a source reads from (Kafka) cannot be reached or refuses.
+    #[error("{message}")]
+    Connector {
+        message: String,
+        hint: Option<String>,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("internal error: {0}")]
@@ -97,6 +103,7 @@ impl Error {
             Error::ProtocolViolation(_) => "08P01",
             Error::ResourcesExhausted(_) => "53200",
             Error::Storage { .. } => "58030",
+            Error::Connector { .. } => "08001",
             Error::Config(_) => "F0000",
             Error::Internal(_) => "XX000",
         }
@@ -127,6 +134,7 @@ impl Error {
             | Error::QueryCanceled
             | Error::ProtocolViolation(_)
             | Error::ResourcesExhausted(_)
+            | Error::Connector { .. }
             | Error::Config(_)
             | Error::Internal(_) => None,
         }
@@ -135,12 +143,17 @@ impl Error {
     /// A sentence that says what to do instead, where we know.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::FeatureNotSupported { hint, .. } | Error::DatatypeMismatch { hint, .. } => {
-                hint.clone()
-            }
-            Error::UndefinedRelation { .. } => {
-                Some("Run SHOW TABLES to list the tables that exist.".to_string())
-            }
+            Error::FeatureNotSupported { hint, .. }
+            | Error::DatatypeMismatch { hint, .. }
+            | Error::Connector { hint, .. } => hint.clone(),
+            Error::UndefinedRelation { kind, .. } => Some(
+                match *kind {
+                    "source" => "Run SHOW SOURCES to list the sources that exist.",
+                    "kafka topic" => "Create the topic first, or check the option \"topic\".",
+                    _ => "Run SHOW TABLES to list the tables that exist.",
+                }
+                .to_string(),
+            ),
             Error::Storage {
                 retryable: true, ..
             } => Some("Check that the object store is reachable, then retry.".to_string()),
@@ -227,6 +240,12 @@ impl Error {
 impl From<DataFusionError> for Error {
     fn from(error: DataFusionError) -> Self {
         Error::from_datafusion(error)
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(error: ArrowError) -> Self {
+        from_arrow(&error)
     }
 }
 

@@ -2,9 +2,12 @@
 //!
 //! Crate map, in the order data flows:
 //! - [`config`]: every setting, its default and unit; merged from flags, env and `sluicedb.toml`.
-//! - [`sql`]: our SQL dialect on top of sqlparser (`CREATE TABLE … WATERMARK FOR`, `FLUSH`),
+//! - [`sql`]: our SQL dialect on top of sqlparser (`CREATE TABLE … WATERMARK FOR`, `CREATE SOURCE`,
+//!   `FLUSH`),
 //!   `COPY` payload decoding.
-//! - [`catalog`]: tables and their schemas, Postgres type names, the DataFusion providers over them.
+//! - [`source`]: Kafka and datagen sources: JSON decoding, watermarks, rejected and late rows.
+//! - [`catalog`]: tables, sources and their schemas, Postgres type names, the DataFusion
+//!   providers over them, and the `sluice_catalog` schema.
 //! - [`storage`]: the only module that touches `object_store`: manifests, Parquet files, probes.
 //! - [`database`]: one shared [`database::Database`] that executes statements.
 //! - [`server`]: pgwire handlers, Arrow → Postgres encoding, HTTP (`/healthz`, `/metrics`).
@@ -17,5 +20,6 @@ pub mod database;
 pub mod error;
 pub mod metrics;
 pub mod server;
+pub mod source;
 pub mod sql;
 pub mod storage;

@@ -6,6 +6,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::source::stats::Snapshot;
+
 /// A monotonically increasing count.
 pub struct Counter {
     name: &'static str,
@@ -73,8 +75,47 @@ pub static CONNECTIONS_REFUSED: Counter = Counter::new(
     "Connections refused because max_connections was reached.",
 );
 
+/// Per source and partition numbers, labelled `source` and `partition`.
+const SOURCE_METRICS: [(&str, &str, &str); 7] = [
+    (
+        "sluicedb_source_rows_total",
+        "counter",
+        "Rows decoded by a source partition.",
+    ),
+    (
+        "sluicedb_source_bytes_total",
+        "counter",
+        "Payload bytes read by a source partition.",
+    ),
+    (
+        "sluicedb_source_rejected_rows_total",
+        "counter",
+        "Records a source partition could not decode (see sluice_catalog.rejected_rows).",
+    ),
+    (
+        "sluicedb_source_late_rows_total",
+        "counter",
+        "Rows behind the source watermark when they arrived.",
+    ),
+    (
+        "sluicedb_source_offset",
+        "gauge",
+        "Next offset a source partition reads.",
+    ),
+    (
+        "sluicedb_source_lag_records",
+        "gauge",
+        "Records the broker holds that the source has not read (high watermark - offset).",
+    ),
+    (
+        "sluicedb_source_watermark_seconds",
+        "gauge",
+        "Event-time watermark of a source partition, Unix seconds.",
+    ),
+];
+
 /// The Prometheus text exposition of every metric.
-pub fn render() -> String {
+pub fn render(sources: &[Snapshot]) -> String {
     let mut out = String::new();
     for counter in [
         &QUERIES,
@@ -98,7 +139,37 @@ pub fn render() -> String {
         "gauge",
         gauge.value.load(Ordering::Relaxed),
     );
+    for (i, (name, kind, help)) in SOURCE_METRICS.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for source in sources {
+            for (partition, p) in &source.partitions {
+                let value = match i {
+                    0 => Some(p.rows_in as f64),
+                    1 => Some(p.bytes_in as f64),
+                    2 => Some(p.rejected as f64),
+                    3 => Some(p.late as f64),
+                    4 => p.next_offset.map(|o| o as f64),
+                    5 => p.lag().map(|l| l as f64),
+                    _ => p.watermark_us.map(|w| w as f64 / 1e6),
+                };
+                if let Some(value) = value {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{source=\"{}\",partition=\"{partition}\"}} {value}",
+                        escape_label(&source.source)
+                    );
+                }
+            }
+        }
+    }
     out
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn write_metric(out: &mut String, name: &str, help: &str, kind: &str, value: i64) {

@@ -30,6 +30,9 @@ use crate::metrics;
 use cancel::CancelRegistry;
 use session::{ConnectionHandlers, Session};
 
+/// The demo pipeline of `serve --demo`.
+const DEMO_SQL: &str = include_str!("../sql/demo_clicks.sql");
+
 /// A running server.
 pub struct Server {
     pg_addr: SocketAddr,
@@ -49,7 +52,17 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Config(e.to_string()))?;
         let max_connections = config.max_connections;
+        let demo = config.demo;
         let db = Database::open(config).await?;
+        if demo {
+            db.execute_script(DEMO_SQL).await?;
+            tracing::info!(
+                source = "demo_clicks",
+                "demo pipeline running; try: psql -h {} -p {} -c 'SELECT action, count(*) FROM demo_clicks GROUP BY action'",
+                pg_addr.ip(),
+                pg_addr.port()
+            );
+        }
         let (stop, stopped) = watch::channel(false);
         let pg_task = tokio::spawn(accept_pg(
             pg,
@@ -57,11 +70,13 @@ impl Server {
             max_connections,
             stopped.clone(),
         ));
+        let http_db = Arc::clone(&db);
         let http_task = tokio::spawn(async move {
             let mut stopped = stopped;
-            let serve = axum::serve(http, http::router()).with_graceful_shutdown(async move {
-                while stopped.changed().await.is_ok() && !*stopped.borrow() {}
-            });
+            let serve = axum::serve(http, http::router(Arc::clone(&http_db)))
+                .with_graceful_shutdown(async move {
+                    while stopped.changed().await.is_ok() && !*stopped.borrow() {}
+                });
             if let Err(e) = serve.await {
                 tracing::warn!(error = %e, "http listener stopped");
             }
@@ -91,6 +106,7 @@ impl Server {
             task.abort();
             let _ = task.await;
         }
+        self.db.shutdown().await;
         let epoch = self.db.storage().flush().await;
         tracing::info!(epoch, "sluicedb stopped");
         epoch

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod interval;
 pub mod names;
 pub mod parser;
+pub mod source;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use std::sync::Arc;
@@ -20,6 +21,16 @@ use crate::catalog::types::ColumnType;
 #[derive(Debug, Clone)]
 pub enum Statement {
     CreateTable(CreateTable),
+    CreateSource(CreateSource),
+    /// `DROP SOURCE [IF EXISTS] name, … [CASCADE | RESTRICT]`.
+    DropSource {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    /// `SHOW SOURCES`.
+    ShowSources,
+    /// `SHOW CREATE SOURCE name`.
+    ShowCreateSource(String),
     /// `FLUSH`: wait until every row written so far is durable and visible.
     Flush,
     /// Anything plain Postgres/DataFusion SQL can say: queries, INSERT, DROP, SHOW, COPY, SET…
@@ -34,6 +45,58 @@ pub struct CreateTable {
     pub columns: Vec<ColumnDef>,
     pub watermark: Option<Watermark>,
     pub append_only: bool,
+}
+
+/// `CREATE SOURCE name (columns…, [WATERMARK …]) [INCLUDE …] WITH (options) [FORMAT … ENCODE …]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSource {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub watermark: Option<Watermark>,
+    pub includes: Vec<Include>,
+    /// `WITH (…)` as written: keys lowercased, values unquoted, in order.
+    pub options: Vec<(String, String)>,
+    /// `FORMAT PLAIN ENCODE JSON` as (`plain`, `json`).
+    pub format: Option<(String, String)>,
+}
+
+/// `INCLUDE partition AS kafka_partition`: message metadata as an extra column.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Include {
+    pub kind: IncludeKind,
+    pub column: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncludeKind {
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+}
+
+impl IncludeKind {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            IncludeKind::Partition => "partition",
+            IncludeKind::Offset => "offset",
+            IncludeKind::Timestamp => "timestamp",
+            IncludeKind::Key => "key",
+        }
+    }
+
+    /// The column type the metadata is exposed as.
+    pub fn column_type(self) -> ColumnType {
+        let name = match self {
+            IncludeKind::Partition => "integer",
+            IncludeKind::Offset => "bigint",
+            IncludeKind::Timestamp => "timestamptz",
+            IncludeKind::Key => "bytea",
+        };
+        ColumnType::from_name(name).expect("metadata column types are known")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -2,8 +2,10 @@
 //!
 //! Layout under the storage root (DESIGN.md §5):
 //! ```text
-//! manifests/<epoch:020>.json                  catalog + the data files of every table
+//! manifests/<epoch:020>.json                  catalog + the data files of every table and source
 //! tables/<table>/<table id>/part-<file id:020>.parquet
+//! sources/<source>/<source id>/part-<file id:020>.parquet   retained raw events
+//! system/rejected_rows/part-<file id:020>.parquet           records no source could decode
 //! ```
 //! Writers first write their Parquet file, then [`Storage::commit`] publishes it in the next
 //! manifest. Commits are serialised in-process by a lock and across processes by
@@ -18,22 +20,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
+use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
 use crate::config::Config;
 use crate::error::{Error, Result};
-pub use manifest::{DataFile, Manifest, TableState};
+pub use manifest::{DataFile, Manifest, SourceState, TableState};
 
 /// The URL under which DataFusion finds our store.
 const STORE_URL: &str = "sluice://storage/";
-const TABLES_DIR: &str = "tables";
+/// Every folder holding data files; anything in them no manifest names is garbage.
+const DATA_DIRS: [&str; 3] = ["tables", "sources", "system"];
 
 /// The committed state and the means to change it.
 pub struct Storage {
@@ -130,8 +136,7 @@ impl Storage {
     /// Writes `input` as a new file of `table` and commits it. Returns the rows written.
     /// Fails with "does not exist" if the table was dropped (or dropped and re-created) meanwhile.
     pub async fn append(&self, table: &TableDef, input: SendableRecordBatchStream) -> Result<u64> {
-        let file_id = self.next_file_id.fetch_add(1, Ordering::SeqCst);
-        let path = data_file_path(table, file_id);
+        let path = data_file_path("tables", &table.name, table.id, self.new_file_id());
         let written =
             parquet::write_file(Arc::clone(&self.store), path, table.schema(), input).await?;
         let Some(file) = written else { return Ok(0) };
@@ -151,6 +156,40 @@ impl Storage {
         Ok(rows)
     }
 
+    fn new_file_id(&self) -> u64 {
+        self.next_file_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Writes retained events of a source as a new, not yet committed file.
+    pub async fn write_source_file(
+        &self,
+        source: &SourceDef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Option<DataFile>> {
+        let path = data_file_path("sources", &source.name, source.id, self.new_file_id());
+        self.write_batches(path, source.schema(), batches).await
+    }
+
+    /// Writes rejected records as a new, not yet committed file.
+    pub async fn write_rejected_file(&self, batch: RecordBatch) -> Result<Option<DataFile>> {
+        let path = Path::from(format!(
+            "system/rejected_rows/part-{:020}.parquet",
+            self.new_file_id()
+        ));
+        self.write_batches(path, batch.schema(), vec![batch]).await
+    }
+
+    async fn write_batches(
+        &self,
+        path: Path,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Option<DataFile>> {
+        let stream = futures::stream::iter(batches.into_iter().map(Ok));
+        let input = Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream));
+        parquet::write_file(Arc::clone(&self.store), path, schema, input).await
+    }
+
     /// A scan of a table's committed files (see [`parquet::scan`]).
     pub fn scan(
         &self,
@@ -166,28 +205,31 @@ impl Storage {
         )
     }
 
-    /// Deletes the files of tables that are no longer in the manifest, and any file under
-    /// `tables/` that no manifest names. Runs at startup, before any writer, so nothing in flight
+    /// Deletes every file under the data folders that the manifest does not name: files of
+    /// dropped tables and sources, and files of writes that never committed. Runs at startup, before any writer, so nothing in flight
     /// can be mistaken for garbage. Failures only cost space and are logged.
     async fn delete_unreferenced_files(&self) {
         let manifest = self.manifest();
         let live: HashSet<&str> = manifest
             .tables
             .values()
-            .flat_map(|t| t.files.iter().map(|f| f.path.as_str()))
+            .flat_map(|t| &t.files)
+            .chain(manifest.sources.values().flat_map(|s| &s.files))
+            .chain(&manifest.rejected_rows)
+            .map(|f| f.path.as_str())
             .collect();
-        let listed: Result<Vec<_>, _> = self
-            .store
-            .list(Some(&Path::from(TABLES_DIR)))
-            .try_collect()
-            .await;
-        let objects = match listed {
-            Ok(objects) => objects,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list table files for garbage collection");
-                return;
+        let mut objects = Vec::new();
+        for dir in DATA_DIRS {
+            let listed: Result<Vec<_>, _> =
+                self.store.list(Some(&Path::from(dir))).try_collect().await;
+            match listed {
+                Ok(listed) => objects.extend(listed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not list data files for garbage collection");
+                    return;
+                }
             }
-        };
+        }
         let mut deleted = 0usize;
         for meta in objects
             .iter()
@@ -203,7 +245,7 @@ impl Storage {
         }
     }
 
-    /// Deletes the files of a dropped table; called after the drop is committed.
+    /// Deletes the files of a dropped table or source; called after the drop is committed.
     pub async fn delete_files(&self, files: &[DataFile]) {
         for file in files {
             if let Err(e) = self.store.delete(&Path::from(file.path.as_str())).await {
@@ -213,9 +255,8 @@ impl Storage {
     }
 }
 
-fn data_file_path(table: &TableDef, file_id: u64) -> Path {
-    let name: String = table
-        .name
+fn data_file_path(dir: &str, name: &str, id: u64, file_id: u64) -> Path {
+    let name: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' {
@@ -225,8 +266,5 @@ fn data_file_path(table: &TableDef, file_id: u64) -> Path {
             }
         })
         .collect();
-    Path::from(format!(
-        "{TABLES_DIR}/{name}/{}/part-{file_id:020}.parquet",
-        table.id
-    ))
+    Path::from(format!("{dir}/{name}/{id}/part-{file_id:020}.parquet"))
 }

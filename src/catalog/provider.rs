@@ -1,59 +1,171 @@
-//! DataFusion providers over the committed manifest: the `public` schema and its tables.
+//! DataFusion providers over the committed manifest: the `public` schema, its tables and sources.
 //!
 //! A scan reads the files named by the manifest at planning time, so one query sees one
 //! committed state even while writers commit. `INSERT` plans end in [`TableSink`], which hands
-//! the rows to [`Storage::append`].
+//! the rows to [`Storage::append`]. A source's scan reads its retained events: committed files
+//! plus the rows its runner holds pending, taken under one lock.
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::DFSchema;
 use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 
+use super::source::SourceDef;
 use super::table::TableDef;
 use crate::error::Error;
-use crate::storage::{Storage, TableState};
+use crate::source::{SourceHandle, Sources};
+use crate::storage::{DataFile, Storage, TableState};
 
-/// The `public` schema: every table of the newest manifest.
+/// The `public` schema: every table and source of the newest manifest.
 #[derive(Debug)]
 pub struct PublicSchema {
     storage: Arc<Storage>,
+    sources: Arc<Sources>,
 }
 
 impl PublicSchema {
-    pub fn new(storage: Arc<Storage>) -> Self {
-        PublicSchema { storage }
+    pub fn new(storage: Arc<Storage>, sources: Arc<Sources>) -> Self {
+        PublicSchema { storage, sources }
     }
 }
 
 #[async_trait]
 impl SchemaProvider for PublicSchema {
     fn table_names(&self) -> Vec<String> {
-        self.storage.manifest().tables.keys().cloned().collect()
+        let manifest = self.storage.manifest();
+        manifest
+            .tables
+            .keys()
+            .chain(manifest.sources.keys())
+            .cloned()
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let manifest = self.storage.manifest();
-        Ok(manifest.table(name).map(|state| {
-            Arc::new(StoredTable {
+        if let Some(state) = manifest.table(name) {
+            return Ok(Some(Arc::new(StoredTable {
                 storage: Arc::clone(&self.storage),
                 state: state.clone(),
+            })));
+        }
+        Ok(manifest.source(name).map(|state| {
+            Arc::new(SourceTable {
+                storage: Arc::clone(&self.storage),
+                def: state.def.clone(),
+                handle: self.sources.get(name),
             }) as Arc<dyn TableProvider>
         }))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.storage.manifest().table(name).is_some()
+        self.storage.manifest().has_relation(name)
+    }
+}
+
+/// Committed Parquet files and in-memory rows of one schema as one scan.
+pub fn scan_files_and_rows(
+    storage: &Storage,
+    state: &dyn Session,
+    schema: &SchemaRef,
+    (files, rows): (&[DataFile], Vec<RecordBatch>),
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let predicate = match conjunction(filters.iter().cloned()) {
+        Some(expr) => {
+            let df_schema = DFSchema::try_from(Arc::clone(schema))?;
+            Some(state.create_physical_expr(expr, &df_schema)?)
+        }
+        None => None,
+    };
+    let partitions = state.config().target_partitions();
+    let files = storage.scan(schema, files, projection, predicate, limit, partitions)?;
+    if rows.is_empty() {
+        return Ok(files);
+    }
+    let memory =
+        MemorySourceConfig::try_new_exec(&[rows], Arc::clone(schema), projection.cloned())?;
+    UnionExec::try_new(vec![files, memory])
+}
+
+/// A source as a relation: its retained events, or an error saying how to keep them.
+#[derive(Debug)]
+pub struct SourceTable {
+    storage: Arc<Storage>,
+    def: SourceDef,
+    handle: Option<Arc<SourceHandle>>,
+}
+
+#[async_trait]
+impl TableProvider for SourceTable {
+    fn schema(&self) -> SchemaRef {
+        self.def.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.def.options.get("retain").map(String::as_str) != Some("true") {
+            return Err(DataFusionError::from(Error::unsupported(
+                format!("reading the events of source \"{}\"", self.def.name),
+                Some(
+                    "A source keeps no events unless it is created WITH (retain = 'true'); \
+                     read it through a materialized view, or re-create it with retain = 'true'.",
+                ),
+            )));
+        }
+        let (files, rows) = match &self.handle {
+            Some(handle) => handle.retained(&self.storage).await,
+            None => (
+                self.storage
+                    .manifest()
+                    .source(&self.def.name)
+                    .map(|s| s.files.clone())
+                    .unwrap_or_default(),
+                Vec::new(),
+            ),
+        };
+        let schema = self.schema();
+        scan_files_and_rows(
+            &self.storage,
+            state,
+            &schema,
+            (&files, rows),
+            projection,
+            filters,
+            limit,
+        )
     }
 }
 
@@ -90,21 +202,14 @@ impl TableProvider for StoredTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
-        let predicate = match conjunction(filters.iter().cloned()) {
-            Some(expr) => {
-                let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
-                Some(state.create_physical_expr(expr, &df_schema)?)
-            }
-            None => None,
-        };
-        let partitions = state.config().target_partitions();
-        self.storage.scan(
+        scan_files_and_rows(
+            &self.storage,
+            state,
             &schema,
-            &self.state.files,
+            (&self.state.files, Vec::new()),
             projection,
-            predicate,
+            filters,
             limit,
-            partitions,
         )
     }
 

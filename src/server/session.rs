@@ -38,7 +38,7 @@ use pgwire::types::format::FormatOptions;
 use super::cancel::{CancelRegistry, CancelSignal};
 use super::copy_in::CopyInProgress;
 use super::encode;
-use crate::database::{Database, Output, plans_rows, result_schema};
+use crate::database::{Database, Output, ddl, plans_rows, result_schema};
 use crate::error::Error;
 use crate::metrics;
 use crate::sql::{Statement, parser};
@@ -231,6 +231,8 @@ impl QueryParser for StatementParser {
             if plan.is_none() && plans_rows(stmt) {
                 plan = Some(self.db.plan(stmt).await.inspect_err(log_error)?);
             }
+        } else {
+            plan = ddl::show_sources(self.db.storage(), &statement).inspect_err(log_error)?;
         }
         Ok(Some(Arc::new(Prepared { statement, plan })))
     }

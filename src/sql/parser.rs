@@ -69,6 +69,9 @@ fn parse_one(parser: &mut Parser) -> Result<Statement> {
         parser.next_token();
         return Ok(Statement::Flush);
     }
+    if let Some(statement) = super::source::parse_source_statement(parser)? {
+        return Ok(statement);
+    }
     if parser.peek_keyword(Keyword::CREATE) && peek_word(parser, 1, "table") {
         parser.next_token();
         parser.next_token();
@@ -77,7 +80,7 @@ fn parse_one(parser: &mut Parser) -> Result<Statement> {
     Ok(Statement::Standard(Box::new(parser.parse_statement()?)))
 }
 
-fn peek_word(parser: &Parser, n: usize, word: &str) -> bool {
+pub(super) fn peek_word(parser: &Parser, n: usize, word: &str) -> bool {
     matches!(&parser.peek_nth_token_ref(n).token, Token::Word(w) if w.value.eq_ignore_ascii_case(word) && w.quote_style.is_none())
 }
 
@@ -91,6 +94,30 @@ fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
             Some("Create the table with its columns, then INSERT INTO … SELECT."),
         ));
     }
+    let (columns, watermark) = parse_columns(parser, "table", &name)?;
+    let append_only = if peek_word(parser, 0, "append") {
+        parser.next_token();
+        parser.expect_keyword(Keyword::ONLY)?;
+        true
+    } else {
+        false
+    };
+    Ok(CreateTable {
+        name,
+        if_not_exists,
+        columns,
+        watermark,
+        append_only,
+    })
+}
+
+/// `(column definitions…, [WATERMARK FOR col AS expr])` of a table or source named `name`:
+/// at least one column, no name twice, a watermark on an existing timestamp column.
+pub(super) fn parse_columns(
+    parser: &mut Parser,
+    kind: &str,
+    name: &str,
+) -> Result<(Vec<ColumnDef>, Option<Watermark>)> {
     parser.expect_token(&Token::LParen)?;
     let mut columns: Vec<ColumnDef> = Vec::new();
     let mut watermark_sql = None;
@@ -102,9 +129,9 @@ fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
             parser.expect_keyword(Keyword::AS)?;
             let expr = parser.parse_expr()?;
             if watermark_sql.replace((column, expr)).is_some() {
-                return Err(Error::Syntax(
-                    "a table can have only one WATERMARK clause".into(),
-                ));
+                return Err(Error::Syntax(format!(
+                    "a {kind} can have only one WATERMARK clause"
+                )));
             }
         } else {
             columns.push(column_def(parser.parse_column_def()?)?);
@@ -115,18 +142,20 @@ fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
         parser.expect_token(&Token::RParen)?;
         break;
     }
-    let append_only = if peek_word(parser, 0, "append") {
-        parser.next_token();
-        parser.expect_keyword(Keyword::ONLY)?;
-        true
-    } else {
-        false
-    };
     if columns.is_empty() {
         return Err(Error::Syntax(format!(
-            "table \"{name}\" must have at least one column"
+            "{kind} \"{name}\" must have at least one column"
         )));
     }
+    check_unique(&columns)?;
+    let watermark = watermark_sql
+        .map(|(column, expr)| watermark(&columns, column, &expr))
+        .transpose()?;
+    Ok((columns, watermark))
+}
+
+/// Fails with 42701 if two columns share a name.
+pub fn check_unique(columns: &[ColumnDef]) -> Result<()> {
     for (i, column) in columns.iter().enumerate() {
         if columns[..i].iter().any(|c| c.name == column.name) {
             return Err(Error::DuplicateColumn {
@@ -134,16 +163,7 @@ fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
             });
         }
     }
-    let watermark = watermark_sql
-        .map(|(column, expr)| watermark(&columns, column, &expr))
-        .transpose()?;
-    Ok(CreateTable {
-        name,
-        if_not_exists,
-        columns,
-        watermark,
-        append_only,
-    })
+    Ok(())
 }
 
 /// `public.t` and `t` name the same table; other schemas do not exist for tables yet.

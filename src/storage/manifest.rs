@@ -1,7 +1,7 @@
 //! The manifest: one JSON object per committed epoch, the only record of what is visible.
 //!
-//! `manifests/<epoch:020>.json` holds the whole catalog and, per table, the Parquet files that
-//! make up its rows. A commit writes the next epoch's manifest with `PutMode::Create`; if the name
+//! `manifests/<epoch:020>.json` holds the whole catalog and, per table and source, the Parquet
+//! files that make up its rows (and per source the offsets those rows reach). A commit writes the next epoch's manifest with `PutMode::Create`; if the name
 //! is taken, another writer committed first and ours fails whole. Readers take the highest epoch.
 //! A data file that no committed manifest names is never read, and is deleted at startup.
 
@@ -12,6 +12,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
 use crate::error::{Error, Result};
 
@@ -28,6 +29,20 @@ pub struct Manifest {
     pub next_table_id: u64,
     pub next_file_id: u64,
     pub tables: BTreeMap<String, TableState>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceState>,
+    /// Files of `sluice_catalog.rejected_rows`: records no source could decode.
+    #[serde(default)]
+    pub rejected_rows: Vec<DataFile>,
+}
+
+/// A source's definition, the files of its retained events, and the offsets they reach: the
+/// next offset to read per partition, committed together with the rows before it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceState {
+    pub def: SourceDef,
+    pub files: Vec<DataFile>,
+    pub offsets: BTreeMap<i32, i64>,
 }
 
 /// A table's definition and the files holding its rows, in write order.
@@ -55,11 +70,22 @@ impl Manifest {
             next_table_id: 1,
             next_file_id: 1,
             tables: BTreeMap::new(),
+            sources: BTreeMap::new(),
+            rejected_rows: Vec::new(),
         }
     }
 
     pub fn table(&self, name: &str) -> Option<&TableState> {
         self.tables.get(name)
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceState> {
+        self.sources.get(name)
+    }
+
+    /// Whether a table or a source has this name (they share the `public` schema).
+    pub fn has_relation(&self, name: &str) -> bool {
+        self.tables.contains_key(name) || self.sources.contains_key(name)
     }
 }
 

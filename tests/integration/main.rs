@@ -4,9 +4,14 @@
 //! - `persistence`: psql + COPY + restart, on a local folder and on a real S3 server.
 //! - `protocol`: cancel, malformed messages, disconnects, the extended protocol.
 //! - `clients`: psycopg, asyncpg, SQLAlchemy and node-postgres scripts.
+//! - `sources`: the datagen connector, exact and deterministic, across a restart.
+//! - `kafka`: Kafka sources against a real broker: exactly once, rejections, startup modes,
+//!   watermarks, a broker restart.
 
 mod clients;
+mod kafka;
 mod persistence;
 mod protocol;
 mod slt;
+mod sources;
 mod support;

@@ -243,3 +243,34 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The bootstrap address of the broker started by scripts/kafka-server, if one is running.
+pub fn kafka_target() -> Option<String> {
+    let target = std::env::var("SLUICEDB_TEST_KAFKA").ok();
+    require(target.is_some(), "a Kafka broker (SLUICEDB_TEST_KAFKA)").then(|| target.unwrap())
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One `bigint` (or NULL as -1) from a query returning a single value.
+pub async fn query_i64(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    row.get::<_, Option<i64>>(0).unwrap_or(-1)
+}

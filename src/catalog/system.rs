@@ -1,0 +1,216 @@
+//! The `sluice_catalog` schema: the database describing itself in SQL.
+//!
+//! - `sources`: one row per source and partition — rows and bytes in, offsets, broker high
+//!   watermark and lag, event-time watermarks, rejected and late counts, status, last error.
+//! - `rejected_rows`: every record a source could not decode, with its raw bytes and the error;
+//!   committed files plus the records sources hold pending.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::Result;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::provider::scan_files_and_rows;
+use crate::source::Sources;
+use crate::source::runner::{rejected_batch, rejected_schema};
+use crate::source::stats::Snapshot;
+use crate::storage::Storage;
+
+pub const SCHEMA_NAME: &str = "sluice_catalog";
+
+#[derive(Debug)]
+pub struct SystemSchema {
+    storage: Arc<Storage>,
+    sources: Arc<Sources>,
+}
+
+impl SystemSchema {
+    pub fn new(storage: Arc<Storage>, sources: Arc<Sources>) -> Self {
+        SystemSchema { storage, sources }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SystemTable {
+    Sources,
+    RejectedRows,
+}
+
+const TABLES: [(&str, SystemTable); 2] = [
+    ("sources", SystemTable::Sources),
+    ("rejected_rows", SystemTable::RejectedRows),
+];
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|(name, _)| name.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(TABLES.iter().find(|(n, _)| *n == name).map(|(_, table)| {
+            Arc::new(SystemTableProvider {
+                table: *table,
+                storage: Arc::clone(&self.storage),
+                sources: Arc::clone(&self.sources),
+            }) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.iter().any(|(n, _)| *n == name)
+    }
+}
+
+#[derive(Debug)]
+struct SystemTableProvider {
+    table: SystemTable,
+    storage: Arc<Storage>,
+    sources: Arc<Sources>,
+}
+
+#[async_trait]
+impl TableProvider for SystemTableProvider {
+    fn schema(&self) -> SchemaRef {
+        match self.table {
+            SystemTable::Sources => sources_schema(),
+            SystemTable::RejectedRows => rejected_schema(),
+        }
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match self.table {
+            SystemTable::Sources => {
+                let snapshots: Vec<Snapshot> = self
+                    .sources
+                    .all()
+                    .iter()
+                    .map(|h| h.stats.snapshot())
+                    .collect();
+                let batch = sources_batch(&snapshots)?;
+                Ok(MemorySourceConfig::try_new_exec(
+                    &[vec![batch]],
+                    sources_schema(),
+                    projection.cloned(),
+                )?)
+            }
+            SystemTable::RejectedRows => {
+                // Lock every source's pending rows so none commits while we read the manifest.
+                let mut guards = Vec::new();
+                for handle in self.sources.all() {
+                    guards.push(handle.lock_pending().await);
+                }
+                let files = self.storage.manifest().rejected_rows.clone();
+                let pending: Vec<_> = guards.iter().flat_map(|g| g.rejected().to_vec()).collect();
+                drop(guards);
+                let rows = match pending.is_empty() {
+                    true => Vec::new(),
+                    false => vec![rejected_batch(&pending)?],
+                };
+                scan_files_and_rows(
+                    &self.storage,
+                    state,
+                    &rejected_schema(),
+                    (&files, rows),
+                    projection,
+                    filters,
+                    limit,
+                )
+            }
+        }
+    }
+}
+
+fn timestamptz() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+}
+
+fn sources_schema() -> SchemaRef {
+    let field = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("connector", DataType::Utf8, false),
+        field("partition", DataType::Int32),
+        Field::new("status", DataType::Utf8, false),
+        field("rows_in", DataType::Int64),
+        field("bytes_in", DataType::Int64),
+        field("current_offset", DataType::Int64),
+        field("high_watermark_offset", DataType::Int64),
+        field("lag", DataType::Int64),
+        field("watermark", timestamptz()),
+        field("source_watermark", timestamptz()),
+        field("idle", DataType::Boolean),
+        field("rejected_rows", DataType::Int64),
+        field("late_rows", DataType::Int64),
+        field("last_error", DataType::Utf8),
+    ]))
+}
+
+/// One row per source and partition; a source with no partition yet gets one row of NULLs.
+fn sources_batch(snapshots: &[Snapshot]) -> datafusion::arrow::error::Result<RecordBatch> {
+    let mut rows = Vec::new();
+    for s in snapshots {
+        if s.partitions.is_empty() {
+            rows.push((s, None, None));
+        }
+        for (partition, p) in &s.partitions {
+            rows.push((s, Some(*partition), Some(p)));
+        }
+    }
+    let text = |f: &dyn Fn(&Snapshot) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(rows.iter().map(|(s, _, _)| f(s))))
+    };
+    let count = |f: &dyn Fn(&crate::source::stats::PartitionStats) -> Option<i64>| -> ArrayRef {
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|(_, _, p)| p.and_then(f)),
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(&|s| Some(s.source.clone())),
+        text(&|s| Some(s.connector.clone())),
+        Arc::new(Int32Array::from_iter(rows.iter().map(|(_, p, _)| *p))),
+        text(&|s| Some(s.status.as_str().to_string())),
+        count(&|p| Some(p.rows_in as i64)),
+        count(&|p| Some(p.bytes_in as i64)),
+        count(&|p| p.next_offset),
+        count(&|p| p.high_watermark),
+        count(&|p| p.lag()),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter(
+                rows.iter().map(|(_, _, p)| p.and_then(|p| p.watermark_us)),
+            )
+            .with_timezone("+00:00"),
+        ),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter(rows.iter().map(|(s, _, _)| s.watermark_us))
+                .with_timezone("+00:00"),
+        ),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|(_, _, p)| p.map(|p| p.idle)),
+        )),
+        count(&|p| Some(p.rejected as i64)),
+        count(&|p| Some(p.late as i64)),
+        text(&|s| s.last_error.clone()),
+    ];
+    RecordBatch::try_new(sources_schema(), columns)
+}

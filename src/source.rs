@@ -1,0 +1,131 @@
+//! Sources: streams of events from Kafka or the built-in generator, decoded into Arrow batches
+//! of the source's schema, with event-time watermarks, counted rejections and late rows.
+//!
+//! ```text
+//! kafka.rs (thread: rdkafka poll → decode.rs) ─┐  Event::Chunk        runner.rs (task)
+//!                                              ├──────────────────►  watermark.rs, stats.rs,
+//! datagen.rs (task: seeded Arrow batches) ─────┘  bounded channel     pending rows → storage
+//! ```
+//! A connector produces [`Chunk`]s of one partition in offset order; the runner tracks the
+//! watermark, counts, keeps retained rows and rejected records pending, and commits them with
+//! the offsets they reach (see [`runner`]). [`Sources`] owns the running sources.
+
+pub mod datagen;
+pub mod decode;
+pub mod kafka;
+pub mod options;
+pub mod runner;
+pub mod stats;
+pub mod watermark;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::catalog::source::SourceDef;
+use crate::error::Result;
+use crate::storage::Storage;
+pub use runner::SourceHandle;
+
+/// A record that could not be decoded, kept whole.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub partition: i32,
+    pub offset: i64,
+    pub raw: Vec<u8>,
+    pub error: String,
+}
+
+/// Decoded rows of one partition, in offset order, and the records that failed.
+#[derive(Debug)]
+pub struct Chunk {
+    pub partition: i32,
+    pub batch: RecordBatch,
+    pub rejected: Vec<Rejected>,
+    /// The offset after the last record of the chunk.
+    pub next_offset: i64,
+    /// Records read, decoded or not.
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// What a connector tells the runner.
+#[derive(Debug)]
+pub enum Event {
+    /// A partition is being read; it holds the watermark until it shows data or idles.
+    Assigned(i32),
+    Chunk(Chunk),
+    /// A bounded source read everything.
+    Finished,
+    /// The connector cannot go on.
+    Failed(String),
+}
+
+/// The running sources, by name.
+#[derive(Debug)]
+pub struct Sources {
+    storage: Arc<Storage>,
+    running: Mutex<BTreeMap<String, Arc<SourceHandle>>>,
+}
+
+impl Sources {
+    pub fn new(storage: Arc<Storage>) -> Self {
+        Sources {
+            storage,
+            running: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<SourceHandle>>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts every source of the committed catalog, resuming at its committed offsets. A
+    /// source that cannot start is logged and shown as failed; the others run.
+    pub fn start_all(&self) {
+        for state in self.storage.manifest().sources.values() {
+            self.start(state.def.clone());
+        }
+    }
+
+    /// Starts one source (already committed to the catalog).
+    pub fn start(&self, def: SourceDef) {
+        let name = def.name.clone();
+        let handle = SourceHandle::start(def, Arc::clone(&self.storage));
+        if let Some(old) = self.running().insert(name, handle) {
+            old.abandon();
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<SourceHandle>> {
+        self.running().get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<SourceHandle>> {
+        self.running().values().cloned().collect()
+    }
+
+    /// Stops a dropped source without committing anything more.
+    pub fn remove(&self, name: &str) {
+        if let Some(handle) = self.running().remove(name) {
+            handle.abandon();
+        }
+    }
+
+    /// Commits everything every source has taken in so far.
+    pub async fn flush(&self) -> Result<()> {
+        for handle in self.all() {
+            handle.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops every source after committing what it has taken in.
+    pub async fn shutdown(&self) {
+        let handles: Vec<_> = std::mem::take(&mut *self.running()).into_values().collect();
+        for handle in handles {
+            handle.stop().await;
+        }
+    }
+}

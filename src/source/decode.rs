@@ -1,0 +1,409 @@
+//! JSON records → Arrow batches of a source's schema, with every undecodable record set aside.
+//!
+//! Records are decoded many at a time with arrow-json's `Decoder` (one tape for the whole chunk,
+//! one array per column), not per-row serde. A record that breaks the chunk — not JSON, not one
+//! object, a wrong type, a NOT NULL column missing — is found by re-decoding the failing segment
+//! in halves, so one bad record costs O(log n) extra decodes and never drops its neighbours.
+//!
+//! Timestamp columns are decoded as text and converted here: arrow-json reads a number in a
+//! timestamp column in the column's own unit (microseconds), while producers send epoch
+//! milliseconds or ISO-8601 strings, and we accept both.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryBuilder, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::compute::kernels::cast_utils::string_to_datetime;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::json::ReaderBuilder;
+use datafusion::arrow::json::reader::Decoder;
+
+use super::Rejected;
+use crate::catalog::source::SourceDef;
+use crate::error::{Result, lowercase_first};
+use crate::sql::IncludeKind;
+
+/// One message as read from the connector.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub offset: i64,
+    /// The message's timestamp (epoch milliseconds), if the broker gave one.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
+
+/// Decodes records of one source. Holds no rows between calls.
+pub struct JsonDecoder {
+    /// The declared columns, timestamps as text: what arrow-json decodes into.
+    decode_schema: SchemaRef,
+    /// The source's full schema: declared columns, then included metadata.
+    output_schema: SchemaRef,
+    includes: Vec<IncludeKind>,
+    /// Position of the event-time column, whose NULLs are rejected.
+    event_time: Option<usize>,
+}
+
+/// The rows of a chunk that decoded, and the records that did not.
+pub struct Decoded {
+    pub batch: RecordBatch,
+    pub rejected: Vec<Rejected>,
+}
+
+impl JsonDecoder {
+    pub fn new(def: &SourceDef) -> Self {
+        let decode_fields: Vec<Field> = def
+            .columns
+            .iter()
+            .map(|c| {
+                let data_type = match c.column_type.arrow {
+                    DataType::Timestamp(..) => DataType::Utf8,
+                    ref other => other.clone(),
+                };
+                Field::new(&c.name, data_type, c.nullable)
+            })
+            .collect();
+        JsonDecoder {
+            decode_schema: Arc::new(Schema::new(decode_fields)),
+            output_schema: def.schema(),
+            includes: def.includes.iter().map(|i| i.kind).collect(),
+            event_time: def
+                .watermark
+                .as_ref()
+                .and_then(|w| def.columns.iter().position(|c| c.name == w.column)),
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// Decodes `records` (of one partition, in offset order) into rows of the source's schema.
+    /// Rows keep the records' order; the rejected are returned with the reason.
+    pub fn decode(&self, partition: i32, records: &[Record<'_>]) -> Result<Decoded> {
+        let mut rejected = Vec::new();
+        let mut good: Vec<usize> = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            match record.payload {
+                Some(_) => good.push(i),
+                None => rejected.push(reject(partition, record, "the message has no value")),
+            }
+        }
+        let mut pieces = Vec::new();
+        self.decode_segment(partition, records, &good, &mut pieces, &mut rejected);
+        let declared = concat_batches(&self.decode_schema, &pieces)?;
+        let kept: Vec<usize> = pieces_rows(&good, &rejected, records);
+        let batch = self.finish(partition, records, &kept, declared, &mut rejected)?;
+        rejected.sort_by_key(|r| r.offset);
+        Ok(Decoded { batch, rejected })
+    }
+
+    /// Decodes the records at `indices`; on failure splits them in halves until each bad record
+    /// is alone. Appends decoded pieces in order.
+    fn decode_segment(
+        &self,
+        partition: i32,
+        records: &[Record<'_>],
+        indices: &[usize],
+        pieces: &mut Vec<RecordBatch>,
+        rejected: &mut Vec<Rejected>,
+    ) {
+        if indices.is_empty() {
+            return;
+        }
+        match self.try_decode(records, indices) {
+            Ok(batch) => pieces.push(batch),
+            Err(error) if indices.len() == 1 => {
+                rejected.push(reject(partition, &records[indices[0]], &error))
+            }
+            Err(_) => {
+                let (left, right) = indices.split_at(indices.len() / 2);
+                self.decode_segment(partition, records, left, pieces, rejected);
+                self.decode_segment(partition, records, right, pieces, rejected);
+            }
+        }
+    }
+
+    /// Decodes the records at `indices` as one batch, or fails if any of them does not give
+    /// exactly one row.
+    fn try_decode(
+        &self,
+        records: &[Record<'_>],
+        indices: &[usize],
+    ) -> std::result::Result<RecordBatch, String> {
+        let mut decoder = self.new_decoder(indices.len())?;
+        for &i in indices {
+            let payload = records[i].payload.unwrap_or_default();
+            let before = decoder.len();
+            let consumed = decoder.decode(payload).map_err(|e| describe(&e))?;
+            // A bare number at the end of input is only complete once something follows it.
+            decoder.decode(b" ").map_err(|e| describe(&e))?;
+            if consumed != payload.len() || decoder.len() != before + 1 {
+                return Err("the message is not exactly one JSON object".into());
+            }
+        }
+        match decoder.flush() {
+            Ok(Some(batch)) if batch.num_rows() == indices.len() => Ok(batch),
+            Ok(_) => Err("the message is not exactly one JSON object".into()),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    fn new_decoder(&self, rows: usize) -> std::result::Result<Decoder, String> {
+        ReaderBuilder::new(Arc::clone(&self.decode_schema))
+            .with_batch_size(rows + 1)
+            .with_coerce_primitive(true)
+            .build_decoder()
+            .map_err(|e| describe(&e))
+    }
+
+    /// Converts timestamp text, rejects rows whose timestamp does not parse or whose event time
+    /// is NULL, and appends the metadata columns. `kept[i]` is the record of row `i`.
+    fn finish(
+        &self,
+        partition: i32,
+        records: &[Record<'_>],
+        kept: &[usize],
+        declared: RecordBatch,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<RecordBatch> {
+        let mut valid = vec![true; declared.num_rows()];
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
+        for (c, field) in self.output_schema.fields()[..declared.num_columns()]
+            .iter()
+            .enumerate()
+        {
+            let column = declared.column(c);
+            let column = match field.data_type() {
+                DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                    let text = column.as_any().downcast_ref::<StringArray>();
+                    let mut micros = Vec::with_capacity(column.len());
+                    for row in 0..column.len() {
+                        let value = text.filter(|t| t.is_valid(row)).map(|t| t.value(row));
+                        micros.push(match value.map(parse_timestamp_micros) {
+                            None => None,
+                            Some(Ok(v)) => Some(v),
+                            Some(Err(e)) => {
+                                if valid[row] {
+                                    valid[row] = false;
+                                    rejected.push(reject(
+                                        partition,
+                                        &records[kept[row]],
+                                        &format!("column \"{}\": {e}", field.name()),
+                                    ));
+                                }
+                                None
+                            }
+                        });
+                    }
+                    Arc::new(TimestampMicrosecondArray::from(micros).with_timezone_opt(tz.clone()))
+                        as ArrayRef
+                }
+                _ => Arc::clone(column),
+            };
+            if self.event_time == Some(c) {
+                for row in 0..column.len() {
+                    if column.is_null(row) && valid[row] {
+                        valid[row] = false;
+                        rejected.push(reject(
+                            partition,
+                            &records[kept[row]],
+                            &format!("event time column \"{}\" is null", field.name()),
+                        ));
+                    }
+                }
+            }
+            columns.push(column);
+        }
+        for include in &self.includes {
+            columns.push(metadata_column(*include, partition, records, kept));
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.output_schema), columns)?;
+        if valid.iter().all(|v| *v) {
+            return Ok(batch);
+        }
+        Ok(filter_record_batch(&batch, &BooleanArray::from(valid))?)
+    }
+}
+
+fn concat_batches(schema: &SchemaRef, pieces: &[RecordBatch]) -> Result<RecordBatch> {
+    match pieces {
+        [] => Ok(RecordBatch::new_empty(Arc::clone(schema))),
+        [one] => Ok(one.clone()),
+        many => Ok(datafusion::arrow::compute::concat_batches(schema, many)?),
+    }
+}
+
+/// The record index of each decoded row: every record with a payload that was not rejected.
+fn pieces_rows(good: &[usize], rejected: &[Rejected], records: &[Record<'_>]) -> Vec<usize> {
+    let bad: std::collections::HashSet<i64> = rejected.iter().map(|r| r.offset).collect();
+    good.iter()
+        .copied()
+        .filter(|&i| !bad.contains(&records[i].offset))
+        .collect()
+}
+
+fn metadata_column(
+    kind: IncludeKind,
+    partition: i32,
+    records: &[Record<'_>],
+    kept: &[usize],
+) -> ArrayRef {
+    let rows = kept.iter().map(|&i| &records[i]);
+    match kind {
+        IncludeKind::Partition => Arc::new(Int32Array::from(vec![partition; kept.len()])),
+        IncludeKind::Offset => Arc::new(Int64Array::from_iter_values(rows.map(|r| r.offset))),
+        IncludeKind::Timestamp => Arc::new(
+            TimestampMicrosecondArray::from_iter(
+                rows.map(|r| r.timestamp_ms.map(|ms| ms.saturating_mul(1_000))),
+            )
+            .with_timezone("+00:00"),
+        ),
+        IncludeKind::Key => {
+            let mut builder = BinaryBuilder::new();
+            for r in rows {
+                builder.append_option(r.key);
+            }
+            Arc::new(builder.finish())
+        }
+    }
+}
+
+/// Epoch milliseconds (a whole or fractional number) or an ISO-8601 / RFC 3339 string; a string
+/// without a zone is UTC.
+pub fn parse_timestamp_micros(text: &str) -> std::result::Result<i64, String> {
+    let trimmed = text.trim();
+    if let Ok(ms) = trimmed.parse::<i64>() {
+        return ms
+            .checked_mul(1_000)
+            .ok_or_else(|| format!("timestamp {ms} is out of range"));
+    }
+    if let Ok(ms) = trimmed.parse::<f64>()
+        && ms.is_finite()
+        && ms.abs() < (i64::MAX / 1_000) as f64
+    {
+        return Ok((ms * 1_000.0).round() as i64);
+    }
+    string_to_datetime(&chrono::Utc, trimmed)
+        .map(|t| t.timestamp_micros())
+        .map_err(|_| {
+            format!("invalid timestamp \"{trimmed}\": expected epoch milliseconds or ISO-8601")
+        })
+}
+
+fn reject(partition: i32, record: &Record<'_>, error: &str) -> Rejected {
+    Rejected {
+        partition,
+        offset: record.offset,
+        raw: record.payload.map(<[u8]>::to_vec).unwrap_or_default(),
+        error: error.to_string(),
+    }
+}
+
+fn describe(error: &datafusion::arrow::error::ArrowError) -> String {
+    let text = error.to_string();
+    let text = text.strip_prefix("Json error: ").unwrap_or(&text);
+    lowercase_first(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::{Statement, parser::parse};
+
+    fn decoder(sql: &str) -> JsonDecoder {
+        let Some(Statement::CreateSource(c)) = parse(sql).unwrap().pop() else {
+            panic!()
+        };
+        JsonDecoder::new(&SourceDef {
+            id: 1,
+            name: c.name,
+            columns: c.columns,
+            watermark: c.watermark,
+            includes: c.includes,
+            options: Default::default(),
+            created_at_ms: 0,
+        })
+    }
+
+    fn records(payloads: &[&'static str]) -> Vec<Record<'static>> {
+        payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Record {
+                offset: 100 + i as i64,
+                timestamp_ms: Some(1_700_000_000_000),
+                key: None,
+                payload: Some(p.as_bytes()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decodes_and_sets_aside_bad_records() {
+        let d = decoder(
+            "CREATE SOURCE s (id BIGINT NOT NULL, page VARCHAR, amount DOUBLE PRECISION, ts TIMESTAMPTZ, \
+             WATERMARK FOR ts AS ts) INCLUDE offset AS off WITH (connector = 'kafka')",
+        );
+        let input = records(&[
+            r#"{"id": 1, "page": "/a", "amount": 1.5, "ts": "2026-01-01T00:00:00.123456Z", "extra": [1]}"#,
+            r#"not json"#,
+            r#"{"id": 2, "ts": 1767225600000}"#,
+            r#"{"id": "x", "ts": 1767225600000}"#,
+            r#"{"page": "/no-id", "ts": 1767225600000}"#,
+            r#"{"id": 3, "ts": "yesterday"}"#,
+            r#"{"id": 4}"#,
+            r#"{"id": 5, "ts": 1767225600000}{"id": 6, "ts": 1767225600000}"#,
+            r#"{"id": 7, "amount": 2, "ts": "2026-01-01 00:00:01"}"#,
+        ]);
+        let out = d.decode(3, &input).unwrap();
+        let offsets: Vec<i64> = out.rejected.iter().map(|r| r.offset).collect();
+        assert_eq!(
+            offsets,
+            vec![101, 103, 104, 105, 106, 107],
+            "{:?}",
+            out.rejected
+        );
+        assert!(
+            out.rejected
+                .iter()
+                .all(|r| r.partition == 3 && !r.error.is_empty())
+        );
+        assert_eq!(out.rejected[0].raw, b"not json");
+        let batch = out.batch;
+        assert_eq!(batch.num_rows(), 3);
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(ids.values(), &[1, 2, 7]);
+        let ts = batch
+            .column(3)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), 1_767_225_600_123_456);
+        assert_eq!(ts.value(1), 1_767_225_600_000_000);
+        assert_eq!(ts.value(2), 1_767_225_601_000_000);
+        let off = batch
+            .column(4)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(off.values(), &[100, 102, 108]);
+    }
+
+    #[test]
+    fn a_clean_chunk_decodes_in_one_piece() {
+        let d = decoder("CREATE SOURCE s (a INT, b TEXT) WITH (connector = 'kafka')");
+        let input = records(&[r#"{"a": 1, "b": "x"}"#, r#"{"b": "y"}"#, r#"{"a": 3}"#]);
+        let out = d.decode(0, &input).unwrap();
+        assert!(out.rejected.is_empty());
+        assert_eq!(out.batch.num_rows(), 3);
+        assert_eq!(out.batch.column(0).null_count(), 1);
+    }
+}

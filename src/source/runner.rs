@@ -1,0 +1,525 @@
+//! The life of one running source: takes the connector's chunks in, tracks the watermark,
+//! counts, and commits retained rows and rejected records together with the offsets they reach.
+//!
+//! Rows taken in are *pending* until a commit names them: every `PERSIST_INTERVAL`, on `FLUSH`,
+//! when the pending rows pass `PENDING_ROWS_MAX`, and at shutdown. One commit carries a source's
+//! new Parquet file, its rejected-rows file and its offsets, so after a restart the source
+//! resumes exactly after the last committed row: nothing lost, nothing twice. Readers see
+//! committed files plus pending rows, taken under the same lock the commit holds, so a row is
+//! never seen in both or in neither.
+//!
+//! Back-pressure: the channel from the connector is bounded; while a commit that must happen
+//! (too many pending rows) fails, the runner retries and takes nothing in, so the connector
+//! blocks rather than anything being dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{
+    Array, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::decode::JsonDecoder;
+use super::kafka::KafkaReader;
+use super::options::{BadData, Connector, SourceSettings};
+use super::stats::SourceStats;
+use super::watermark::WatermarkTracker;
+use super::{Chunk, Event, Rejected};
+use crate::catalog::source::SourceDef;
+use crate::error::{Error, Result};
+use crate::storage::{DataFile, Storage};
+
+const PERSIST_INTERVAL: Duration = Duration::from_secs(10);
+const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
+/// Pending rows (retained events plus rejected records) that force a commit.
+const PENDING_ROWS_MAX: usize = 1_000_000;
+/// Chunks in flight between connector and runner.
+const EVENTS_IN_FLIGHT: usize = 8;
+const COMMIT_RETRY: Duration = Duration::from_secs(1);
+
+/// A rejected record as `sluice_catalog.rejected_rows` shows it.
+#[derive(Debug, Clone)]
+pub struct RejectedRow {
+    pub source: String,
+    pub record: Rejected,
+    pub received_at_us: i64,
+}
+
+/// Rows taken in and not yet committed.
+#[derive(Default)]
+pub struct Pending {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    rejected: Vec<RejectedRow>,
+    /// Next offset per partition, over everything taken in.
+    offsets: BTreeMap<i32, i64>,
+    /// Offsets as last committed.
+    committed_offsets: BTreeMap<i32, i64>,
+}
+
+impl Pending {
+    pub fn rejected(&self) -> &[RejectedRow] {
+        &self.rejected
+    }
+
+    fn is_dirty(&self) -> bool {
+        !self.batches.is_empty()
+            || !self.rejected.is_empty()
+            || self.offsets != self.committed_offsets
+    }
+}
+
+enum Request {
+    Flush(oneshot::Sender<Result<()>>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// A running source, as the rest of the database sees it.
+#[derive(Debug)]
+pub struct SourceHandle {
+    pub def: SourceDef,
+    /// `None` if the stored options no longer check (the source is shown as failed).
+    pub settings: Option<SourceSettings>,
+    pub stats: Arc<SourceStats>,
+    pending: Arc<tokio::sync::Mutex<Pending>>,
+    requests: mpsc::Sender<Request>,
+    stop: Arc<AtomicBool>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pending({} rows, {} rejected)",
+            self.rows,
+            self.rejected.len()
+        )
+    }
+}
+
+impl SourceHandle {
+    /// Starts the connector and the runner of a committed source.
+    pub fn start(def: SourceDef, storage: Arc<Storage>) -> Arc<Self> {
+        let committed = storage
+            .manifest()
+            .source(&def.name)
+            .map(|s| s.offsets.clone())
+            .unwrap_or_default();
+        let settings = SourceSettings::from_def(&def);
+        let connector = match &settings {
+            Ok(s) => match s.connector {
+                Connector::Kafka(_) => "kafka",
+                Connector::Datagen(_) => "datagen",
+            },
+            Err(_) => def
+                .options
+                .get("connector")
+                .map_or("unknown", String::as_str),
+        };
+        let stats = Arc::new(SourceStats::new(&def.name, connector));
+        let (requests, requests_rx) = mpsc::channel(4);
+        let (events, events_rx) = mpsc::channel(EVENTS_IN_FLIGHT);
+        let stop = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(tokio::sync::Mutex::new(Pending {
+            offsets: committed.clone(),
+            committed_offsets: committed.clone(),
+            ..Pending::default()
+        }));
+        let settings = match settings {
+            Ok(settings) => Some(settings),
+            Err(e) => {
+                tracing::error!(source = %def.name, error = %e, "source cannot start");
+                stats.failed(&e.to_string());
+                None
+            }
+        };
+        if let Some(settings) = &settings {
+            spawn_connector(&def, settings, &committed, events, &stats, &stop);
+        }
+        let runner = Runner {
+            tracker: WatermarkTracker::new(
+                def.watermark.as_ref().map_or(0, |w| w.delay_ms),
+                settings.as_ref().map_or(Duration::MAX, |s| s.idle_timeout),
+                settings
+                    .as_ref()
+                    .map_or(Duration::MAX, |s| s.max_future_skew),
+            ),
+            event_time: def
+                .watermark
+                .as_ref()
+                .and_then(|w| def.columns.iter().position(|c| c.name == w.column)),
+            retain: settings.as_ref().is_some_and(|s| s.retain),
+            fail_on_bad_data: settings
+                .as_ref()
+                .is_some_and(|s| s.bad_data == BadData::Fail),
+            def: def.clone(),
+            storage,
+            stats: Arc::clone(&stats),
+            pending: Arc::clone(&pending),
+        };
+        let task = tokio::spawn(runner.run(events_rx, requests_rx));
+        Arc::new(SourceHandle {
+            def,
+            settings,
+            stats,
+            pending,
+            requests,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// Commits everything taken in so far.
+    pub async fn flush(&self) -> Result<()> {
+        let (ack, done) = oneshot::channel();
+        if self.requests.send(Request::Flush(ack)).await.is_err() {
+            return Ok(());
+        }
+        done.await.unwrap_or(Ok(()))
+    }
+
+    /// Commits what was taken in and stops.
+    pub async fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (ack, done) = oneshot::channel();
+        if self.requests.send(Request::Stop(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Stops at once, committing nothing more (the source was dropped).
+    pub fn abandon(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+
+    /// The committed files of the retained events and the pending rows, as of one instant.
+    pub async fn retained(&self, storage: &Storage) -> (Vec<DataFile>, Vec<RecordBatch>) {
+        let pending = self.pending.lock().await;
+        let files = storage
+            .manifest()
+            .source(&self.def.name)
+            .map(|s| s.files.clone())
+            .unwrap_or_default();
+        (files, pending.batches.clone())
+    }
+
+    /// The pending rows, locked: nothing of this source commits while the guard lives, so a
+    /// reader can pair them with the manifest it reads meanwhile.
+    pub async fn lock_pending(&self) -> tokio::sync::OwnedMutexGuard<Pending> {
+        Arc::clone(&self.pending).lock_owned().await
+    }
+}
+
+impl Drop for SourceHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_connector(
+    def: &SourceDef,
+    settings: &SourceSettings,
+    committed: &BTreeMap<i32, i64>,
+    events: mpsc::Sender<Event>,
+    stats: &Arc<SourceStats>,
+    stop: &Arc<AtomicBool>,
+) {
+    match &settings.connector {
+        Connector::Kafka(kafka) => {
+            let reader = KafkaReader {
+                source: def.name.clone(),
+                settings: kafka.clone(),
+                decoder: JsonDecoder::new(def),
+                committed: committed.clone(),
+                events,
+                stats: Arc::clone(stats),
+                stop: Arc::clone(stop),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("kafka-{}", def.name))
+                .spawn(move || reader.run());
+            if let Err(e) = spawned {
+                stats.failed(&format!("cannot start the consumer thread: {e}"));
+            }
+        }
+        Connector::Datagen(datagen) => {
+            let start = committed.get(&0).copied().unwrap_or(0).max(0) as u64;
+            tokio::spawn(super::datagen::run(
+                datagen.clone(),
+                start,
+                events,
+                Arc::clone(stop),
+            ));
+        }
+    }
+}
+
+struct Runner {
+    def: SourceDef,
+    storage: Arc<Storage>,
+    stats: Arc<SourceStats>,
+    pending: Arc<tokio::sync::Mutex<Pending>>,
+    tracker: WatermarkTracker,
+    event_time: Option<usize>,
+    retain: bool,
+    fail_on_bad_data: bool,
+}
+
+impl Runner {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut requests: mpsc::Receiver<Request>,
+    ) {
+        let mut persist_tick = tokio::time::interval(PERSIST_INTERVAL);
+        persist_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watermark_tick = tokio::time::interval(WATERMARK_INTERVAL);
+        let mut connected = true;
+        loop {
+            tokio::select! {
+                event = events.recv(), if connected => match event {
+                    Some(event) => connected = self.handle(event).await,
+                    None => connected = false,
+                },
+                request = requests.recv() => match request {
+                    Some(Request::Flush(ack)) => {
+                        while connected && let Ok(event) = events.try_recv() {
+                            connected = self.handle(event).await;
+                        }
+                        let _ = ack.send(self.persist().await);
+                    }
+                    Some(Request::Stop(ack)) => {
+                        if let Err(e) = self.persist().await {
+                            tracing::warn!(source = %self.def.name, error = %e, "could not commit the source's last rows");
+                        }
+                        let _ = ack.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                _ = persist_tick.tick() => {
+                    if let Err(e) = self.persist().await {
+                        tracing::warn!(source = %self.def.name, error = %e, "could not commit source rows; will retry");
+                        if matches!(e, Error::UndefinedRelation { .. }) {
+                            return;
+                        }
+                    }
+                }
+                _ = watermark_tick.tick() => self.update_watermark(),
+            }
+        }
+    }
+
+    /// Takes one event in. Returns false once the connector is done.
+    async fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Assigned(partition) => {
+                self.tracker.assign(partition, Instant::now());
+                let committed = self.pending.lock().await.offsets.get(&partition).copied();
+                self.stats
+                    .partition(partition, |p| p.next_offset = p.next_offset.or(committed));
+                true
+            }
+            Event::Chunk(chunk) => {
+                if self.fail_on_bad_data
+                    && let Some(bad) = chunk.rejected.first()
+                {
+                    let message = format!(
+                        "source stopped by bad_data = 'fail': record at partition {}, offset {}: {}",
+                        bad.partition, bad.offset, bad.error
+                    );
+                    tracing::error!(source = %self.def.name, error = %message, "source failed");
+                    self.stats.failed(&message);
+                    return false;
+                }
+                self.take(chunk).await;
+                true
+            }
+            Event::Finished => {
+                tracing::info!(source = %self.def.name, "source read all its rows");
+                self.stats.finished();
+                false
+            }
+            Event::Failed(message) => {
+                tracing::error!(source = %self.def.name, error = %message, "source failed");
+                self.stats.failed(&message);
+                false
+            }
+        }
+    }
+
+    async fn take(&mut self, chunk: Chunk) {
+        self.stats.running();
+        let now = Instant::now();
+        let event_times = self.event_time.and_then(|c| {
+            chunk
+                .batch
+                .column(c)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .map(|a| a.iter().flatten().collect::<Vec<i64>>())
+        });
+        let observed = self.tracker.observe(
+            chunk.partition,
+            event_times.unwrap_or_default(),
+            now,
+            chrono::Utc::now().timestamp_micros(),
+        );
+        let (watermark, idle) = self.tracker.partition(chunk.partition, now);
+        let rows = chunk.batch.num_rows();
+        self.stats.partition(chunk.partition, |p| {
+            p.rows_in += rows as u64;
+            p.bytes_in += chunk.bytes;
+            p.rejected += chunk.rejected.len() as u64;
+            p.late += observed.late;
+            p.next_offset = Some(chunk.next_offset);
+            p.watermark_us = watermark;
+            p.idle = idle;
+        });
+        self.stats.set_watermark(self.tracker.advance(now));
+        let received_at_us = chrono::Utc::now().timestamp_micros();
+        let must_persist = {
+            let mut pending = self.pending.lock().await;
+            if self.retain && rows > 0 {
+                pending.rows += rows;
+                pending.batches.push(chunk.batch);
+            }
+            pending
+                .rejected
+                .extend(chunk.rejected.into_iter().map(|record| RejectedRow {
+                    source: self.def.name.clone(),
+                    record,
+                    received_at_us,
+                }));
+            pending.offsets.insert(chunk.partition, chunk.next_offset);
+            pending.rows + pending.rejected.len() >= PENDING_ROWS_MAX
+        };
+        if must_persist {
+            while let Err(e) = self.persist().await {
+                tracing::warn!(source = %self.def.name, error = %e, "pending rows are full and cannot be committed; retrying");
+                if matches!(e, Error::UndefinedRelation { .. }) {
+                    return;
+                }
+                tokio::time::sleep(COMMIT_RETRY).await;
+            }
+        }
+    }
+
+    fn update_watermark(&mut self) {
+        let now = Instant::now();
+        self.stats.set_watermark(self.tracker.advance(now));
+        for partition in self.stats.snapshot().partitions.keys() {
+            let (watermark, idle) = self.tracker.partition(*partition, now);
+            self.stats.partition(*partition, |p| {
+                p.watermark_us = watermark;
+                p.idle = idle;
+            });
+        }
+    }
+
+    /// Commits pending rows, rejected records and offsets in one manifest.
+    async fn persist(&self) -> Result<()> {
+        let (batches, rejected, offsets) = {
+            let pending = self.pending.lock().await;
+            if !pending.is_dirty() {
+                return Ok(());
+            }
+            (
+                pending.batches.clone(),
+                pending.rejected.clone(),
+                pending.offsets.clone(),
+            )
+        };
+        let (taken_batches, taken_rows, taken_rejected) = (
+            batches.len(),
+            batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            rejected.len(),
+        );
+        let data_file = self.storage.write_source_file(&self.def, batches).await?;
+        let rejected_file = match rejected.is_empty() {
+            true => None,
+            false => {
+                self.storage
+                    .write_rejected_file(rejected_batch(&rejected)?)
+                    .await?
+            }
+        };
+        let mut pending = self.pending.lock().await;
+        let def = &self.def;
+        self.storage
+            .commit(|m| {
+                let state = m
+                    .sources
+                    .get_mut(&def.name)
+                    .filter(|s| s.def.id == def.id)
+                    .ok_or_else(|| Error::UndefinedRelation {
+                        kind: "source",
+                        name: def.name.clone(),
+                    })?;
+                state.files.extend(data_file);
+                state.offsets.extend(offsets.iter().map(|(p, o)| (*p, *o)));
+                m.rejected_rows.extend(rejected_file);
+                Ok(())
+            })
+            .await?;
+        pending.batches.drain(..taken_batches);
+        pending.rows -= taken_rows;
+        pending.rejected.drain(..taken_rejected);
+        pending.committed_offsets = offsets;
+        Ok(())
+    }
+}
+
+/// The schema of `sluice_catalog.rejected_rows`.
+pub fn rejected_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("error", DataType::Utf8, false),
+        Field::new("raw", DataType::Binary, false),
+        Field::new("raw_text", DataType::Utf8, false),
+        Field::new(
+            "received_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            false,
+        ),
+    ]))
+}
+
+pub fn rejected_batch(rows: &[RejectedRow]) -> Result<RecordBatch> {
+    let columns: Vec<Arc<dyn Array>> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &r.source),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|r| r.record.partition),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.record.offset),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &r.record.error),
+        )),
+        Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|r| &r.record.raw),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| String::from_utf8_lossy(&r.record.raw)),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.received_at_us))
+                .with_timezone("+00:00"),
+        ),
+    ];
+    Ok(RecordBatch::try_new(rejected_schema(), columns)?)
+}

@@ -1,0 +1,143 @@
+//! What a running source reports: per-partition counters, offsets, lag, watermarks, status and
+//! the last error. Read by `sluice_catalog.sources` and `/metrics`; written by the source's
+//! runner and connector.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Where a source is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Starting,
+    Running,
+    /// The connector hit an error (broker down, …) and is retrying; see `last_error`.
+    Retrying,
+    /// A bounded source read everything.
+    Finished,
+    /// Stopped for good, e.g. by `bad_data = 'fail'`; see `last_error`.
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Retrying => "retrying",
+            Status::Finished => "finished",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartitionStats {
+    pub rows_in: u64,
+    pub bytes_in: u64,
+    pub rejected: u64,
+    pub late: u64,
+    /// The next offset the source will read (one past the last record taken in).
+    pub next_offset: Option<i64>,
+    /// The broker's high watermark: the offset the next produced record will get.
+    pub high_watermark: Option<i64>,
+    /// This partition's event-time watermark, epoch microseconds.
+    pub watermark_us: Option<i64>,
+    pub idle: bool,
+}
+
+impl PartitionStats {
+    /// Records the broker has that the source has not read yet.
+    pub fn lag(&self) -> Option<i64> {
+        Some((self.high_watermark? - self.next_offset.unwrap_or(0)).max(0))
+    }
+}
+
+/// A consistent copy of a source's numbers.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub source: String,
+    pub connector: String,
+    pub status: Status,
+    pub last_error: Option<String>,
+    pub watermark_us: Option<i64>,
+    pub partitions: BTreeMap<i32, PartitionStats>,
+}
+
+#[derive(Debug)]
+pub struct SourceStats {
+    inner: Mutex<Snapshot>,
+}
+
+impl SourceStats {
+    pub fn new(source: &str, connector: &str) -> Self {
+        SourceStats {
+            inner: Mutex::new(Snapshot {
+                source: source.to_string(),
+                connector: connector.to_string(),
+                status: Status::Starting,
+                last_error: None,
+                watermark_us: None,
+                partitions: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Snapshot) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.with(|s| s.clone())
+    }
+
+    pub fn status(&self) -> Status {
+        self.with(|s| s.status)
+    }
+
+    /// Changes one partition's numbers.
+    pub fn partition(&self, partition: i32, f: impl FnOnce(&mut PartitionStats)) {
+        self.with(|s| f(s.partitions.entry(partition).or_default()))
+    }
+
+    pub fn set_watermark(&self, watermark_us: Option<i64>) {
+        self.with(|s| s.watermark_us = watermark_us);
+    }
+
+    /// The connector works (again): clears a retrying state and its error.
+    pub fn running(&self) {
+        self.with(|s| {
+            if matches!(s.status, Status::Starting | Status::Retrying) {
+                s.status = Status::Running;
+                s.last_error = None;
+            }
+        });
+    }
+
+    /// A transient error; the connector retries. Returns whether it is new (worth a log line).
+    pub fn retrying(&self, error: &str) -> bool {
+        self.with(|s| {
+            if s.status == Status::Failed {
+                return false;
+            }
+            let new = s.status != Status::Retrying || s.last_error.as_deref() != Some(error);
+            s.status = Status::Retrying;
+            s.last_error = Some(error.to_string());
+            new
+        })
+    }
+
+    pub fn failed(&self, error: &str) {
+        self.with(|s| {
+            s.status = Status::Failed;
+            s.last_error = Some(error.to_string());
+        });
+    }
+
+    pub fn finished(&self) {
+        self.with(|s| {
+            if s.status != Status::Failed {
+                s.status = Status::Finished;
+            }
+        });
+    }
+}
