@@ -1,0 +1,141 @@
+//! The source decode path on one core: JSON click events (~100 bytes each) → Arrow batches of
+//! the declared schema, in chunks of 4 096 records as the Kafka reader hands them over. For
+//! scale, the same bytes parsed by bare serde_json into `serde_json::Value`, and the datagen
+//! connector making the same schema.
+//!
+//! `cargo bench --bench decode_throughput [-- EVENTS]` (default 1 000 000) prints events/s.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use sluicedb::catalog::source::SourceDef;
+use sluicedb::source::datagen::DatagenSettings;
+use sluicedb::source::decode::{JsonDecoder, Record};
+use sluicedb::sql::Statement;
+use sluicedb::sql::parser::parse;
+
+const CHUNK: usize = 4_096;
+const RUNS: usize = 5;
+
+fn source_def(options: &[(&str, &str)]) -> SourceDef {
+    let sql = "CREATE SOURCE clicks (event_id BIGINT, user_id BIGINT, page VARCHAR, action VARCHAR, \
+               amount DOUBLE PRECISION, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) \
+               WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON";
+    let Some(Statement::CreateSource(create)) = parse(sql).unwrap().pop() else {
+        unreachable!()
+    };
+    SourceDef {
+        id: 1,
+        name: create.name,
+        columns: create.columns,
+        watermark: create.watermark,
+        includes: create.includes,
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        created_at_ms: 1_767_225_600_000,
+    }
+}
+
+fn events(n: usize) -> Vec<Vec<u8>> {
+    let actions = ["click", "view", "purchase"];
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"event_id":{i},"user_id":{},"page":"/product/{}","action":"{}","amount":{}.{:02},"ts":{}}}"#,
+                i % 50_000,
+                i % 500,
+                actions[i % 3],
+                i % 1000,
+                i % 100,
+                1_767_225_600_000u64 + i as u64
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// Best of `RUNS` runs of `f` over `n` events, in events per second.
+fn best_rate(n: usize, mut f: impl FnMut() -> usize) -> f64 {
+    let mut best = Duration::MAX;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let produced = f();
+        best = best.min(start.elapsed());
+        assert_eq!(produced, n);
+    }
+    n as f64 / best.as_secs_f64()
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let payloads = events(n);
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    println!(
+        "{n} click events, {:.1} bytes each on average",
+        bytes as f64 / n as f64
+    );
+    let records: Vec<Record<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Record {
+            offset: i as i64,
+            timestamp_ms: None,
+            key: None,
+            payload: Some(p),
+        })
+        .collect();
+
+    let decoder = JsonDecoder::new(&source_def(&[]));
+    let decode = best_rate(n, || {
+        records
+            .chunks(CHUNK)
+            .map(|chunk| {
+                let decoded = decoder.decode(0, chunk).unwrap();
+                assert!(decoded.rejected.is_empty());
+                decoded.batch.num_rows()
+            })
+            .sum()
+    });
+    println!(
+        "arrow-json decode to Arrow:  {:>6.2} M events/s per core ({:.0} MB/s)",
+        decode / 1e6,
+        decode * bytes as f64 / n as f64 / 1e6
+    );
+
+    let serde = best_rate(n, || {
+        payloads
+            .iter()
+            .map(|p| serde_json::from_slice::<serde_json::Value>(p).map_or(0, |_| 1))
+            .sum()
+    });
+    println!(
+        "serde_json to Value (bare):  {:>6.2} M events/s per core",
+        serde / 1e6
+    );
+
+    let def = source_def(&[
+        ("connector", "datagen"),
+        ("fields.event_id.kind", "sequence"),
+        ("fields.action.values", "click,view,purchase"),
+    ]);
+    let datagen = DatagenSettings::from_options(&def, &def.options).unwrap();
+    let block = datagen.block_rows() as usize;
+    let generate = best_rate(n, || {
+        (0..n.div_ceil(block))
+            .map(|b| {
+                let from = (b * block) as u64;
+                let to = ((b + 1) * block).min(n) as u64;
+                datagen.rows_range(from, to).unwrap().num_rows()
+            })
+            .sum()
+    });
+    println!(
+        "datagen to Arrow:            {:>6.2} M rows/s per core",
+        generate / 1e6
+    );
+}
