@@ -167,13 +167,7 @@ impl Database {
             Statement::ShowSources | Statement::ShowCreateSource(_) => {
                 let plan = ddl::show_sources(&self.storage, statement)?
                     .ok_or_else(|| Error::Internal("not a SHOW statement".into()))?;
-                let rows = self
-                    .ctx
-                    .execute_logical_plan(plan)
-                    .await?
-                    .execute_stream()
-                    .await?;
-                Ok(Output::Rows(rows))
+                Ok(Output::Rows(self.run(plan).await?))
             }
             Statement::Flush => {
                 self.sources.flush().await?;
@@ -254,18 +248,23 @@ impl Database {
             )),
             _ => {
                 let plan = bind(self.plan(stmt).await?, params)?;
-                let rows = self
-                    .ctx
-                    .execute_logical_plan(plan)
-                    .await?
-                    .execute_stream()
-                    .await?;
+                let rows = self.run(plan).await?;
                 Ok(Output::Rows(match postgres_names(stmt) {
                     Some(names) => relabel(rows, &names),
                     None => rows,
                 }))
             }
         }
+    }
+
+    /// Executes a plan as a stream of batches.
+    async fn run(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        Ok(self
+            .ctx
+            .execute_logical_plan(plan)
+            .await?
+            .execute_stream()
+            .await?)
     }
 
     /// Plans a standard statement, refusing anything that would change state outside our

@@ -53,8 +53,12 @@ pub struct Chunk {
 /// What a connector tells the runner.
 #[derive(Debug)]
 pub enum Event {
-    /// A partition is being read; it holds the watermark until it shows data or idles.
-    Assigned(i32),
+    /// A partition is being read, from `start` when that is a known offset; it holds the
+    /// watermark until it shows data or idles.
+    Assigned {
+        partition: i32,
+        start: Option<i64>,
+    },
     Chunk(Chunk),
     /// A bounded source read everything.
     Finished,

@@ -131,6 +131,29 @@ pub fn arrow_schema(columns: &[ColumnDef]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Column definitions and the watermark clause as `CREATE` text, in canonical form.
+pub fn columns_sql(columns: &[ColumnDef], watermark: Option<&Watermark>) -> String {
+    let mut parts: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let not_null = if c.nullable { "" } else { " NOT NULL" };
+            format!(
+                "{} {}{not_null}",
+                quote_ident(&c.name),
+                c.column_type.pg_name.to_uppercase()
+            )
+        })
+        .collect();
+    if let Some(w) = watermark {
+        parts.push(format!(
+            "WATERMARK FOR {} AS {}",
+            quote_ident(&w.column),
+            w.expr_sql
+        ));
+    }
+    parts.join(", ")
+}
+
 /// Postgres folds unquoted identifiers to lowercase; quoted ones keep their case.
 pub fn normalize_ident(ident: &sqlparser::ast::Ident) -> String {
     match ident.quote_style {

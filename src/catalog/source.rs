@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use datafusion::arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
-use crate::sql::{ColumnDef, Include, Watermark, arrow_schema, quote_ident};
+use crate::sql::{ColumnDef, Include, Watermark, arrow_schema, columns_sql, quote_ident};
 
 /// What `CREATE SOURCE` declared, with its options in canonical spelling (aliases resolved by
 /// `source::options`). `id` is never reused, like a table's.
@@ -41,25 +41,6 @@ impl SourceDef {
 
     /// The statement that creates this source again, with secrets masked.
     pub fn create_sql(&self) -> String {
-        let mut parts: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| {
-                let not_null = if c.nullable { "" } else { " NOT NULL" };
-                format!(
-                    "{} {}{not_null}",
-                    quote_ident(&c.name),
-                    c.column_type.pg_name.to_uppercase()
-                )
-            })
-            .collect();
-        if let Some(w) = &self.watermark {
-            parts.push(format!(
-                "WATERMARK FOR {} AS {}",
-                quote_ident(&w.column),
-                w.expr_sql
-            ));
-        }
         let includes: String = self
             .includes
             .iter()
@@ -82,7 +63,7 @@ impl SourceDef {
         format!(
             "CREATE SOURCE {} ({}){includes} WITH ({})",
             quote_ident(&self.name),
-            parts.join(", "),
+            columns_sql(&self.columns, self.watermark.as_ref()),
             options.join(", ")
         )
     }

@@ -3,7 +3,7 @@
 use datafusion::arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
-use crate::sql::{ColumnDef, CreateTable, Watermark, arrow_schema, quote_ident};
+use crate::sql::{ColumnDef, CreateTable, Watermark, arrow_schema, columns_sql, quote_ident};
 
 /// What `CREATE TABLE` declared. The identifier `id` is unique for the life of the storage, so a
 /// table dropped and created again under the same name never sees the old table's files.
@@ -33,30 +33,11 @@ impl TableDef {
 
     /// The statement that creates this table again, in canonical form.
     pub fn create_sql(&self) -> String {
-        let mut parts: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| {
-                let not_null = if c.nullable { "" } else { " NOT NULL" };
-                format!(
-                    "{} {}{not_null}",
-                    quote_ident(&c.name),
-                    c.column_type.pg_name.to_uppercase()
-                )
-            })
-            .collect();
-        if let Some(w) = &self.watermark {
-            parts.push(format!(
-                "WATERMARK FOR {} AS {}",
-                quote_ident(&w.column),
-                w.expr_sql
-            ));
-        }
         let append_only = if self.append_only { " APPEND ONLY" } else { "" };
         format!(
             "CREATE TABLE {} ({}){append_only}",
             quote_ident(&self.name),
-            parts.join(", ")
+            columns_sql(&self.columns, self.watermark.as_ref())
         )
     }
 }

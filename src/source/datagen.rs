@@ -259,7 +259,11 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     stop: Arc<AtomicBool>,
 ) {
-    if events.send(Event::Assigned(0)).await.is_err() {
+    let assigned = Event::Assigned {
+        partition: 0,
+        start: Some(start as i64),
+    };
+    if events.send(assigned).await.is_err() {
         return;
     }
     let block_rows = settings.block_rows();

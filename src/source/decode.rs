@@ -45,7 +45,12 @@ pub struct JsonDecoder {
     includes: Vec<IncludeKind>,
     /// Position of the event-time column, whose NULLs are rejected.
     event_time: Option<usize>,
+    /// A decoder kept between chunks, so its buffers are allocated once.
+    reusable: Option<Decoder>,
 }
+
+/// Rows a kept decoder takes at once; larger segments get a decoder of their own.
+const REUSABLE_ROWS: usize = 16_384;
 
 /// The rows of a chunk that decoded, and the records that did not.
 pub struct Decoded {
@@ -74,6 +79,7 @@ impl JsonDecoder {
                 .watermark
                 .as_ref()
                 .and_then(|w| def.columns.iter().position(|c| c.name == w.column)),
+            reusable: None,
         }
     }
 
@@ -83,7 +89,7 @@ impl JsonDecoder {
 
     /// Decodes `records` (of one partition, in offset order) into rows of the source's schema.
     /// Rows keep the records' order; the rejected are returned with the reason.
-    pub fn decode(&self, partition: i32, records: &[Record<'_>]) -> Result<Decoded> {
+    pub fn decode(&mut self, partition: i32, records: &[Record<'_>]) -> Result<Decoded> {
         let mut rejected = Vec::new();
         let mut good: Vec<usize> = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
@@ -104,7 +110,7 @@ impl JsonDecoder {
     /// Decodes the records at `indices`; on failure splits them in halves until each bad record
     /// is alone. Appends decoded pieces in order.
     fn decode_segment(
-        &self,
+        &mut self,
         partition: i32,
         records: &[Record<'_>],
         indices: &[usize],
@@ -130,26 +136,32 @@ impl JsonDecoder {
     /// Decodes the records at `indices` as one batch, or fails if any of them does not give
     /// exactly one row.
     fn try_decode(
-        &self,
+        &mut self,
         records: &[Record<'_>],
         indices: &[usize],
     ) -> std::result::Result<RecordBatch, String> {
-        let mut decoder = self.new_decoder(indices.len())?;
+        let mut decoder = match self.reusable.take() {
+            Some(decoder) if indices.len() < REUSABLE_ROWS => decoder,
+            _ => self.new_decoder(indices.len().max(REUSABLE_ROWS))?,
+        };
         for &i in indices {
             let payload = records[i].payload.unwrap_or_default();
             let before = decoder.len();
             let consumed = decoder.decode(payload).map_err(|e| describe(&e))?;
-            // A bare number at the end of input is only complete once something follows it.
-            decoder.decode(b" ").map_err(|e| describe(&e))?;
+            // An object is complete at its closing brace; anything else (a bare value, two
+            // objects, a truncated one) leaves the row count wrong.
             if consumed != payload.len() || decoder.len() != before + 1 {
                 return Err("the message is not exactly one JSON object".into());
             }
         }
-        match decoder.flush() {
-            Ok(Some(batch)) if batch.num_rows() == indices.len() => Ok(batch),
-            Ok(_) => Err("the message is not exactly one JSON object".into()),
-            Err(e) => Err(describe(&e)),
-        }
+        // After a failure the decoder is mid-value; only a clean one is kept.
+        let batch = match decoder.flush() {
+            Ok(Some(batch)) if batch.num_rows() == indices.len() => batch,
+            Ok(_) => return Err("the message is not exactly one JSON object".into()),
+            Err(e) => return Err(describe(&e)),
+        };
+        self.reusable = Some(decoder);
+        Ok(batch)
     }
 
     fn new_decoder(&self, rows: usize) -> std::result::Result<Decoder, String> {
@@ -344,7 +356,7 @@ mod tests {
 
     #[test]
     fn decodes_and_sets_aside_bad_records() {
-        let d = decoder(
+        let mut d = decoder(
             "CREATE SOURCE s (id BIGINT NOT NULL, page VARCHAR, amount DOUBLE PRECISION, ts TIMESTAMPTZ, \
              WATERMARK FOR ts AS ts) INCLUDE offset AS off WITH (connector = 'kafka')",
         );
@@ -399,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_clean_chunk_decodes_in_one_piece() {
-        let d = decoder("CREATE SOURCE s (a INT, b TEXT) WITH (connector = 'kafka')");
+        let mut d = decoder("CREATE SOURCE s (a INT, b TEXT) WITH (connector = 'kafka')");
         let input = records(&[r#"{"a": 1, "b": "x"}"#, r#"{"b": "y"}"#, r#"{"a": 3}"#]);
         let out = d.decode(0, &input).unwrap();
         assert!(out.rejected.is_empty());

@@ -183,7 +183,7 @@ pub struct KafkaReader {
 
 impl KafkaReader {
     /// Runs until `stop` is set or the runner goes away.
-    pub fn run(self) {
+    pub fn run(mut self) {
         let consumer = match consumer(&self.source, &self.settings, Arc::clone(&self.stats)) {
             Ok(consumer) => consumer,
             Err(e) => {
@@ -192,8 +192,9 @@ impl KafkaReader {
             }
         };
         let mut backoff = Duration::from_millis(500);
-        // Where each assigned partition is read next.
-        let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+        // Where each assigned partition is read next: its start (the startup mode, resolved
+        // where possible) until a record arrives, then the offset after the last one.
+        let mut positions: BTreeMap<i32, Offset> = BTreeMap::new();
         let mut initial = true;
         let mut next_refresh = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
@@ -227,7 +228,7 @@ impl KafkaReader {
     fn assign_new_partitions(
         &self,
         consumer: &SourceConsumer,
-        positions: &mut BTreeMap<i32, i64>,
+        positions: &mut BTreeMap<i32, Offset>,
         initial: bool,
     ) -> Result<()> {
         let all = partitions(consumer, &self.settings)?;
@@ -286,22 +287,24 @@ impl KafkaReader {
         }
         // `assign` replaces the assignment: partitions already read resume at our position.
         let mut assignment = TopicPartitionList::new();
-        for (&p, &next) in positions.iter() {
-            assignment
-                .add_partition_offset(topic, p, Offset::Offset(next))
-                .map_err(kafka_error)?;
-        }
-        for (&p, &offset) in &start {
+        for (&p, &offset) in positions.iter().chain(&start) {
             assignment
                 .add_partition_offset(topic, p, offset)
                 .map_err(kafka_error)?;
         }
         consumer.assign(&assignment).map_err(kafka_error)?;
-        for (&p, offset) in &start {
-            // Unknown until the first record: -1 marks "from the startup mode".
-            positions.insert(p, self.committed.get(&p).copied().unwrap_or(-1));
+        for (&p, &offset) in &start {
+            positions.insert(p, offset);
             tracing::info!(source = %self.source, partition = p, start = ?offset, "reading kafka partition");
-            if self.events.blocking_send(Event::Assigned(p)).is_err() {
+            let start = match offset {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            let assigned = Event::Assigned {
+                partition: p,
+                start,
+            };
+            if self.events.blocking_send(assigned).is_err() {
                 return Ok(());
             }
         }
@@ -349,7 +352,11 @@ impl KafkaReader {
     }
 
     /// Decodes the chunk per partition and sends it on. False when the runner is gone.
-    fn hand_over(&self, records: Vec<OwnedRecord>, positions: &mut BTreeMap<i32, i64>) -> bool {
+    fn hand_over(
+        &mut self,
+        records: Vec<OwnedRecord>,
+        positions: &mut BTreeMap<i32, Offset>,
+    ) -> bool {
         let mut by_partition: BTreeMap<i32, Vec<&OwnedRecord>> = BTreeMap::new();
         for record in &records {
             by_partition
@@ -358,11 +365,14 @@ impl KafkaReader {
                 .push(record);
         }
         for (partition, records) in by_partition {
-            let position = positions.get(&partition).copied().unwrap_or(-1);
             // Skip records already taken in (redelivered after a reconnect or reassignment).
+            let first_new = match positions.get(&partition) {
+                Some(Offset::Offset(next)) => *next,
+                _ => i64::MIN,
+            };
             let fresh: Vec<Record<'_>> = records
                 .iter()
-                .filter(|r| r.offset >= position)
+                .filter(|r| r.offset >= first_new)
                 .map(|r| Record {
                     offset: r.offset,
                     timestamp_ms: r.timestamp_ms,
@@ -387,7 +397,7 @@ impl KafkaReader {
                 }),
                 Err(e) => Event::Failed(format!("cannot decode partition {partition}: {e}")),
             };
-            positions.insert(partition, next_offset);
+            positions.insert(partition, Offset::Offset(next_offset));
             if self.events.blocking_send(event).is_err() {
                 return false;
             }

@@ -322,11 +322,23 @@ impl Runner {
     /// Takes one event in. Returns false once the connector is done.
     async fn handle(&mut self, event: Event) -> bool {
         match event {
-            Event::Assigned(partition) => {
+            Event::Assigned { partition, start } => {
                 self.tracker.assign(partition, Instant::now());
-                let committed = self.pending.lock().await.offsets.get(&partition).copied();
+                // A resolved start ("latest", a time) is committed like a read offset, so a
+                // restart does not resolve it again and skip what arrived meanwhile.
+                let next = {
+                    let mut pending = self.pending.lock().await;
+                    match (pending.offsets.get(&partition), start) {
+                        (Some(&next), _) => Some(next),
+                        (None, Some(start)) => {
+                            pending.offsets.insert(partition, start);
+                            Some(start)
+                        }
+                        (None, None) => None,
+                    }
+                };
                 self.stats
-                    .partition(partition, |p| p.next_offset = p.next_offset.or(committed));
+                    .partition(partition, |p| p.next_offset = p.next_offset.or(next));
                 true
             }
             Event::Chunk(chunk) => {

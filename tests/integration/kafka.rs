@@ -11,7 +11,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::support::{connect, kafka_target, query_i64, s3_target, start_server, wait_for};
+use crate::support::{
+    connect, http_get, kafka_target, query_i64, s3_target, start_server, wait_for,
+};
 
 fn unique_topic(name: &str) -> String {
     crate::support::unique_prefix(name)
@@ -225,6 +227,44 @@ async fn kafka_events_arrive_exactly_once_and_bad_records_are_kept() {
     )
     .await;
     assert_eq!(reported, bad.len() as i64);
+    // Caught up: the broker's high watermark (from librdkafka's statistics) is our offset.
+    wait_for(
+        Duration::from_secs(20),
+        "lag 0 on every partition",
+        || async {
+            (query_i64(
+                &client,
+                "SELECT CAST(count(lag) * 1000 + sum(lag) AS BIGINT) FROM sluice_catalog.sources \
+             WHERE source = 'clicks'",
+            )
+            .await
+                == 4_000)
+                .then_some(())
+        },
+    )
+    .await;
+    // The same numbers in Prometheus format, per source and partition.
+    let metrics = tokio::task::spawn_blocking({
+        let addr = server.http_addr();
+        move || http_get(addr, "/metrics")
+    })
+    .await
+    .unwrap();
+    let rows_in: i64 = client
+        .query_one(
+            "SELECT rows_in FROM sluice_catalog.sources WHERE source = 'clicks' AND partition = 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        metrics.contains(&format!(
+            "sluicedb_source_rows_total{{source=\"clicks\",partition=\"2\"}} {rows_in}\n"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sluicedb_source_lag_records{source=\"clicks\",partition=\"0\"} 0\n"));
 
     // A restart resumes after the committed offsets: new events arrive, none twice.
     drop(client);

@@ -184,14 +184,7 @@ impl ServerProcess {
 
     /// The body of an HTTP GET on the server's HTTP port.
     pub fn http_get(&self, path: &str) -> String {
-        let mut socket = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
-        write!(socket, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut response = String::new();
-        socket.read_to_string(&mut response).unwrap();
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or(response)
+        http_get(([127, 0, 0, 1], self.http_port).into(), path)
     }
 
     /// Runs psql with `args` against this server; returns stdout, panicking on failure.
@@ -219,6 +212,18 @@ impl ServerProcess {
         );
         String::from_utf8(output.stdout).unwrap()
     }
+}
+
+/// The body of an HTTP GET (blocking; small answers such as /metrics).
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    write!(socket, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(response)
 }
 
 fn spawn(args: &[String], log: &Path) -> Child {
