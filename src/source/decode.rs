@@ -5,9 +5,11 @@
 //! object, a wrong type, a NOT NULL column missing — is found by re-decoding the failing segment
 //! in halves, so one bad record costs O(log n) extra decodes and never drops its neighbours.
 //!
-//! Timestamp columns are decoded as text and converted here: arrow-json reads a number in a
-//! timestamp column in the column's own unit (microseconds), while producers send epoch
-//! milliseconds or ISO-8601 strings, and we accept both.
+//! Timestamp columns are converted here, not by arrow-json: it reads a number in a timestamp
+//! column in the column's own unit (microseconds), while producers send epoch milliseconds or
+//! ISO-8601 strings, and we accept both. A chunk is first decoded with timestamps as integers
+//! (epoch ms, the fast path); if that fails and decoding them as text works, the source sends
+//! text and later chunks go straight to the text path.
 
 use std::sync::Arc;
 
@@ -38,15 +40,21 @@ pub struct Record<'a> {
 
 /// Decodes records of one source. Holds no rows between calls.
 pub struct JsonDecoder {
-    /// The declared columns, timestamps as text: what arrow-json decodes into.
-    decode_schema: SchemaRef,
+    /// The declared columns as arrow-json decodes them, timestamps as text.
+    text_schema: SchemaRef,
+    /// The same with timestamps as integers (epoch milliseconds): the fast path while every
+    /// timestamp a source sends is a number.
+    numeric_schema: SchemaRef,
+    /// Try the numeric schema first. Cleared once a chunk decodes cleanly only as text.
+    numeric_timestamps: bool,
     /// The source's full schema: declared columns, then included metadata.
     output_schema: SchemaRef,
     includes: Vec<IncludeKind>,
     /// Position of the event-time column, whose NULLs are rejected.
     event_time: Option<usize>,
-    /// A decoder kept between chunks, so its buffers are allocated once.
-    reusable: Option<Decoder>,
+    /// A decoder kept between chunks (for the numeric schema or not), so its buffers are
+    /// allocated once.
+    reusable: Option<(bool, Decoder)>,
 }
 
 /// Rows a kept decoder takes at once; larger segments get a decoder of their own.
@@ -60,19 +68,25 @@ pub struct Decoded {
 
 impl JsonDecoder {
     pub fn new(def: &SourceDef) -> Self {
-        let decode_fields: Vec<Field> = def
-            .columns
-            .iter()
-            .map(|c| {
-                let data_type = match c.column_type.arrow {
-                    DataType::Timestamp(..) => DataType::Utf8,
-                    ref other => other.clone(),
-                };
-                Field::new(&c.name, data_type, c.nullable)
-            })
-            .collect();
+        let decode_schema = |timestamp_as: DataType| -> SchemaRef {
+            let fields: Vec<Field> = def
+                .columns
+                .iter()
+                .map(|c| {
+                    let data_type = match c.column_type.arrow {
+                        DataType::Timestamp(..) => timestamp_as.clone(),
+                        ref other => other.clone(),
+                    };
+                    Field::new(&c.name, data_type, c.nullable)
+                })
+                .collect();
+            Arc::new(Schema::new(fields))
+        };
+        let has_timestamps = def.columns.iter().any(|c| c.column_type.is_timestamp());
         JsonDecoder {
-            decode_schema: Arc::new(Schema::new(decode_fields)),
+            text_schema: decode_schema(DataType::Utf8),
+            numeric_schema: decode_schema(DataType::Int64),
+            numeric_timestamps: has_timestamps,
             output_schema: def.schema(),
             includes: def.includes.iter().map(|i| i.kind).collect(),
             event_time: def
@@ -80,6 +94,13 @@ impl JsonDecoder {
                 .as_ref()
                 .and_then(|w| def.columns.iter().position(|c| c.name == w.column)),
             reusable: None,
+        }
+    }
+
+    fn decode_schema(&self, numeric: bool) -> &SchemaRef {
+        match numeric {
+            true => &self.numeric_schema,
+            false => &self.text_schema,
         }
     }
 
@@ -99,16 +120,32 @@ impl JsonDecoder {
             }
         }
         let mut pieces = Vec::new();
-        self.decode_segment(partition, records, &good, &mut pieces, &mut rejected);
-        let declared = concat_batches(&self.decode_schema, &pieces)?;
+        let numeric = self.numeric_timestamps && !good.is_empty();
+        let fast = match numeric {
+            true => self.try_decode(records, &good, true).ok(),
+            false => None,
+        };
+        let decoded_numeric = fast.is_some();
+        match fast {
+            Some(batch) => pieces.push(batch),
+            None => {
+                let before = rejected.len();
+                self.decode_segment(partition, records, &good, &mut pieces, &mut rejected);
+                // Clean as text but not as numbers: this source sends timestamps as text.
+                if numeric && rejected.len() == before {
+                    self.numeric_timestamps = false;
+                }
+            }
+        }
+        let declared = concat_batches(self.decode_schema(decoded_numeric), &pieces)?;
         let kept: Vec<usize> = pieces_rows(&good, &rejected, records);
         let batch = self.finish(partition, records, &kept, declared, &mut rejected)?;
         rejected.sort_by_key(|r| r.offset);
         Ok(Decoded { batch, rejected })
     }
 
-    /// Decodes the records at `indices`; on failure splits them in halves until each bad record
-    /// is alone. Appends decoded pieces in order.
+    /// Decodes the records at `indices` (timestamps as text); on failure splits them in halves
+    /// until each bad record is alone. Appends decoded pieces in order.
     fn decode_segment(
         &mut self,
         partition: i32,
@@ -120,7 +157,7 @@ impl JsonDecoder {
         if indices.is_empty() {
             return;
         }
-        match self.try_decode(records, indices) {
+        match self.try_decode(records, indices, false) {
             Ok(batch) => pieces.push(batch),
             Err(error) if indices.len() == 1 => {
                 rejected.push(reject(partition, &records[indices[0]], &error))
@@ -133,16 +170,17 @@ impl JsonDecoder {
         }
     }
 
-    /// Decodes the records at `indices` as one batch, or fails if any of them does not give
-    /// exactly one row.
+    /// Decodes the records at `indices` as one batch, timestamps as numbers or as text, or
+    /// fails if any of them does not give exactly one row.
     fn try_decode(
         &mut self,
         records: &[Record<'_>],
         indices: &[usize],
+        numeric: bool,
     ) -> std::result::Result<RecordBatch, String> {
         let mut decoder = match self.reusable.take() {
-            Some(decoder) if indices.len() < REUSABLE_ROWS => decoder,
-            _ => self.new_decoder(indices.len().max(REUSABLE_ROWS))?,
+            Some((kind, decoder)) if kind == numeric && indices.len() < REUSABLE_ROWS => decoder,
+            _ => self.new_decoder(numeric, indices.len().max(REUSABLE_ROWS))?,
         };
         for &i in indices {
             let payload = records[i].payload.unwrap_or_default();
@@ -160,12 +198,12 @@ impl JsonDecoder {
             Ok(_) => return Err("the message is not exactly one JSON object".into()),
             Err(e) => return Err(describe(&e)),
         };
-        self.reusable = Some(decoder);
+        self.reusable = Some((numeric, decoder));
         Ok(batch)
     }
 
-    fn new_decoder(&self, rows: usize) -> std::result::Result<Decoder, String> {
-        ReaderBuilder::new(Arc::clone(&self.decode_schema))
+    fn new_decoder(&self, numeric: bool, rows: usize) -> std::result::Result<Decoder, String> {
+        ReaderBuilder::new(Arc::clone(self.decode_schema(numeric)))
             .with_batch_size(rows + 1)
             .with_coerce_primitive(true)
             .build_decoder()
@@ -192,10 +230,17 @@ impl JsonDecoder {
             let column = match field.data_type() {
                 DataType::Timestamp(TimeUnit::Microsecond, tz) => {
                     let text = column.as_any().downcast_ref::<StringArray>();
+                    let millis = column.as_any().downcast_ref::<Int64Array>();
                     let mut micros = Vec::with_capacity(column.len());
                     for row in 0..column.len() {
-                        let value = text.filter(|t| t.is_valid(row)).map(|t| t.value(row));
-                        micros.push(match value.map(parse_timestamp_micros) {
+                        let value = match (text, millis) {
+                            (Some(t), _) if t.is_valid(row) => {
+                                Some(parse_timestamp_micros(t.value(row)))
+                            }
+                            (_, Some(m)) if m.is_valid(row) => Some(millis_to_micros(m.value(row))),
+                            _ => None,
+                        };
+                        micros.push(match value {
                             None => None,
                             Some(Ok(v)) => Some(v),
                             Some(Err(e)) => {
@@ -284,14 +329,17 @@ fn metadata_column(
     }
 }
 
+fn millis_to_micros(ms: i64) -> std::result::Result<i64, String> {
+    ms.checked_mul(1_000)
+        .ok_or_else(|| format!("timestamp {ms} is out of range"))
+}
+
 /// Epoch milliseconds (a whole or fractional number) or an ISO-8601 / RFC 3339 string; a string
 /// without a zone is UTC.
 pub fn parse_timestamp_micros(text: &str) -> std::result::Result<i64, String> {
     let trimmed = text.trim();
     if let Ok(ms) = trimmed.parse::<i64>() {
-        return ms
-            .checked_mul(1_000)
-            .ok_or_else(|| format!("timestamp {ms} is out of range"));
+        return millis_to_micros(ms);
     }
     if let Ok(ms) = trimmed.parse::<f64>()
         && ms.is_finite()
@@ -407,6 +455,37 @@ mod tests {
             .downcast_ref::<Int64Array>()
             .unwrap();
         assert_eq!(off.values(), &[100, 102, 108]);
+    }
+
+    #[test]
+    fn timestamps_take_the_numeric_path_until_text_arrives() {
+        let mut d = decoder("CREATE SOURCE s (a INT, ts TIMESTAMP) WITH (connector = 'kafka')");
+        let numbers = records(&[r#"{"a": 1, "ts": 1000}"#, r#"{"a": 2, "ts": "2000"}"#]);
+        let out = d.decode(0, &numbers).unwrap();
+        assert!(out.rejected.is_empty() && d.numeric_timestamps);
+        let ts = out
+            .batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.values(), &[1_000_000, 2_000_000]);
+        // A bad record does not demote the source; text timestamps do.
+        let bad = records(&[r#"{"a": 1, "ts": 1000}"#, r#"{"a": "#]);
+        assert_eq!(d.decode(0, &bad).unwrap().rejected.len(), 1);
+        assert!(d.numeric_timestamps);
+        let text = records(&[r#"{"a": 3, "ts": "1970-01-01T00:00:03Z"}"#]);
+        let out = d.decode(0, &text).unwrap();
+        assert!(out.rejected.is_empty() && !d.numeric_timestamps);
+        let ts = out
+            .batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), 3_000_000);
+        let out = d.decode(0, &numbers).unwrap();
+        assert_eq!(out.batch.num_rows(), 2);
     }
 
     #[test]
