@@ -373,6 +373,8 @@ fn describe(error: &datafusion::arrow::error::ArrowError) -> String {
 mod tests {
     use super::*;
     use crate::sql::{Statement, parser::parse};
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 
     fn decoder(sql: &str) -> JsonDecoder {
         let Some(Statement::CreateSource(c)) = parse(sql).unwrap().pop() else {
@@ -435,25 +437,13 @@ mod tests {
         assert_eq!(out.rejected[0].raw, b"not json");
         let batch = out.batch;
         assert_eq!(batch.num_rows(), 3);
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
+        let ids = batch.column(0).as_primitive::<Int64Type>();
         assert_eq!(ids.values(), &[1, 2, 7]);
-        let ts = batch
-            .column(3)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .unwrap();
+        let ts = batch.column(3).as_primitive::<TimestampMicrosecondType>();
         assert_eq!(ts.value(0), 1_767_225_600_123_456);
         assert_eq!(ts.value(1), 1_767_225_600_000_000);
         assert_eq!(ts.value(2), 1_767_225_601_000_000);
-        let off = batch
-            .column(4)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
+        let off = batch.column(4).as_primitive::<Int64Type>();
         assert_eq!(off.values(), &[100, 102, 108]);
     }
 
@@ -466,9 +456,7 @@ mod tests {
         let ts = out
             .batch
             .column(1)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .unwrap();
+            .as_primitive::<TimestampMicrosecondType>();
         assert_eq!(ts.values(), &[1_000_000, 2_000_000]);
         // A bad record does not demote the source; text timestamps do.
         let bad = records(&[r#"{"a": 1, "ts": 1000}"#, r#"{"a": "#]);
@@ -480,9 +468,7 @@ mod tests {
         let ts = out
             .batch
             .column(1)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .unwrap();
+            .as_primitive::<TimestampMicrosecondType>();
         assert_eq!(ts.value(0), 3_000_000);
         let out = d.decode(0, &numbers).unwrap();
         assert_eq!(out.batch.num_rows(), 2);

@@ -82,9 +82,7 @@ enum Request {
 /// A running source, as the rest of the database sees it.
 #[derive(Debug)]
 pub struct SourceHandle {
-    pub def: SourceDef,
-    /// `None` if the stored options no longer check (the source is shown as failed).
-    pub settings: Option<SourceSettings>,
+    def: SourceDef,
     pub stats: Arc<SourceStats>,
     pending: Arc<tokio::sync::Mutex<Pending>>,
     requests: mpsc::Sender<Request>,
@@ -166,7 +164,6 @@ impl SourceHandle {
         let task = tokio::spawn(runner.run(events_rx, requests_rx));
         Arc::new(SourceHandle {
             def,
-            settings,
             stats,
             pending,
             requests,
