@@ -283,14 +283,23 @@ impl Runner {
         let mut connected = true;
         loop {
             tokio::select! {
-                event = events.recv(), if connected => match event {
-                    Some(event) => connected = self.handle(event).await,
-                    None => connected = false,
-                },
+                event = events.recv(), if connected => {
+                    connected = match event {
+                        Some(event) => self.handle(event).await,
+                        None => false,
+                    };
+                    if !connected {
+                        // Unblocks and ends a connector still sending (e.g. after a failure).
+                        events.close();
+                    }
+                }
                 request = requests.recv() => match request {
                     Some(Request::Flush(ack)) => {
                         while connected && let Ok(event) = events.try_recv() {
                             connected = self.handle(event).await;
+                        }
+                        if !connected {
+                            events.close();
                         }
                         let _ = ack.send(self.persist().await);
                     }
