@@ -115,9 +115,14 @@ impl Database {
         }))
     }
 
-    /// Runs every statement of a script, discarding result rows (the demo pipeline).
+    /// Runs the statements of a script that change something (the demo pipeline); its queries
+    /// are examples for the user and are skipped, so startup never scans data.
     pub async fn execute_script(&self, sql: &str) -> Result<()> {
         for statement in crate::sql::parser::parse(sql)? {
+            if matches!(&statement, Statement::Standard(s) if matches!(**s, SqlStatement::Query(_)))
+            {
+                continue;
+            }
             if let Output::Rows(mut rows) = self.execute(&statement, None).await? {
                 while let Some(batch) = rows.next().await {
                     batch?;

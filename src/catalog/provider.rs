@@ -27,6 +27,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use super::source::SourceDef;
 use super::table::TableDef;
 use crate::error::Error;
+use crate::source::options::SourceSettings;
 use crate::source::{SourceHandle, Sources};
 use crate::storage::{DataFile, Storage, TableState};
 
@@ -136,7 +137,7 @@ impl TableProvider for SourceTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if self.def.options.get("retain").map(String::as_str) != Some("true") {
+        if !SourceSettings::from_def(&self.def).is_ok_and(|s| s.retain) {
             return Err(DataFusionError::from(Error::unsupported(
                 format!("reading the events of source \"{}\"", self.def.name),
                 Some(
