@@ -10,6 +10,7 @@ pub mod source;
 pub mod system;
 pub mod table;
 pub mod types;
+pub mod view;
 
 /// The catalog and schema names clients see (`current_database()`, `current_schema()`).
 pub const DATABASE_NAME: &str = "sluice";

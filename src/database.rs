@@ -20,11 +20,12 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use futures::StreamExt;
-use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Statement as SqlStatement};
+use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Query, Statement as SqlStatement};
 
 use crate::catalog::provider::PublicSchema;
 use crate::catalog::system::{self, SystemSchema};
 use crate::catalog::table::TableDef;
+use crate::catalog::view::ViewDef;
 use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -34,6 +35,9 @@ use crate::sql::copy::CopyFormat;
 use crate::sql::names::{postgres_names, rename};
 use crate::sql::parser::table_name;
 use crate::storage::Storage;
+use crate::stream::feed::Feeds;
+use crate::stream::plan::{ViewPlan, plan_view};
+use crate::view::{Views, dependency_order};
 
 /// What a statement produced.
 pub enum Output {
@@ -61,6 +65,7 @@ pub struct Database {
     ctx: SessionContext,
     storage: Arc<Storage>,
     sources: Arc<Sources>,
+    views: Arc<Views>,
     config: Config,
 }
 
@@ -84,12 +89,19 @@ impl Database {
         let catalog = ctx
             .catalog(DATABASE_NAME)
             .ok_or_else(|| Error::Internal("default catalog is missing".into()))?;
-        let sources = Arc::new(Sources::new(Arc::clone(&storage)));
+        let feeds = Arc::new(Feeds::default());
+        let sources = Arc::new(Sources::new(Arc::clone(&storage), Arc::clone(&feeds)));
+        let views = Arc::new(Views::new(
+            Arc::clone(&storage),
+            feeds,
+            Arc::clone(&sources),
+        ));
         catalog.register_schema(
             SCHEMA_NAME,
             Arc::new(PublicSchema::new(
                 Arc::clone(&storage),
                 Arc::clone(&sources),
+                Arc::clone(&views),
             )),
         )?;
         catalog.register_schema(
@@ -97,8 +109,10 @@ impl Database {
             Arc::new(SystemSchema::new(
                 Arc::clone(&storage),
                 Arc::clone(&sources),
+                Arc::clone(&views),
             )),
         )?;
+        crate::stream::functions::register(&ctx, &storage);
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
         crate::catalog::functions::register(&ctx);
@@ -107,12 +121,53 @@ impl Database {
         ctx.sql("SET datafusion.execution.time_zone = '+00:00'")
             .await?;
         sources.start_all();
-        Ok(Arc::new(Database {
+        let database = Arc::new(Database {
             ctx,
             storage,
             sources,
+            views,
             config,
-        }))
+        });
+        database.start_views().await;
+        Ok(database)
+    }
+
+    /// Starts every view of the committed catalog, each after the view it reads. A view whose
+    /// query no longer plans is logged and shown as failed; the others run.
+    async fn start_views(&self) {
+        let defs: Vec<ViewDef> = self
+            .storage
+            .manifest()
+            .views
+            .values()
+            .map(|v| v.def.clone())
+            .collect();
+        for def in dependency_order(defs, |d| d) {
+            let started = match self.plan_stored_view(&def).await {
+                Ok(plan) => self.views.start(def.clone(), plan).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                tracing::error!(view = %def.name, error = %e, "materialized view cannot start");
+                self.views.failed(def, &e);
+            }
+        }
+    }
+
+    async fn plan_stored_view(&self, def: &ViewDef) -> Result<ViewPlan> {
+        let query = crate::sql::view::parse_query(&def.query)?;
+        self.plan_view(&query, def.emit_on_close).await
+    }
+
+    /// Plans a view's query into its streaming pipeline.
+    pub async fn plan_view(&self, query: &Query, emit_on_close: bool) -> Result<ViewPlan> {
+        plan_view(
+            &self.ctx.state(),
+            &self.storage.manifest(),
+            query,
+            emit_on_close,
+        )
+        .await
     }
 
     /// Runs the statements of a script that change something (the demo pipeline); its queries
@@ -132,9 +187,10 @@ impl Database {
         Ok(())
     }
 
-    /// Commits what every source has taken in and stops them.
+    /// Commits what every source and view has taken in and stops them.
     pub async fn shutdown(&self) {
         self.sources.shutdown().await;
+        self.views.shutdown().await;
     }
 
     pub fn session(&self) -> &SessionContext {
@@ -147,6 +203,10 @@ impl Database {
 
     pub fn sources(&self) -> &Arc<Sources> {
         &self.sources
+    }
+
+    pub fn views(&self) -> &Arc<Views> {
+        &self.views
     }
 
     pub fn config(&self) -> &Config {
@@ -166,16 +226,43 @@ impl Database {
             Statement::CreateSource(create) => {
                 ddl::create_source(&self.storage, &self.sources, create.clone()).await
             }
-            Statement::DropSource { names, if_exists } => {
-                ddl::drop_sources(&self.storage, &self.sources, names, *if_exists).await
+            Statement::DropSource {
+                names,
+                if_exists,
+                cascade,
+            } => ddl::drop_sources(self, names, *if_exists, *cascade).await,
+            Statement::CreateView(create) => ddl::create_view(self, create).await,
+            Statement::ExplainView(create) => {
+                let plan = self.plan_view(&create.query, create.emit_on_close).await?;
+                let rows = vec![
+                    vec![
+                        "logical_plan".to_string(),
+                        plan.logical.display_indent().to_string(),
+                    ],
+                    vec![
+                        "streaming_plan".to_string(),
+                        plan.describe(&create.name, create.emit_on_close),
+                    ],
+                ];
+                let plan = ddl::rows_plan(&["plan_type", "plan"], rows)?;
+                Ok(Output::Rows(self.run(plan).await?))
             }
-            Statement::ShowSources | Statement::ShowCreateSource(_) => {
-                let plan = ddl::show_sources(&self.storage, statement)?
+            Statement::DropView {
+                names,
+                if_exists,
+                cascade,
+            } => ddl::drop_views(self, names, *if_exists, *cascade).await,
+            Statement::ShowSources
+            | Statement::ShowCreateSource(_)
+            | Statement::ShowViews
+            | Statement::ShowCreateView(_) => {
+                let plan = ddl::show_catalog(&self.storage, statement)?
                     .ok_or_else(|| Error::Internal("not a SHOW statement".into()))?;
                 Ok(Output::Rows(self.run(plan).await?))
             }
             Statement::Flush => {
                 self.sources.flush().await?;
+                self.views.flush().await?;
                 self.storage.flush().await;
                 Ok(Output::Command {
                     tag: "FLUSH",
@@ -196,8 +283,9 @@ impl Database {
                 object_type: ObjectType::Table,
                 if_exists,
                 names,
+                cascade,
                 ..
-            } => ddl::drop_tables(&self.storage, names, *if_exists).await,
+            } => ddl::drop_tables(self, names, *if_exists, *cascade).await,
             SqlStatement::Copy {
                 source,
                 to: false,

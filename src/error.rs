@@ -54,6 +54,13 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidParameter(String),
+    /// A DROP that would leave views reading nothing.
+    #[error("cannot drop {kind} \"{name}\" because other objects depend on it")]
+    DependentObjects {
+        kind: &'static str,
+        name: String,
+        dependents: Vec<String>,
+    },
     #[error("{0}")]
     Plan(String),
     #[error("canceling statement due to user request")]
@@ -98,6 +105,7 @@ impl Error {
             Error::NotNullViolation { .. } => "23502",
             Error::FeatureNotSupported { .. } => "0A000",
             Error::InvalidParameter(_) => "22023",
+            Error::DependentObjects { .. } => "2BP01",
             Error::Plan(_) => "42000",
             Error::QueryCanceled => "57014",
             Error::ProtocolViolation(_) => "08P01",
@@ -115,6 +123,13 @@ impl Error {
             Error::InvalidText { detail, .. } | Error::InvalidDatetime { detail, .. } => {
                 detail.clone()
             }
+            Error::DependentObjects { dependents, .. } => Some(
+                dependents
+                    .iter()
+                    .map(|d| format!("materialized view {d} depends on it"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
             Error::Storage { retryable, .. } => retryable.then(|| {
                 "The storage backend did not answer; the statement had no effect.".to_string()
             }),
@@ -149,6 +164,9 @@ impl Error {
             Error::UndefinedRelation { kind, .. } => Some(
                 match *kind {
                     "source" => "Run SHOW SOURCES to list the sources that exist.",
+                    "materialized view" => {
+                        "Run SHOW MATERIALIZED VIEWS to list the views that exist."
+                    }
                     "kafka topic" => "Create the topic first, or check the option \"topic\".",
                     _ => "Run SHOW TABLES to list the tables that exist.",
                 }
@@ -157,6 +175,9 @@ impl Error {
             Error::Storage {
                 retryable: true, ..
             } => Some("Check that the object store is reachable, then retry.".to_string()),
+            Error::DependentObjects { .. } => {
+                Some("Use DROP … CASCADE to drop the dependent objects too.".to_string())
+            }
             Error::Syntax(_)
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }

@@ -23,3 +23,5 @@ pub mod server;
 pub mod source;
 pub mod sql;
 pub mod storage;
+pub mod stream;
+pub mod view;

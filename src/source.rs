@@ -26,6 +26,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::catalog::source::SourceDef;
 use crate::error::Result;
 use crate::storage::Storage;
+use crate::stream::feed::Feeds;
 pub use runner::SourceHandle;
 
 /// A record that could not be decoded, kept whole.
@@ -70,13 +71,15 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Sources {
     storage: Arc<Storage>,
+    feeds: Arc<Feeds>,
     running: Mutex<BTreeMap<String, Arc<SourceHandle>>>,
 }
 
 impl Sources {
-    pub fn new(storage: Arc<Storage>) -> Self {
+    pub fn new(storage: Arc<Storage>, feeds: Arc<Feeds>) -> Self {
         Sources {
             storage,
+            feeds,
             running: Mutex::new(BTreeMap::new()),
         }
     }
@@ -96,7 +99,8 @@ impl Sources {
     /// Starts one source (already committed to the catalog).
     pub fn start(&self, def: SourceDef) {
         let name = def.name.clone();
-        let handle = SourceHandle::start(def, Arc::clone(&self.storage));
+        let feed = self.feeds.get(&name);
+        let handle = SourceHandle::start(def, Arc::clone(&self.storage), feed);
         if let Some(old) = self.running().insert(name, handle) {
             old.abandon();
         }

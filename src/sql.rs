@@ -11,6 +11,7 @@ pub mod interval;
 pub mod names;
 pub mod parser;
 pub mod source;
+pub mod view;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use std::sync::Arc;
@@ -26,7 +27,21 @@ pub enum Statement {
     DropSource {
         names: Vec<String>,
         if_exists: bool,
+        cascade: bool,
     },
+    CreateView(CreateView),
+    /// `EXPLAIN CREATE MATERIALIZED VIEW …`: the streaming plan, nothing created.
+    ExplainView(CreateView),
+    /// `DROP MATERIALIZED VIEW [IF EXISTS] name, … [CASCADE | RESTRICT]`.
+    DropView {
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
+    /// `SHOW MATERIALIZED VIEWS`.
+    ShowViews,
+    /// `SHOW CREATE MATERIALIZED VIEW name`.
+    ShowCreateView(String),
     /// `SHOW SOURCES`.
     ShowSources,
     /// `SHOW CREATE SOURCE name`.
@@ -48,6 +63,15 @@ pub struct CreateTable {
 }
 
 /// `CREATE SOURCE name (columns…, [WATERMARK …]) [INCLUDE …] WITH (options) [FORMAT … ENCODE …]`.
+/// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name AS query [EMIT ON WINDOW CLOSE]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateView {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub query: Box<sqlparser::ast::Query>,
+    pub emit_on_close: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateSource {
     pub name: String,

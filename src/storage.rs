@@ -5,7 +5,9 @@
 //! manifests/<epoch:020>.json                  catalog + the data files of every table and source
 //! tables/<table>/<table id>/part-<file id:020>.parquet
 //! sources/<source>/<source id>/part-<file id:020>.parquet   retained raw events
+//! views/<view>/<view id>/part-<file id:020>.parquet         closed windows of a view
 //! system/rejected_rows/part-<file id:020>.parquet           records no source could decode
+//! system/late_rows/part-<file id:020>.parquet               rows that came after their window
 //! ```
 //! Writers first write their Parquet file, then [`Storage::commit`] publishes it in the next
 //! manifest. Commits are serialised in-process by a lock and across processes by
@@ -32,14 +34,15 @@ use object_store::path::Path;
 
 use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
+use crate::catalog::view::ViewDef;
 use crate::config::Config;
 use crate::error::{Error, Result};
-pub use manifest::{DataFile, Manifest, SourceState, TableState};
+pub use manifest::{DataFile, Manifest, SourceState, TableState, ViewState};
 
 /// The URL under which DataFusion finds our store.
 const STORE_URL: &str = "sluice://storage/";
 /// Every folder holding data files; anything in them no manifest names is garbage.
-const DATA_DIRS: [&str; 3] = ["tables", "sources", "system"];
+const DATA_DIRS: [&str; 4] = ["tables", "sources", "views", "system"];
 
 /// The committed state and the means to change it.
 pub struct Storage {
@@ -50,6 +53,8 @@ pub struct Storage {
     commit_lock: tokio::sync::Mutex<()>,
     next_file_id: AtomicU64,
     manifests_retained: usize,
+    /// The newest manifest, for readers that follow commits (views over tables).
+    commits: tokio::sync::watch::Sender<Arc<Manifest>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -77,10 +82,12 @@ impl Storage {
             store = %store,
             "storage opened"
         );
+        let manifest = Arc::new(manifest);
         let storage = Storage {
             url: ObjectStoreUrl::parse(STORE_URL).map_err(Error::from)?,
             next_file_id: AtomicU64::new(manifest.next_file_id),
-            current: RwLock::new(Arc::new(manifest)),
+            commits: tokio::sync::watch::Sender::new(Arc::clone(&manifest)),
+            current: RwLock::new(manifest),
             commit_lock: tokio::sync::Mutex::new(()),
             manifests_retained: config.manifests_retained,
             store,
@@ -120,11 +127,17 @@ impl Storage {
         manifest::write_new(self.store.as_ref(), &next).await?;
         let next = Arc::new(next);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
+        self.commits.send_replace(Arc::clone(&next));
         tracing::debug!(epoch = next.epoch, "manifest committed");
         if next.epoch.is_multiple_of(16) {
             manifest::prune(self.store.as_ref(), self.manifests_retained).await;
         }
         Ok(next)
+    }
+
+    /// Follows commits: the receiver sees every newest manifest.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<Arc<Manifest>> {
+        self.commits.subscribe()
     }
 
     /// Waits until every commit that had started has finished.
@@ -170,13 +183,37 @@ impl Storage {
         self.write_batches(path, source.schema(), batches).await
     }
 
+    /// Writes closed windows of a view as a new, not yet committed file.
+    pub async fn write_view_file(
+        &self,
+        view: &ViewDef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Option<DataFile>> {
+        let path = data_file_path("views", &view.name, view.id, self.new_file_id());
+        self.write_batches(path, view.schema(), batches).await
+    }
+
     /// Writes rejected records as a new, not yet committed file.
     pub async fn write_rejected_file(&self, batch: RecordBatch) -> Result<Option<DataFile>> {
+        self.write_system_file("rejected_rows", batch).await
+    }
+
+    /// Writes late rows as a new, not yet committed file.
+    pub async fn write_late_file(&self, batch: RecordBatch) -> Result<Option<DataFile>> {
+        self.write_system_file("late_rows", batch).await
+    }
+
+    async fn write_system_file(&self, table: &str, batch: RecordBatch) -> Result<Option<DataFile>> {
         let path = Path::from(format!(
-            "system/rejected_rows/part-{:020}.parquet",
+            "system/{table}/part-{:020}.parquet",
             self.new_file_id()
         ));
         self.write_batches(path, batch.schema(), vec![batch]).await
+    }
+
+    /// Every row of a committed file.
+    pub async fn read_file(&self, file: &DataFile) -> Result<Vec<RecordBatch>> {
+        parquet::read_file(Arc::clone(&self.store), file).await
     }
 
     async fn write_batches(
@@ -215,7 +252,9 @@ impl Storage {
             .values()
             .flat_map(|t| &t.files)
             .chain(manifest.sources.values().flat_map(|s| &s.files))
+            .chain(manifest.views.values().flat_map(|v| &v.files))
             .chain(&manifest.rejected_rows)
+            .chain(&manifest.late_rows)
             .map(|f| f.path.as_str())
             .collect();
         let mut objects = Vec::new();

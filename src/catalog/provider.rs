@@ -26,21 +26,28 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 
 use super::source::SourceDef;
 use super::table::TableDef;
+use super::view::ViewDef;
 use crate::error::Error;
 use crate::source::options::SourceSettings;
 use crate::source::{SourceHandle, Sources};
 use crate::storage::{DataFile, Storage, TableState};
+use crate::view::{ViewHandle, Views};
 
 /// The `public` schema: every table and source of the newest manifest.
 #[derive(Debug)]
 pub struct PublicSchema {
     storage: Arc<Storage>,
     sources: Arc<Sources>,
+    views: Arc<Views>,
 }
 
 impl PublicSchema {
-    pub fn new(storage: Arc<Storage>, sources: Arc<Sources>) -> Self {
-        PublicSchema { storage, sources }
+    pub fn new(storage: Arc<Storage>, sources: Arc<Sources>, views: Arc<Views>) -> Self {
+        PublicSchema {
+            storage,
+            sources,
+            views,
+        }
     }
 }
 
@@ -52,6 +59,7 @@ impl SchemaProvider for PublicSchema {
             .tables
             .keys()
             .chain(manifest.sources.keys())
+            .chain(manifest.views.keys())
             .cloned()
             .collect()
     }
@@ -62,6 +70,13 @@ impl SchemaProvider for PublicSchema {
             return Ok(Some(Arc::new(StoredTable {
                 storage: Arc::clone(&self.storage),
                 state: state.clone(),
+            })));
+        }
+        if let Some(state) = manifest.view(name) {
+            return Ok(Some(Arc::new(ViewTable {
+                storage: Arc::clone(&self.storage),
+                def: state.def.clone(),
+                handle: self.views.get(name),
             })));
         }
         Ok(manifest.source(name).map(|state| {
@@ -153,6 +168,64 @@ impl TableProvider for SourceTable {
                     .manifest()
                     .source(&self.def.name)
                     .map(|s| s.files.clone())
+                    .unwrap_or_default(),
+                Vec::new(),
+            ),
+        };
+        let schema = self.schema();
+        scan_files_and_rows(
+            &self.storage,
+            state,
+            &schema,
+            (&files, rows),
+            projection,
+            filters,
+            limit,
+        )
+    }
+}
+
+/// A materialized view: its committed files plus, taken at one instant, its final rows not
+/// yet committed and (in live mode) the partial results of its open windows.
+#[derive(Debug)]
+pub struct ViewTable {
+    storage: Arc<Storage>,
+    def: ViewDef,
+    handle: Option<Arc<ViewHandle>>,
+}
+
+#[async_trait]
+impl TableProvider for ViewTable {
+    fn schema(&self) -> SchemaRef {
+        self.def.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Filters (on window_start, say) prune files and row groups by their statistics.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (files, rows) = match &self.handle {
+            Some(handle) => handle.read(&self.storage).await,
+            None => (
+                self.storage
+                    .manifest()
+                    .view(&self.def.name)
+                    .map(|v| v.files.clone())
                     .unwrap_or_default(),
                 Vec::new(),
             ),

@@ -4,6 +4,9 @@
 //!   watermark and lag, event-time watermarks, rejected and late counts, status, last error.
 //! - `rejected_rows`: every record a source could not decode, with its raw bytes and the error;
 //!   committed files plus the records sources hold pending.
+//! - `materialized_views`: one row per view — status, rows in, late and out, watermarks,
+//!   open groups and state size, backfill progress, freshness, last error.
+//! - `late_rows`: every row that reached a view after its window closed, as JSON.
 
 use std::sync::Arc;
 
@@ -25,6 +28,9 @@ use crate::source::Sources;
 use crate::source::runner::{rejected_batch, rejected_schema};
 use crate::source::stats::Snapshot;
 use crate::storage::Storage;
+use crate::view::Views;
+use crate::view::late::{late_batch, late_schema};
+use crate::view::stats::Snapshot as ViewSnapshot;
 
 pub const SCHEMA_NAME: &str = "sluice_catalog";
 
@@ -32,11 +38,16 @@ pub const SCHEMA_NAME: &str = "sluice_catalog";
 pub struct SystemSchema {
     storage: Arc<Storage>,
     sources: Arc<Sources>,
+    views: Arc<Views>,
 }
 
 impl SystemSchema {
-    pub fn new(storage: Arc<Storage>, sources: Arc<Sources>) -> Self {
-        SystemSchema { storage, sources }
+    pub fn new(storage: Arc<Storage>, sources: Arc<Sources>, views: Arc<Views>) -> Self {
+        SystemSchema {
+            storage,
+            sources,
+            views,
+        }
     }
 }
 
@@ -44,11 +55,15 @@ impl SystemSchema {
 enum SystemTable {
     Sources,
     RejectedRows,
+    MaterializedViews,
+    LateRows,
 }
 
-const TABLES: [(&str, SystemTable); 2] = [
+const TABLES: [(&str, SystemTable); 4] = [
     ("sources", SystemTable::Sources),
     ("rejected_rows", SystemTable::RejectedRows),
+    ("materialized_views", SystemTable::MaterializedViews),
+    ("late_rows", SystemTable::LateRows),
 ];
 
 #[async_trait]
@@ -63,6 +78,7 @@ impl SchemaProvider for SystemSchema {
                 table: *table,
                 storage: Arc::clone(&self.storage),
                 sources: Arc::clone(&self.sources),
+                views: Arc::clone(&self.views),
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -77,6 +93,7 @@ struct SystemTableProvider {
     table: SystemTable,
     storage: Arc<Storage>,
     sources: Arc<Sources>,
+    views: Arc<Views>,
 }
 
 #[async_trait]
@@ -85,6 +102,8 @@ impl TableProvider for SystemTableProvider {
         match self.table {
             SystemTable::Sources => sources_schema(),
             SystemTable::RejectedRows => rejected_schema(),
+            SystemTable::MaterializedViews => views_schema(),
+            SystemTable::LateRows => late_schema(),
         }
     }
 
@@ -131,6 +150,42 @@ impl TableProvider for SystemTableProvider {
                     &self.storage,
                     state,
                     &rejected_schema(),
+                    (&files, rows),
+                    projection,
+                    filters,
+                    limit,
+                )
+            }
+            SystemTable::MaterializedViews => {
+                let snapshots: Vec<ViewSnapshot> = self
+                    .views
+                    .all()
+                    .iter()
+                    .map(|v| v.stats.snapshot())
+                    .collect();
+                Ok(MemorySourceConfig::try_new_exec(
+                    &[vec![views_batch(&snapshots)?]],
+                    views_schema(),
+                    projection.cloned(),
+                )?)
+            }
+            SystemTable::LateRows => {
+                // Lock every view's pending state so none commits while we read the manifest.
+                let mut guards = Vec::new();
+                for handle in self.views.all() {
+                    guards.push(handle.lock_shared().await);
+                }
+                let files = self.storage.manifest().late_rows.clone();
+                let pending: Vec<_> = guards.iter().flat_map(|g| g.late.clone()).collect();
+                drop(guards);
+                let rows = match pending.is_empty() {
+                    true => Vec::new(),
+                    false => vec![late_batch(&pending)?],
+                };
+                scan_files_and_rows(
+                    &self.storage,
+                    state,
+                    &late_schema(),
                     (&files, rows),
                     projection,
                     filters,
@@ -213,4 +268,66 @@ fn sources_batch(snapshots: &[Snapshot]) -> datafusion::arrow::error::Result<Rec
         text(&|s| s.last_error.clone()),
     ];
     RecordBatch::try_new(sources_schema(), columns)
+}
+
+fn views_schema() -> SchemaRef {
+    let field = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    Arc::new(Schema::new(vec![
+        Field::new("view", DataType::Utf8, false),
+        Field::new("input", DataType::Utf8, false),
+        Field::new("emit", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        field("rows_in", DataType::Int64),
+        field("late_rows", DataType::Int64),
+        field("rows_out", DataType::Int64),
+        field("watermark", timestamptz()),
+        field("closed_through", timestamptz()),
+        field("open_groups", DataType::Int64),
+        field("state_bytes", DataType::Int64),
+        field("backfill_rows_total", DataType::Int64),
+        field("backfill_rows_done", DataType::Int64),
+        field("refreshed_at", timestamptz()),
+        field("last_error", DataType::Utf8),
+    ]))
+}
+
+fn views_batch(views: &[ViewSnapshot]) -> datafusion::arrow::error::Result<RecordBatch> {
+    let text = |f: &dyn Fn(&ViewSnapshot) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(views.iter().map(f)))
+    };
+    let count = |f: &dyn Fn(&ViewSnapshot) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            views.iter().map(|v| f(v) as i64),
+        ))
+    };
+    let time = |f: &dyn Fn(&ViewSnapshot) -> Option<i64>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from_iter(views.iter().map(f)).with_timezone("+00:00"))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(&|v| Some(v.view.clone())),
+        text(&|v| Some(v.input.clone())),
+        text(&|v| {
+            Some(
+                if v.emit_on_close {
+                    "on window close"
+                } else {
+                    "live"
+                }
+                .to_string(),
+            )
+        }),
+        text(&|v| Some(v.status.as_str().to_string())),
+        count(&|v| v.rows_in),
+        count(&|v| v.rows_late),
+        count(&|v| v.rows_out),
+        time(&|v| v.watermark_us),
+        time(&|v| v.closed_through_us),
+        count(&|v| v.open_groups),
+        count(&|v| v.state_bytes),
+        count(&|v| v.backfill_rows_total),
+        count(&|v| v.backfill_rows_done),
+        time(&|v| v.refreshed_at_us),
+        text(&|v| v.last_error.clone()),
+    ];
+    RecordBatch::try_new(views_schema(), columns)
 }

@@ -86,6 +86,27 @@ impl ColumnType {
         })
     }
 
+    /// The stored type for a computed column of Arrow type `arrow` (a view's output), widening
+    /// types Postgres lacks (unsigned, 8-bit, views of strings) to the nearest one it has.
+    pub fn storable(arrow: &DataType) -> Option<Self> {
+        let name = match arrow {
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".to_string(),
+            DataType::Int32 | DataType::UInt16 => "integer".to_string(),
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint".to_string(),
+            DataType::Float16 | DataType::Float32 => "real".to_string(),
+            DataType::Float64 => "double precision".to_string(),
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "text".to_string(),
+            DataType::Boolean => "boolean".to_string(),
+            DataType::Date32 => "date".to_string(),
+            DataType::Timestamp(_, None) => "timestamp".to_string(),
+            DataType::Timestamp(_, Some(_)) => "timestamptz".to_string(),
+            DataType::Binary | DataType::BinaryView | DataType::LargeBinary => "bytea".to_string(),
+            DataType::Decimal128(p, s) if *s >= 0 => format!("numeric({p},{s})"),
+            _ => return None,
+        };
+        ColumnType::from_name(&name)
+    }
+
     /// Whether a watermark can be declared on a column of this type.
     pub fn is_timestamp(&self) -> bool {
         matches!(self.arrow, DataType::Timestamp(_, _))

@@ -12,16 +12,17 @@ use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use sqlparser::ast::{Ident, ObjectName, ShowCreateObject, Statement as SqlStatement};
 
-use super::Output;
+use super::{Database, Output};
 use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
+use crate::catalog::view::ViewDef;
 use crate::error::{Error, Result};
 use crate::source::Sources;
 use crate::source::kafka;
 use crate::source::options::{Connector, SourceSettings, canonical_options};
 use crate::sql::parser::{check_unique, table_name};
-use crate::sql::{CreateSource, CreateTable, Statement, normalize_ident};
-use crate::storage::{SourceState, Storage, TableState};
+use crate::sql::{CreateSource, CreateTable, CreateView, Statement, normalize_ident};
+use crate::storage::{Manifest, SourceState, Storage, TableState, ViewState};
 
 pub async fn create_table(storage: &Storage, create: CreateTable) -> Result<Output> {
     let done = Output::Command {
@@ -59,34 +60,175 @@ pub async fn create_table(storage: &Storage, create: CreateTable) -> Result<Outp
 }
 
 pub async fn drop_tables(
-    storage: &Storage,
+    db: &Database,
     names: &[ObjectName],
     if_exists: bool,
+    cascade: bool,
 ) -> Result<Output> {
     let names: Vec<String> = names.iter().map(table_name).collect::<Result<_>>()?;
+    let storage = db.storage();
     let mut dropped = Vec::new();
+    let mut dropped_views = Vec::new();
     storage
         .commit(|m| {
             for name in &names {
-                match m.tables.remove(name) {
-                    Some(state) => dropped.push(state),
-                    None if if_exists => {}
-                    None => {
-                        return Err(Error::UndefinedRelation {
-                            kind: "table",
-                            name: name.clone(),
-                        });
+                if m.table(name).is_none() {
+                    if if_exists {
+                        continue;
                     }
+                    return Err(Error::UndefinedRelation {
+                        kind: "table",
+                        name: name.clone(),
+                    });
                 }
+                dropped_views.extend(drop_dependents(m, "table", name, &names, cascade)?);
+                dropped.extend(m.tables.remove(name));
             }
             Ok(())
         })
         .await?;
+    forget_views(db, &dropped_views).await;
     for state in &dropped {
         storage.delete_files(&state.files).await;
     }
     Ok(Output::Command {
         tag: "DROP TABLE",
+        rows: None,
+    })
+}
+
+/// Removes from `m` the views reading `name` (and the views reading those), or fails with
+/// 2BP01 when there are some and `cascade` is off. Views in `dropping` go anyway.
+fn drop_dependents(
+    m: &mut Manifest,
+    kind: &'static str,
+    name: &str,
+    dropping: &[String],
+    cascade: bool,
+) -> Result<Vec<ViewState>> {
+    let mut queue = vec![name.to_string()];
+    let mut removed = Vec::new();
+    while let Some(relation) = queue.pop() {
+        let dependents: Vec<String> = m
+            .dependents(&relation)
+            .into_iter()
+            .filter(|d| !dropping.contains(d))
+            .collect();
+        if !dependents.is_empty() && !cascade {
+            return Err(Error::DependentObjects {
+                kind,
+                name: name.to_string(),
+                dependents,
+            });
+        }
+        for dependent in dependents {
+            removed.extend(m.views.remove(&dependent));
+            queue.push(dependent);
+        }
+    }
+    Ok(removed)
+}
+
+/// Stops dropped views (readers first) and deletes their files; after the commit.
+async fn forget_views(db: &Database, dropped: &[ViewState]) {
+    for state in dropped.iter().rev() {
+        db.views().remove(&state.def.name);
+        db.storage().delete_files(&state.files).await;
+        tracing::info!(view = %state.def.name, "materialized view dropped");
+    }
+}
+
+pub async fn create_view(db: &Database, create: &CreateView) -> Result<Output> {
+    let done = Output::Command {
+        tag: "CREATE MATERIALIZED VIEW",
+        rows: None,
+    };
+    let storage = db.storage();
+    if create.if_not_exists && storage.manifest().has_relation(&create.name) {
+        return Ok(done);
+    }
+    let plan = db.plan_view(&create.query, create.emit_on_close).await?;
+    let mut def = ViewDef {
+        id: 0,
+        name: create.name.clone(),
+        query: create.query.to_string(),
+        emit_on_close: create.emit_on_close,
+        input: plan.input.name.clone(),
+        columns: plan.columns.clone(),
+        time_columns: plan.time_columns.clone(),
+        created_at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    let mut created = false;
+    storage
+        .commit(|m| {
+            if m.has_relation(&def.name) {
+                return match create.if_not_exists {
+                    true => Ok(()),
+                    false => Err(Error::DuplicateRelation {
+                        kind: "relation",
+                        name: def.name.clone(),
+                    }),
+                };
+            }
+            if !m.has_relation(&def.input) {
+                return Err(Error::UndefinedRelation {
+                    kind: "relation",
+                    name: def.input.clone(),
+                });
+            }
+            def.id = m.next_table_id;
+            m.next_table_id += 1;
+            m.views.insert(
+                def.name.clone(),
+                ViewState {
+                    def: def.clone(),
+                    files: Vec::new(),
+                    closed_through: None,
+                },
+            );
+            created = true;
+            Ok(())
+        })
+        .await?;
+    if created {
+        tracing::info!(view = %def.name, input = %def.input, "materialized view created");
+        if let Err(e) = db.views().start(def.clone(), plan).await {
+            tracing::error!(view = %def.name, error = %e, "materialized view cannot start");
+            db.views().failed(def, &e);
+        }
+    }
+    Ok(done)
+}
+
+pub async fn drop_views(
+    db: &Database,
+    names: &[String],
+    if_exists: bool,
+    cascade: bool,
+) -> Result<Output> {
+    let mut dropped = Vec::new();
+    db.storage()
+        .commit(|m| {
+            for name in names {
+                if m.view(name).is_none() {
+                    if if_exists {
+                        continue;
+                    }
+                    return Err(Error::UndefinedRelation {
+                        kind: "materialized view",
+                        name: name.clone(),
+                    });
+                }
+                let dependents = drop_dependents(m, "materialized view", name, names, cascade)?;
+                dropped.extend(m.views.remove(name));
+                dropped.extend(dependents);
+            }
+            Ok(())
+        })
+        .await?;
+    forget_views(db, &dropped).await;
+    Ok(Output::Command {
+        tag: "DROP MATERIALIZED VIEW",
         rows: None,
     })
 }
@@ -152,32 +294,35 @@ pub async fn create_source(
 }
 
 pub async fn drop_sources(
-    storage: &Storage,
-    sources: &Sources,
+    db: &Database,
     names: &[String],
     if_exists: bool,
+    cascade: bool,
 ) -> Result<Output> {
     let mut dropped = Vec::new();
-    storage
+    let mut dropped_views = Vec::new();
+    db.storage()
         .commit(|m| {
             for name in names {
-                match m.sources.remove(name) {
-                    Some(state) => dropped.push(state),
-                    None if if_exists => {}
-                    None => {
-                        return Err(Error::UndefinedRelation {
-                            kind: "source",
-                            name: name.clone(),
-                        });
+                if m.source(name).is_none() {
+                    if if_exists {
+                        continue;
                     }
+                    return Err(Error::UndefinedRelation {
+                        kind: "source",
+                        name: name.clone(),
+                    });
                 }
+                dropped_views.extend(drop_dependents(m, "source", name, names, cascade)?);
+                dropped.extend(m.sources.remove(name));
             }
             Ok(())
         })
         .await?;
+    forget_views(db, &dropped_views).await;
     for state in &dropped {
-        sources.remove(&state.def.name);
-        storage.delete_files(&state.files).await;
+        db.sources().remove(&state.def.name);
+        db.storage().delete_files(&state.files).await;
         tracing::info!(source = %state.def.name, "source dropped");
     }
     Ok(Output::Command {
@@ -186,10 +331,39 @@ pub async fn drop_sources(
     })
 }
 
-/// `SHOW SOURCES` and `SHOW CREATE SOURCE` as plans, like [`show`].
-pub fn show_sources(storage: &Storage, statement: &Statement) -> Result<Option<LogicalPlan>> {
+/// `SHOW SOURCES`, `SHOW MATERIALIZED VIEWS` and their `SHOW CREATE` as plans, like [`show`].
+pub fn show_catalog(storage: &Storage, statement: &Statement) -> Result<Option<LogicalPlan>> {
     let manifest = storage.manifest();
     match statement {
+        Statement::ShowViews => rows_plan(
+            &["name", "input", "emit"],
+            manifest
+                .views
+                .values()
+                .map(|v| {
+                    let emit = if v.def.emit_on_close {
+                        "on window close"
+                    } else {
+                        "live"
+                    };
+                    vec![v.def.name.clone(), v.def.input.clone(), emit.to_string()]
+                })
+                .collect(),
+        )
+        .map(Some),
+        Statement::ShowCreateView(name) => {
+            let state = manifest
+                .view(name)
+                .ok_or_else(|| Error::UndefinedRelation {
+                    kind: "materialized view",
+                    name: name.clone(),
+                })?;
+            rows_plan(
+                &["name", "create_sql"],
+                vec![vec![name.clone(), state.def.create_sql()]],
+            )
+            .map(Some)
+        }
         Statement::ShowSources => rows_plan(
             &["name", "connector"],
             manifest
@@ -267,10 +441,15 @@ pub fn show(storage: &Storage, stmt: &SqlStatement) -> Result<Option<LogicalPlan
             let Ok(name) = table_name(t) else {
                 return Ok(None);
             };
-            let columns = match (manifest.table(&name), manifest.source(&name)) {
-                (Some(table), _) => table.def.columns.clone(),
-                (None, Some(source)) => source.def.all_columns(),
-                (None, None) => return Ok(None),
+            let columns = match (
+                manifest.table(&name),
+                manifest.source(&name),
+                manifest.view(&name),
+            ) {
+                (Some(table), _, _) => table.def.columns.clone(),
+                (None, Some(source), _) => source.def.all_columns(),
+                (None, None, Some(view)) => view.def.columns.clone(),
+                (None, None, None) => return Ok(None),
             };
             (
                 &["column_name", "data_type", "is_nullable"],
@@ -301,7 +480,7 @@ pub fn show(storage: &Storage, stmt: &SqlStatement) -> Result<Option<LogicalPlan
 }
 
 /// A plan over in-memory text rows, so answers describe and execute like any query.
-fn rows_plan(columns: &[&str], rows: Vec<Vec<String>>) -> Result<LogicalPlan> {
+pub fn rows_plan(columns: &[&str], rows: Vec<Vec<String>>) -> Result<LogicalPlan> {
     let schema = Arc::new(Schema::new(
         columns
             .iter()

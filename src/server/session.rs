@@ -232,7 +232,7 @@ impl QueryParser for StatementParser {
                 plan = Some(self.db.plan(stmt).await.inspect_err(log_error)?);
             }
         } else {
-            plan = ddl::show_sources(self.db.storage(), &statement).inspect_err(log_error)?;
+            plan = ddl::show_catalog(self.db.storage(), &statement).inspect_err(log_error)?;
         }
         Ok(Some(Arc::new(Prepared { statement, plan })))
     }

@@ -33,6 +33,8 @@ use super::{Chunk, Event, Rejected};
 use crate::catalog::source::SourceDef;
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Storage};
+use crate::stream::Message;
+use crate::stream::feed::Feed;
 
 const PERSIST_INTERVAL: Duration = Duration::from_secs(10);
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
@@ -84,6 +86,7 @@ enum Request {
 pub struct SourceHandle {
     def: SourceDef,
     pub stats: Arc<SourceStats>,
+    feed: Arc<Feed>,
     pending: Arc<tokio::sync::Mutex<Pending>>,
     requests: mpsc::Sender<Request>,
     stop: Arc<AtomicBool>,
@@ -103,7 +106,7 @@ impl std::fmt::Debug for Pending {
 
 impl SourceHandle {
     /// Starts the connector and the runner of a committed source.
-    pub fn start(def: SourceDef, storage: Arc<Storage>) -> Arc<Self> {
+    pub fn start(def: SourceDef, storage: Arc<Storage>, feed: Arc<Feed>) -> Arc<Self> {
         let committed = storage
             .manifest()
             .source(&def.name)
@@ -160,11 +163,14 @@ impl SourceHandle {
             storage,
             stats: Arc::clone(&stats),
             pending: Arc::clone(&pending),
+            feed: Arc::clone(&feed),
+            published_watermark: None,
         };
         let task = tokio::spawn(runner.run(events_rx, requests_rx));
         Arc::new(SourceHandle {
             def,
             stats,
+            feed,
             pending,
             requests,
             stop,
@@ -207,6 +213,24 @@ impl SourceHandle {
             .map(|s| s.files.clone())
             .unwrap_or_default();
         (files, pending.batches.clone())
+    }
+
+    /// A subscription for a view: the events retained so far (committed files and pending
+    /// rows), the watermark, and a receiver of everything taken in after them, all as of one
+    /// instant (under the lock the runner takes rows in with), so no row is missed or doubled.
+    pub async fn subscribe(&self, storage: &Storage) -> Subscription {
+        let pending = self.pending.lock().await;
+        let files = storage
+            .manifest()
+            .source(&self.def.name)
+            .map(|s| s.files.clone())
+            .unwrap_or_default();
+        Subscription {
+            files,
+            batches: pending.batches.clone(),
+            watermark: self.stats.snapshot().watermark_us,
+            receiver: self.feed.subscribe(),
+        }
     }
 
     /// The pending rows, locked: nothing of this source commits while the guard lives, so a
@@ -260,11 +284,22 @@ fn spawn_connector(
     }
 }
 
+/// What a view reading a source starts from, and what follows.
+pub struct Subscription {
+    pub files: Vec<DataFile>,
+    pub batches: Vec<RecordBatch>,
+    pub watermark: Option<i64>,
+    pub receiver: mpsc::Receiver<Message>,
+}
+
 struct Runner {
     def: SourceDef,
     storage: Arc<Storage>,
     stats: Arc<SourceStats>,
     pending: Arc<tokio::sync::Mutex<Pending>>,
+    /// Views reading this source.
+    feed: Arc<Feed>,
+    published_watermark: Option<i64>,
     tracker: WatermarkTracker,
     event_time: Option<usize>,
     retain: bool,
@@ -320,7 +355,7 @@ impl Runner {
                         }
                     }
                 }
-                _ = watermark_tick.tick() => self.update_watermark(),
+                _ = watermark_tick.tick() => self.update_watermark().await,
             }
         }
     }
@@ -405,7 +440,8 @@ impl Runner {
         });
         self.stats.set_watermark(self.tracker.advance(now));
         let received_at_us = chrono::Utc::now().timestamp_micros();
-        let must_persist = {
+        let published = (rows > 0).then(|| chunk.batch.clone());
+        let (must_persist, recipients) = {
             let mut pending = self.pending.lock().await;
             if self.retain && rows > 0 {
                 pending.rows += rows;
@@ -419,8 +455,17 @@ impl Runner {
                     received_at_us,
                 }));
             pending.offsets.insert(chunk.partition, chunk.next_offset);
-            pending.rows + pending.rejected.len() >= PENDING_ROWS_MAX
+            (
+                pending.rows + pending.rejected.len() >= PENDING_ROWS_MAX,
+                self.feed.recipients(),
+            )
         };
+        if let Some(batch) = published
+            && !recipients.is_empty()
+        {
+            recipients.send(Message::Batch(batch)).await;
+        }
+        self.publish_watermark().await;
         if must_persist {
             while let Err(e) = self.persist().await {
                 tracing::warn!(source = %self.def.name, error = %e, "pending rows are full and cannot be committed; retrying");
@@ -432,9 +477,21 @@ impl Runner {
         }
     }
 
-    fn update_watermark(&mut self) {
+    /// Tells the views reading this source how far event time has come.
+    async fn publish_watermark(&mut self) {
+        let current = self.tracker.current();
+        if current > self.published_watermark
+            && let Some(watermark) = current
+        {
+            self.published_watermark = current;
+            self.feed.publish(Message::Watermark(watermark)).await;
+        }
+    }
+
+    async fn update_watermark(&mut self) {
         let now = Instant::now();
         self.stats.set_watermark(self.tracker.advance(now));
+        self.publish_watermark().await;
         for partition in self.stats.snapshot().partitions.keys() {
             let (watermark, idle) = self.tracker.partition(*partition, now);
             self.stats.partition(*partition, |p| {

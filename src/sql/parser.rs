@@ -24,6 +24,8 @@ static PG_COMPAT: LazyLock<PostgresCompatibilityParser> =
 
 /// Parses every statement of `sql`; empty input gives an empty list.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let rewritten = super::view::rewrite_flink_windows(sql);
+    let sql = rewritten.as_deref().unwrap_or(sql);
     let statements = parse_with_extensions(sql)?;
     if statements
         .iter()
@@ -70,6 +72,9 @@ fn parse_one(parser: &mut Parser) -> Result<Statement> {
         return Ok(Statement::Flush);
     }
     if let Some(statement) = super::source::parse_source_statement(parser)? {
+        return Ok(statement);
+    }
+    if let Some(statement) = super::view::parse_view_statement(parser)? {
         return Ok(statement);
     }
     if parser.peek_keyword(Keyword::CREATE) && peek_word(parser, 1, "table") {

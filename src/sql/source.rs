@@ -172,9 +172,13 @@ fn parse_drop_source(parser: &mut Parser) -> Result<Statement> {
     while parser.consume_token(&Token::Comma) {
         names.push(source_name(&parser.parse_object_name(false)?)?);
     }
-    // Nothing reads from a source yet, so CASCADE and RESTRICT drop the same.
-    let _ = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT]);
-    Ok(Statement::DropSource { names, if_exists })
+    let cascade = parser.parse_one_of_keywords(&[Keyword::CASCADE, Keyword::RESTRICT])
+        == Some(Keyword::CASCADE);
+    Ok(Statement::DropSource {
+        names,
+        if_exists,
+        cascade,
+    })
 }
 
 #[cfg(test)]
@@ -222,7 +226,7 @@ mod tests {
             parse("DROP SOURCE IF EXISTS a, b CASCADE; SHOW SOURCES; SHOW CREATE SOURCE public.a")
                 .unwrap();
         assert!(
-            matches!(&statements[0], Statement::DropSource { names, if_exists: true } if names.len() == 2)
+            matches!(&statements[0], Statement::DropSource { names, if_exists: true, cascade: true } if names.len() == 2)
         );
         assert!(matches!(statements[1], Statement::ShowSources));
         assert!(matches!(&statements[2], Statement::ShowCreateSource(n) if n == "a"));

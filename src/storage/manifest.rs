@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
+use crate::catalog::view::ViewDef;
 use crate::error::{Error, Result};
 
 const MANIFEST_DIR: &str = "manifests";
@@ -34,6 +35,20 @@ pub struct Manifest {
     /// Files of `sluice_catalog.rejected_rows`: records no source could decode.
     #[serde(default)]
     pub rejected_rows: Vec<DataFile>,
+    #[serde(default)]
+    pub views: BTreeMap<String, ViewState>,
+    /// Files of `sluice_catalog.late_rows`: rows that came after their window closed.
+    #[serde(default)]
+    pub late_rows: Vec<DataFile>,
+}
+
+/// A materialized view's definition, the files of its closed windows, and the watermark they
+/// reach: every window ending at or before `closed_through` is in `files`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ViewState {
+    pub def: ViewDef,
+    pub files: Vec<DataFile>,
+    pub closed_through: Option<i64>,
 }
 
 /// A source's definition, the files of its retained events, and the offsets they reach: the
@@ -72,6 +87,8 @@ impl Manifest {
             tables: BTreeMap::new(),
             sources: BTreeMap::new(),
             rejected_rows: Vec::new(),
+            views: BTreeMap::new(),
+            late_rows: Vec::new(),
         }
     }
 
@@ -83,9 +100,24 @@ impl Manifest {
         self.sources.get(name)
     }
 
-    /// Whether a table or a source has this name (they share the `public` schema).
+    pub fn view(&self, name: &str) -> Option<&ViewState> {
+        self.views.get(name)
+    }
+
+    /// Whether a table, source or view has this name (they share the `public` schema).
     pub fn has_relation(&self, name: &str) -> bool {
-        self.tables.contains_key(name) || self.sources.contains_key(name)
+        self.tables.contains_key(name)
+            || self.sources.contains_key(name)
+            || self.views.contains_key(name)
+    }
+
+    /// The views reading `name`.
+    pub fn dependents(&self, name: &str) -> Vec<String> {
+        self.views
+            .values()
+            .filter(|v| v.def.input == name)
+            .map(|v| v.def.name.clone())
+            .collect()
     }
 }
 

@@ -10,6 +10,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::PhysicalExpr;
@@ -56,6 +57,21 @@ pub async fn write_file(
         size_bytes,
         rows,
     }))
+}
+
+/// Reads a whole Parquet file (one object GET, decoded in memory).
+pub async fn read_file(store: Arc<dyn ObjectStore>, file: &DataFile) -> Result<Vec<RecordBatch>> {
+    let bytes = store
+        .get(&Path::from(file.path.as_str()))
+        .await?
+        .bytes()
+        .await?;
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(parquet_error)?
+        .build()
+        .map_err(parquet_error)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::from)
 }
 
 fn new_writer(

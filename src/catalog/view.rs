@@ -1,0 +1,47 @@
+//! A materialized view's definition as the catalog keeps it.
+//!
+//! The query is kept as the user wrote it and planned again at every start, so a view always
+//! runs with the current planner; its output columns are recorded at `CREATE` so the view
+//! describes (`\d`, `information_schema`) without planning.
+
+use datafusion::arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+
+use crate::sql::{ColumnDef, arrow_schema, quote_ident};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ViewDef {
+    /// Unique for the life of the storage, like table ids.
+    pub id: u64,
+    pub name: String,
+    /// The `AS` query, as written.
+    pub query: String,
+    pub emit_on_close: bool,
+    /// The relation the view reads.
+    pub input: String,
+    pub columns: Vec<ColumnDef>,
+    /// Output columns that carry the view's watermark (its window bounds), so views over this
+    /// view can close windows on them.
+    pub time_columns: Vec<String>,
+    pub created_at_ms: i64,
+}
+
+impl ViewDef {
+    pub fn schema(&self) -> SchemaRef {
+        arrow_schema(&self.columns)
+    }
+
+    /// The statement that creates this view again.
+    pub fn create_sql(&self) -> String {
+        let emit = if self.emit_on_close {
+            " EMIT ON WINDOW CLOSE"
+        } else {
+            ""
+        };
+        format!(
+            "CREATE MATERIALIZED VIEW {} AS {}{emit}",
+            quote_ident(&self.name),
+            self.query
+        )
+    }
+}

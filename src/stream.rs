@@ -1,0 +1,36 @@
+//! The streaming engine behind materialized views.
+//!
+//! ```text
+//!  source runner / table commits / upstream view ──Message──► feed.rs (per relation, bounded)
+//!        ──► view pipeline: pre steps ─► aggregate.rs (panes.rs | session.rs, on groups.rs)
+//!                                         ─► post steps ─► closed rows + live snapshot
+//! ```
+//! [`plan`] turns a view's query into steps and a window operator, using DataFusion for
+//! planning, expressions and accumulators; [`functions`] are the window table functions;
+//! [`window`] is the window arithmetic; [`feed`] carries rows and watermarks from a relation
+//! to the views reading it, with back-pressure.
+
+pub mod aggregate;
+pub mod feed;
+pub mod functions;
+pub mod groups;
+pub mod node;
+pub mod panes;
+pub mod plan;
+pub mod session;
+pub mod window;
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::storage::DataFile;
+
+/// What flows from a relation to the views reading it, in order.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// New rows.
+    Batch(RecordBatch),
+    /// A committed file of new rows (tables publish their commits this way).
+    File(DataFile),
+    /// No row with an earlier event time (µs) will follow.
+    Watermark(i64),
+}

@@ -1,0 +1,296 @@
+//! The window aggregation operator: rows in, watermarks in, closed windows out.
+//!
+//! Rows are evaluated once into group keys and aggregate arguments (DataFusion physical
+//! expressions), checked against the watermark (a row whose window already closed is *late*:
+//! returned to the caller, which keeps it in `sluice_catalog.late_rows`), and added to the
+//! window state: [`Panes`] for tumbling, hopping, cumulating and unbounded windows, [`Sessions`]
+//! for session windows. [`WindowAggregate::advance`] closes the windows the watermark passed and
+//! returns their final rows; [`WindowAggregate::snapshot`] returns the partial results of the
+//! windows still open, without disturbing them.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::groups::{AggregateSpec, Inputs};
+use super::panes::Panes;
+use super::session::Sessions;
+use super::window::WindowKind;
+use crate::error::{Error, Result};
+
+/// What a column of the aggregate's group-by part holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+pub enum GroupColumn {
+    WindowStart,
+    WindowEnd,
+    /// Flink's `window_time`: the last instant inside the window, `window_end` − 1 µs.
+    WindowTime,
+    /// The `n`th group key.
+    Key(usize),
+}
+
+/// Windows as parallel arrays of start and end, one per output row.
+#[derive(Debug, Default)]
+pub struct WindowBounds {
+    pub starts: Vec<i64>,
+    pub ends: Vec<i64>,
+}
+
+impl WindowBounds {
+    pub fn repeat(&mut self, (start, end): (i64, i64), n: usize) {
+        self.starts.extend(std::iter::repeat_n(start, n));
+        self.ends.extend(std::iter::repeat_n(end, n));
+    }
+}
+
+/// The shape of the operator's output: the group-by columns in the query's order, then one
+/// column per aggregate (the schema of DataFusion's `Aggregate` node it replaces).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub columns: Vec<GroupColumn>,
+    pub schema: SchemaRef,
+    /// False when the query groups by window only: a constant key stands in.
+    pub has_keys: bool,
+}
+
+impl Layout {
+    /// Output rows from windows, key values and aggregate values of equal length.
+    pub fn batch(
+        &self,
+        bounds: &WindowBounds,
+        keys: &[ArrayRef],
+        values: Vec<ArrayRef>,
+    ) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (i, column) in self.columns.iter().enumerate() {
+            let time = |v: &[i64]| -> ArrayRef {
+                let tz = match self.schema.field(i).data_type() {
+                    DataType::Timestamp(_, tz) => tz.clone(),
+                    _ => None,
+                };
+                Arc::new(TimestampMicrosecondArray::from(v.to_vec()).with_timezone_opt(tz))
+            };
+            columns.push(match column {
+                GroupColumn::WindowStart => time(&bounds.starts),
+                GroupColumn::WindowEnd => time(&bounds.ends),
+                GroupColumn::WindowTime => {
+                    time(&bounds.ends.iter().map(|e| e - 1).collect::<Vec<_>>())
+                }
+                GroupColumn::Key(k) => Arc::clone(&keys[*k]),
+            });
+        }
+        columns.extend(values);
+        // Aggregate outputs may differ from the planned schema only in nullability.
+        let fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| {
+                f.as_ref()
+                    .clone()
+                    .with_nullable(f.is_nullable() || c.null_count() > 0)
+            })
+            .collect();
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
+    }
+}
+
+/// The state of every open window.
+enum State {
+    Panes(Panes),
+    Sessions(Sessions),
+}
+
+/// Window aggregation over one input stream.
+pub struct WindowAggregate {
+    kind: WindowKind,
+    /// Position of the event-time column in input batches; `None` for running totals.
+    time_column: Option<usize>,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    aggregates: Arc<[AggregateSpec]>,
+    layout: Layout,
+    state: State,
+    /// Every window ending at or before this has been emitted (or had no rows).
+    watermark: i64,
+}
+
+impl WindowAggregate {
+    pub fn new(
+        kind: WindowKind,
+        time_column: Option<usize>,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        key_schema: SchemaRef,
+        aggregates: Vec<AggregateSpec>,
+        layout: Layout,
+    ) -> Result<Self> {
+        let aggregates: Arc<[AggregateSpec]> = aggregates.into();
+        let key_schema = match keys.is_empty() {
+            true => Arc::new(Schema::new(vec![Field::new(
+                "key",
+                DataType::Boolean,
+                false,
+            )])),
+            false => key_schema,
+        };
+        let state = match kind {
+            WindowKind::Session { gap } => {
+                State::Sessions(Sessions::new(gap, &key_schema, &aggregates)?)
+            }
+            _ => State::Panes(Panes::new(kind, key_schema, Arc::clone(&aggregates))),
+        };
+        Ok(WindowAggregate {
+            kind,
+            time_column,
+            keys,
+            aggregates,
+            layout,
+            state,
+            watermark: i64::MIN,
+        })
+    }
+
+    pub fn kind(&self) -> WindowKind {
+        self.kind
+    }
+
+    /// The watermark windows were last closed at.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Sets where a restarted view stands: windows ending at or before `watermark` were
+    /// committed before, so rows replayed into them are skipped, not counted late.
+    pub fn resume_at(&mut self, watermark: i64) {
+        self.watermark = self.watermark.max(watermark);
+    }
+
+    /// Adds a batch of rows; returns the positions of the late rows (not added).
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<u32>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let times = match self.time_column {
+            Some(c) => batch
+                .column(c)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .cloned()
+                .ok_or_else(|| Error::Internal("event-time column is not timestamp(µs)".into()))?,
+            None => TimestampMicrosecondArray::from(vec![0; batch.num_rows()]),
+        };
+        let times = &times;
+        let inputs = Inputs::evaluate(batch, &self.keys, &self.aggregates)?;
+        let (on_time, late) = self.split_late(times);
+        if on_time.is_empty() {
+            return Ok(late);
+        }
+        let all_on_time = on_time.len() == batch.num_rows();
+        let (inputs, times) = match all_on_time {
+            true => (inputs, times.clone()),
+            false => {
+                let indices = UInt32Array::from(on_time);
+                let taken = datafusion::arrow::compute::take(times, &indices, None)?;
+                (
+                    inputs.take(&indices)?,
+                    taken
+                        .as_any()
+                        .downcast_ref::<TimestampMicrosecondArray>()
+                        .cloned()
+                        .ok_or_else(|| Error::Internal("event times lost their type".into()))?,
+                )
+            }
+        };
+        match &mut self.state {
+            State::Panes(panes) => panes.push(&inputs, times.values())?,
+            State::Sessions(sessions) => sessions.push(&inputs, times.values())?,
+        }
+        Ok(late)
+    }
+
+    /// Row positions split into on-time and late ones. A row without event time is late: it
+    /// cannot be placed in any window.
+    fn split_late(&self, times: &TimestampMicrosecondArray) -> (Vec<u32>, Vec<u32>) {
+        let (mut on_time, mut late) = (Vec::with_capacity(times.len()), Vec::new());
+        for (i, ts) in times.iter().enumerate() {
+            let is_late = match ts {
+                None => true,
+                Some(ts) => match self.kind {
+                    // A session row behind the watermark could have joined a closed session.
+                    WindowKind::Session { .. } => ts < self.watermark,
+                    kind => kind.first_end(kind.pane_start(ts)) <= self.watermark,
+                },
+            };
+            match is_late {
+                true => late.push(i as u32),
+                false => on_time.push(i as u32),
+            }
+        }
+        (on_time, late)
+    }
+
+    /// Closes every window ending at or before `watermark`; returns their final rows.
+    pub fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        if watermark <= self.watermark || !self.kind.closes() {
+            return Ok(Vec::new());
+        }
+        let closed = match &mut self.state {
+            State::Panes(panes) => panes.close(self.watermark, watermark, &self.layout)?,
+            State::Sessions(sessions) => sessions.close(watermark, &self.layout)?,
+        };
+        self.watermark = watermark;
+        Ok(closed)
+    }
+
+    /// The watermark of the operator's output: no window starting before it will be emitted
+    /// any more. It holds for the window end and time columns too, which are later.
+    pub fn output_watermark(&self) -> Option<i64> {
+        match (&self.state, self.kind) {
+            (_, WindowKind::Unbounded) => None,
+            _ if self.watermark == i64::MIN => None,
+            (State::Sessions(sessions), _) => Some(
+                sessions
+                    .min_start()
+                    .map_or(self.watermark, |s| s.min(self.watermark)),
+            ),
+            (
+                State::Panes(_),
+                WindowKind::Tumble { size }
+                | WindowKind::Hop { size, .. }
+                | WindowKind::Cumulate { size, .. },
+            ) => Some(self.watermark.saturating_sub(size)),
+            (State::Panes(_), WindowKind::Session { .. }) => None,
+        }
+    }
+
+    /// Partial results of the windows still open.
+    pub fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        match &mut self.state {
+            State::Panes(panes) => panes.snapshot(self.watermark, &self.layout),
+            State::Sessions(sessions) => sessions.snapshot(&self.layout),
+        }
+    }
+
+    /// Groups held open, over all windows.
+    pub fn open_groups(&self) -> usize {
+        match &self.state {
+            State::Panes(panes) => panes.groups(),
+            State::Sessions(sessions) => sessions.groups(),
+        }
+    }
+
+    /// Bytes of open state, as DataFusion's structures report them.
+    pub fn state_bytes(&self) -> usize {
+        match &self.state {
+            State::Panes(panes) => panes.size(),
+            State::Sessions(sessions) => sessions.size(),
+        }
+    }
+}

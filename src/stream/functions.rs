@@ -1,0 +1,226 @@
+//! The window table functions `TUMBLE`, `HOP`, `CUMULATE` and `SESSION` as DataFusion sees them.
+//!
+//! `FROM TUMBLE(clicks, ts, INTERVAL '10' SECOND)` plans as a scan of a [`WindowedRelation`]:
+//! the input's columns plus `window_start`, `window_end` and `window_time`. The view planner
+//! ([`super::plan`]) recognises that scan and replaces the aggregation above it with the
+//! streaming window operator; the relation itself is never scanned. Flink's spelling
+//! (`TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …))`) is rewritten to this one by the SQL parser.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableFunctionImpl, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+
+use super::plan::InputRelation;
+use super::window::WindowKind;
+use crate::error::Error;
+use crate::storage::Storage;
+
+/// The names of the columns a window table function adds.
+pub const WINDOW_START: &str = "window_start";
+pub const WINDOW_END: &str = "window_end";
+pub const WINDOW_TIME: &str = "window_time";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Tumble,
+    Hop,
+    Cumulate,
+    Session,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Tumble => "tumble",
+            Shape::Hop => "hop",
+            Shape::Cumulate => "cumulate",
+            Shape::Session => "session",
+        }
+    }
+
+    fn usage(self) -> &'static str {
+        match self {
+            Shape::Tumble => "TUMBLE(relation, time_column, INTERVAL 'size')",
+            Shape::Hop => "HOP(relation, time_column, INTERVAL 'slide', INTERVAL 'size')",
+            Shape::Cumulate => "CUMULATE(relation, time_column, INTERVAL 'step', INTERVAL 'size')",
+            Shape::Session => "SESSION(relation, time_column, INTERVAL 'gap')",
+        }
+    }
+}
+
+/// Registers the four window table functions.
+pub fn register(ctx: &SessionContext, storage: &Arc<Storage>) {
+    for shape in [Shape::Tumble, Shape::Hop, Shape::Cumulate, Shape::Session] {
+        ctx.register_udtf(
+            shape.name(),
+            Arc::new(WindowFunction {
+                shape,
+                storage: Arc::clone(storage),
+            }),
+        );
+    }
+}
+
+#[derive(Debug)]
+struct WindowFunction {
+    shape: Shape,
+    storage: Arc<Storage>,
+}
+
+impl TableFunctionImpl for WindowFunction {
+    fn call(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
+        self.windowed(args)
+            .map(|r| Arc::new(r) as Arc<dyn TableProvider>)
+            .map_err(DataFusionError::from)
+    }
+}
+
+impl WindowFunction {
+    fn windowed(&self, args: &[Expr]) -> crate::error::Result<WindowedRelation> {
+        let usage = || Error::Syntax(format!("window function takes {}", self.shape.usage()));
+        let name_of = |e: &Expr| match e {
+            Expr::Column(c) => Some(c.name.clone()),
+            Expr::Literal(ScalarValue::Utf8(Some(s)), _) => Some(s.clone()),
+            _ => None,
+        };
+        let (relation, time_column) = match args {
+            [rel, ts, ..] => (
+                name_of(rel).ok_or_else(usage)?,
+                name_of(ts).ok_or_else(usage)?,
+            ),
+            _ => return Err(usage()),
+        };
+        let intervals = args[2..]
+            .iter()
+            .map(interval_us)
+            .collect::<crate::error::Result<Vec<i64>>>()?;
+        let kind = match (self.shape, intervals.as_slice()) {
+            (Shape::Tumble, [size]) => WindowKind::Tumble { size: *size },
+            (Shape::Hop, [slide, size]) => WindowKind::Hop {
+                slide: *slide,
+                size: *size,
+            },
+            (Shape::Cumulate, [step, size]) => {
+                if size % step != 0 {
+                    return Err(Error::InvalidParameter(
+                        "CUMULATE needs a size that is a multiple of the step".into(),
+                    ));
+                }
+                WindowKind::Cumulate {
+                    step: *step,
+                    size: *size,
+                }
+            }
+            (Shape::Session, [gap]) => WindowKind::Session { gap: *gap },
+            _ => return Err(usage()),
+        };
+        let manifest = self.storage.manifest();
+        let input = InputRelation::lookup(&manifest, &relation)?;
+        let Some(time_field) = input
+            .schema
+            .fields()
+            .iter()
+            .find(|f| *f.name() == time_column)
+        else {
+            return Err(Error::UndefinedColumn { name: time_column });
+        };
+        let time_type = match time_field.data_type() {
+            t @ DataType::Timestamp(_, _) => t.clone(),
+            other => {
+                return Err(Error::DatatypeMismatch {
+                    message: format!(
+                        "window time column \"{time_column}\" must be timestamp or timestamptz, not {other}"
+                    ),
+                    hint: None,
+                });
+            }
+        };
+        let mut fields: Vec<Field> = input
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
+            if fields.iter().any(|f| f.name() == name) {
+                return Err(Error::unsupported(
+                    format!("a window over a relation that has a column \"{name}\""),
+                    Some("Rename the column in the relation the window reads."),
+                ));
+            }
+            fields.push(Field::new(name, time_type.clone(), false));
+        }
+        Ok(WindowedRelation {
+            input,
+            time_column,
+            kind,
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+}
+
+/// Microseconds of a fixed-length interval argument.
+fn interval_us(expr: &Expr) -> crate::error::Result<i64> {
+    let bad = || {
+        Error::InvalidParameter(format!(
+            "window sizes must be positive intervals of fixed length (seconds to days), not {expr}"
+        ))
+    };
+    let us = match expr {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            i64::from(v.days) * 86_400_000_000 + v.nanoseconds / 1_000
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            i64::from(v.days) * 86_400_000_000 + i64::from(v.milliseconds) * 1_000
+        }
+        _ => return Err(bad()),
+    };
+    if us <= 0 {
+        return Err(bad());
+    }
+    Ok(us)
+}
+
+/// A relation with window columns: only planned, never scanned.
+#[derive(Debug)]
+pub struct WindowedRelation {
+    pub input: InputRelation,
+    pub time_column: String,
+    pub kind: WindowKind,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for WindowedRelation {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::from(Error::unsupported(
+            "window table functions outside CREATE MATERIALIZED VIEW",
+            Some(
+                "Use them in CREATE MATERIALIZED VIEW; for a one-off query group by \
+                 date_bin(INTERVAL '10 seconds', ts) instead.",
+            ),
+        )))
+    }
+}

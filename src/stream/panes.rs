@@ -1,0 +1,167 @@
+//! Pane state for tumbling, hopping, cumulating and unbounded windows (see [`super::window`]).
+//!
+//! Each open pane is a [`Groups`] table taking rows. When the first window holding a pane
+//! closes, the pane is frozen into a [`Partial`] (keys and accumulator states) that every later
+//! window holding it merges; it is dropped once its last window closed. A tumbling window is a
+//! single pane, so it is finished directly, without a merge.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::datatypes::SchemaRef;
+
+use super::aggregate::{Layout, WindowBounds};
+use super::groups::{AggregateSpec, Groups, Inputs, Partial};
+use super::window::WindowKind;
+use crate::error::Result;
+
+pub struct Panes {
+    kind: WindowKind,
+    key_schema: SchemaRef,
+    aggregates: Arc<[AggregateSpec]>,
+    open: BTreeMap<i64, Groups>,
+    frozen: BTreeMap<i64, Partial>,
+}
+
+impl Panes {
+    pub fn new(kind: WindowKind, key_schema: SchemaRef, aggregates: Arc<[AggregateSpec]>) -> Self {
+        Panes {
+            kind,
+            key_schema,
+            aggregates,
+            open: BTreeMap::new(),
+            frozen: BTreeMap::new(),
+        }
+    }
+
+    pub fn groups(&self) -> usize {
+        self.open.values().map(Groups::len).sum::<usize>()
+            + self.frozen.values().map(Partial::rows).sum::<usize>()
+    }
+
+    pub fn size(&self) -> usize {
+        let frozen: usize = self
+            .frozen
+            .values()
+            .flat_map(|p| p.keys.iter().chain(p.states.iter().flatten()))
+            .map(|a| a.get_array_memory_size())
+            .sum();
+        self.open.values().map(Groups::size).sum::<usize>() + frozen
+    }
+
+    /// Adds on-time rows, each to the pane of its event time.
+    pub fn push(&mut self, inputs: &Inputs, times: &[i64]) -> Result<()> {
+        let panes: Vec<i64> = times.iter().map(|&t| self.kind.pane_start(t)).collect();
+        let first = panes[0];
+        if panes.iter().all(|&p| p == first) {
+            return self.pane(first)?.update(inputs);
+        }
+        // Rows of a batch usually span a few panes: split them by pane, in pane order.
+        let mut by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (i, p) in panes.iter().enumerate() {
+            by_pane.entry(*p).or_default().push(i as u32);
+        }
+        for (pane, rows) in by_pane {
+            let taken = inputs.take(&UInt32Array::from(rows))?;
+            self.pane(pane)?.update(&taken)?;
+        }
+        Ok(())
+    }
+
+    fn pane(&mut self, start: i64) -> Result<&mut Groups> {
+        if !self.open.contains_key(&start) {
+            self.open
+                .insert(start, Groups::new(&self.key_schema, &self.aggregates)?);
+        }
+        Ok(self.open.get_mut(&start).expect("inserted above"))
+    }
+
+    /// Emits every window ending in `(from, to]` and drops panes no open window needs.
+    pub fn close(&mut self, from: i64, to: i64, layout: &Layout) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        if let WindowKind::Tumble { size } = self.kind {
+            let closing: Vec<i64> = self
+                .open
+                .range(..=to.saturating_sub(size))
+                .map(|(p, _)| *p)
+                .collect();
+            for start in closing {
+                let mut groups = self.open.remove(&start).expect("listed above");
+                let (keys, values) = groups.finish()?;
+                let mut bounds = WindowBounds::default();
+                bounds.repeat((start, start + size), keys[0].len());
+                out.push(layout.batch(&bounds, &keys, values)?);
+            }
+            return Ok(out);
+        }
+        // Freeze the panes whose first window closes now: they take no more rows.
+        let freezing: Vec<i64> = self
+            .open
+            .keys()
+            .filter(|&&p| self.kind.first_end(p) <= to)
+            .copied()
+            .collect();
+        for start in freezing {
+            let mut groups = self.open.remove(&start).expect("listed above");
+            self.frozen.insert(start, groups.take()?);
+        }
+        let closing: BTreeSet<(i64, i64)> = self
+            .frozen
+            .keys()
+            .flat_map(|&p| self.kind.windows_of_pane(p))
+            .filter(|&(_, end)| from < end && end <= to)
+            .map(|(start, end)| (end, start))
+            .collect();
+        for (end, start) in closing {
+            if let Some(batch) = self.window(start, end, layout, false)? {
+                out.push(batch);
+            }
+        }
+        let kind = self.kind;
+        self.frozen.retain(|&p, _| kind.last_end(p) > to);
+        Ok(out)
+    }
+
+    /// The window `[start, end)` merged from its panes (open ones peeked when `peek_open`).
+    fn window(
+        &mut self,
+        start: i64,
+        end: i64,
+        layout: &Layout,
+        peek_open: bool,
+    ) -> Result<Option<RecordBatch>> {
+        let mut groups = Groups::new(&self.key_schema, &self.aggregates)?;
+        for (_, partial) in self.frozen.range(start..end) {
+            groups.merge(partial)?;
+        }
+        if peek_open {
+            for (_, pane) in self.open.range_mut(start..end) {
+                groups.merge(&pane.peek()?)?;
+            }
+        }
+        if groups.is_empty() {
+            return Ok(None);
+        }
+        let (keys, values) = groups.finish()?;
+        let mut bounds = WindowBounds::default();
+        bounds.repeat((start, end), keys[0].len());
+        Ok(Some(layout.batch(&bounds, &keys, values)?))
+    }
+
+    /// Partial results of every window not closed at `watermark` that holds rows.
+    pub fn snapshot(&mut self, watermark: i64, layout: &Layout) -> Result<Vec<RecordBatch>> {
+        let windows: BTreeSet<(i64, i64)> = self
+            .open
+            .keys()
+            .chain(self.frozen.keys())
+            .flat_map(|&p| self.kind.windows_of_pane(p))
+            .filter(|&(_, end)| end > watermark)
+            .collect();
+        let mut out = Vec::new();
+        for (start, end) in windows {
+            out.extend(self.window(start, end, layout, true)?);
+        }
+        Ok(out)
+    }
+}

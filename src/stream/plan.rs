@@ -1,0 +1,762 @@
+//! From a view's query to its streaming pipeline.
+//!
+//! DataFusion plans the query (SQL → logical plan, analyzer for type coercion). The plan must be
+//! a chain: a scan of one relation (or of a window table function over it), filters and
+//! projections, at most one aggregation, then filters (`HAVING`) and projections. The
+//! aggregation is replaced by a [`WindowAggregateNode`] (shown by `EXPLAIN`) and compiled into
+//! the streaming [`WindowAggregate`] operator; every filter, projection, group key, aggregate
+//! argument and `FILTER (WHERE …)` stays a DataFusion physical expression. Anything else (sorts,
+//! limits, joins, window functions, `DISTINCT`) cannot be maintained incrementally yet and is
+//! refused with 0A000 and a hint.
+//!
+//! DataFusion's own streaming operators are not used downstream of the source: its record
+//! batch streams have no place for watermarks, and its `FilterExec` holds rows back to fill
+//! batches, which would delay live results.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::DFSchemaRef;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan};
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+use datafusion::sql::parser::Statement as DfStatement;
+use sqlparser::ast::{Query, Statement as SqlStatement};
+
+use super::aggregate::{GroupColumn, Layout, WindowAggregate};
+use super::functions::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowedRelation};
+use super::groups::AggregateSpec;
+use super::node::WindowAggregateNode;
+use super::window::WindowKind;
+use crate::catalog::types::ColumnType;
+use crate::error::{Error, Result};
+use crate::sql::ColumnDef;
+use crate::sql::names::postgres_names;
+use crate::storage::Manifest;
+
+/// What kind of relation a view reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    Source,
+    View,
+}
+
+impl RelationKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RelationKind::Table => "table",
+            RelationKind::Source => "source",
+            RelationKind::View => "materialized view",
+        }
+    }
+}
+
+/// The relation a view reads, as the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct InputRelation {
+    pub name: String,
+    pub kind: RelationKind,
+    pub schema: SchemaRef,
+    /// Columns a watermark is known for: a table's or source's `WATERMARK FOR` column, a view's
+    /// window bounds.
+    pub watermark_columns: Vec<String>,
+    /// How far a table's watermark trails its largest event time (sources and views publish
+    /// their own watermark).
+    pub delay_us: i64,
+}
+
+impl InputRelation {
+    pub fn lookup(manifest: &Manifest, name: &str) -> Result<Self> {
+        if let Some(t) = manifest.table(name) {
+            return Ok(InputRelation {
+                name: name.to_string(),
+                kind: RelationKind::Table,
+                schema: t.def.schema(),
+                watermark_columns: t.def.watermark.iter().map(|w| w.column.clone()).collect(),
+                delay_us: t.def.watermark.as_ref().map_or(0, |w| w.delay_ms * 1_000),
+            });
+        }
+        if let Some(s) = manifest.source(name) {
+            return Ok(InputRelation {
+                name: name.to_string(),
+                kind: RelationKind::Source,
+                schema: s.def.schema(),
+                watermark_columns: s.def.watermark.iter().map(|w| w.column.clone()).collect(),
+                delay_us: 0,
+            });
+        }
+        if let Some(v) = manifest.view(name) {
+            return Ok(InputRelation {
+                name: name.to_string(),
+                kind: RelationKind::View,
+                schema: v.def.schema(),
+                watermark_columns: v.def.time_columns.clone(),
+                delay_us: 0,
+            });
+        }
+        Err(Error::UndefinedRelation {
+            kind: "relation",
+            name: name.to_string(),
+        })
+    }
+}
+
+/// A filter or projection, as DataFusion physical expressions.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Filter(Arc<dyn PhysicalExpr>),
+    Project {
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    },
+}
+
+impl Step {
+    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        match self {
+            Step::Filter(predicate) => {
+                let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| Error::Internal("filter is not boolean".into()))?;
+                Ok(filter_record_batch(batch, mask)?)
+            }
+            Step::Project { exprs, schema } => {
+                let columns = exprs
+                    .iter()
+                    .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+                    .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+                Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Step::Filter(p) => format!("Filter: {p}"),
+            Step::Project { exprs, schema } => {
+                let items: Vec<String> = exprs
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(e, f)| format!("{e} AS {}", f.name()))
+                    .collect();
+                format!("Project: {}", items.join(", "))
+            }
+        }
+    }
+}
+
+/// The window aggregation of a view: how to build its operator.
+#[derive(Debug, Clone)]
+pub struct WindowPlan {
+    pub kind: WindowKind,
+    /// The event-time column in the input batches; `None` for running totals.
+    pub time_column: Option<usize>,
+    pub time_column_name: Option<String>,
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub key_schema: SchemaRef,
+    pub aggregates: Vec<AggregateSpec>,
+    pub layout: Layout,
+}
+
+impl WindowPlan {
+    pub fn operator(&self) -> Result<WindowAggregate> {
+        WindowAggregate::new(
+            self.kind,
+            self.time_column,
+            self.keys.clone(),
+            Arc::clone(&self.key_schema),
+            self.aggregates.clone(),
+            self.layout.clone(),
+        )
+    }
+}
+
+/// A view's streaming pipeline: input → `pre` steps → window aggregation → `post` steps.
+#[derive(Debug, Clone)]
+pub struct ViewPlan {
+    pub input: InputRelation,
+    /// The logical plan with the aggregation replaced by a [`WindowAggregateNode`].
+    pub logical: LogicalPlan,
+    pub pre: Vec<Step>,
+    pub window: Option<WindowPlan>,
+    pub post: Vec<Step>,
+    /// Output columns as stored and served.
+    pub columns: Vec<ColumnDef>,
+    /// Output columns that carry the view's watermark.
+    pub time_columns: Vec<String>,
+    /// Whether the input's watermark reaches the view, so windows close and rows become final.
+    pub closes: bool,
+    /// The input column the input's watermark is on, when the view can use it.
+    pub watermark_column: Option<usize>,
+}
+
+impl ViewPlan {
+    pub fn schema(&self) -> SchemaRef {
+        crate::sql::arrow_schema(&self.columns)
+    }
+
+    /// Casts a batch of the last step's output to the stored column types.
+    pub fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let schema = self.schema();
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| match c.data_type() == f.data_type() {
+                true => Ok(Arc::clone(c)),
+                false => Ok(cast(c, f.data_type())?),
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// The streaming pipeline, one operator per line, output first (for `EXPLAIN`).
+    pub fn describe(&self, view: &str, emit_on_close: bool) -> String {
+        let mut lines = vec![format!(
+            "ViewSink: view={view} emit={} columns=[{}]",
+            if emit_on_close {
+                "on window close"
+            } else {
+                "live"
+            },
+            self.columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.column_type.pg_name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )];
+        lines.extend(self.post.iter().rev().map(Step::describe));
+        if let Some(w) = &self.window {
+            let keys: Vec<String> = w.keys.iter().map(|k| k.to_string()).collect();
+            let aggregates: Vec<String> = w
+                .aggregates
+                .iter()
+                .map(|a| match &a.filter {
+                    Some(f) => format!("{} FILTER (WHERE {f})", a.expr.name()),
+                    None => a.expr.name().to_string(),
+                })
+                .collect();
+            lines.push(format!(
+                "WindowAggregate: window={} time={} keys=[{}] aggregates=[{}] close={}",
+                w.kind,
+                w.time_column_name.as_deref().unwrap_or("-"),
+                keys.join(", "),
+                aggregates.join(", "),
+                if self.closes {
+                    "on watermark"
+                } else {
+                    "never (no watermark)"
+                }
+            ));
+        }
+        lines.extend(self.pre.iter().rev().map(Step::describe));
+        lines.push(format!(
+            "Input: {} {} watermark=[{}]",
+            self.input.kind.name(),
+            self.input.name,
+            self.input.watermark_columns.join(", ")
+        ));
+        let mut out = String::new();
+        for (depth, line) in lines.iter().enumerate() {
+            let _ = writeln!(out, "{}{line}", "  ".repeat(depth));
+        }
+        out
+    }
+}
+
+/// Plans a view's query against the newest catalog.
+pub async fn plan_view(
+    state: &SessionState,
+    manifest: &Manifest,
+    query: &Query,
+    emit_on_close: bool,
+) -> Result<ViewPlan> {
+    let statement = SqlStatement::Query(Box::new(query.clone()));
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+        .await?;
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let names = postgres_names(&statement);
+    Compiler {
+        state,
+        manifest,
+        names,
+    }
+    .compile(plan, emit_on_close)
+}
+
+struct Compiler<'a> {
+    state: &'a SessionState,
+    manifest: &'a Manifest,
+    names: Option<Vec<String>>,
+}
+
+/// Where a chain node sits relative to the aggregation.
+enum Node<'p> {
+    Step(&'p LogicalPlan),
+    Aggregate(&'p datafusion::logical_expr::Aggregate),
+}
+
+impl Compiler<'_> {
+    fn compile(&self, plan: LogicalPlan, emit_on_close: bool) -> Result<ViewPlan> {
+        let (chain, scan) = chain(&plan)?;
+        let (input, windowed) = self.leaf(scan)?;
+        let aggregate_at = chain.iter().position(|n| matches!(n, Node::Aggregate(_)));
+        let (post_nodes, pre_nodes) = match aggregate_at {
+            Some(i) => (&chain[..i], &chain[i + 1..]),
+            None => (&chain[..0], &chain[..]),
+        };
+        if chain
+            .iter()
+            .filter(|n| matches!(n, Node::Aggregate(_)))
+            .count()
+            > 1
+        {
+            return Err(Error::unsupported(
+                "an aggregation over an aggregation in one materialized view",
+                Some("Create one view per aggregation: a view can read another view."),
+            ));
+        }
+        // Watermark flags per column, traced from the input up through the steps.
+        let mut flags: Vec<bool> = input
+            .schema
+            .fields()
+            .iter()
+            .map(|f| input.watermark_columns.contains(f.name()))
+            .collect();
+        if windowed.is_some() {
+            flags.extend([false; 3]);
+        }
+        let mut pre = Vec::new();
+        for node in pre_nodes.iter().rev() {
+            let Node::Step(step) = node else { continue };
+            if windowed.is_some() && matches!(step, LogicalPlan::Projection(_)) {
+                return Err(Error::unsupported(
+                    "a projection between a window table function and its aggregation",
+                    Some(
+                        "Select from the window function directly and write expressions in \
+                         GROUP BY, in the aggregates, or in the view's outer SELECT.",
+                    ),
+                ));
+            }
+            if windowed.is_some() && references_window(step) {
+                return Err(Error::unsupported(
+                    "a filter on window bounds before the aggregation",
+                    Some("Filter on window_start or window_end in HAVING."),
+                ));
+            }
+            if let Some((compiled, traced)) = self.step(step, &flags)? {
+                pre.push(compiled);
+                flags = traced;
+            }
+        }
+        let (window, closes) = match aggregate_at {
+            Some(i) => {
+                let Node::Aggregate(aggregate) = &chain[i] else {
+                    unreachable!("position found an aggregate")
+                };
+                let (window, window_flags) = self.window(aggregate, &input, windowed.as_ref())?;
+                let closes = match &window.time_column_name {
+                    Some(column) => input.watermark_columns.contains(column),
+                    None => false,
+                };
+                flags = match closes {
+                    true => window_flags,
+                    false => vec![false; window_flags.len()],
+                };
+                (Some(window), closes)
+            }
+            None if windowed.is_some() => {
+                return Err(Error::unsupported(
+                    "a window table function without an aggregation",
+                    Some("Aggregate over the windows: … GROUP BY window_start, window_end."),
+                ));
+            }
+            None => (None, !input.watermark_columns.is_empty()),
+        };
+        if emit_on_close && !closes {
+            return Err(Error::unsupported(
+                "EMIT ON WINDOW CLOSE without a watermark on the window's time column",
+                Some(
+                    "Declare one on the input (WATERMARK FOR ts AS ts - INTERVAL '5' SECOND), or \
+                     drop EMIT ON WINDOW CLOSE to see live, updating results.",
+                ),
+            ));
+        }
+        let mut post = Vec::new();
+        for node in post_nodes.iter().rev() {
+            let Node::Step(step) = node else { continue };
+            if let Some((compiled, traced)) = self.step(step, &flags)? {
+                post.push(compiled);
+                flags = traced;
+            }
+        }
+        let columns = self.columns(plan.schema())?;
+        let time_columns = columns
+            .iter()
+            .zip(&flags)
+            .filter(|(_, f)| **f)
+            .map(|(c, _)| c.name.clone())
+            .collect();
+        let watermark_column = input
+            .watermark_columns
+            .first()
+            .and_then(|c| input.schema.index_of(c).ok());
+        let logical = rewrite(plan, windowed.as_ref(), emit_on_close)?;
+        Ok(ViewPlan {
+            input,
+            logical,
+            pre,
+            window,
+            post,
+            columns,
+            time_columns,
+            closes,
+            watermark_column,
+        })
+    }
+
+    /// The relation at the bottom of the chain, and its window when it is a window function.
+    fn leaf(
+        &self,
+        scan: &datafusion::logical_expr::TableScan,
+    ) -> Result<(InputRelation, Option<(WindowKind, String)>)> {
+        let provider = source_as_provider(&scan.source)?;
+        if let Some(windowed) = provider.as_ref().downcast_ref::<WindowedRelation>() {
+            return Ok((
+                windowed.input.clone(),
+                Some((windowed.kind, windowed.time_column.clone())),
+            ));
+        }
+        if scan
+            .table_name
+            .schema()
+            .is_some_and(|s| s != crate::catalog::SCHEMA_NAME)
+        {
+            return Err(Error::unsupported(
+                format!("a materialized view over {}", scan.table_name),
+                Some("A view reads a table, a source or another materialized view."),
+            ));
+        }
+        Ok((
+            InputRelation::lookup(self.manifest, scan.table_name.table())?,
+            None,
+        ))
+    }
+
+    /// Compiles a filter or projection; `None` for nodes that only rename (aliases). Returns
+    /// the watermark flags of its output columns.
+    fn step(&self, node: &LogicalPlan, flags: &[bool]) -> Result<Option<(Step, Vec<bool>)>> {
+        let props = self.state.execution_props();
+        let ctx = PhysicalPlanningContext::default();
+        match node {
+            LogicalPlan::Filter(f) => {
+                let predicate = create_physical_expr(&f.predicate, f.input.schema(), props, &ctx)?;
+                Ok(Some((Step::Filter(predicate), flags.to_vec())))
+            }
+            LogicalPlan::Projection(p) => {
+                let input = p.input.schema();
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| create_physical_expr(e, input, props, &ctx))
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                let traced = p
+                    .expr
+                    .iter()
+                    .map(|e| match e.clone().unalias() {
+                        Expr::Column(c) => input
+                            .index_of_column(&c)
+                            .is_ok_and(|i| flags.get(i).copied().unwrap_or(false)),
+                        _ => false,
+                    })
+                    .collect();
+                let fields: Vec<Field> = p
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect();
+                Ok(Some((
+                    Step::Project {
+                        exprs,
+                        schema: Arc::new(Schema::new(fields)),
+                    },
+                    traced,
+                )))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The window operator replacing an aggregation, and the watermark flags of its output.
+    fn window(
+        &self,
+        aggregate: &datafusion::logical_expr::Aggregate,
+        input: &InputRelation,
+        windowed: Option<&(WindowKind, String)>,
+    ) -> Result<(WindowPlan, Vec<bool>)> {
+        let props = self.state.execution_props();
+        let ctx = PhysicalPlanningContext::default();
+        let input_schema = aggregate.input.schema();
+        let output = aggregate.schema.as_arrow();
+        let mut columns = Vec::new();
+        let mut keys = Vec::new();
+        let mut key_fields = Vec::new();
+        for (i, expr) in aggregate.group_expr.iter().enumerate() {
+            if let Expr::GroupingSet(_) = expr {
+                return Err(Error::unsupported(
+                    "GROUPING SETS, CUBE and ROLLUP in a materialized view",
+                    Some("Create one view per grouping."),
+                ));
+            }
+            let window_column = match expr {
+                Expr::Column(c) if windowed.is_some() => match c.name.as_str() {
+                    WINDOW_START => Some(GroupColumn::WindowStart),
+                    WINDOW_END => Some(GroupColumn::WindowEnd),
+                    WINDOW_TIME => Some(GroupColumn::WindowTime),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match window_column {
+                Some(column) => columns.push(column),
+                None => {
+                    if windowed.is_some() && expr_references_window(expr) {
+                        return Err(window_expression_error(expr));
+                    }
+                    columns.push(GroupColumn::Key(keys.len()));
+                    keys.push(create_physical_expr(expr, input_schema, props, &ctx)?);
+                    key_fields.push(output.field(i).clone());
+                }
+            }
+        }
+        if windowed.is_some()
+            && !columns.iter().any(|c| {
+                matches!(
+                    c,
+                    GroupColumn::WindowStart | GroupColumn::WindowEnd | GroupColumn::WindowTime
+                )
+            })
+        {
+            return Err(Error::unsupported(
+                "an aggregation over a window table function that does not group by the window",
+                Some("Add GROUP BY window_start, window_end."),
+            ));
+        }
+        let physical_input = input_schema.as_arrow();
+        let mut aggregates = Vec::new();
+        for expr in &aggregate.aggr_expr {
+            if windowed.is_some() && expr_references_window(expr) {
+                return Err(window_expression_error(expr));
+            }
+            let lowered =
+                LoweredAggregateBuilder::new(expr, input_schema, physical_input, props, &ctx)
+                    .build()?;
+            if !lowered.order_bys.is_empty()
+                && !lowered
+                    .aggregate
+                    .fun()
+                    .name()
+                    .starts_with("approx_percentile")
+            {
+                return Err(Error::unsupported(
+                    format!("ORDER BY inside the aggregate {expr} in a materialized view"),
+                    Some(
+                        "Order-sensitive aggregates cannot be maintained over out-of-order streams.",
+                    ),
+                ));
+            }
+            aggregates.push(AggregateSpec {
+                expr: lowered.aggregate,
+                filter: lowered.filter,
+            });
+        }
+        let (kind, time_column_name) = match windowed {
+            Some((kind, column)) => (*kind, Some(column.clone())),
+            None => (WindowKind::Unbounded, None),
+        };
+        let time_column = time_column_name
+            .as_ref()
+            .map(|c| input.schema.index_of(c))
+            .transpose()?;
+        let flags = columns
+            .iter()
+            .map(|c| !matches!(c, GroupColumn::Key(_)))
+            .chain(aggregates.iter().map(|_| false))
+            .collect();
+        let layout = Layout {
+            has_keys: !keys.is_empty(),
+            columns,
+            schema: Arc::new(output.clone()),
+        };
+        Ok((
+            WindowPlan {
+                kind,
+                time_column,
+                time_column_name,
+                keys,
+                key_schema: Arc::new(Schema::new(key_fields)),
+                aggregates,
+                layout,
+            },
+            flags,
+        ))
+    }
+
+    /// The view's output columns: Postgres names, storable types, no name twice.
+    fn columns(&self, schema: &DFSchemaRef) -> Result<Vec<ColumnDef>> {
+        let columns: Vec<ColumnDef> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let name = self
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.get(i).cloned())
+                    .unwrap_or_else(|| f.name().clone());
+                let column_type = ColumnType::storable(f.data_type()).ok_or_else(|| {
+                    Error::unsupported(
+                        format!("column \"{name}\" of type {} in a materialized view", f.data_type()),
+                        Some("Cast it to a supported type (bigint, double precision, text, timestamptz, …)."),
+                    )
+                })?;
+                Ok(ColumnDef {
+                    name,
+                    column_type,
+                    nullable: true,
+                })
+            })
+            .collect::<Result<_>>()?;
+        crate::sql::parser::check_unique(&columns)?;
+        Ok(columns)
+    }
+}
+
+/// The plan as a chain of nodes from the top, and the scan at its bottom.
+fn chain(plan: &LogicalPlan) -> Result<(Vec<Node<'_>>, &datafusion::logical_expr::TableScan)> {
+    let mut nodes = Vec::new();
+    let mut node = plan;
+    loop {
+        let next = match node {
+            LogicalPlan::TableScan(scan) => return Ok((nodes, scan)),
+            LogicalPlan::Projection(p) => {
+                nodes.push(Node::Step(node));
+                &p.input
+            }
+            LogicalPlan::Filter(f) => {
+                nodes.push(Node::Step(node));
+                &f.input
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                nodes.push(Node::Step(node));
+                &a.input
+            }
+            LogicalPlan::Aggregate(a) => {
+                nodes.push(Node::Aggregate(a));
+                &a.input
+            }
+            other => return Err(not_incremental(other)),
+        };
+        node = next.as_ref();
+    }
+}
+
+fn not_incremental(node: &LogicalPlan) -> Error {
+    let (what, hint) = match node {
+        LogicalPlan::Sort(_) => (
+            "ORDER BY in a materialized view",
+            "Order when you query the view: SELECT … FROM view ORDER BY ….",
+        ),
+        LogicalPlan::Limit(_) => (
+            "LIMIT or OFFSET in a materialized view",
+            "Limit when you query the view: SELECT … FROM view LIMIT ….",
+        ),
+        LogicalPlan::Join(_) => (
+            "joins in a materialized view",
+            "Joins are not maintained incrementally yet: aggregate each input in its own view \
+             and join the views when you query them.",
+        ),
+        LogicalPlan::Window(_) => (
+            "window functions (OVER …) in a materialized view",
+            "Use a window table function: FROM TUMBLE(rel, ts, INTERVAL '1' MINUTE) … \
+             GROUP BY window_start, window_end.",
+        ),
+        LogicalPlan::Distinct(_) => (
+            "SELECT DISTINCT in a materialized view",
+            "GROUP BY the columns instead.",
+        ),
+        LogicalPlan::Union(_) => ("UNION in a materialized view", "Create one view per input."),
+        _ => (
+            "this query in a materialized view",
+            "A view reads one relation: filters, projections, one GROUP BY (optionally over \
+             TUMBLE, HOP, CUMULATE or SESSION) and HAVING.",
+        ),
+    };
+    Error::unsupported(what, Some(hint))
+}
+
+fn is_window_column(name: &str) -> bool {
+    matches!(name, WINDOW_START | WINDOW_END | WINDOW_TIME)
+}
+
+fn expr_references_window(expr: &Expr) -> bool {
+    expr.column_refs().iter().any(|c| is_window_column(&c.name))
+}
+
+fn references_window(node: &LogicalPlan) -> bool {
+    node.expressions().iter().any(expr_references_window)
+}
+
+fn window_expression_error(expr: &Expr) -> Error {
+    Error::unsupported(
+        format!("the expression {expr} over window bounds inside the aggregation"),
+        Some(
+            "Group by window_start and window_end as they are; compute on them in the outer SELECT.",
+        ),
+    )
+}
+
+/// The plan with its aggregation replaced by the streaming window node, for `EXPLAIN`.
+fn rewrite(
+    plan: LogicalPlan,
+    windowed: Option<&(WindowKind, String)>,
+    emit_on_close: bool,
+) -> Result<LogicalPlan> {
+    let window = windowed.cloned();
+    Ok(plan
+        .transform_up(|node| match node {
+            LogicalPlan::Aggregate(a) => {
+                let (kind, time_column) = window
+                    .clone()
+                    .unwrap_or((WindowKind::Unbounded, String::new()));
+                let node = WindowAggregateNode {
+                    input: a.input.as_ref().clone(),
+                    kind,
+                    time_column,
+                    group_expr: a.group_expr.clone(),
+                    aggr_expr: a.aggr_expr.clone(),
+                    schema: Arc::clone(&a.schema),
+                    emit_on_close,
+                };
+                Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+                    node: Arc::new(node),
+                })))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data)
+}

@@ -1,0 +1,474 @@
+//! The task that runs one materialized view: input → steps → window operator → steps → output.
+//!
+//! It first *backfills* (reads what its input already holds: committed files, then rows not
+//! yet committed), then follows the input live. Closed windows become *pending* final rows;
+//! every `COMMIT_INTERVAL`, on `FLUSH` and at shutdown they are written as one Parquet file and
+//! committed with the watermark they reach (`closed_through`), together with the late rows.
+//! Readers see committed files plus pending rows plus (in live mode) the snapshot of open
+//! windows, all taken under one lock that the commit also holds: never both, never neither.
+//! Views reading this view receive its final rows and its output watermark through its feed.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::compute::kernels::aggregate::max;
+use tokio::sync::{mpsc, watch};
+
+use super::late::{LateRow, late_batch, late_rows};
+use super::stats::{Status, ViewStats};
+use super::{Request, Shared};
+use crate::catalog::view::ViewDef;
+use crate::error::{Error, Result};
+use crate::storage::{DataFile, Manifest, Storage};
+use crate::stream::Message;
+use crate::stream::aggregate::WindowAggregate;
+use crate::stream::feed::Feed;
+use crate::stream::plan::ViewPlan;
+
+const COMMIT_INTERVAL: Duration = Duration::from_secs(10);
+/// Live results are refreshed at least this often while rows arrive.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where the view's rows come from.
+pub enum Input {
+    /// A source or another view: what it held when the view subscribed, then its feed.
+    Feed {
+        files: Vec<DataFile>,
+        batches: Vec<RecordBatch>,
+        watermark: Option<i64>,
+        receiver: mpsc::Receiver<Message>,
+    },
+    /// A table: its committed files, followed through the manifest.
+    Table {
+        name: String,
+        commits: watch::Receiver<Arc<Manifest>>,
+    },
+}
+
+pub struct Pipeline {
+    pub def: ViewDef,
+    pub plan: ViewPlan,
+    pub storage: Arc<Storage>,
+    pub stats: Arc<ViewStats>,
+    pub shared: Arc<tokio::sync::Mutex<Shared>>,
+    pub feed: Arc<Feed>,
+    pub operator: Option<WindowAggregate>,
+    /// Set after a restart: windows up to here are committed, replayed rows in them are
+    /// skipped rather than counted late.
+    pub resumed_at: Option<i64>,
+    /// The largest event time seen (a view over a table derives the table's watermark).
+    pub max_event_time: Option<i64>,
+    /// Final rows of a view without window, not yet handed on.
+    pub pending_out: Vec<RecordBatch>,
+    pub pending_late: Vec<LateRow>,
+}
+
+/// The live part of the input, once the backfill is done.
+enum Live {
+    Feed(mpsc::Receiver<Message>),
+    Table {
+        name: String,
+        commits: watch::Receiver<Arc<Manifest>>,
+        seen: HashSet<String>,
+        queue: VecDeque<DataFile>,
+    },
+}
+
+impl Live {
+    /// The next message; `None` once the input is gone (dropped).
+    async fn next(&mut self) -> Option<Message> {
+        match self {
+            Live::Feed(receiver) => receiver.recv().await,
+            Live::Table {
+                name,
+                commits,
+                seen,
+                queue,
+            } => loop {
+                if let Some(file) = queue.pop_front() {
+                    return Some(Message::File(file));
+                }
+                commits.changed().await.ok()?;
+                let manifest = commits.borrow_and_update().clone();
+                let table = manifest.table(name)?;
+                queue.extend(new_files(&table.files, seen));
+            },
+        }
+    }
+
+    /// A message already waiting, without blocking (for `FLUSH`).
+    fn try_next(&mut self, storage: &Storage) -> Option<Message> {
+        match self {
+            Live::Feed(receiver) => receiver.try_recv().ok(),
+            Live::Table {
+                name, seen, queue, ..
+            } => {
+                if queue.is_empty()
+                    && let Some(table) = storage.manifest().table(name)
+                {
+                    queue.extend(new_files(&table.files, seen));
+                }
+                queue.pop_front().map(Message::File)
+            }
+        }
+    }
+}
+
+fn new_files(files: &[DataFile], seen: &mut HashSet<String>) -> Vec<DataFile> {
+    files
+        .iter()
+        .filter(|f| seen.insert(f.path.clone()))
+        .cloned()
+        .collect()
+}
+
+impl Pipeline {
+    pub async fn run(mut self, input: Input, mut requests: mpsc::Receiver<Request>) {
+        let live = match self.backfill(input).await {
+            Ok(live) => live,
+            Err(e) => return self.fail(e),
+        };
+        self.stats.update(|s| s.status = Status::Running);
+        let mut live = live;
+        let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refresh_tick = tokio::time::interval(REFRESH_INTERVAL);
+        refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut dirty = false;
+        let mut connected = true;
+        loop {
+            let step = tokio::select! {
+                message = live.next(), if connected => match message {
+                    Some(message) => {
+                        dirty = true;
+                        self.take(message).await
+                    }
+                    None => {
+                        connected = false;
+                        Ok(())
+                    }
+                },
+                request = requests.recv() => match request {
+                    Some(Request::Flush(ack)) => {
+                        let result = self.flush(&mut live).await;
+                        dirty = false;
+                        let failed = result.as_ref().err().cloned();
+                        let _ = ack.send(result);
+                        match failed {
+                            Some(e) if !matches!(e, Error::Storage { .. }) => Err(e),
+                            _ => Ok(()),
+                        }
+                    }
+                    Some(Request::Stop(ack)) => {
+                        if let Err(e) = self.flush(&mut live).await {
+                            tracing::warn!(view = %self.def.name, error = %e, "could not commit the view at shutdown");
+                        }
+                        let _ = ack.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                _ = refresh_tick.tick(), if dirty => {
+                    dirty = false;
+                    self.refresh().await
+                }
+                _ = commit_tick.tick() => {
+                    if let Err(e) = self.commit().await {
+                        tracing::warn!(view = %self.def.name, error = %e, "could not commit the view; will retry");
+                        if matches!(e, Error::UndefinedRelation { .. }) {
+                            return;
+                        }
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(e) = step {
+                return self.fail(e);
+            }
+        }
+    }
+
+    fn fail(&self, error: Error) {
+        tracing::error!(view = %self.def.name, error = %error, "materialized view stopped");
+        self.stats.failed(&error.to_string());
+    }
+
+    /// Reads what the input held when the view subscribed; returns the live input.
+    async fn backfill(&mut self, input: Input) -> Result<Live> {
+        let (files, batches, watermark, live) = match input {
+            Input::Feed {
+                files,
+                batches,
+                watermark,
+                receiver,
+            } => (files, batches, watermark, Live::Feed(receiver)),
+            Input::Table { name, commits } => {
+                let mut seen = HashSet::new();
+                let files = commits
+                    .borrow()
+                    .table(&name)
+                    .map(|t| new_files(&t.files, &mut seen))
+                    .unwrap_or_default();
+                let live = Live::Table {
+                    name,
+                    commits,
+                    seen,
+                    queue: VecDeque::new(),
+                };
+                (files, Vec::new(), None, live)
+            }
+        };
+        let total: u64 = files.iter().map(|f| f.rows).sum::<u64>()
+            + batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        self.stats.update(|s| s.backfill_rows_total = total);
+        if total > 0 {
+            tracing::info!(view = %self.def.name, input = %self.def.input, rows = total, "view backfill started");
+        }
+        let started = Instant::now();
+        let mut reported = Instant::now();
+        let mut done = 0u64;
+        let mut progress = |stats: &ViewStats, rows: usize| {
+            done += rows as u64;
+            stats.update(|s| s.backfill_rows_done = done);
+            if reported.elapsed() >= PROGRESS_INTERVAL {
+                reported = Instant::now();
+                tracing::info!(view = %stats.snapshot().view, rows_done = done, rows_total = total, "view backfill progress");
+            }
+        };
+        for file in files {
+            for batch in self.storage.read_file(&file).await? {
+                progress(&self.stats, batch.num_rows());
+                self.take_rows(&batch, true)?;
+            }
+            self.table_watermark().await?;
+        }
+        for batch in batches {
+            progress(&self.stats, batch.num_rows());
+            self.take_rows(&batch, true)?;
+        }
+        if let Some(watermark) = watermark {
+            self.advance(watermark).await?;
+        }
+        self.refresh().await?;
+        if total > 0 {
+            tracing::info!(view = %self.def.name, rows = total, seconds = started.elapsed().as_secs_f64(), "view backfill done");
+        }
+        Ok(live)
+    }
+
+    async fn take(&mut self, message: Message) -> Result<()> {
+        match message {
+            Message::Batch(batch) => {
+                self.take_rows(&batch, false)?;
+                Ok(())
+            }
+            Message::File(file) => {
+                for batch in self.storage.read_file(&file).await? {
+                    self.take_rows(&batch, false)?;
+                }
+                self.table_watermark().await
+            }
+            Message::Watermark(watermark) => self.advance(watermark).await,
+        }
+    }
+
+    /// The largest event time seen by a view over a table, whose watermark the view keeps.
+    async fn table_watermark(&mut self) -> Result<()> {
+        match self.max_event_time {
+            Some(max) if self.plan.input.kind == crate::stream::plan::RelationKind::Table => {
+                self.advance(max - self.plan.input.delay_us).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs rows through the steps before the window and into the window operator (or, with
+    /// no window, straight to the output).
+    fn take_rows(&mut self, batch: &RecordBatch, backfill: bool) -> Result<()> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        if let Some(c) = self.plan.watermark_column
+            && let Some(times) = batch
+                .column(c)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+            && let Some(batch_max) = max(times)
+        {
+            self.max_event_time = Some(self.max_event_time.map_or(batch_max, |m| m.max(batch_max)));
+        }
+        let mut current = batch.clone();
+        for step in &self.plan.pre {
+            current = step.apply(&current)?;
+        }
+        let (late, groups, bytes) = match &mut self.operator {
+            Some(operator) => {
+                let late = operator.push(&current)?;
+                let watermark = operator.watermark();
+                let late = match backfill && self.resumed_at.is_some() {
+                    // Replayed rows of windows committed before the restart.
+                    true => Vec::new(),
+                    false => late_rows(
+                        &self.def.name,
+                        &self.def.input,
+                        &current,
+                        &late,
+                        self.plan.window.as_ref().and_then(|w| w.time_column),
+                        watermark,
+                    )?,
+                };
+                (late, operator.open_groups(), operator.state_bytes())
+            }
+            None => {
+                let out = self.finish_rows(current)?;
+                self.pending_out.extend(out);
+                (Vec::new(), 0, 0)
+            }
+        };
+        let late_count = late.len() as u64;
+        self.pending_late.extend(late);
+        self.stats.update(|s| {
+            s.rows_in += rows as u64;
+            s.rows_late += late_count;
+            s.open_groups = groups as u64;
+            s.state_bytes = bytes as u64;
+        });
+        Ok(())
+    }
+
+    /// The steps after the window, then the stored column types.
+    fn finish_rows(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let mut current = batch;
+        for step in &self.plan.post {
+            current = step.apply(&current)?;
+        }
+        if current.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(vec![self.plan.conform(&current)?])
+    }
+
+    /// Closes the windows the watermark passed and hands their rows to readers and to the
+    /// views reading this one.
+    async fn advance(&mut self, watermark: i64) -> Result<()> {
+        let mut closed = std::mem::take(&mut self.pending_out);
+        let (windows, output_watermark) = match &mut self.operator {
+            Some(operator) => (operator.advance(watermark)?, operator.output_watermark()),
+            None => (Vec::new(), Some(watermark)),
+        };
+        for batch in windows {
+            closed.extend(self.finish_rows(batch)?);
+        }
+        self.stats.update(|s| s.watermark_us = Some(watermark));
+        self.publish(closed, Some(watermark).filter(|_| self.plan.closes))
+            .await;
+        if let Some(w) = output_watermark.filter(|_| self.plan.closes) {
+            self.feed.publish(Message::Watermark(w)).await;
+        }
+        Ok(())
+    }
+
+    /// Adds final rows to the pending output and sends them on.
+    async fn publish(&mut self, rows: Vec<RecordBatch>, closed_through: Option<i64>) {
+        let count: usize = rows.iter().map(RecordBatch::num_rows).sum();
+        let recipients = {
+            let mut shared = self.shared.lock().await;
+            shared.closed.extend(rows.iter().cloned());
+            if let Some(w) = closed_through {
+                shared.closed_through = Some(shared.closed_through.map_or(w, |c| c.max(w)));
+            }
+            self.feed.recipients()
+        };
+        self.stats.update(|s| {
+            s.rows_out += count as u64;
+            if let Some(w) = closed_through {
+                s.closed_through_us = Some(w);
+            }
+        });
+        for batch in rows {
+            recipients.send(Message::Batch(batch)).await;
+        }
+    }
+
+    /// Recomputes the live results of open windows.
+    async fn refresh(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending_out);
+        if !pending.is_empty() {
+            self.publish(pending, None).await;
+        }
+        let snapshot = match (&mut self.operator, self.def.emit_on_close) {
+            (Some(operator), false) => operator.snapshot()?,
+            _ => Vec::new(),
+        };
+        let mut live = Vec::new();
+        for batch in snapshot {
+            live.extend(self.finish_rows(batch)?);
+        }
+        self.shared.lock().await.live = live;
+        self.stats
+            .update(|s| s.refreshed_at_us = Some(chrono::Utc::now().timestamp_micros()));
+        Ok(())
+    }
+
+    /// Takes in everything the input has delivered, then commits.
+    async fn flush(&mut self, live: &mut Live) -> Result<()> {
+        while let Some(message) = live.try_next(&self.storage) {
+            self.take(message).await?;
+        }
+        self.refresh().await?;
+        self.commit().await
+    }
+
+    /// Writes pending final rows and late rows, and commits them with the watermark reached.
+    async fn commit(&mut self) -> Result<()> {
+        let pending_late = std::mem::take(&mut self.pending_late);
+        self.shared.lock().await.late.extend(pending_late);
+        let (closed, late, closed_through) = {
+            let shared = self.shared.lock().await;
+            (
+                shared.closed.clone(),
+                shared.late.clone(),
+                shared.closed_through,
+            )
+        };
+        let committed = self
+            .storage
+            .manifest()
+            .view(&self.def.name)
+            .and_then(|v| v.closed_through);
+        if closed.is_empty() && late.is_empty() && closed_through == committed {
+            return Ok(());
+        }
+        let (taken_batches, taken_late) = (closed.len(), late.len());
+        let file = self.storage.write_view_file(&self.def, closed).await?;
+        let late_file = match late.is_empty() {
+            true => None,
+            false => self.storage.write_late_file(late_batch(&late)?).await?,
+        };
+        let mut shared = self.shared.lock().await;
+        let def = &self.def;
+        self.storage
+            .commit(|m| {
+                let state = m
+                    .views
+                    .get_mut(&def.name)
+                    .filter(|v| v.def.id == def.id)
+                    .ok_or_else(|| Error::UndefinedRelation {
+                        kind: "materialized view",
+                        name: def.name.clone(),
+                    })?;
+                state.files.extend(file);
+                state.closed_through = closed_through.or(state.closed_through);
+                m.late_rows.extend(late_file);
+                Ok(())
+            })
+            .await?;
+        shared.closed.drain(..taken_batches);
+        shared.late.drain(..taken_late);
+        Ok(())
+    }
+}

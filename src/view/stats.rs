@@ -1,0 +1,85 @@
+//! What a running view reports, for `sluice_catalog.materialized_views` and `/metrics`.
+
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Reading what its input already held.
+    Backfilling,
+    Running,
+    /// Stopped by an error; see `last_error`.
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Backfilling => "backfilling",
+            Status::Running => "running",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub view: String,
+    pub input: String,
+    pub emit_on_close: bool,
+    pub status: Status,
+    pub rows_in: u64,
+    pub rows_late: u64,
+    /// Final rows (closed windows) produced.
+    pub rows_out: u64,
+    /// The input's watermark as the view last saw it, epoch µs.
+    pub watermark_us: Option<i64>,
+    /// Every window ending at or before this is final.
+    pub closed_through_us: Option<i64>,
+    pub open_groups: u64,
+    pub state_bytes: u64,
+    pub backfill_rows_total: u64,
+    pub backfill_rows_done: u64,
+    /// When the live results were last refreshed, epoch µs.
+    pub refreshed_at_us: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ViewStats(Mutex<Snapshot>);
+
+impl ViewStats {
+    pub fn new(view: &str, input: &str, emit_on_close: bool) -> Self {
+        ViewStats(Mutex::new(Snapshot {
+            view: view.to_string(),
+            input: input.to_string(),
+            emit_on_close,
+            status: Status::Backfilling,
+            rows_in: 0,
+            rows_late: 0,
+            rows_out: 0,
+            watermark_us: None,
+            closed_through_us: None,
+            open_groups: 0,
+            state_bytes: 0,
+            backfill_rows_total: 0,
+            backfill_rows_done: 0,
+            refreshed_at_us: None,
+            last_error: None,
+        }))
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub fn failed(&self, error: &str) {
+        self.update(|s| {
+            s.status = Status::Failed;
+            s.last_error = Some(error.to_string());
+        });
+    }
+}
