@@ -32,6 +32,14 @@ pub fn register(ctx: &SessionContext) {
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))),
     );
     ctx.register_udf(version);
+    // RisingWave's and Flink's name for DataFusion's HyperLogLog distinct count.
+    let approx_distinct = datafusion::functions_aggregate::approx_distinct::approx_distinct_udaf();
+    ctx.register_udaf(
+        approx_distinct
+            .as_ref()
+            .clone()
+            .with_aliases(["approx_count_distinct"]),
+    );
     ctx.register_udf(create_udf(
         "pg_get_serial_sequence",
         vec![DataType::Utf8, DataType::Utf8],

@@ -35,13 +35,20 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     {
         return Ok(rewritten
             .into_iter()
-            .map(|s| Statement::Standard(Box::new(s)))
+            .map(|mut s| {
+                super::view::lowercase_window_functions(&mut s);
+                Statement::Standard(Box::new(s))
+            })
             .collect());
     }
     Ok(statements
         .into_iter()
         .map(|s| match s {
-            Statement::Standard(s) => Statement::Standard(Box::new(PG_COMPAT.rewrite(*s))),
+            Statement::Standard(s) => {
+                let mut s = PG_COMPAT.rewrite(*s);
+                super::view::lowercase_window_functions(&mut s);
+                Statement::Standard(Box::new(s))
+            }
             ours => ours,
         })
         .collect())

@@ -103,8 +103,8 @@ pub fn parse_query(text: &str) -> Result<Box<sqlparser::ast::Query>> {
 
 /// DataFusion looks table functions up by their name as written; ours are registered in
 /// lowercase, and `TUMBLE(…)` must find `tumble`.
-fn lowercase_window_functions(query: &mut sqlparser::ast::Query) {
-    let _ = sqlparser::ast::visit_relations_mut(query, |name| {
+pub fn lowercase_window_functions<V: sqlparser::ast::VisitMut>(statement: &mut V) {
+    let _ = sqlparser::ast::visit_relations_mut(statement, |name| {
         if let [sqlparser::ast::ObjectNamePart::Identifier(ident)] = name.0.as_mut_slice()
             && ident.quote_style.is_none()
             && WINDOW_FUNCTIONS

@@ -20,6 +20,7 @@ use datafusion::prelude::SessionContext;
 
 use super::plan::InputRelation;
 use super::window::WindowKind;
+use crate::catalog::types::ColumnType;
 use crate::error::Error;
 use crate::storage::Storage;
 
@@ -135,27 +136,27 @@ impl WindowFunction {
         let time_type = match time_field.data_type() {
             t @ DataType::Timestamp(_, _) => t.clone(),
             other => {
+                let name = ColumnType::storable(other).map_or(other.to_string(), |t| t.pg_name);
                 return Err(Error::DatatypeMismatch {
                     message: format!(
-                        "window time column \"{time_column}\" must be timestamp or timestamptz, not {other}"
+                        "window time column \"{time_column}\" must be timestamp or timestamptz, not {name}"
                     ),
                     hint: None,
                 });
             }
         };
+        // A window over a view's windows: the input's own bounds stay visible as
+        // input_window_start, …; window_start, … are the new window's.
         let mut fields: Vec<Field> = input
             .schema
             .fields()
             .iter()
-            .map(|f| f.as_ref().clone())
+            .map(|f| match is_window_column(f.name()) {
+                true => f.as_ref().clone().with_name(format!("input_{}", f.name())),
+                false => f.as_ref().clone(),
+            })
             .collect();
         for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
-            if fields.iter().any(|f| f.name() == name) {
-                return Err(Error::unsupported(
-                    format!("a window over a relation that has a column \"{name}\""),
-                    Some("Rename the column in the relation the window reads."),
-                ));
-            }
             fields.push(Field::new(name, time_type.clone(), false));
         }
         Ok(WindowedRelation {
@@ -167,24 +168,31 @@ impl WindowFunction {
     }
 }
 
+pub fn is_window_column(name: &str) -> bool {
+    matches!(name, WINDOW_START | WINDOW_END | WINDOW_TIME)
+}
+
 /// Microseconds of a fixed-length interval argument.
 fn interval_us(expr: &Expr) -> crate::error::Result<i64> {
-    let bad = || {
+    let bad = |shown: String| {
         Error::InvalidParameter(format!(
-            "window sizes must be positive intervals of fixed length (seconds to days), not {expr}"
+            "window sizes must be positive intervals of fixed length (seconds to days), not {shown}"
         ))
     };
     let us = match expr {
-        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months != 0 => {
+            return Err(bad(format!("{} months", v.months)));
+        }
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
             i64::from(v.days) * 86_400_000_000 + v.nanoseconds / 1_000
         }
         Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
             i64::from(v.days) * 86_400_000_000 + i64::from(v.milliseconds) * 1_000
         }
-        _ => return Err(bad()),
+        _ => return Err(bad(expr.to_string())),
     };
     if us <= 0 {
-        return Err(bad());
+        return Err(bad(format!("{us} µs")));
     }
     Ok(us)
 }

@@ -31,7 +31,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{Query, Statement as SqlStatement};
 
 use super::aggregate::{GroupColumn, Layout, WindowAggregate};
-use super::functions::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowedRelation};
+use super::functions::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowedRelation, is_window_column};
 use super::groups::AggregateSpec;
 use super::node::WindowAggregateNode;
 use super::window::WindowKind;
@@ -518,7 +518,7 @@ impl Compiler<'_> {
         for (i, expr) in aggregate.group_expr.iter().enumerate() {
             if let Expr::GroupingSet(_) = expr {
                 return Err(Error::unsupported(
-                    "GROUPING SETS, CUBE and ROLLUP in a materialized view",
+                    "GROUPING SETS, CUBE or ROLLUP in a materialized view",
                     Some("Create one view per grouping."),
                 ));
             }
@@ -686,12 +686,12 @@ fn not_incremental(node: &LogicalPlan) -> Error {
             "Limit when you query the view: SELECT … FROM view LIMIT ….",
         ),
         LogicalPlan::Join(_) => (
-            "joins in a materialized view",
+            "a join in a materialized view",
             "Joins are not maintained incrementally yet: aggregate each input in its own view \
              and join the views when you query them.",
         ),
         LogicalPlan::Window(_) => (
-            "window functions (OVER …) in a materialized view",
+            "a window function (OVER …) in a materialized view",
             "Use a window table function: FROM TUMBLE(rel, ts, INTERVAL '1' MINUTE) … \
              GROUP BY window_start, window_end.",
         ),
@@ -707,10 +707,6 @@ fn not_incremental(node: &LogicalPlan) -> Error {
         ),
     };
     Error::unsupported(what, Some(hint))
-}
-
-fn is_window_column(name: &str) -> bool {
-    matches!(name, WINDOW_START | WINDOW_END | WINDOW_TIME)
 }
 
 fn expr_references_window(expr: &Expr) -> bool {
