@@ -7,6 +7,7 @@
 //! - `sources`: the datagen connector, exact and deterministic, across a restart.
 //! - `kafka`: Kafka sources against a real broker: exactly once, rejections, startup modes,
 //!   watermarks, a broker restart.
+//! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
 mod clients;
 mod kafka;
@@ -15,3 +16,4 @@ mod protocol;
 mod slt;
 mod sources;
 mod support;
+mod views;

@@ -1,0 +1,334 @@
+//! Differential tests of windowed views: seeded random clickstreams, out of order within the
+//! watermark delay (and, in the late variant, with rows far behind it), inserted in random
+//! batches. Every view's closed windows must equal the same aggregation computed by DataFusion
+//! in batch mode over the rows that were not late — and the late rows the view kept must be
+//! exactly the ones this test predicts from the watermark rule, computed independently here.
+
+use std::collections::BTreeSet;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::support;
+
+const DELAY_US: i64 = 2_000_000;
+const BASE_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+
+struct Row {
+    id: i64,
+    k: &'static str,
+    user: i64,
+    v: Option<i64>,
+    amount: f64,
+    us: i64,
+}
+
+/// Rows in arrival order: mostly in time order, each up to `DELAY_US` behind the front, with
+/// pauses that end sessions; `late` adds rows far behind the watermark.
+fn generate(seed: u64, rows: usize, late: bool) -> Vec<Row> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let keys = ["a", "b", "c", "d"];
+    let mut front = BASE_US;
+    (0..rows as i64)
+        .map(|id| {
+            front += if rng.random_bool(0.01) {
+                rng.random_range(4_000_000..9_000_000)
+            } else {
+                rng.random_range(0..80_000)
+            };
+            let behind = if late && rng.random_bool(0.02) {
+                rng.random_range(DELAY_US + 1..40_000_000)
+            } else {
+                rng.random_range(0..DELAY_US)
+            };
+            Row {
+                id,
+                k: keys[rng.random_range(0..keys.len())],
+                user: rng.random_range(0..30),
+                v: rng.random_bool(0.95).then(|| rng.random_range(0..100)),
+                // Quarters add up exactly in any order, so sums compare exactly.
+                amount: f64::from(rng.random_range(0..400)) / 4.0,
+                us: front - behind,
+            }
+        })
+        .collect()
+}
+
+/// The window shapes under test: the view's FROM clause, and which windows (start, end) hold
+/// an event time.
+#[derive(Clone, Copy)]
+enum Shape {
+    Tumble,
+    Hop,
+    Cumulate,
+    Session,
+}
+
+const SECOND: i64 = 1_000_000;
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Tumble => "tumble",
+            Shape::Hop => "hop",
+            Shape::Cumulate => "cumulate",
+            Shape::Session => "session",
+        }
+    }
+
+    fn from_clause(self, table: &str) -> String {
+        match self {
+            Shape::Tumble => format!("TUMBLE({table}, ts, INTERVAL '10' SECOND)"),
+            Shape::Hop => format!("HOP({table}, ts, INTERVAL '5' SECOND, INTERVAL '15' SECOND)"),
+            Shape::Cumulate => {
+                format!("CUMULATE({table}, ts, INTERVAL '5' SECOND, INTERVAL '20' SECOND)")
+            }
+            Shape::Session => format!("SESSION({table}, ts, INTERVAL '3' SECOND)"),
+        }
+    }
+
+    /// Whether a row at `us` is late once the watermark is `watermark`: one of its windows
+    /// already closed (for sessions: it is behind the watermark).
+    fn is_late(self, us: i64, watermark: i64) -> bool {
+        let earliest_end = match self {
+            Shape::Tumble => us.div_euclid(10 * SECOND) * 10 * SECOND + 10 * SECOND,
+            // The earliest 15 s window holding `us` starts at the first 5 s boundary after
+            // us - 15 s.
+            Shape::Hop => {
+                (us - 15 * SECOND).div_euclid(5 * SECOND) * 5 * SECOND + 5 * SECOND + 15 * SECOND
+            }
+            Shape::Cumulate => us.div_euclid(5 * SECOND) * 5 * SECOND + 5 * SECOND,
+            Shape::Session => return us < watermark,
+        };
+        earliest_end <= watermark
+    }
+
+    /// The batch query: the same aggregates over the same windows, computed by DataFusion
+    /// over the table, without the late rows, windows closed by `watermark` only.
+    fn batch_sql(self, table: &str, view: &str, watermark: i64, aggregates: &str) -> String {
+        let kept = format!("id NOT IN (SELECT id FROM excluded WHERE view = '{view}')");
+        let windowed = match self {
+            Shape::Tumble => format!(
+                "SELECT *, us - us % 10000000 AS ws, us - us % 10000000 + 10000000 AS we \
+                 FROM {table} WHERE {kept}"
+            ),
+            Shape::Hop => format!(
+                "SELECT t.*, us - us % 5000000 - o.i * 5000000 AS ws, \
+                 us - us % 5000000 - o.i * 5000000 + 15000000 AS we \
+                 FROM {table} t CROSS JOIN (VALUES (0), (1), (2)) AS o(i) WHERE {kept}"
+            ),
+            Shape::Cumulate => format!(
+                "SELECT * FROM (SELECT t.*, us - us % 20000000 AS ws, \
+                 us - us % 20000000 + o.j * 5000000 AS we \
+                 FROM {table} t CROSS JOIN (VALUES (1), (2), (3), (4)) AS o(j) WHERE {kept}) \
+                 WHERE we > us"
+            ),
+            Shape::Session => format!(
+                "SELECT *, min(us) OVER (PARTITION BY k, sid) AS ws, \
+                 max(us) OVER (PARTITION BY k, sid) + 3000000 AS we FROM ( \
+                   SELECT *, sum(fresh) OVER (PARTITION BY k ORDER BY us, id \
+                     ROWS UNBOUNDED PRECEDING) AS sid FROM ( \
+                     SELECT *, CASE WHEN us - lag(us) OVER (PARTITION BY k ORDER BY us, id) \
+                       < 3000000 THEN 0 ELSE 1 END AS fresh \
+                     FROM {table} WHERE {kept}) AS f) AS s"
+            ),
+        };
+        format!(
+            "SELECT ws, we, k, {aggregates} FROM ({windowed}) AS w \
+             WHERE we <= {watermark} GROUP BY ws, we, k HAVING count(*) > 1 ORDER BY ws, we, k"
+        )
+    }
+}
+
+/// Every aggregate the issue names, over columns with NULLs, with and without FILTER.
+const AGGREGATES: &str = "count(*) AS n, count(v) AS nv, sum(v) AS sv, min(v) AS lo, max(v) AS hi, \
+     avg(v) AS mean, count(DISTINCT user_id) AS users, approx_count_distinct(user_id) AS approx_users, \
+     sum(amount) AS revenue, count(*) FILTER (WHERE v > 50) AS big, \
+     sum(amount) FILTER (WHERE k = 'a') AS revenue_a";
+
+/// The view's columns in the batch query's order.
+const COLUMNS: &str =
+    "ws, we, k, n, nv, sv, lo, hi, mean, users, approx_users, revenue, big, revenue_a";
+
+async fn rows(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn insert_in_batches(client: &Client, table: &str, data: &[Row], seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut at = 0;
+    while at < data.len() {
+        let n = rng.random_range(1..250).min(data.len() - at);
+        let values: Vec<String> = data[at..at + n]
+            .iter()
+            .map(|r| {
+                let ts = chrono::DateTime::from_timestamp_micros(r.us)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%S%.6fZ");
+                let v = r.v.map_or("NULL".to_string(), |v| v.to_string());
+                format!(
+                    "({}, '{}', {}, {v}, {}, '{ts}', {})",
+                    r.id, r.k, r.user, r.amount, r.us
+                )
+            })
+            .collect();
+        client
+            .batch_execute(&format!("INSERT INTO {table} VALUES {}", values.join(", ")))
+            .await
+            .unwrap();
+        at += n;
+    }
+}
+
+/// The ids this test predicts late for a view: replay the batches, the watermark moving to
+/// (largest event time − delay) after each one, as a view over a table sees it.
+fn predicted_late(shape: Shape, data: &[Row], seed: u64) -> (BTreeSet<i64>, i64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let (mut at, mut max_us, mut watermark) = (0, i64::MIN, i64::MIN);
+    let mut late = BTreeSet::new();
+    while at < data.len() {
+        let n = rng.random_range(1..250).min(data.len() - at);
+        for r in &data[at..at + n] {
+            if shape.is_late(r.us, watermark) {
+                late.insert(r.id);
+            }
+            max_us = max_us.max(r.us);
+        }
+        watermark = watermark.max(max_us - DELAY_US);
+        at += n;
+    }
+    (late, watermark)
+}
+
+async fn check(seed: u64, late: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    let table = "clicks";
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id BIGINT, k TEXT, user_id BIGINT, v BIGINT, amount DOUBLE, \
+               ts TIMESTAMPTZ, us BIGINT, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) APPEND ONLY;
+             CREATE TABLE excluded (view TEXT, id BIGINT) APPEND ONLY;"
+        ))
+        .await
+        .unwrap();
+    let shapes = [Shape::Tumble, Shape::Hop, Shape::Cumulate, Shape::Session];
+    for shape in shapes {
+        client
+            .batch_execute(&format!(
+                "CREATE MATERIALIZED VIEW v_{name} AS \
+                 SELECT CAST(window_start AS BIGINT) AS ws, CAST(window_end AS BIGINT) AS we, k, \
+                 {AGGREGATES}, approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS median \
+                 FROM {from} GROUP BY window_start, window_end, k HAVING count(*) > 1 \
+                 EMIT ON WINDOW CLOSE",
+                name = shape.name(),
+                from = shape.from_clause(table),
+            ))
+            .await
+            .unwrap();
+    }
+    let data = generate(seed, 6_000, late);
+    insert_in_batches(&client, table, &data, seed).await;
+    client.batch_execute("FLUSH").await.unwrap();
+    for shape in shapes {
+        let view = format!("v_{}", shape.name());
+        let (expected_late, watermark) = predicted_late(shape, &data, seed);
+        let kept_late: BTreeSet<i64> = rows(
+            &client,
+            &format!("SELECT \"row\" FROM sluice_catalog.late_rows WHERE view = '{view}'"),
+        )
+        .await
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(r).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+        assert_eq!(kept_late, expected_late, "seed {seed}: late rows of {view}");
+        assert_eq!(
+            late,
+            !expected_late.is_empty(),
+            "seed {seed}: {view} should see late rows"
+        );
+        if !expected_late.is_empty() {
+            let values: Vec<String> = expected_late
+                .iter()
+                .map(|id| format!("('{view}', {id})"))
+                .collect();
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO excluded VALUES {}",
+                    values.join(", ")
+                ))
+                .await
+                .unwrap();
+        }
+        let streamed = rows(
+            &client,
+            &format!("SELECT {COLUMNS} FROM {view} ORDER BY ws, we, k"),
+        )
+        .await;
+        let batch = rows(
+            &client,
+            &shape.batch_sql(table, &view, watermark, AGGREGATES),
+        )
+        .await;
+        assert!(
+            batch.len() > 20,
+            "seed {seed}: {view}: too few windows to compare"
+        );
+        assert_eq!(
+            streamed, batch,
+            "seed {seed}: {view} differs from the batch result"
+        );
+        // The t-digest merges partial digests, so its median is close, not identical.
+        let median = "approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY v)";
+        let streamed = rows(
+            &client,
+            &format!("SELECT median FROM {view} ORDER BY ws, we, k"),
+        )
+        .await;
+        let batch = rows(&client, &shape.batch_sql(table, &view, watermark, median)).await;
+        assert_eq!(streamed.len(), batch.len());
+        for (s, b) in streamed.iter().zip(&batch) {
+            let b = b.rsplit('|').next().unwrap();
+            let close = match (s.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(s), Ok(b)) => (s - b).abs() <= 10.0,
+                _ => s == b,
+            };
+            assert!(close, "seed {seed}: {view} median {s} vs {b}");
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_equal_batch_results() {
+    for seed in [1, 2, 3] {
+        check(seed, false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_equal_batch_results_with_late_rows() {
+    for seed in [4, 5] {
+        check(seed, true).await;
+    }
+}
