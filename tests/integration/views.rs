@@ -77,7 +77,7 @@ impl Shape {
         }
     }
 
-    fn from_clause(self, table: &str) -> String {
+    fn window_clause(self, table: &str) -> String {
         match self {
             Shape::Tumble => format!("TUMBLE({table}, ts, INTERVAL '10' SECOND)"),
             Shape::Hop => format!("HOP({table}, ts, INTERVAL '5' SECOND, INTERVAL '15' SECOND)"),
@@ -238,7 +238,7 @@ async fn check(seed: u64, late: bool) {
                  FROM {from} GROUP BY window_start, window_end, k HAVING count(*) > 1 \
                  EMIT ON WINDOW CLOSE",
                 name = shape.name(),
-                from = shape.from_clause(table),
+                from = shape.window_clause(table),
             ))
             .await
             .unwrap();
