@@ -20,7 +20,17 @@ CREATE SOURCE IF NOT EXISTS demo_clicks (
   retain = 'true'
 );
 
+-- Clicks, views and purchases per action in 10-second windows, fresh every second: open
+-- windows show partial counts, closed ones (5 s after their end) are final and in Parquet.
+CREATE MATERIALIZED VIEW IF NOT EXISTS demo_clicks_10s AS
+SELECT window_start, window_end, action,
+       count(*) AS events, sum(amount) AS revenue, count(DISTINCT user_id) AS users
+FROM TUMBLE(demo_clicks, ts, INTERVAL '10' SECOND)
+GROUP BY window_start, window_end, action;
+
 -- Try, from psql -h 127.0.0.1 -p 5480:
+SELECT * FROM demo_clicks_10s ORDER BY window_start DESC, action LIMIT 9;
+
 SELECT action, count(*) AS events, count(DISTINCT user_id) AS users
 FROM demo_clicks
 GROUP BY action

@@ -174,14 +174,18 @@ impl Views {
                 commits: self.storage.watch(),
             },
         };
-        let stats = Arc::new(ViewStats::new(&def.name, &def.input, def.emit_on_close));
-        let shared = Arc::new(tokio::sync::Mutex::new(Shared::default()));
-        let feed = self.feeds.get(&def.name);
         let resumed_at = self
             .storage
             .manifest()
             .view(&def.name)
             .and_then(|v| v.closed_through);
+        let stats = Arc::new(ViewStats::new(&def.name, &def.input, def.emit_on_close));
+        stats.update(|s| s.closed_through_us = resumed_at);
+        let shared = Arc::new(tokio::sync::Mutex::new(Shared {
+            closed_through: resumed_at,
+            ..Shared::default()
+        }));
+        let feed = self.feeds.get(&def.name);
         let mut operator = plan.window.as_ref().map(|w| w.operator()).transpose()?;
         if let (Some(operator), Some(at)) = (&mut operator, resumed_at) {
             operator.resume_at(at);

@@ -15,11 +15,11 @@ use crate::support::{
     connect, http_get, kafka_target, query_i64, s3_target, start_server, wait_for,
 };
 
-fn unique_topic(name: &str) -> String {
+pub(crate) fn unique_topic(name: &str) -> String {
     crate::support::unique_prefix(name)
 }
 
-async fn create_topic(kafka: &str, topic: &str, partitions: i32) {
+pub(crate) async fn create_topic(kafka: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", kafka)
         .create()
@@ -36,7 +36,7 @@ async fn create_topic(kafka: &str, topic: &str, partitions: i32) {
     }
 }
 
-fn producer(kafka: &str, linger_ms: &str) -> FutureProducer {
+pub(crate) fn producer(kafka: &str, linger_ms: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", kafka)
         .set("linger.ms", linger_ms)
@@ -46,7 +46,7 @@ fn producer(kafka: &str, linger_ms: &str) -> FutureProducer {
 }
 
 /// Sends every (partition, payload) and returns where each landed, in input order.
-async fn produce(
+pub(crate) async fn produce(
     producer: &FutureProducer,
     topic: &str,
     messages: &[(i32, String)],
@@ -74,11 +74,11 @@ async fn produce(
     landed
 }
 
-const CLICK_COLUMNS: &str = "event_id BIGINT NOT NULL, user_id BIGINT, page VARCHAR, action VARCHAR, \
+pub(crate) const CLICK_COLUMNS: &str = "event_id BIGINT NOT NULL, user_id BIGINT, page VARCHAR, action VARCHAR, \
      amount DOUBLE PRECISION, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND";
 
 /// A click event; `ts_ms` goes out as epoch milliseconds or ISO-8601, alternately.
-fn click(id: i64, ts_ms: i64) -> String {
+pub(crate) fn click(id: i64, ts_ms: i64) -> String {
     let actions = ["click", "view", "purchase"];
     let ts = if id % 2 == 0 {
         ts_ms.to_string()

@@ -7,10 +7,12 @@
 //! - `sources`: the datagen connector, exact and deterministic, across a restart.
 //! - `kafka`: Kafka sources against a real broker: exactly once, rejections, startup modes,
 //!   watermarks, a broker restart.
+//! - `kafka_views`: the clickstream view over a real broker, on S3, across a SIGKILL.
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
 mod clients;
 mod kafka;
+mod kafka_views;
 mod persistence;
 mod protocol;
 mod slt;
