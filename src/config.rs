@@ -19,6 +19,7 @@ pub const DEFAULT_S3_REGION: &str = "us-east-1";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 pub const DEFAULT_MANIFESTS_RETAINED: usize = 10;
 pub const DEFAULT_COPY_BATCH_ROWS: usize = 65_536;
+const DEFAULT_VIEW_MAX_OPEN_GROUPS: usize = 10_000_000;
 pub const DEFAULT_COPY_PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Flags of `sluicedb serve`. Every field is optional so that an unset flag falls through to
@@ -72,6 +73,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_COPY_BATCH_ROWS")]
     pub copy_batch_rows: Option<usize>,
 
+    /// Most groups (window × key) a materialized view holds open; at the limit the view stops
+    /// taking input, which holds its source back, until restarted with a larger one
+    /// [default: 10000000]
+    #[arg(long, env = "SLUICEDB_VIEW_MAX_OPEN_GROUPS")]
+    pub view_max_open_groups: Option<usize>,
+
     /// Start the demo pipeline too: a generated stream of click events, source `demo_clicks`
     /// (sql/demo_clicks.sql) [default: false]
     #[arg(long, env = "SLUICEDB_DEMO", num_args = 0..=1, default_missing_value = "true")]
@@ -112,6 +119,8 @@ pub struct Config {
     pub copy_batch_rows: usize,
     /// Bytes of COPY input buffered before they are decoded and written.
     pub copy_pending_bytes_max: usize,
+    /// Open groups a view may hold before it stops taking input.
+    pub view_max_open_groups: usize,
     /// Create the demo pipeline at startup.
     pub demo: bool,
     pub log: String,
@@ -150,6 +159,7 @@ impl ServeArgs {
             max_connections: self.max_connections.or(lower.max_connections),
             manifests_retained: self.manifests_retained.or(lower.manifests_retained),
             copy_batch_rows: self.copy_batch_rows.or(lower.copy_batch_rows),
+            view_max_open_groups: self.view_max_open_groups.or(lower.view_max_open_groups),
             demo: self.demo.or(lower.demo),
             log: self.log.or(lower.log),
         }
@@ -187,6 +197,10 @@ impl ServeArgs {
                 .max(1),
             copy_batch_rows,
             copy_pending_bytes_max: DEFAULT_COPY_PENDING_BYTES_MAX,
+            view_max_open_groups: self
+                .view_max_open_groups
+                .unwrap_or(DEFAULT_VIEW_MAX_OPEN_GROUPS)
+                .max(1),
             demo: self.demo.unwrap_or(false),
             log: self.log.unwrap_or_else(|| "info".into()),
         })

@@ -95,6 +95,7 @@ impl Database {
             Arc::clone(&storage),
             feeds,
             Arc::clone(&sources),
+            config.view_max_open_groups,
         ));
         catalog.register_schema(
             SCHEMA_NAME,

@@ -3,9 +3,11 @@
 //! Crate map, in the order data flows:
 //! - [`config`]: every setting, its default and unit; merged from flags, env and `sluicedb.toml`.
 //! - [`sql`]: our SQL dialect on top of sqlparser (`CREATE TABLE … WATERMARK FOR`, `CREATE SOURCE`,
-//!   `FLUSH`),
+//!   `CREATE MATERIALIZED VIEW … EMIT ON WINDOW CLOSE`, `FLUSH`),
 //!   `COPY` payload decoding.
 //! - [`source`]: Kafka and datagen sources: JSON decoding, watermarks, rejected and late rows.
+//! - [`stream`]: materialized views' planning (DataFusion) and window operators.
+//! - [`view`]: running views: their pipelines, live results, commits, late rows.
 //! - [`catalog`]: tables, sources and their schemas, Postgres type names, the DataFusion
 //!   providers over them, and the `sluice_catalog` schema.
 //! - [`storage`]: the only module that touches `object_store`: manifests, Parquet files, probes.

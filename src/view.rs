@@ -123,15 +123,22 @@ pub struct Views {
     storage: Arc<Storage>,
     feeds: Arc<Feeds>,
     sources: Arc<Sources>,
+    max_open_groups: usize,
     running: Mutex<BTreeMap<String, Arc<ViewHandle>>>,
 }
 
 impl Views {
-    pub fn new(storage: Arc<Storage>, feeds: Arc<Feeds>, sources: Arc<Sources>) -> Self {
+    pub fn new(
+        storage: Arc<Storage>,
+        feeds: Arc<Feeds>,
+        sources: Arc<Sources>,
+        max_open_groups: usize,
+    ) -> Self {
         Views {
             storage,
             feeds,
             sources,
+            max_open_groups,
             running: Mutex::new(BTreeMap::new()),
         }
     }
@@ -199,6 +206,7 @@ impl Views {
             shared: Arc::clone(&shared),
             feed: Arc::clone(&feed),
             operator,
+            max_open_groups: self.max_open_groups,
             resumed_at,
             max_event_time: None,
             pending_out: Vec::new(),

@@ -56,6 +56,8 @@ pub struct Pipeline {
     pub shared: Arc<tokio::sync::Mutex<Shared>>,
     pub feed: Arc<Feed>,
     pub operator: Option<WindowAggregate>,
+    /// Open groups past which the view takes no more input (back-pressure, never dropping).
+    pub max_open_groups: usize,
     /// Set after a restart: windows up to here are committed, replayed rows in them are
     /// skipped rather than counted late.
     pub resumed_at: Option<i64>,
@@ -140,8 +142,9 @@ impl Pipeline {
         let mut dirty = false;
         let mut connected = true;
         loop {
+            let stalled = self.stalled();
             let step = tokio::select! {
-                message = live.next(), if connected => match message {
+                message = live.next(), if connected && !stalled => match message {
                     Some(message) => {
                         dirty = true;
                         self.take(message).await
@@ -189,6 +192,36 @@ impl Pipeline {
                 return self.fail(e);
             }
         }
+    }
+
+    /// Whether the open state reached its limit; moves the status in and out of `stalled`.
+    fn stalled(&self) -> bool {
+        let groups = self
+            .operator
+            .as_ref()
+            .map_or(0, WindowAggregate::open_groups);
+        let stalled = groups >= self.max_open_groups;
+        let status = self.stats.snapshot().status;
+        match (stalled, status) {
+            (true, Status::Running) => {
+                let message = format!(
+                    "{groups} open groups reached view_max_open_groups ({}); the view takes no \
+                     input until windows close. Raise the limit or use shorter windows.",
+                    self.max_open_groups
+                );
+                tracing::warn!(view = %self.def.name, "{message}");
+                self.stats.update(|s| {
+                    s.status = Status::Stalled;
+                    s.last_error = Some(message);
+                });
+            }
+            (false, Status::Stalled) => self.stats.update(|s| {
+                s.status = Status::Running;
+                s.last_error = None;
+            }),
+            _ => {}
+        }
+        stalled
     }
 
     fn fail(&self, error: Error) {
@@ -414,9 +447,11 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Takes in everything the input has delivered, then commits.
+    /// Takes in everything the input has delivered (unless stalled), then commits.
     async fn flush(&mut self, live: &mut Live) -> Result<()> {
-        while let Some(message) = live.try_next(&self.storage) {
+        while !self.stalled()
+            && let Some(message) = live.try_next(&self.storage)
+        {
             self.take(message).await?;
         }
         self.refresh().await?;

@@ -7,6 +7,9 @@ pub enum Status {
     /// Reading what its input already held.
     Backfilling,
     Running,
+    /// Holding `view_max_open_groups` open groups: takes no input (its source waits) until
+    /// windows close; see `last_error`.
+    Stalled,
     /// Stopped by an error; see `last_error`.
     Failed,
 }
@@ -16,6 +19,7 @@ impl Status {
         match self {
             Status::Backfilling => "backfilling",
             Status::Running => "running",
+            Status::Stalled => "stalled",
             Status::Failed => "failed",
         }
     }

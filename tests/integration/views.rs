@@ -332,3 +332,45 @@ async fn windows_equal_batch_results_with_late_rows() {
         check(seed, true).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_at_its_state_limit_stalls_instead_of_dropping() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = sluicedb::config::ServeArgs {
+        storage: Some(dir.path().to_str().unwrap().to_string()),
+        pg_listen: Some("127.0.0.1:0".parse().unwrap()),
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        view_max_open_groups: Some(5),
+        ..Default::default()
+    };
+    let server =
+        sluicedb::server::Server::start(args.resolve(sluicedb::config::AwsEnv::default()).unwrap())
+            .await
+            .unwrap();
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (k BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) APPEND ONLY;
+             CREATE MATERIALIZED VIEW per_key AS SELECT window_start, k, count(*) AS n
+               FROM TUMBLE(t, ts, INTERVAL '1' HOUR) GROUP BY window_start, k;
+             INSERT INTO t SELECT value, TIMESTAMPTZ '2026-01-01T00:00:00Z' FROM generate_series(1, 8);
+             FLUSH;
+             INSERT INTO t VALUES (100, '2026-01-01T00:00:01Z');
+             FLUSH;",
+        )
+        .await
+        .unwrap();
+    let status = rows(
+        &client,
+        "SELECT status, rows_in, open_groups, last_error FROM sluice_catalog.materialized_views",
+    )
+    .await;
+    assert!(
+        status[0].starts_with("stalled|8|8|8 open groups reached"),
+        "{status:?}"
+    );
+    // Nothing was dropped: the table has every row, the view shows what it took in.
+    assert_eq!(rows(&client, "SELECT count(*) FROM t").await, vec!["9"]);
+    assert_eq!(rows(&client, "SELECT sum(n) FROM per_key").await, vec!["8"]);
+    server.shutdown().await;
+}

@@ -1,0 +1,305 @@
+//! Windowed views end to end, from JSON bytes to emitted windows, on this machine's cores.
+//!
+//! - W1: click events, 1 000 per event-time second, up to 2 s out of order; TUMBLE 10 s GROUP
+//!   BY action with count(*), sum(amount), count(DISTINCT user_id).
+//! - W2: the same events; HOP 60 s sliding by 10 s GROUP BY page (1 000 pages), count(*).
+//! - M1: open-window state for 1 000 000 distinct keys (one open hour window GROUP BY
+//!   user_id): bytes as DataFusion's structures report them and the process' RSS growth.
+//!
+//! The pipeline is the server's: the view is planned by `Database::plan_view` (DataFusion
+//! planning, our window operator), events are decoded by the source decoder (arrow-json) in
+//! chunks of 4 096 on decode threads (one per partition, as many as given), and aggregated on
+//! another thread, which advances the watermark (min over partitions of max event time − 2 s)
+//! after every chunk. Results are checked: every event is counted once.
+//!
+//! The reference is DuckDB running the same queries in batch over the same events written as a
+//! JSON-lines file, by `benches/duckdb_reference.py` in the same run (when `.venv` has duckdb:
+//! `.venv/bin/pip install -r benches/requirements.txt`).
+//!
+//! `cargo bench --bench window_throughput [-- EVENTS]` (default 10 000 000).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sluicedb::catalog::source::SourceDef;
+use sluicedb::config::{AwsEnv, ServeArgs};
+use sluicedb::database::Database;
+use sluicedb::source::decode::{JsonDecoder, Record};
+use sluicedb::sql::Statement;
+use sluicedb::sql::parser::parse;
+use sluicedb::stream::plan::ViewPlan;
+
+const CHUNK: usize = 4_096;
+const BASE_MS: i64 = 1_767_225_600_000;
+const DELAY_US: i64 = 2_000_000;
+const COLUMNS: &str = "event_id BIGINT, user_id BIGINT, page VARCHAR, action VARCHAR, \
+                       amount DOUBLE PRECISION, ts TIMESTAMPTZ";
+
+const W1: &str = "SELECT window_start, window_end, action, count(*) AS events, \
+                  sum(amount) AS revenue, count(DISTINCT user_id) AS users \
+                  FROM TUMBLE(clicks, ts, INTERVAL '10' SECOND) \
+                  GROUP BY window_start, window_end, action";
+const W2: &str = "SELECT window_start, window_end, page, count(*) AS views \
+                  FROM HOP(clicks, ts, INTERVAL '10' SECOND, INTERVAL '60' SECOND) \
+                  GROUP BY window_start, window_end, page";
+const M1: &str = "SELECT window_start, window_end, user_id, count(*) AS events, \
+                  sum(amount) AS revenue FROM TUMBLE(clicks, ts, INTERVAL '1' HOUR) \
+                  GROUP BY window_start, window_end, user_id";
+
+/// Event `i`: 1 000 per second of event time, up to 2 s late; user ids drawn from `users`
+/// at random, or `i % users` when `users` is negative (every user appears).
+fn events(n: usize, users: i64) -> Vec<Vec<u8>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let actions = ["view", "view", "click", "purchase"];
+    (0..n)
+        .map(|i| {
+            let ts = BASE_MS + i as i64 - rng.random_range(0..2_000);
+            format!(
+                r#"{{"event_id":{i},"user_id":{},"page":"/page/{}","action":"{}","amount":{}.{:02},"ts":{ts}}}"#,
+                match users > 0 {
+                    true => rng.random_range(0..users),
+                    false => i as i64 % -users,
+                },
+                rng.random_range(0..1_000),
+                actions[rng.random_range(0..actions.len())],
+                rng.random_range(0..500),
+                rng.random_range(0..100),
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+fn source_def() -> SourceDef {
+    let sql = format!(
+        "CREATE SOURCE clicks ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
+         WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON"
+    );
+    let Some(Statement::CreateSource(create)) = parse(&sql).unwrap().pop() else {
+        unreachable!()
+    };
+    SourceDef {
+        id: 1,
+        name: create.name,
+        columns: create.columns,
+        watermark: create.watermark,
+        includes: create.includes,
+        options: BTreeMap::new(),
+        created_at_ms: BASE_MS,
+    }
+}
+
+/// The view's streaming plan, made by the server's planner over a table of the same shape.
+fn plan(query: &str) -> ViewPlan {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            storage: Some(dir.path().to_str().unwrap().to_string()),
+            ..Default::default()
+        };
+        let db = Database::open(args.resolve(AwsEnv::default()).unwrap())
+            .await
+            .unwrap();
+        let create = format!(
+            "CREATE TABLE clicks ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) APPEND ONLY"
+        );
+        for statement in parse(&create).unwrap() {
+            db.execute(&statement, None).await.unwrap();
+        }
+        let Some(Statement::CreateView(view)) =
+            parse(&format!("CREATE MATERIALIZED VIEW v AS {query} EMIT ON WINDOW CLOSE"))
+                .unwrap()
+                .pop()
+        else {
+            unreachable!()
+        };
+        let plan = db.plan_view(&view.query, true).await.unwrap();
+        db.shutdown().await;
+        plan
+    })
+}
+
+/// Runs the events through decode threads and the window operator; returns events/s and the
+/// sum of the view's first aggregate column (the event count) over every emitted window.
+fn run(plan: &ViewPlan, payloads: &[Vec<u8>], decoders: usize) -> (f64, i64, usize) {
+    let started = Instant::now();
+    let (sender, receiver) = sync_channel::<(usize, RecordBatch)>(8 * decoders);
+    let (counted, windows) = std::thread::scope(|scope| {
+        for d in 0..decoders {
+            let sender = sender.clone();
+            scope.spawn(move || {
+                let mut decoder = JsonDecoder::new(&source_def());
+                // Partition `d` takes every `decoders`-th chunk.
+                for (c, chunk) in payloads.chunks(CHUNK).enumerate() {
+                    if c % decoders != d {
+                        continue;
+                    }
+                    let records: Vec<Record<'_>> = chunk
+                        .iter()
+                        .map(|p| Record {
+                            offset: 0,
+                            timestamp_ms: None,
+                            key: None,
+                            payload: Some(p),
+                        })
+                        .collect();
+                    let decoded = decoder.decode(d as i32, &records).unwrap();
+                    assert!(decoded.rejected.is_empty());
+                    sender.send((d, decoded.batch)).unwrap();
+                }
+            });
+        }
+        drop(sender);
+        let mut operator = plan.window.as_ref().unwrap().operator().unwrap();
+        let ts_column = plan.watermark_column.unwrap();
+        let mut partition_max = vec![i64::MIN; decoders];
+        let (mut counted, mut windows) = (0i64, 0usize);
+        let mut emit = |batches: Vec<RecordBatch>| {
+            for batch in batches {
+                let mut current = batch;
+                for step in &plan.post {
+                    current = step.apply(&current).unwrap();
+                }
+                windows += current.num_rows();
+                let counts = current.column(3).as_primitive::<Int64Type>();
+                counted += counts.iter().flatten().sum::<i64>();
+            }
+        };
+        for (partition, batch) in receiver {
+            let times = batch
+                .column(ts_column)
+                .as_primitive::<TimestampMicrosecondType>();
+            let max = datafusion::arrow::compute::max(times).unwrap();
+            partition_max[partition] = partition_max[partition].max(max);
+            let mut current = batch;
+            for step in &plan.pre {
+                current = step.apply(&current).unwrap();
+            }
+            let late = operator.push(&current).unwrap();
+            assert!(late.is_empty(), "no event is behind the watermark");
+            let watermark = *partition_max.iter().min().unwrap();
+            if watermark > i64::MIN {
+                emit(operator.advance(watermark - DELAY_US).unwrap());
+            }
+        }
+        emit(operator.advance(i64::MAX).unwrap());
+        (counted, windows)
+    });
+    let rate = payloads.len() as f64 / started.elapsed().as_secs_f64();
+    (rate, counted, windows)
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Open-window state for `keys` distinct keys: bytes reported by the group tables and
+/// accumulators, and the growth of the process' resident memory.
+fn memory(keys: usize) {
+    let plan = plan(M1);
+    let payloads = events(keys * 2, -(keys as i64));
+    let mut operator = plan.window.as_ref().unwrap().operator().unwrap();
+    let mut decoder = JsonDecoder::new(&source_def());
+    let before = rss_bytes();
+    for chunk in payloads.chunks(CHUNK) {
+        let records: Vec<Record<'_>> = chunk
+            .iter()
+            .map(|p| Record {
+                offset: 0,
+                timestamp_ms: None,
+                key: None,
+                payload: Some(p),
+            })
+            .collect();
+        operator
+            .push(&decoder.decode(0, &records).unwrap().batch)
+            .unwrap();
+    }
+    let after = rss_bytes();
+    println!(
+        "M1 open state, {} distinct keys (count, sum): {:.0} MB reported by DataFusion's \
+         group tables and accumulators, RSS +{:.0} MB",
+        operator.open_groups(),
+        operator.state_bytes() as f64 / 1e6,
+        after.saturating_sub(before) as f64 / 1e6
+    );
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    println!("{n} JSON click events, {cores} cores");
+    let payloads = events(n, 100_000);
+    for (name, query) in [
+        ("W1 tumble 10 s by action", W1),
+        ("W2 hop 60 s/10 s by page", W2),
+    ] {
+        let plan = plan(query);
+        for decoders in [1, 2] {
+            let mut best = 0.0f64;
+            for _ in 0..3 {
+                let (rate, counted, windows) = run(&plan, &payloads, decoders);
+                let expected = match name.starts_with("W1") {
+                    true => n as i64,
+                    // Every event is in 6 hopping windows.
+                    false => 6 * n as i64,
+                };
+                assert_eq!(
+                    counted, expected,
+                    "{name}: every event counted once per window"
+                );
+                assert!(windows > 0);
+                best = best.max(rate);
+            }
+            println!(
+                "{name}, {decoders} decode thread(s) + 1 aggregating: {:.2} M events/s",
+                best / 1e6
+            );
+        }
+    }
+    memory(1_000_000);
+    duckdb_reference(&payloads);
+}
+
+/// Writes the events as JSON lines and runs the DuckDB script on them, if DuckDB is installed.
+fn duckdb_reference(payloads: &[Vec<u8>]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    let has_duckdb = std::process::Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_duckdb {
+        println!("DuckDB reference skipped: .venv/bin/pip install -r benches/requirements.txt");
+        return;
+    }
+    let dir = root.join("target/bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("clicks-{}.jsonl", payloads.len()));
+    let mut text = Vec::with_capacity(payloads.iter().map(|p| p.len() + 1).sum());
+    for p in payloads {
+        text.extend_from_slice(p);
+        text.push(b'\n');
+    }
+    std::fs::write(&file, text).unwrap();
+    let status = std::process::Command::new(&python)
+        .arg(root.join("benches/duckdb_reference.py"))
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_file(&file);
+}
