@@ -8,8 +8,9 @@
 //!
 //! The pipeline is the server's: the view is planned by `Database::plan_view` (DataFusion
 //! planning, our window operator), events are decoded by the source decoder (arrow-json) in
-//! chunks of 4 096 on decode threads (one per partition, as many as given), and aggregated on
-//! another thread, which advances the watermark (min over partitions of max event time − 2 s)
+//! chunks of 4 096 on decode threads (1, or 2 as a Kafka source's decode workers do on this
+//! 2-core machine: one per core, each partition on one of them), and aggregated on another
+//! thread, which advances the watermark (min over partitions of max event time − 2 s)
 //! after every chunk. Results are checked: every event is counted once.
 //!
 //! The reference is DuckDB running the same queries in batch over the same events written as a

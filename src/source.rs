@@ -2,7 +2,8 @@
 //! of the source's schema, with event-time watermarks, counted rejections and late rows.
 //!
 //! ```text
-//! kafka.rs (thread: rdkafka poll → decode.rs) ─┐  Event::Chunk        runner.rs (task)
+//! kafka.rs (thread: rdkafka poll) → workers.rs ─┐  Event::Chunk       runner.rs (task)
+//!   (decode.rs on one thread per core)         │
 //!                                              ├──────────────────►  watermark.rs, stats.rs,
 //! datagen.rs (task: seeded Arrow batches) ─────┘  bounded channel     pending rows → storage
 //! ```
@@ -17,6 +18,7 @@ pub mod options;
 pub mod runner;
 pub mod stats;
 pub mod watermark;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -27,10 +27,10 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::decode::{JsonDecoder, Record};
+use super::Event;
 use super::options::{KafkaSettings, StartupMode};
 use super::stats::SourceStats;
-use super::{Chunk, Event};
+use super::workers::{DecodeWorkers, Job, OwnedRecord};
 use crate::error::{Error, Result};
 
 /// Most records taken into one chunk.
@@ -160,20 +160,12 @@ pub async fn check_topic(source: &str, settings: &KafkaSettings) -> Result<()> {
     .map_err(|e| Error::Internal(format!("topic check did not finish: {e}")))?
 }
 
-/// A record copied out of librdkafka's buffer.
-struct OwnedRecord {
-    partition: i32,
-    offset: i64,
-    timestamp_ms: Option<i64>,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-}
-
 /// The consumer thread of one source.
 pub struct KafkaReader {
     pub source: String,
     pub settings: KafkaSettings,
-    pub decoder: JsonDecoder,
+    /// Decode threads; partitions are decoded in parallel.
+    pub workers: DecodeWorkers,
     /// Next offsets committed by the source: where to resume.
     pub committed: BTreeMap<i32, i64>,
     pub events: mpsc::Sender<Event>,
@@ -351,54 +343,36 @@ impl KafkaReader {
         records
     }
 
-    /// Decodes the chunk per partition and sends it on. False when the runner is gone.
+    /// Splits the chunk by partition and hands each part to its decode worker. False when
+    /// the runner is gone.
     fn hand_over(
         &mut self,
         records: Vec<OwnedRecord>,
         positions: &mut BTreeMap<i32, Offset>,
     ) -> bool {
-        let mut by_partition: BTreeMap<i32, Vec<&OwnedRecord>> = BTreeMap::new();
-        for record in &records {
+        let mut by_partition: BTreeMap<i32, Vec<OwnedRecord>> = BTreeMap::new();
+        for record in records {
             by_partition
                 .entry(record.partition)
                 .or_default()
                 .push(record);
         }
-        for (partition, records) in by_partition {
+        for (partition, mut records) in by_partition {
             // Skip records already taken in (redelivered after a reconnect or reassignment).
             let first_new = match positions.get(&partition) {
                 Some(Offset::Offset(next)) => *next,
                 _ => i64::MIN,
             };
-            let fresh: Vec<Record<'_>> = records
-                .iter()
-                .filter(|r| r.offset >= first_new)
-                .map(|r| Record {
-                    offset: r.offset,
-                    timestamp_ms: r.timestamp_ms,
-                    key: r.key.as_deref(),
-                    payload: r.payload.as_deref(),
-                })
-                .collect();
-            let Some(last) = fresh.last() else { continue };
+            records.retain(|r| r.offset >= first_new);
+            let Some(last) = records.last() else { continue };
             let next_offset = last.offset + 1;
-            let bytes = fresh
-                .iter()
-                .map(|r| r.payload.map_or(0, <[u8]>::len) as u64)
-                .sum();
-            let event = match self.decoder.decode(partition, &fresh) {
-                Ok(decoded) => Event::Chunk(Chunk {
-                    partition,
-                    batch: decoded.batch,
-                    rejected: decoded.rejected,
-                    next_offset,
-                    records: fresh.len() as u64,
-                    bytes,
-                }),
-                Err(e) => Event::Failed(format!("cannot decode partition {partition}: {e}")),
-            };
             positions.insert(partition, Offset::Offset(next_offset));
-            if self.events.blocking_send(event).is_err() {
+            let job = Job {
+                partition,
+                records,
+                next_offset,
+            };
+            if !self.workers.submit(job) {
                 return false;
             }
         }

@@ -24,11 +24,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::decode::JsonDecoder;
 use super::kafka::KafkaReader;
 use super::options::{BadData, Connector, SourceSettings};
 use super::stats::SourceStats;
 use super::watermark::WatermarkTracker;
+use super::workers::DecodeWorkers;
 use super::{Chunk, Event, Rejected};
 use crate::catalog::source::SourceDef;
 use crate::error::{Error, Result};
@@ -256,10 +256,17 @@ fn spawn_connector(
 ) {
     match &settings.connector {
         Connector::Kafka(kafka) => {
+            let workers = match DecodeWorkers::start(def, &events) {
+                Ok(workers) => workers,
+                Err(e) => {
+                    stats.failed(&format!("cannot start the decode threads: {e}"));
+                    return;
+                }
+            };
             let reader = KafkaReader {
                 source: def.name.clone(),
                 settings: kafka.clone(),
-                decoder: JsonDecoder::new(def),
+                workers,
                 committed: committed.clone(),
                 events,
                 stats: Arc::clone(stats),

@@ -1,0 +1,95 @@
+//! Decode workers: a Kafka source decodes its partitions on several threads, so one source can
+//! use every core. A partition always goes to the same worker, which keeps its chunks in offset
+//! order; each worker has its own decoder and sends its chunks straight to the runner. The job
+//! queues are short and bounded, so a busy worker slows the consumer down rather than records
+//! piling up.
+
+use std::sync::mpsc::{SyncSender, sync_channel};
+
+use tokio::sync::mpsc;
+
+use super::decode::{JsonDecoder, Record};
+use super::{Chunk, Event};
+use crate::catalog::source::SourceDef;
+
+/// Jobs waiting per worker.
+const JOBS_IN_FLIGHT: usize = 2;
+
+/// Records of one partition, in offset order, to decode.
+pub struct Job {
+    pub partition: i32,
+    pub records: Vec<OwnedRecord>,
+    pub next_offset: i64,
+}
+
+/// A record copied out of librdkafka's buffer.
+pub struct OwnedRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+pub struct DecodeWorkers {
+    queues: Vec<SyncSender<Job>>,
+}
+
+impl DecodeWorkers {
+    /// Starts one worker per core (at least one).
+    pub fn start(source: &SourceDef, events: &mpsc::Sender<Event>) -> std::io::Result<Self> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut queues = Vec::with_capacity(workers);
+        for n in 0..workers {
+            let (queue, jobs) = sync_channel::<Job>(JOBS_IN_FLIGHT);
+            let mut decoder = JsonDecoder::new(source);
+            let events = events.clone();
+            std::thread::Builder::new()
+                .name(format!("decode-{}-{n}", source.name))
+                .spawn(move || {
+                    for job in jobs {
+                        if events.blocking_send(decode(&mut decoder, job)).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+            queues.push(queue);
+        }
+        Ok(DecodeWorkers { queues })
+    }
+
+    /// Hands a partition's records to its worker, waiting for room. False once the workers
+    /// are gone (the runner stopped).
+    pub fn submit(&self, job: Job) -> bool {
+        let worker = job.partition.unsigned_abs() as usize % self.queues.len();
+        self.queues[worker].send(job).is_ok()
+    }
+}
+
+fn decode(decoder: &mut JsonDecoder, job: Job) -> Event {
+    let records: Vec<Record<'_>> = job
+        .records
+        .iter()
+        .map(|r| Record {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.as_deref(),
+            payload: r.payload.as_deref(),
+        })
+        .collect();
+    let bytes = records
+        .iter()
+        .map(|r| r.payload.map_or(0, <[u8]>::len) as u64)
+        .sum();
+    match decoder.decode(job.partition, &records) {
+        Ok(decoded) => Event::Chunk(Chunk {
+            partition: job.partition,
+            batch: decoded.batch,
+            rejected: decoded.rejected,
+            next_offset: job.next_offset,
+            records: records.len() as u64,
+            bytes,
+        }),
+        Err(e) => Event::Failed(format!("cannot decode partition {}: {e}", job.partition)),
+    }
+}
