@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::source::stats::Snapshot;
+use crate::view::stats::Snapshot as ViewSnapshot;
 
 /// A monotonically increasing count.
 pub struct Counter {
@@ -114,8 +115,42 @@ const SOURCE_METRICS: [(&str, &str, &str); 7] = [
     ),
 ];
 
+/// Per-view metrics, labelled by view: name, type, help.
+const VIEW_METRICS: [(&str, &str, &str); 6] = [
+    (
+        "sluicedb_view_rows_in_total",
+        "counter",
+        "Rows a materialized view took in.",
+    ),
+    (
+        "sluicedb_view_late_rows_total",
+        "counter",
+        "Rows that reached a view after their window closed (see sluice_catalog.late_rows).",
+    ),
+    (
+        "sluicedb_view_rows_emitted_total",
+        "counter",
+        "Final rows (closed windows) a view produced.",
+    ),
+    (
+        "sluicedb_view_open_groups",
+        "gauge",
+        "Groups (window x key) a view holds open.",
+    ),
+    (
+        "sluicedb_view_state_bytes",
+        "gauge",
+        "Bytes of a view's open-window state.",
+    ),
+    (
+        "sluicedb_view_watermark_seconds",
+        "gauge",
+        "The input watermark a view last saw, Unix seconds.",
+    ),
+];
+
 /// The Prometheus text exposition of every metric.
-pub fn render(sources: &[Snapshot]) -> String {
+pub fn render(sources: &[Snapshot], views: &[ViewSnapshot]) -> String {
     let mut out = String::new();
     for counter in [
         &QUERIES,
@@ -159,6 +194,26 @@ pub fn render(sources: &[Snapshot]) -> String {
                         escape_label(&source.source)
                     );
                 }
+            }
+        }
+    }
+    for (i, (name, kind, help)) in VIEW_METRICS.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for view in views {
+            let value = match i {
+                0 => Some(view.rows_in as f64),
+                1 => Some(view.rows_late as f64),
+                2 => Some(view.rows_out as f64),
+                3 => Some(view.open_groups as f64),
+                4 => Some(view.state_bytes as f64),
+                _ => view.watermark_us.map(|w| w as f64 / 1e6),
+            };
+            if let Some(value) = value {
+                let _ = writeln!(
+                    out,
+                    "{name}{{view=\"{}\"}} {value}",
+                    escape_label(&view.view)
+                );
             }
         }
     }

@@ -25,8 +25,14 @@ async fn render_metrics(State(db): State<Arc<Database>>) -> impl IntoResponse {
         .iter()
         .map(|h| h.stats.snapshot())
         .collect();
+    let views: Vec<_> = db
+        .views()
+        .all()
+        .iter()
+        .map(|h| h.stats.snapshot())
+        .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(&sources),
+        metrics::render(&sources, &views),
     )
 }

@@ -142,4 +142,12 @@ async fn clickstream_view_over_kafka_on_s3_survives_a_kill() {
         .parse()
         .unwrap();
     assert_eq!(late, 0, "in-order events within the delay are never late");
+    // The restarted view replayed the 6 000 retained events, then took the 3 000 new ones.
+    let metrics = server.http_get("/metrics");
+    for line in [
+        "sluicedb_view_rows_in_total{view=\"clicks_10s\"} 9000",
+        "sluicedb_view_late_rows_total{view=\"clicks_10s\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
 }
