@@ -29,7 +29,7 @@ use crate::catalog::source::SourceDef;
 use crate::error::Result;
 use crate::storage::Storage;
 use crate::stream::feed::Feeds;
-pub use runner::SourceHandle;
+pub use runner::{Reader, SourceHandle};
 
 /// A record that could not be decoded, kept whole.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ impl Sources {
     pub fn start(&self, def: SourceDef) {
         let name = def.name.clone();
         let feed = self.feeds.get(&name);
-        let handle = SourceHandle::start(def, Arc::clone(&self.storage), feed);
+        let handle = SourceHandle::start(def, Arc::clone(&self.storage), feed, Reader::Shared);
         if let Some(old) = self.running().insert(name, handle) {
             old.abandon();
         }

@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::view::ViewDef;
 use crate::error::{Error, Result};
-use crate::source::Sources;
+use crate::source::options::SourceSettings;
+use crate::source::{Reader, SourceHandle, Sources};
 use crate::storage::{DataFile, Storage};
 use crate::stream::feed::{Feed, Feeds};
 use crate::stream::plan::{RelationKind, ViewPlan};
@@ -48,6 +49,8 @@ pub enum Request {
 pub struct ViewHandle {
     pub def: ViewDef,
     pub stats: Arc<ViewStats>,
+    /// The view's own reader of a source that keeps no events.
+    reader: Option<Arc<SourceHandle>>,
     shared: Arc<tokio::sync::Mutex<Shared>>,
     feed: Arc<Feed>,
     requests: mpsc::Sender<Request>,
@@ -57,6 +60,9 @@ pub struct ViewHandle {
 impl ViewHandle {
     /// Commits what the view has taken in so far.
     pub async fn flush(&self) -> Result<()> {
+        if let Some(reader) = &self.reader {
+            reader.flush().await?;
+        }
         let (ack, done) = oneshot::channel();
         if self.requests.send(Request::Flush(ack)).await.is_err() {
             return Ok(());
@@ -66,6 +72,9 @@ impl ViewHandle {
 
     /// Commits and stops.
     pub async fn stop(&self) {
+        if let Some(reader) = &self.reader {
+            reader.stop().await;
+        }
         let (ack, done) = oneshot::channel();
         if self.requests.send(Request::Stop(ack)).await.is_ok() {
             let _ = done.await;
@@ -74,6 +83,9 @@ impl ViewHandle {
 
     /// Stops at once, committing nothing more (the view was dropped).
     pub fn abandon(&self) {
+        if let Some(reader) = &self.reader {
+            reader.abandon();
+        }
         if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
@@ -157,17 +169,50 @@ impl Views {
 
     /// Starts a committed view: subscribes to its input and spawns its pipeline.
     pub async fn start(&self, def: ViewDef, plan: ViewPlan) -> Result<()> {
+        let mut reader = None;
         let input = match plan.input.kind {
             RelationKind::Source => {
-                let handle = self.sources.get(&def.input).ok_or_else(|| {
-                    Error::Internal(format!("source \"{}\" is not running", def.input))
-                })?;
-                let sub = handle.subscribe(&self.storage).await;
-                Input::Feed {
-                    files: sub.files,
-                    batches: sub.batches,
-                    watermark: sub.watermark,
-                    receiver: sub.receiver,
+                let source = self
+                    .storage
+                    .manifest()
+                    .source(&def.input)
+                    .map(|s| s.def.clone())
+                    .ok_or_else(|| Error::UndefinedRelation {
+                        kind: "source",
+                        name: def.input.clone(),
+                    })?;
+                let retains = SourceSettings::from_def(&source).is_ok_and(|s| s.retain);
+                match retains {
+                    // What the source kept, then what it takes in next.
+                    true => {
+                        let handle = self.sources.get(&def.input).ok_or_else(|| {
+                            Error::Internal(format!("source \"{}\" is not running", def.input))
+                        })?;
+                        let sub = handle.subscribe(&self.storage).await;
+                        Input::Feed {
+                            files: sub.files,
+                            batches: sub.batches,
+                            watermark: sub.watermark,
+                            receiver: sub.receiver,
+                        }
+                    }
+                    // The topic from the source's startup position, read by the view itself.
+                    false => {
+                        let feed = Arc::new(Feed::default());
+                        let receiver = feed.subscribe();
+                        reader = Some(SourceHandle::start(
+                            source,
+                            Arc::clone(&self.storage),
+                            feed,
+                            Reader::Private,
+                        ));
+                        Input::Feed {
+                            files: Vec::new(),
+                            batches: Vec::new(),
+                            watermark: None,
+                            receiver,
+                        }
+                    }
                 }
             }
             RelationKind::View => {
@@ -216,6 +261,7 @@ impl Views {
         let handle = Arc::new(ViewHandle {
             def,
             stats,
+            reader,
             shared,
             feed,
             requests,
@@ -234,6 +280,7 @@ impl Views {
         let (requests, _) = mpsc::channel(1);
         let handle = Arc::new(ViewHandle {
             feed: self.feeds.get(&def.name),
+            reader: None,
             def,
             stats,
             shared: Arc::default(),

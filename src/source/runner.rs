@@ -104,14 +104,33 @@ impl std::fmt::Debug for Pending {
     }
 }
 
+/// Whose reader a running source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// The source's own: resumes at its committed offsets, commits what it takes in.
+    Shared,
+    /// A materialized view's own reader of a source that keeps no events: starts where the
+    /// source's startup mode says, so the view backfills the topic's history, and commits
+    /// nothing (the shared reader keeps the source's offsets and rejected records).
+    Private,
+}
+
 impl SourceHandle {
     /// Starts the connector and the runner of a committed source.
-    pub fn start(def: SourceDef, storage: Arc<Storage>, feed: Arc<Feed>) -> Arc<Self> {
-        let committed = storage
-            .manifest()
-            .source(&def.name)
-            .map(|s| s.offsets.clone())
-            .unwrap_or_default();
+    pub fn start(
+        def: SourceDef,
+        storage: Arc<Storage>,
+        feed: Arc<Feed>,
+        reader: Reader,
+    ) -> Arc<Self> {
+        let committed = match reader {
+            Reader::Shared => storage
+                .manifest()
+                .source(&def.name)
+                .map(|s| s.offsets.clone())
+                .unwrap_or_default(),
+            Reader::Private => BTreeMap::new(),
+        };
         let settings = SourceSettings::from_def(&def);
         let connector = match &settings {
             Ok(s) => match s.connector {
@@ -155,7 +174,8 @@ impl SourceHandle {
                 .watermark
                 .as_ref()
                 .and_then(|w| def.columns.iter().position(|c| c.name == w.column)),
-            retain: settings.as_ref().is_some_and(|s| s.retain),
+            retain: reader == Reader::Shared && settings.as_ref().is_some_and(|s| s.retain),
+            reader,
             fail_on_bad_data: settings
                 .as_ref()
                 .is_some_and(|s| s.bad_data == BadData::Fail),
@@ -306,6 +326,7 @@ struct Runner {
     pending: Arc<tokio::sync::Mutex<Pending>>,
     /// Views reading this source.
     feed: Arc<Feed>,
+    reader: Reader,
     published_watermark: Option<i64>,
     tracker: WatermarkTracker,
     event_time: Option<usize>,
@@ -454,9 +475,13 @@ impl Runner {
                 pending.rows += rows;
                 pending.batches.push(chunk.batch);
             }
+            let rejected = match self.reader {
+                Reader::Shared => chunk.rejected,
+                Reader::Private => Vec::new(),
+            };
             pending
                 .rejected
-                .extend(chunk.rejected.into_iter().map(|record| RejectedRow {
+                .extend(rejected.into_iter().map(|record| RejectedRow {
                     source: self.def.name.clone(),
                     record,
                     received_at_us,
@@ -510,6 +535,9 @@ impl Runner {
 
     /// Commits pending rows, rejected records and offsets in one manifest.
     async fn persist(&self) -> Result<()> {
+        if self.reader == Reader::Private {
+            return Ok(());
+        }
         let (batches, rejected, offsets) = {
             let pending = self.pending.lock().await;
             if !pending.is_dirty() {

@@ -151,3 +151,114 @@ async fn clickstream_view_over_kafka_on_s3_survives_a_kill() {
         assert!(metrics.contains(line), "{line} not in {metrics}");
     }
 }
+
+/// Non-bot events per closed window, from the events this test produced.
+fn expected_events(ids: std::ops::Range<i64>, base_ms: i64, closed_through_ms: i64) -> i64 {
+    ids.filter(|id| id % 33 != 0)
+        .filter(|id| {
+            let ts = base_ms + id * 100;
+            ts - ts.rem_euclid(10_000) + 10_000 <= closed_through_ms
+        })
+        .count() as i64
+}
+
+fn view_number(server: &ServerProcess, sql: &str) -> i64 {
+    server
+        .psql(&["-At", "-c", sql])
+        .trim()
+        .parse()
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_a_source_that_keeps_nothing_backfills_from_the_topic() {
+    let Some(kafka) = kafka_target() else { return };
+    let topic = unique_topic("view-backfill");
+    create_topic(&kafka, &topic, 2).await;
+    let base_ms = 1_767_225_600_000;
+    let batch = |from: i64, to: i64| -> Vec<(i32, String)> {
+        (from..to)
+            .map(|id| {
+                let mut event = click(id, base_ms + id * 100);
+                if id % 33 == 0 {
+                    event = event.replace("\"action\": \"click\"", "\"action\": \"bot\"");
+                }
+                ((id % 2) as i32, event)
+            })
+            .collect()
+    };
+    let producer = producer(&kafka, "5");
+    produce(&producer, &topic, &batch(0, 3_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let mut server = ServerProcess::start(
+        &["--storage", storage.to_str().unwrap()],
+        &dir.path().join("server.log"),
+    );
+    server.psql(&[
+        "-c",
+        &format!(
+            "CREATE SOURCE clicks ({CLICK_COLUMNS}) WITH (connector = 'kafka', topic = '{topic}', \
+             properties.bootstrap.server = '{kafka}', scan.startup.mode = 'earliest') \
+             FORMAT PLAIN ENCODE JSON"
+        ),
+    ]);
+    // The source reads the whole topic before the view exists.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while view_number(
+        &server,
+        "SELECT CAST(sum(rows_in) AS BIGINT) FROM sluice_catalog.sources",
+    ) < 3_000
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the source did not read the topic"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.psql(&["-c", VIEW]);
+    let view_rows_in = "SELECT rows_in FROM sluice_catalog.materialized_views";
+    let check = |server: &ServerProcess, events: i64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while view_number(server, view_rows_in) < events {
+            assert!(Instant::now() < deadline, "the view did not backfill");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server.psql(&["-c", "FLUSH"]);
+        let closed_through_ms = view_number(
+            server,
+            "SELECT CAST(to_unixtime(closed_through) * 1000 AS BIGINT) \
+             FROM sluice_catalog.materialized_views",
+        );
+        let counted = view_number(
+            server,
+            &format!(
+                "SELECT CAST(sum(events) AS BIGINT) FROM clicks_10s \
+                 WHERE window_end <= to_timestamp_millis({closed_through_ms})"
+            ),
+        );
+        assert_eq!(
+            counted,
+            expected_events(0..events, base_ms, closed_through_ms)
+        );
+        let duplicates = view_number(
+            server,
+            "SELECT count(*) FROM (SELECT window_start, action FROM clicks_10s \
+             GROUP BY window_start, action HAVING count(*) > 1)",
+        );
+        assert_eq!(duplicates, 0, "a window was emitted twice");
+        closed_through_ms
+    };
+    let first = check(&server, 3_000);
+    assert!(
+        first > base_ms + 250_000,
+        "windows closed through the topic's history"
+    );
+
+    // After a restart the view reads the topic again and skips the windows it committed.
+    server.stop("KILL");
+    server.restart();
+    produce(&producer, &topic, &batch(3_000, 4_000)).await;
+    let second = check(&server, 4_000);
+    assert!(second > first);
+}
