@@ -157,10 +157,6 @@ impl WindowAggregate {
         })
     }
 
-    pub fn kind(&self) -> WindowKind {
-        self.kind
-    }
-
     /// The watermark windows were last closed at.
     pub fn watermark(&self) -> i64 {
         self.watermark

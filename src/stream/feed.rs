@@ -32,10 +32,6 @@ impl Feed {
         receiver
     }
 
-    pub fn has_subscribers(&self) -> bool {
-        !self.subscribers().is_empty()
-    }
-
     /// The current subscribers, to publish to outside a lock the caller holds.
     pub fn recipients(&self) -> Recipients {
         Recipients(self.subscribers().clone())

@@ -120,24 +120,6 @@ impl Partial {
     pub fn rows(&self) -> usize {
         self.keys.first().map_or(0, |k| k.len())
     }
-
-    /// The key rows and states at `indices`.
-    pub fn take(&self, indices: &UInt32Array) -> Result<Partial> {
-        let take_all = |arrays: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
-            arrays
-                .iter()
-                .map(|a| Ok(take(a.as_ref(), indices, None)?))
-                .collect()
-        };
-        Ok(Partial {
-            keys: take_all(&self.keys)?,
-            states: self
-                .states
-                .iter()
-                .map(|s| take_all(s))
-                .collect::<Result<_>>()?,
-        })
-    }
 }
 
 /// A table of groups: keys interned to indices, one accumulator per aggregate.

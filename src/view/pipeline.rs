@@ -129,12 +129,11 @@ fn new_files(files: &[DataFile], seen: &mut HashSet<String>) -> Vec<DataFile> {
 
 impl Pipeline {
     pub async fn run(mut self, input: Input, mut requests: mpsc::Receiver<Request>) {
-        let live = match self.backfill(input).await {
+        let mut live = match self.backfill(input).await {
             Ok(live) => live,
             Err(e) => return self.fail(e),
         };
         self.stats.update(|s| s.status = Status::Running);
-        let mut live = live;
         let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refresh_tick = tokio::time::interval(REFRESH_INTERVAL);
@@ -201,7 +200,7 @@ impl Pipeline {
             .as_ref()
             .map_or(0, WindowAggregate::open_groups);
         let stalled = groups >= self.max_open_groups;
-        let status = self.stats.snapshot().status;
+        let status = self.stats.status();
         match (stalled, status) {
             (true, Status::Running) => {
                 let message = format!(

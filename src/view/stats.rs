@@ -76,6 +76,10 @@ impl ViewStats {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    pub fn status(&self) -> Status {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).status
+    }
+
     pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
     }
