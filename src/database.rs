@@ -30,10 +30,10 @@ use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::source::Sources;
-use crate::sql::Statement;
 use crate::sql::copy::CopyFormat;
 use crate::sql::names::{postgres_names, rename};
 use crate::sql::parser::table_name;
+use crate::sql::{CreateView, Statement};
 use crate::storage::Storage;
 use crate::stream::feed::Feeds;
 use crate::stream::plan::{ViewPlan, plan_view};
@@ -160,6 +160,23 @@ impl Database {
         self.plan_view(&query, def.emit_on_close).await
     }
 
+    /// `EXPLAIN CREATE MATERIALIZED VIEW`: DataFusion's logical plan with the window node, and
+    /// the streaming pipeline, as rows `(plan_type, plan)`.
+    pub async fn explain_view(&self, create: &CreateView) -> Result<LogicalPlan> {
+        let plan = self.plan_view(&create.query, create.emit_on_close).await?;
+        let rows = vec![
+            vec![
+                "logical_plan".to_string(),
+                plan.logical.display_indent().to_string(),
+            ],
+            vec![
+                "streaming_plan".to_string(),
+                plan.describe(&create.name, create.emit_on_close),
+            ],
+        ];
+        ddl::rows_plan(&["plan_type", "plan"], rows)
+    }
+
     /// Plans a view's query into its streaming pipeline.
     pub async fn plan_view(&self, query: &Query, emit_on_close: bool) -> Result<ViewPlan> {
         plan_view(
@@ -234,18 +251,7 @@ impl Database {
             } => ddl::drop_sources(self, names, *if_exists, *cascade).await,
             Statement::CreateView(create) => ddl::create_view(self, create).await,
             Statement::ExplainView(create) => {
-                let plan = self.plan_view(&create.query, create.emit_on_close).await?;
-                let rows = vec![
-                    vec![
-                        "logical_plan".to_string(),
-                        plan.logical.display_indent().to_string(),
-                    ],
-                    vec![
-                        "streaming_plan".to_string(),
-                        plan.describe(&create.name, create.emit_on_close),
-                    ],
-                ];
-                let plan = ddl::rows_plan(&["plan_type", "plan"], rows)?;
+                let plan = self.explain_view(create).await?;
                 Ok(Output::Rows(self.run(plan).await?))
             }
             Statement::DropView {

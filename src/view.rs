@@ -58,6 +58,24 @@ pub struct ViewHandle {
 }
 
 impl ViewHandle {
+    /// The view's numbers; a failing private reader of its source shows as its last error.
+    pub fn snapshot(&self) -> stats::Snapshot {
+        let mut snapshot = self.stats.snapshot();
+        if let Some(reader) = &self.reader {
+            let input = reader.stats.snapshot();
+            if snapshot.last_error.is_none()
+                && let Some(error) = input.last_error
+            {
+                snapshot.last_error = Some(format!(
+                    "reading source \"{}\" ({}): {error}",
+                    snapshot.input,
+                    input.status.as_str()
+                ));
+            }
+        }
+        snapshot
+    }
+
     /// Commits what the view has taken in so far.
     pub async fn flush(&self) -> Result<()> {
         if let Some(reader) = &self.reader {

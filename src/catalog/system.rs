@@ -157,12 +157,8 @@ impl TableProvider for SystemTableProvider {
                 )
             }
             SystemTable::MaterializedViews => {
-                let snapshots: Vec<ViewSnapshot> = self
-                    .views
-                    .all()
-                    .iter()
-                    .map(|v| v.stats.snapshot())
-                    .collect();
+                let snapshots: Vec<ViewSnapshot> =
+                    self.views.all().iter().map(|v| v.snapshot()).collect();
                 Ok(MemorySourceConfig::try_new_exec(
                     &[vec![views_batch(&snapshots)?]],
                     views_schema(),

@@ -25,12 +25,7 @@ async fn render_metrics(State(db): State<Arc<Database>>) -> impl IntoResponse {
         .iter()
         .map(|h| h.stats.snapshot())
         .collect();
-    let views: Vec<_> = db
-        .views()
-        .all()
-        .iter()
-        .map(|h| h.stats.snapshot())
-        .collect();
+    let views: Vec<_> = db.views().all().iter().map(|h| h.snapshot()).collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(&sources, &views),

@@ -231,6 +231,8 @@ impl QueryParser for StatementParser {
             if plan.is_none() && plans_rows(stmt) {
                 plan = Some(self.db.plan(stmt).await.inspect_err(log_error)?);
             }
+        } else if let Statement::ExplainView(create) = &statement {
+            plan = Some(self.db.explain_view(create).await.inspect_err(log_error)?);
         } else {
             plan = ddl::show_catalog(self.db.storage(), &statement).inspect_err(log_error)?;
         }

@@ -374,3 +374,35 @@ async fn a_view_at_its_state_limit_stalls_instead_of_dropping() {
     assert_eq!(rows(&client, "SELECT sum(n) FROM per_key").await, vec!["8"]);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_answers_over_the_extended_protocol_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (k TEXT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) APPEND ONLY",
+        )
+        .await
+        .unwrap();
+    // tokio-postgres' query() prepares: Parse, Describe, Bind, Execute.
+    let rows = client
+        .query(
+            "EXPLAIN CREATE MATERIALIZED VIEW v AS SELECT window_start, k, count(*) AS n \
+             FROM HOP(t, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE) GROUP BY window_start, k",
+            &[],
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(kinds, ["logical_plan", "streaming_plan"]);
+    let streaming: String = rows[1].get(1);
+    assert!(
+        streaming.contains("WindowAggregate: window=hop(slide=10s, size=60s, pane=10s)"),
+        "{streaming}"
+    );
+    let logical: String = rows[0].get(1);
+    assert!(logical.contains("WindowAggregate"), "{logical}");
+    server.shutdown().await;
+}
