@@ -5,6 +5,7 @@
 //! window holding it merges; it is dropped once its last window closed. A tumbling window is a
 //! single pane, so it is finished directly, without a merge.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -70,24 +71,31 @@ impl Panes {
     }
 
     fn pane(&mut self, start: i64) -> Result<&mut Groups> {
-        if !self.open.contains_key(&start) {
-            self.open
-                .insert(start, Groups::new(&self.key_schema, &self.aggregates)?);
+        Ok(match self.open.entry(start) {
+            Entry::Occupied(pane) => pane.into_mut(),
+            Entry::Vacant(pane) => pane.insert(Groups::new(&self.key_schema, &self.aggregates)?),
+        })
+    }
+
+    /// Removes and returns the open panes whose first window ends at or before `to` (a prefix:
+    /// the first window end grows with the pane start).
+    fn take_closing(&mut self, to: i64) -> BTreeMap<i64, Groups> {
+        let kind = self.kind;
+        match self.open.keys().find(|&&p| kind.first_end(p) > to).copied() {
+            Some(first_kept) => {
+                let kept = self.open.split_off(&first_kept);
+                std::mem::replace(&mut self.open, kept)
+            }
+            None => std::mem::take(&mut self.open),
         }
-        Ok(self.open.get_mut(&start).expect("inserted above"))
     }
 
     /// Emits every window ending in `(from, to]` and drops panes no open window needs.
     pub fn close(&mut self, from: i64, to: i64, layout: &Layout) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
+        let closing = self.take_closing(to);
         if let WindowKind::Tumble { size } = self.kind {
-            let closing: Vec<i64> = self
-                .open
-                .range(..=to.saturating_sub(size))
-                .map(|(p, _)| *p)
-                .collect();
-            for start in closing {
-                let mut groups = self.open.remove(&start).expect("listed above");
+            for (start, mut groups) in closing {
                 let (keys, values) = groups.finish()?;
                 let mut bounds = WindowBounds::default();
                 bounds.repeat((start, start + size), keys[0].len());
@@ -96,14 +104,7 @@ impl Panes {
             return Ok(out);
         }
         // Freeze the panes whose first window closes now: they take no more rows.
-        let freezing: Vec<i64> = self
-            .open
-            .keys()
-            .filter(|&&p| self.kind.first_end(p) <= to)
-            .copied()
-            .collect();
-        for start in freezing {
-            let mut groups = self.open.remove(&start).expect("listed above");
+        for (start, mut groups) in closing {
             self.frozen.insert(start, groups.take()?);
         }
         let closing: BTreeSet<(i64, i64)> = self
