@@ -386,8 +386,15 @@ impl Pipeline {
 
     /// Closes the windows the watermark passed and hands their rows to readers and to the
     /// views reading this one.
+    /// The input's watermark is on another column than the view's windows when the view
+    /// does not `close`: it then closes nothing (and the view's windows stay live).
     async fn advance(&mut self, watermark: i64) -> Result<()> {
+        self.stats.update(|s| s.watermark_us = Some(watermark));
         let mut closed = std::mem::take(&mut self.pending_out);
+        if !self.plan.closes {
+            self.publish(closed, None).await;
+            return Ok(());
+        }
         let (windows, output_watermark) = match &mut self.operator {
             Some(operator) => (operator.advance(watermark)?, operator.output_watermark()),
             None => (Vec::new(), Some(watermark)),
@@ -395,10 +402,8 @@ impl Pipeline {
         for batch in windows {
             closed.extend(self.finish_rows(batch)?);
         }
-        self.stats.update(|s| s.watermark_us = Some(watermark));
-        self.publish(closed, Some(watermark).filter(|_| self.plan.closes))
-            .await;
-        if let Some(w) = output_watermark.filter(|_| self.plan.closes) {
+        self.publish(closed, Some(watermark)).await;
+        if let Some(w) = output_watermark {
             self.feed.publish(Message::Watermark(w)).await;
         }
         Ok(())
