@@ -77,6 +77,19 @@ fn events(n: usize, users: i64) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A chunk of payloads as the Kafka reader hands them to the decoder.
+fn records(chunk: &[Vec<u8>]) -> Vec<Record<'_>> {
+    chunk
+        .iter()
+        .map(|p| Record {
+            offset: 0,
+            timestamp_ms: None,
+            key: None,
+            payload: Some(p),
+        })
+        .collect()
+}
+
 fn source_def() -> SourceDef {
     let sql = format!(
         "CREATE SOURCE clicks ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
@@ -142,15 +155,7 @@ fn run(plan: &ViewPlan, payloads: &[Vec<u8>], decoders: usize) -> (f64, i64, usi
                     if c % decoders != d {
                         continue;
                     }
-                    let records: Vec<Record<'_>> = chunk
-                        .iter()
-                        .map(|p| Record {
-                            offset: 0,
-                            timestamp_ms: None,
-                            key: None,
-                            payload: Some(p),
-                        })
-                        .collect();
+                    let records = records(chunk);
                     let decoded = decoder.decode(d as i32, &records).unwrap();
                     assert!(decoded.rejected.is_empty());
                     sender.send((d, decoded.batch)).unwrap();
@@ -213,15 +218,7 @@ fn memory(keys: usize) {
     let mut decoder = JsonDecoder::new(&source_def());
     let before = rss_bytes();
     for chunk in payloads.chunks(CHUNK) {
-        let records: Vec<Record<'_>> = chunk
-            .iter()
-            .map(|p| Record {
-                offset: 0,
-                timestamp_ms: None,
-                key: None,
-                payload: Some(p),
-            })
-            .collect();
+        let records = records(chunk);
         operator
             .push(&decoder.decode(0, &records).unwrap().batch)
             .unwrap();

@@ -113,14 +113,17 @@ impl ViewHandle {
     /// instant: final rows not yet committed and, in live mode, the open windows.
     pub async fn read(&self, storage: &Storage) -> (Vec<DataFile>, Vec<RecordBatch>) {
         let shared = self.shared.lock().await;
-        let files = storage
+        let mut rows = shared.closed.clone();
+        rows.extend(shared.live.iter().cloned());
+        (self.committed_files(storage), rows)
+    }
+
+    fn committed_files(&self, storage: &Storage) -> Vec<DataFile> {
+        storage
             .manifest()
             .view(&self.def.name)
             .map(|v| v.files.clone())
-            .unwrap_or_default();
-        let mut rows = shared.closed.clone();
-        rows.extend(shared.live.iter().cloned());
-        (files, rows)
+            .unwrap_or_default()
     }
 
     /// The view's pending state, locked: nothing of this view commits while the guard lives,
@@ -133,13 +136,8 @@ impl ViewHandle {
     /// pending rows), then everything emitted later.
     async fn subscribe(&self, storage: &Storage) -> Input {
         let shared = self.shared.lock().await;
-        let files = storage
-            .manifest()
-            .view(&self.def.name)
-            .map(|v| v.files.clone())
-            .unwrap_or_default();
         Input::Feed {
-            files,
+            files: self.committed_files(storage),
             batches: shared.closed.clone(),
             watermark: None,
             receiver: self.feed.subscribe(),

@@ -67,26 +67,16 @@ pub async fn drop_tables(
 ) -> Result<Output> {
     let names: Vec<String> = names.iter().map(table_name).collect::<Result<_>>()?;
     let storage = db.storage();
-    let mut dropped = Vec::new();
-    let mut dropped_views = Vec::new();
+    let mut removed = (Vec::new(), Vec::new());
     storage
         .commit(|m| {
-            for name in &names {
-                if m.table(name).is_none() {
-                    if if_exists {
-                        continue;
-                    }
-                    return Err(Error::UndefinedRelation {
-                        kind: "table",
-                        name: name.clone(),
-                    });
-                }
-                dropped_views.extend(drop_dependents(m, "table", name, &names, cascade)?);
-                dropped.extend(m.tables.remove(name));
-            }
+            removed = remove_relations(m, "table", &names, if_exists, cascade, |m, n| {
+                m.tables.remove(n)
+            })?;
             Ok(())
         })
         .await?;
+    let (dropped, dropped_views) = removed;
     forget_views(db, &dropped_views).await;
     for state in &dropped {
         storage.delete_files(&state.files).await;
@@ -95,6 +85,33 @@ pub async fn drop_tables(
         tag: "DROP TABLE",
         rows: None,
     })
+}
+
+/// Removes the relations `names` of one kind from `m` with `remove`, and the views reading
+/// them (see [`drop_dependents`]). Returns the removed relations and the removed views.
+fn remove_relations<S>(
+    m: &mut Manifest,
+    kind: &'static str,
+    names: &[String],
+    if_exists: bool,
+    cascade: bool,
+    remove: impl Fn(&mut Manifest, &str) -> Option<S>,
+) -> Result<(Vec<S>, Vec<ViewState>)> {
+    let (mut removed, mut views) = (Vec::new(), Vec::new());
+    for name in names {
+        match remove(m, name) {
+            Some(state) => removed.push(state),
+            None if if_exists => continue,
+            None => {
+                return Err(Error::UndefinedRelation {
+                    kind,
+                    name: name.clone(),
+                });
+            }
+        }
+        views.extend(drop_dependents(m, kind, name, names, cascade)?);
+    }
+    Ok((removed, views))
 }
 
 /// Removes from `m` the views reading `name` (and the views reading those), or fails with
@@ -206,26 +223,19 @@ pub async fn drop_views(
     if_exists: bool,
     cascade: bool,
 ) -> Result<Output> {
-    let mut dropped = Vec::new();
+    let mut removed = (Vec::new(), Vec::new());
     db.storage()
         .commit(|m| {
-            for name in names {
-                if m.view(name).is_none() {
-                    if if_exists {
-                        continue;
-                    }
-                    return Err(Error::UndefinedRelation {
-                        kind: "materialized view",
-                        name: name.clone(),
-                    });
-                }
-                let dependents = drop_dependents(m, "materialized view", name, names, cascade)?;
-                dropped.extend(m.views.remove(name));
-                dropped.extend(dependents);
-            }
+            removed =
+                remove_relations(m, "materialized view", names, if_exists, cascade, |m, n| {
+                    m.views.remove(n)
+                })?;
             Ok(())
         })
         .await?;
+    // The named views first: forget_views stops them last, after the views reading them.
+    let (mut dropped, dependents) = removed;
+    dropped.extend(dependents);
     forget_views(db, &dropped).await;
     Ok(Output::Command {
         tag: "DROP MATERIALIZED VIEW",
@@ -299,26 +309,16 @@ pub async fn drop_sources(
     if_exists: bool,
     cascade: bool,
 ) -> Result<Output> {
-    let mut dropped = Vec::new();
-    let mut dropped_views = Vec::new();
+    let mut removed = (Vec::new(), Vec::new());
     db.storage()
         .commit(|m| {
-            for name in names {
-                if m.source(name).is_none() {
-                    if if_exists {
-                        continue;
-                    }
-                    return Err(Error::UndefinedRelation {
-                        kind: "source",
-                        name: name.clone(),
-                    });
-                }
-                dropped_views.extend(drop_dependents(m, "source", name, names, cascade)?);
-                dropped.extend(m.sources.remove(name));
-            }
+            removed = remove_relations(m, "source", names, if_exists, cascade, |m, n| {
+                m.sources.remove(n)
+            })?;
             Ok(())
         })
         .await?;
+    let (dropped, dropped_views) = removed;
     forget_views(db, &dropped_views).await;
     for state in &dropped {
         db.sources().remove(&state.def.name);

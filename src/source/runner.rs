@@ -227,12 +227,15 @@ impl SourceHandle {
     /// The committed files of the retained events and the pending rows, as of one instant.
     pub async fn retained(&self, storage: &Storage) -> (Vec<DataFile>, Vec<RecordBatch>) {
         let pending = self.pending.lock().await;
-        let files = storage
+        (self.committed_files(storage), pending.batches.clone())
+    }
+
+    fn committed_files(&self, storage: &Storage) -> Vec<DataFile> {
+        storage
             .manifest()
             .source(&self.def.name)
             .map(|s| s.files.clone())
-            .unwrap_or_default();
-        (files, pending.batches.clone())
+            .unwrap_or_default()
     }
 
     /// A subscription for a view: the events retained so far (committed files and pending
@@ -240,13 +243,8 @@ impl SourceHandle {
     /// instant (under the lock the runner takes rows in with), so no row is missed or doubled.
     pub async fn subscribe(&self, storage: &Storage) -> Subscription {
         let pending = self.pending.lock().await;
-        let files = storage
-            .manifest()
-            .source(&self.def.name)
-            .map(|s| s.files.clone())
-            .unwrap_or_default();
         Subscription {
-            files,
+            files: self.committed_files(storage),
             batches: pending.batches.clone(),
             watermark: self.stats.snapshot().watermark_us,
             receiver: self.feed.subscribe(),
