@@ -69,6 +69,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_MANIFESTS_RETAINED")]
     pub manifests_retained: Option<usize>,
 
+    /// How often a checkpoint commits sources' offsets, views' state and new files together,
+    /// e.g. '10s', '1 min' [default: 10s]
+    #[arg(long, env = "SLUICEDB_CHECKPOINT_INTERVAL")]
+    pub checkpoint_interval: Option<String>,
+
     /// Rows per Arrow batch when decoding COPY FROM STDIN [default: 65536]
     #[arg(long, env = "SLUICEDB_COPY_BATCH_ROWS")]
     pub copy_batch_rows: Option<usize>,
@@ -116,6 +121,7 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub max_connections: usize,
     pub manifests_retained: usize,
+    pub checkpoint_interval: std::time::Duration,
     pub copy_batch_rows: usize,
     /// Bytes of COPY input buffered before they are decoded and written.
     pub copy_pending_bytes_max: usize,
@@ -158,6 +164,7 @@ impl ServeArgs {
             s3_allow_http: self.s3_allow_http.or(lower.s3_allow_http),
             max_connections: self.max_connections.or(lower.max_connections),
             manifests_retained: self.manifests_retained.or(lower.manifests_retained),
+            checkpoint_interval: self.checkpoint_interval.or(lower.checkpoint_interval),
             copy_batch_rows: self.copy_batch_rows.or(lower.copy_batch_rows),
             view_max_open_groups: self.view_max_open_groups.or(lower.view_max_open_groups),
             demo: self.demo.or(lower.demo),
@@ -172,7 +179,16 @@ impl ServeArgs {
         if copy_batch_rows == 0 {
             return Err(Error::Config("copy_batch_rows must be at least 1".into()));
         }
+        let checkpoint_interval = crate::source::options::parse_duration(
+            "checkpoint_interval",
+            self.checkpoint_interval.as_deref().unwrap_or("10s"),
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        if checkpoint_interval.is_zero() {
+            return Err(Error::Config("checkpoint_interval must be positive".into()));
+        }
         Ok(Config {
+            checkpoint_interval,
             storage,
             s3: S3Settings {
                 endpoint: self.s3_endpoint.or(aws.endpoint),

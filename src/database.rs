@@ -27,6 +27,7 @@ use crate::catalog::system::{self, SystemSchema};
 use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
 use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
+use crate::checkpoint::Checkpoints;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::source::Sources;
@@ -34,7 +35,7 @@ use crate::sql::copy::CopyFormat;
 use crate::sql::names::{postgres_names, rename};
 use crate::sql::parser::table_name;
 use crate::sql::{CreateView, Statement};
-use crate::storage::Storage;
+use crate::storage::{CheckpointRecord, Storage};
 use crate::stream::feed::Feeds;
 use crate::stream::plan::{ViewPlan, plan_view};
 use crate::view::{Views, dependency_order};
@@ -66,12 +67,17 @@ pub struct Database {
     storage: Arc<Storage>,
     sources: Arc<Sources>,
     views: Arc<Views>,
+    checkpoints: Arc<Checkpoints>,
+    /// The task running checkpoints every interval.
+    checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: Config,
 }
 
 impl Database {
     /// Opens storage and builds the session every connection runs its queries in.
     pub async fn open(config: Config) -> Result<Arc<Self>> {
+        let opening = std::time::Instant::now();
+        let started_at_ms = chrono::Utc::now().timestamp_millis();
         let storage = Arc::new(Storage::open(&config).await?);
         let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE_NAME, SCHEMA_NAME)
@@ -90,12 +96,24 @@ impl Database {
             .catalog(DATABASE_NAME)
             .ok_or_else(|| Error::Internal("default catalog is missing".into()))?;
         let feeds = Arc::new(Feeds::default());
-        let sources = Arc::new(Sources::new(Arc::clone(&storage), Arc::clone(&feeds)));
+        let checkpoint_requested = Arc::new(tokio::sync::Notify::new());
+        let sources = Arc::new(Sources::new(
+            Arc::clone(&storage),
+            Arc::clone(&feeds),
+            Arc::clone(&checkpoint_requested),
+        ));
         let views = Arc::new(Views::new(
             Arc::clone(&storage),
             feeds,
             Arc::clone(&sources),
             config.view_max_open_groups,
+        ));
+        let checkpoints = Arc::new(Checkpoints::new(
+            Arc::clone(&storage),
+            Arc::clone(&sources),
+            Arc::clone(&views),
+            config.checkpoint_interval,
+            checkpoint_requested,
         ));
         catalog.register_schema(
             SCHEMA_NAME,
@@ -111,6 +129,7 @@ impl Database {
                 Arc::clone(&storage),
                 Arc::clone(&sources),
                 Arc::clone(&views),
+                Arc::clone(&checkpoints),
             )),
         )?;
         crate::stream::functions::register(&ctx, &storage);
@@ -127,10 +146,52 @@ impl Database {
             storage,
             sources,
             views,
+            checkpoints,
+            checkpointer: std::sync::Mutex::new(None),
             config,
         });
         database.start_views().await;
+        database.note_recovery(started_at_ms, opening.elapsed());
+        *database
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(database.checkpoints.spawn());
         Ok(database)
+    }
+
+    /// Logs how long resuming from the last checkpoint took, and keeps it for
+    /// `sluice_catalog.checkpoints`.
+    fn note_recovery(&self, started_at_ms: i64, took: std::time::Duration) {
+        let manifest = self.storage.manifest();
+        let id = manifest.checkpoint_id();
+        if id == 0 {
+            return;
+        }
+        let state_bytes: u64 = manifest
+            .views
+            .values()
+            .filter_map(|v| v.checkpoint.as_ref())
+            .flat_map(|c| c.state.iter().chain(&c.dedup))
+            .chain(manifest.sources.values().flat_map(|s| &s.dedup))
+            .map(|f| f.size_bytes)
+            .sum();
+        tracing::info!(
+            checkpoint = id,
+            epoch = manifest.epoch,
+            ms = took.as_millis() as u64,
+            state_bytes,
+            "recovered from the last checkpoint"
+        );
+        self.checkpoints.recovered(CheckpointRecord {
+            id,
+            kind: "recovery".into(),
+            reason: "restart".into(),
+            started_at_ms,
+            duration_ms: took.as_millis() as u64,
+            size_bytes: state_bytes,
+            state_bytes,
+            files: 0,
+        });
     }
 
     /// Starts every view of the committed catalog, each after the view it reads. A view whose
@@ -205,10 +266,25 @@ impl Database {
         Ok(())
     }
 
-    /// Commits what every source and view has taken in and stops them.
+    /// Takes a last checkpoint of everything taken in, then stops sources and views.
     pub async fn shutdown(&self) {
+        if let Some(task) = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+        if let Err(e) = self.checkpoints.checkpoint("shutdown").await {
+            tracing::warn!(error = %e, "the last checkpoint failed; the server resumes from the one before");
+        }
         self.sources.shutdown().await;
         self.views.shutdown().await;
+    }
+
+    pub fn checkpoints(&self) -> &Arc<Checkpoints> {
+        &self.checkpoints
     }
 
     pub fn session(&self) -> &SessionContext {
@@ -268,9 +344,7 @@ impl Database {
                 Ok(Output::Rows(self.run(plan).await?))
             }
             Statement::Flush => {
-                self.sources.flush().await?;
-                self.views.flush().await?;
-                self.storage.flush().await;
+                self.checkpoints.checkpoint("flush").await?;
                 Ok(Output::Command {
                     tag: "FLUSH",
                     rows: None,

@@ -79,6 +79,14 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// A state file a checkpoint names cannot be read back.
+    #[error("state file \"{path}\" of {owner} cannot be read: {reason}")]
+    CorruptState {
+        path: String,
+        owner: String,
+        reason: String,
+        hint: Option<String>,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("internal error: {0}")]
@@ -112,6 +120,7 @@ impl Error {
             Error::ResourcesExhausted(_) => "53200",
             Error::Storage { .. } => "58030",
             Error::Connector { .. } => "08001",
+            Error::CorruptState { .. } => "XX001",
             Error::Config(_) => "F0000",
             Error::Internal(_) => "XX000",
         }
@@ -150,6 +159,7 @@ impl Error {
             | Error::ProtocolViolation(_)
             | Error::ResourcesExhausted(_)
             | Error::Connector { .. }
+            | Error::CorruptState { .. }
             | Error::Config(_)
             | Error::Internal(_) => None,
         }
@@ -178,6 +188,7 @@ impl Error {
             Error::DependentObjects { .. } => {
                 Some("Use DROP … CASCADE to drop the dependent objects too.".to_string())
             }
+            Error::CorruptState { hint, .. } => hint.clone(),
             Error::Syntax(_)
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }

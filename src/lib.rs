@@ -17,9 +17,11 @@
 //! - [`error`]: the user-facing error enum and its SQLSTATE codes.
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod config;
 pub mod database;
 pub mod error;
+pub mod failpoint;
 pub mod metrics;
 pub mod server;
 pub mod source;

@@ -7,12 +7,14 @@
 //!                                              ├──────────────────►  watermark.rs, stats.rs,
 //! datagen.rs (task: seeded Arrow batches) ─────┘  bounded channel     pending rows → storage
 //! ```
-//! A connector produces [`Chunk`]s of one partition in offset order; the runner tracks the
-//! watermark, counts, keeps retained rows and rejected records pending, and commits them with
-//! the offsets they reach (see [`runner`]). [`Sources`] owns the running sources.
+//! A connector produces [`Chunk`]s of one partition in offset order; the runner drops duplicate
+//! keys ([`dedup`]), tracks the watermark, counts, keeps retained rows and rejected records
+//! pending, and writes them with the offsets they reach at each checkpoint (see [`runner`],
+//! [`crate::checkpoint`]). [`Sources`] owns the running sources.
 
 pub mod datagen;
 pub mod decode;
+pub mod dedup;
 pub mod kafka;
 pub mod options;
 pub mod runner;
@@ -26,10 +28,11 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::catalog::source::SourceDef;
-use crate::error::Result;
+use tokio::sync::Notify;
+
 use crate::storage::Storage;
-use crate::stream::feed::Feeds;
-pub use runner::{Reader, SourceHandle};
+use crate::stream::feed::{Feed, Feeds};
+pub use runner::{Reader, Resume, SourceHandle};
 
 /// A record that could not be decoded, kept whole.
 #[derive(Debug, Clone)]
@@ -74,16 +77,41 @@ pub enum Event {
 pub struct Sources {
     storage: Arc<Storage>,
     feeds: Arc<Feeds>,
+    /// Signalled by a runner whose pending rows are full, to ask for a checkpoint.
+    checkpoint_requested: Arc<Notify>,
     running: Mutex<BTreeMap<String, Arc<SourceHandle>>>,
 }
 
 impl Sources {
-    pub fn new(storage: Arc<Storage>, feeds: Arc<Feeds>) -> Self {
+    pub fn new(
+        storage: Arc<Storage>,
+        feeds: Arc<Feeds>,
+        checkpoint_requested: Arc<Notify>,
+    ) -> Self {
         Sources {
             storage,
             feeds,
+            checkpoint_requested,
             running: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Starts a reader of `def` on behalf of something other than the source itself.
+    pub fn start_reader(
+        &self,
+        def: SourceDef,
+        feed: Arc<Feed>,
+        reader: Reader,
+        resume: Resume,
+    ) -> Arc<SourceHandle> {
+        SourceHandle::start(
+            def,
+            Arc::clone(&self.storage),
+            feed,
+            reader,
+            resume,
+            Arc::clone(&self.checkpoint_requested),
+        )
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<SourceHandle>>> {
@@ -98,11 +126,20 @@ impl Sources {
         }
     }
 
-    /// Starts one source (already committed to the catalog).
+    /// Starts one source (already committed to the catalog) where its last checkpoint left it.
     pub fn start(&self, def: SourceDef) {
         let name = def.name.clone();
         let feed = self.feeds.get(&name);
-        let handle = SourceHandle::start(def, Arc::clone(&self.storage), feed, Reader::Shared);
+        let resume = self
+            .storage
+            .manifest()
+            .source(&name)
+            .map(|s| Resume {
+                offsets: s.offsets.clone(),
+                dedup: s.dedup.clone(),
+            })
+            .unwrap_or_default();
+        let handle = self.start_reader(def, feed, Reader::Shared, resume);
         if let Some(old) = self.running().insert(name, handle) {
             old.abandon();
         }
@@ -123,15 +160,7 @@ impl Sources {
         }
     }
 
-    /// Commits everything every source has taken in so far.
-    pub async fn flush(&self) -> Result<()> {
-        for handle in self.all() {
-            handle.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Stops every source after committing what it has taken in.
+    /// Stops every source (the last checkpoint was taken before).
     pub async fn shutdown(&self) {
         let handles: Vec<_> = std::mem::take(&mut *self.running()).into_values().collect();
         for handle in handles {

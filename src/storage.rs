@@ -8,6 +8,7 @@
 //! views/<view>/<view id>/part-<file id:020>.parquet         closed windows of a view
 //! system/rejected_rows/part-<file id:020>.parquet           records no source could decode
 //! system/late_rows/part-<file id:020>.parquet               rows that came after their window
+//! state/<checkpoint:020>/<owner>-<file id:020>.arrow        operator state at a checkpoint (Arrow IPC)
 //! ```
 //! Writers first write their Parquet file, then [`Storage::commit`] publishes it in the next
 //! manifest. Commits are serialised in-process by a lock and across processes by
@@ -21,28 +22,35 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::TryStreamExt;
-use object_store::ObjectStore;
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
 use crate::config::Config;
 use crate::error::{Error, Result};
-pub use manifest::{DataFile, Manifest, SourceState, TableState, ViewState};
+pub use manifest::{
+    CheckpointRecord, DataFile, Manifest, SourceState, TableState, ViewCheckpoint, ViewState,
+};
+
+/// How long startup waits for an object store that does not answer.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The URL under which DataFusion finds our store.
 const STORE_URL: &str = "sluice://storage/";
 /// Every folder holding data files; anything in them no manifest names is garbage.
-const DATA_DIRS: [&str; 4] = ["tables", "sources", "views", "system"];
+const DATA_DIRS: [&str; 5] = ["tables", "sources", "views", "system", "state"];
 
 /// The committed state and the means to change it.
 pub struct Storage {
@@ -74,8 +82,25 @@ impl Storage {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        store::probe_conditional_create(store.as_ref(), nonce).await?;
-        let manifest = manifest::read_latest(store.as_ref()).await?;
+        // An object store that does not answer at startup (S3 restarting, a network blip) is
+        // waited for, with backoff, rather than ending the server at once.
+        let mut wait = std::time::Duration::from_millis(500);
+        let started = std::time::Instant::now();
+        let manifest = loop {
+            let opened = async {
+                store::probe_conditional_create(store.as_ref(), nonce).await?;
+                manifest::read_latest(store.as_ref()).await
+            }
+            .await;
+            match opened {
+                Err(e @ Error::Storage { .. }) if started.elapsed() < OPEN_PATIENCE => {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "storage does not answer; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
+                other => break other?,
+            }
+        };
         tracing::info!(
             epoch = manifest.epoch,
             tables = manifest.tables.len(),
@@ -211,6 +236,75 @@ impl Storage {
         self.write_batches(path, batch.schema(), vec![batch]).await
     }
 
+    /// Writes the state of `owner` (a view's window operator, a source's deduplication keys)
+    /// at checkpoint `checkpoint` as an Arrow IPC file, not yet committed.
+    pub async fn write_state_file(
+        &self,
+        checkpoint: u64,
+        owner: &str,
+        batch: &RecordBatch,
+    ) -> Result<DataFile> {
+        let mut bytes = Vec::new();
+        {
+            let mut writer = FileWriter::try_new(&mut bytes, &batch.schema())?;
+            writer.write(batch)?;
+            writer.finish()?;
+        }
+        let path = Path::from(format!(
+            "state/{checkpoint:020}/{}-{:020}.arrow",
+            file_name(owner),
+            self.new_file_id()
+        ));
+        let size_bytes = bytes.len() as u64;
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(Error::storage)?;
+        Ok(DataFile {
+            path: path.to_string(),
+            size_bytes,
+            rows: batch.num_rows() as u64,
+        })
+    }
+
+    /// Reads a state file back. A missing or damaged file is a [`Error::CorruptState`] naming
+    /// it; `owner` says whose state it is, `hint` how to recover.
+    pub async fn read_state_file(
+        &self,
+        file: &DataFile,
+        owner: &str,
+        hint: Option<String>,
+    ) -> Result<RecordBatch> {
+        let corrupt = |reason: String| Error::CorruptState {
+            path: file.path.clone(),
+            owner: owner.to_string(),
+            reason,
+            hint: hint.clone(),
+        };
+        let bytes = match self.store.get(&Path::from(file.path.as_str())).await {
+            Ok(got) => got.bytes().await.map_err(Error::storage)?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(corrupt("the file does not exist".into()));
+            }
+            Err(e) => return Err(Error::storage(e)),
+        };
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(e.to_string()))?;
+        let batch = concat_batches(&schema, &batches).map_err(|e| corrupt(e.to_string()))?;
+        if batch.num_rows() as u64 != file.rows {
+            return Err(corrupt(format!(
+                "it holds {} rows, the manifest says {}",
+                batch.num_rows(),
+                file.rows
+            )));
+        }
+        Ok(batch)
+    }
+
     /// Every row of a committed file.
     pub async fn read_file(&self, file: &DataFile) -> Result<Vec<RecordBatch>> {
         parquet::read_file(Arc::clone(&self.store), file).await
@@ -247,16 +341,7 @@ impl Storage {
     /// can be mistaken for garbage. Failures only cost space and are logged.
     async fn delete_unreferenced_files(&self) {
         let manifest = self.manifest();
-        let live: HashSet<&str> = manifest
-            .tables
-            .values()
-            .flat_map(|t| &t.files)
-            .chain(manifest.sources.values().flat_map(|s| &s.files))
-            .chain(manifest.views.values().flat_map(|v| &v.files))
-            .chain(&manifest.rejected_rows)
-            .chain(&manifest.late_rows)
-            .map(|f| f.path.as_str())
-            .collect();
+        let live: HashSet<&str> = manifest.files().map(|f| f.path.as_str()).collect();
         let mut objects = Vec::new();
         for dir in DATA_DIRS {
             let listed: Result<Vec<_>, _> =
@@ -295,8 +380,15 @@ impl Storage {
 }
 
 fn data_file_path(dir: &str, name: &str, id: u64, file_id: u64) -> Path {
-    let name: String = name
-        .chars()
+    Path::from(format!(
+        "{dir}/{}/{id}/part-{file_id:020}.parquet",
+        file_name(name)
+    ))
+}
+
+/// A relation's name as a path segment: lowercase ASCII letters, digits and `_`.
+fn file_name(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' {
                 c.to_ascii_lowercase()
@@ -304,6 +396,5 @@ fn data_file_path(dir: &str, name: &str, id: u64, file_id: u64) -> Path {
                 '_'
             }
         })
-        .collect();
-    Path::from(format!("{dir}/{name}/{id}/part-{file_id:020}.parquet"))
+        .collect()
 }

@@ -18,6 +18,7 @@ pub mod node;
 pub mod panes;
 pub mod plan;
 pub mod session;
+pub mod state;
 pub mod window;
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -33,4 +34,6 @@ pub enum Message {
     File(DataFile),
     /// No row with an earlier event time (µs) will follow.
     Watermark(i64),
+    /// A checkpoint's cut: every row before it is in the checkpoint, none after it.
+    Barrier(std::sync::Arc<crate::checkpoint::Barrier>),
 }

@@ -1,7 +1,7 @@
 //! Running materialized views: one [`pipeline`] task per view, and what readers see of it.
 //!
-//! A view subscribes to its input (a source's or view's feed, or a table's commits), backfills
-//! what the input already holds, then follows it. What a query of the view reads — committed
+//! A view subscribes to its input (a source's or view's feed, or a table's commits), resumes
+//! from its last checkpoint or else backfills what the input already holds, then follows it. What a query of the view reads — committed
 //! files, final rows not yet committed, live results of open windows — is taken under the
 //! [`Shared`] lock, the same lock its commit holds.
 
@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::catalog::view::ViewDef;
+use crate::checkpoint::Barrier;
 use crate::error::{Error, Result};
 use crate::source::options::SourceSettings;
-use crate::source::{Reader, SourceHandle, Sources};
-use crate::storage::{DataFile, Storage};
+use crate::source::{Reader, Resume, SourceHandle, Sources};
+use crate::storage::{DataFile, Manifest, Storage};
 use crate::stream::feed::{Feed, Feeds};
 use crate::stream::plan::{RelationKind, ViewPlan};
 use late::LateRow;
@@ -40,7 +41,8 @@ pub struct Shared {
 }
 
 pub enum Request {
-    Flush(oneshot::Sender<Result<()>>),
+    /// A checkpoint's barrier, for a view over a table (other views get it from their feed).
+    Barrier(Arc<Barrier>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -49,6 +51,7 @@ pub enum Request {
 pub struct ViewHandle {
     pub def: ViewDef,
     pub stats: Arc<ViewStats>,
+    input_kind: RelationKind,
     /// The view's own reader of a source that keeps no events.
     reader: Option<Arc<SourceHandle>>,
     shared: Arc<tokio::sync::Mutex<Shared>>,
@@ -76,19 +79,35 @@ impl ViewHandle {
         snapshot
     }
 
-    /// Commits what the view has taken in so far.
-    pub async fn flush(&self) -> Result<()> {
-        if let Some(reader) = &self.reader {
-            reader.flush().await?;
-        }
-        let (ack, done) = oneshot::channel();
-        if self.requests.send(Request::Flush(ack)).await.is_err() {
-            return Ok(());
-        }
-        done.await.unwrap_or(Ok(()))
+    pub fn input_kind(&self) -> RelationKind {
+        self.input_kind
     }
 
-    /// Commits and stops.
+    /// The view's own reader of its source's topic, if it has one.
+    pub fn reader(&self) -> Option<&Arc<SourceHandle>> {
+        self.reader.as_ref()
+    }
+
+    /// Whether the view's pipeline still runs (it ends when the view fails or is dropped).
+    pub fn alive(&self) -> bool {
+        self.task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Hands a checkpoint's barrier to a view over a table; false if the view does not run.
+    pub async fn barrier(&self, barrier: &Arc<Barrier>) -> bool {
+        self.alive()
+            && self
+                .requests
+                .send(Request::Barrier(Arc::clone(barrier)))
+                .await
+                .is_ok()
+    }
+
+    /// Stops (the last checkpoint was taken before).
     pub async fn stop(&self) {
         if let Some(reader) = &self.reader {
             reader.stop().await;
@@ -183,14 +202,38 @@ impl Views {
         self.running().values().cloned().collect()
     }
 
-    /// Starts a committed view: subscribes to its input and spawns its pipeline.
+    /// Starts a committed view: restores its last checkpoint (if any), subscribes to its
+    /// input and spawns its pipeline. A view resuming from a checkpoint reads only what came
+    /// after it; a new one (or one without a checkpoint yet) backfills everything.
     pub async fn start(&self, def: ViewDef, plan: ViewPlan) -> Result<()> {
+        let manifest = self.storage.manifest();
+        let state = manifest.view(&def.name).filter(|v| v.def.id == def.id);
+        let checkpoint = state.and_then(|v| v.checkpoint.clone());
+        let closed_through = state.and_then(|v| v.closed_through);
+        let mut operator = plan.window.as_ref().map(|w| w.operator()).transpose()?;
+        if let Some(checkpoint) = &checkpoint {
+            self.check_current(&def, plan.input.kind, checkpoint.id, &manifest)?;
+            if let Some(operator) = &mut operator {
+                let batch = match &checkpoint.state {
+                    Some(file) => Some(
+                        self.storage
+                            .read_state_file(
+                                file,
+                                &format!("materialized view \"{}\"", def.name),
+                                Some(rebuild_hint(&def.name)),
+                            )
+                            .await?,
+                    ),
+                    None => None,
+                };
+                operator.restore(batch.as_ref(), checkpoint.watermark)?;
+            }
+        }
+        let resumed = checkpoint.is_some();
         let mut reader = None;
-        let input = match plan.input.kind {
+        let mut input = match plan.input.kind {
             RelationKind::Source => {
-                let source = self
-                    .storage
-                    .manifest()
+                let source = manifest
                     .source(&def.input)
                     .map(|s| s.def.clone())
                     .ok_or_else(|| Error::UndefinedRelation {
@@ -212,15 +255,25 @@ impl Views {
                             receiver: sub.receiver,
                         }
                     }
-                    // The topic from the source's startup position, read by the view itself.
+                    // The topic, read by the view itself from the source's startup position
+                    // or from where the view's checkpoint left it.
                     false => {
                         let feed = Arc::new(Feed::default());
                         let receiver = feed.subscribe();
-                        reader = Some(SourceHandle::start(
+                        let resume = checkpoint
+                            .as_ref()
+                            .map(|c| Resume {
+                                offsets: c.offsets.clone(),
+                                dedup: c.dedup.clone(),
+                            })
+                            .unwrap_or_default();
+                        reader = Some(self.sources.start_reader(
                             source,
-                            Arc::clone(&self.storage),
                             feed,
-                            Reader::Private,
+                            Reader::Private {
+                                view: def.name.clone(),
+                            },
+                            resume,
                         ));
                         Input::Feed {
                             files: Vec::new(),
@@ -240,25 +293,29 @@ impl Views {
             RelationKind::Table => Input::Table {
                 name: def.input.clone(),
                 commits: self.storage.watch(),
+                seen: checkpoint
+                    .as_ref()
+                    .map(|c| c.table_files.iter().cloned().collect())
+                    .unwrap_or_default(),
             },
         };
-        let resumed_at = self
-            .storage
-            .manifest()
-            .view(&def.name)
-            .and_then(|v| v.closed_through);
+        // The input's committed files are what the checkpointed state already holds; the rows
+        // it took in since the restart (not committed yet) are new.
+        if resumed && let Input::Feed { files, .. } = &mut input {
+            files.clear();
+        }
         let stats = Arc::new(ViewStats::new(&def.name, &def.input, def.emit_on_close));
-        stats.update(|s| s.closed_through_us = resumed_at);
+        stats.update(|s| {
+            s.closed_through_us = closed_through;
+            s.watermark_us = checkpoint.as_ref().and_then(|c| c.input_watermark);
+        });
         let shared = Arc::new(tokio::sync::Mutex::new(Shared {
-            closed_through: resumed_at,
+            closed_through,
             ..Shared::default()
         }));
         let feed = self.feeds.get(&def.name);
-        let mut operator = plan.window.as_ref().map(|w| w.operator()).transpose()?;
-        if let (Some(operator), Some(at)) = (&mut operator, resumed_at) {
-            operator.resume_at(at);
-        }
         let (requests, requests_rx) = mpsc::channel(4);
+        let input_kind = plan.input.kind;
         let pipeline = Pipeline {
             def: def.clone(),
             plan,
@@ -268,8 +325,7 @@ impl Views {
             feed: Arc::clone(&feed),
             operator,
             max_open_groups: self.max_open_groups,
-            resumed_at,
-            max_event_time: None,
+            max_event_time: checkpoint.as_ref().and_then(|c| c.max_event_time),
             pending_out: Vec::new(),
             pending_late: Vec::new(),
         };
@@ -277,6 +333,7 @@ impl Views {
         let handle = Arc::new(ViewHandle {
             def,
             stats,
+            input_kind,
             reader,
             shared,
             feed,
@@ -289,6 +346,39 @@ impl Views {
         Ok(())
     }
 
+    /// A view over a retained source or another view resumes by position in that input's
+    /// stream, which only the newest checkpoint records: a view that missed checkpoints (it
+    /// had failed) cannot resume.
+    fn check_current(
+        &self,
+        def: &ViewDef,
+        kind: RelationKind,
+        id: u64,
+        manifest: &Manifest,
+    ) -> Result<()> {
+        let newest = manifest.checkpoint_id();
+        let positional = match kind {
+            RelationKind::View => true,
+            RelationKind::Source => manifest
+                .source(&def.input)
+                .and_then(|s| SourceSettings::from_def(&s.def).ok())
+                .is_some_and(|s| s.retain),
+            RelationKind::Table => false,
+        };
+        if positional && id != newest {
+            return Err(Error::CorruptState {
+                path: format!("manifests (view state of checkpoint {id})"),
+                owner: format!("materialized view \"{}\"", def.name),
+                reason: format!(
+                    "the view's state is from checkpoint {id} but its input \"{}\" moved on to checkpoint {newest} without it",
+                    def.input
+                ),
+                hint: Some(rebuild_hint(&def.name)),
+            });
+        }
+        Ok(())
+    }
+
     /// Registers a view that cannot run (its query no longer plans), so it shows as failed.
     pub fn failed(&self, def: ViewDef, error: &Error) {
         let stats = Arc::new(ViewStats::new(&def.name, &def.input, def.emit_on_close));
@@ -296,6 +386,7 @@ impl Views {
         let (requests, _) = mpsc::channel(1);
         let handle = Arc::new(ViewHandle {
             feed: self.feeds.get(&def.name),
+            input_kind: RelationKind::Table,
             reader: None,
             def,
             stats,
@@ -314,16 +405,7 @@ impl Views {
         self.feeds.remove(name);
     }
 
-    /// Commits everything every view has taken in, upstream views first so their output
-    /// reaches the views reading them before those flush.
-    pub async fn flush(&self) -> Result<()> {
-        for handle in self.in_dependency_order() {
-            handle.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Stops every view after committing, upstream views first.
+    /// Stops every view (the last checkpoint was taken before), upstream views first.
     pub async fn shutdown(&self) {
         for handle in self.in_dependency_order() {
             handle.stop().await;
@@ -331,9 +413,17 @@ impl Views {
         self.running().clear();
     }
 
-    fn in_dependency_order(&self) -> Vec<Arc<ViewHandle>> {
+    /// The running views, each after the view it reads.
+    pub fn in_dependency_order(&self) -> Vec<Arc<ViewHandle>> {
         dependency_order(self.all(), |v| &v.def)
     }
+}
+
+fn rebuild_hint(view: &str) -> String {
+    format!(
+        "Drop and re-create materialized view {view} to compute it again from its input; the \
+         other views keep running."
+    )
 }
 
 /// Views ordered so that a view comes after the view it reads.

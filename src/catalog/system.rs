@@ -1,12 +1,15 @@
 //! The `sluice_catalog` schema: the database describing itself in SQL.
 //!
 //! - `sources`: one row per source and partition — rows and bytes in, offsets, broker high
-//!   watermark and lag, event-time watermarks, rejected and late counts, status, last error.
+//!   watermark and lag, event-time watermarks, rejected, late and duplicate counts, status,
+//!   last error.
 //! - `rejected_rows`: every record a source could not decode, with its raw bytes and the error;
 //!   committed files plus the records sources hold pending.
 //! - `materialized_views`: one row per view — status, rows in, late and out, watermarks,
 //!   open groups and state size, backfill progress, freshness, last error.
 //! - `late_rows`: every row that reached a view after its window closed, as JSON.
+//! - `checkpoints`: the newest checkpoints (number, reason, duration, bytes written), the
+//!   recoveries from them (how long a restart took), and rounds that failed, with the error.
 
 use std::sync::Arc;
 
@@ -24,10 +27,11 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::provider::scan_files_and_rows;
+use crate::checkpoint::Checkpoints;
 use crate::source::Sources;
 use crate::source::runner::{rejected_batch, rejected_schema};
 use crate::source::stats::Snapshot;
-use crate::storage::Storage;
+use crate::storage::{CheckpointRecord, Storage};
 use crate::view::Views;
 use crate::view::late::{late_batch, late_schema};
 use crate::view::stats::Snapshot as ViewSnapshot;
@@ -39,14 +43,21 @@ pub struct SystemSchema {
     storage: Arc<Storage>,
     sources: Arc<Sources>,
     views: Arc<Views>,
+    checkpoints: Arc<Checkpoints>,
 }
 
 impl SystemSchema {
-    pub fn new(storage: Arc<Storage>, sources: Arc<Sources>, views: Arc<Views>) -> Self {
+    pub fn new(
+        storage: Arc<Storage>,
+        sources: Arc<Sources>,
+        views: Arc<Views>,
+        checkpoints: Arc<Checkpoints>,
+    ) -> Self {
         SystemSchema {
             storage,
             sources,
             views,
+            checkpoints,
         }
     }
 }
@@ -57,13 +68,15 @@ enum SystemTable {
     RejectedRows,
     MaterializedViews,
     LateRows,
+    Checkpoints,
 }
 
-const TABLES: [(&str, SystemTable); 4] = [
+const TABLES: [(&str, SystemTable); 5] = [
     ("sources", SystemTable::Sources),
     ("rejected_rows", SystemTable::RejectedRows),
     ("materialized_views", SystemTable::MaterializedViews),
     ("late_rows", SystemTable::LateRows),
+    ("checkpoints", SystemTable::Checkpoints),
 ];
 
 #[async_trait]
@@ -79,6 +92,7 @@ impl SchemaProvider for SystemSchema {
                 storage: Arc::clone(&self.storage),
                 sources: Arc::clone(&self.sources),
                 views: Arc::clone(&self.views),
+                checkpoints: Arc::clone(&self.checkpoints),
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -94,6 +108,7 @@ struct SystemTableProvider {
     storage: Arc<Storage>,
     sources: Arc<Sources>,
     views: Arc<Views>,
+    checkpoints: Arc<Checkpoints>,
 }
 
 #[async_trait]
@@ -104,6 +119,7 @@ impl TableProvider for SystemTableProvider {
             SystemTable::RejectedRows => rejected_schema(),
             SystemTable::MaterializedViews => views_schema(),
             SystemTable::LateRows => late_schema(),
+            SystemTable::Checkpoints => checkpoints_schema(),
         }
     }
 
@@ -188,6 +204,11 @@ impl TableProvider for SystemTableProvider {
                     limit,
                 )
             }
+            SystemTable::Checkpoints => Ok(MemorySourceConfig::try_new_exec(
+                &[vec![checkpoints_batch(&self.checkpoints.history())?]],
+                checkpoints_schema(),
+                projection.cloned(),
+            )?),
         }
     }
 }
@@ -213,6 +234,7 @@ fn sources_schema() -> SchemaRef {
         field("idle", DataType::Boolean),
         field("rejected_rows", DataType::Int64),
         field("late_rows", DataType::Int64),
+        field("duplicate_rows", DataType::Int64),
         field("last_error", DataType::Utf8),
     ]))
 }
@@ -261,6 +283,7 @@ fn sources_batch(snapshots: &[Snapshot]) -> datafusion::arrow::error::Result<Rec
         )),
         count(&|p| Some(p.rejected as i64)),
         count(&|p| Some(p.late as i64)),
+        count(&|p| Some(p.duplicates as i64)),
         text(&|s| s.last_error.clone()),
     ];
     RecordBatch::try_new(sources_schema(), columns)
@@ -326,4 +349,56 @@ fn views_batch(views: &[ViewSnapshot]) -> datafusion::arrow::error::Result<Recor
         text(&|v| v.last_error.clone()),
     ];
     RecordBatch::try_new(views_schema(), columns)
+}
+
+fn checkpoints_schema() -> SchemaRef {
+    let field = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    Arc::new(Schema::new(vec![
+        Field::new("checkpoint", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("started_at", timestamptz(), false),
+        field("duration_ms", DataType::Int64),
+        field("size_bytes", DataType::Int64),
+        field("state_bytes", DataType::Int64),
+        field("files", DataType::Int64),
+        field("error", DataType::Utf8),
+    ]))
+}
+
+fn checkpoints_batch(
+    rows: &[(CheckpointRecord, &'static str, Option<String>)],
+) -> datafusion::arrow::error::Result<RecordBatch> {
+    let count = |f: &dyn Fn(&CheckpointRecord) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(r, _, _)| f(r) as i64),
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        count(&|r| r.id),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(r, _, _)| r.kind.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(r, _, _)| r.reason.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, s, _)| *s),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(
+                rows.iter().map(|(r, _, _)| r.started_at_ms * 1000),
+            )
+            .with_timezone("+00:00"),
+        ),
+        count(&|r| r.duration_ms),
+        count(&|r| r.size_bytes),
+        count(&|r| r.state_bytes),
+        count(&|r| r.files),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|(_, _, e)| e.as_deref()),
+        )),
+    ];
+    RecordBatch::try_new(checkpoints_schema(), columns)
 }

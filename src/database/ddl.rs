@@ -201,6 +201,7 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Output> {
                     def: def.clone(),
                     files: Vec::new(),
                     closed_through: None,
+                    checkpoint: None,
                 },
             );
             created = true;
@@ -290,6 +291,7 @@ pub async fn create_source(
                     def: def.clone(),
                     files: Vec::new(),
                     offsets: Default::default(),
+                    dedup: None,
                 },
             );
             created = Some(def.clone());

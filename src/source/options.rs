@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::datagen::DatagenSettings;
+use super::dedup::DedupSettings;
 use crate::catalog::source::SourceDef;
 use crate::error::{Error, Result};
 use crate::sql::CreateSource;
@@ -25,7 +26,11 @@ const COMMON_KEYS: &[&str] = &[
     "retain",
     "source.idle_timeout",
     "watermark.max_future_skew",
+    "dedup.key",
+    "dedup.ttl",
 ];
+/// How long a deduplication key is remembered when `dedup.ttl` is not given.
+pub const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(3600);
 const KAFKA_KEYS: &[&str] = &[
     "topic",
     "properties.bootstrap.server",
@@ -43,6 +48,7 @@ pub struct SourceSettings {
     pub retain: bool,
     pub idle_timeout: Duration,
     pub max_future_skew: Duration,
+    pub dedup: Option<DedupSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,10 +227,35 @@ impl SourceSettings {
             Some(text) => parse_duration(key, text),
             None => Ok(default),
         };
+        let dedup = match get("dedup.key") {
+            Some(key) => {
+                if !def.columns.iter().any(|c| c.name == key) {
+                    return Err(Error::UndefinedColumn { name: key.into() });
+                }
+                let ttl = duration("dedup.ttl", DEFAULT_DEDUP_TTL)?;
+                if ttl.is_zero() {
+                    return Err(Error::InvalidParameter(
+                        "option \"dedup.ttl\" must be positive".into(),
+                    ));
+                }
+                Some(DedupSettings {
+                    key: key.to_string(),
+                    ttl,
+                })
+            }
+            None if get("dedup.ttl").is_some() => {
+                return Err(Error::InvalidParameter(
+                    "option \"dedup.ttl\" needs \"dedup.key\", the column that identifies an event"
+                        .into(),
+                ));
+            }
+            None => None,
+        };
         Ok(SourceSettings {
             connector,
             bad_data,
             retain,
+            dedup,
             idle_timeout: duration("source.idle_timeout", DEFAULT_IDLE_TIMEOUT)?,
             max_future_skew: duration("watermark.max_future_skew", DEFAULT_MAX_FUTURE_SKEW)?,
         })

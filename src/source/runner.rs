@@ -1,16 +1,16 @@
-//! The life of one running source: takes the connector's chunks in, tracks the watermark,
-//! counts, and commits retained rows and rejected records together with the offsets they reach.
+//! The life of one running source: takes the connector's chunks in, drops duplicate keys,
+//! tracks the watermark, counts, and hands rows to the views reading it.
 //!
-//! Rows taken in are *pending* until a commit names them: every `PERSIST_INTERVAL`, on `FLUSH`,
-//! when the pending rows pass `PENDING_ROWS_MAX`, and at shutdown. One commit carries a source's
-//! new Parquet file, its rejected-rows file and its offsets, so after a restart the source
-//! resumes exactly after the last committed row: nothing lost, nothing twice. Readers see
-//! committed files plus pending rows, taken under the same lock the commit holds, so a row is
-//! never seen in both or in neither.
+//! Rows taken in are *pending* until a checkpoint ([`crate::checkpoint`]) names them. At a
+//! checkpoint's barrier the runner writes its pending retained rows, rejected records and
+//! deduplication keys, reports them with the offsets they reach, and passes the barrier to its
+//! views after the rows before it; the checkpoint commits all of it with the views' state, so
+//! after a crash the source resumes exactly after the last checkpoint: nothing lost, nothing
+//! twice. Readers see committed files plus pending rows under the lock the commit holds.
 //!
-//! Back-pressure: the channel from the connector is bounded; while a commit that must happen
-//! (too many pending rows) fails, the runner retries and takes nothing in, so the connector
-//! blocks rather than anything being dropped.
+//! Back-pressure: the channel from the connector is bounded. When the pending rows pass
+//! `PENDING_ROWS_MAX` the runner asks for a checkpoint and takes nothing in until one commits,
+//! so the connector blocks rather than anything being dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,9 +21,10 @@ use datafusion::arrow::array::{
     Array, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::dedup::{DedupSettings, Deduplicator};
 use super::kafka::KafkaReader;
 use super::options::{BadData, Connector, SourceSettings};
 use super::stats::SourceStats;
@@ -31,18 +32,17 @@ use super::watermark::WatermarkTracker;
 use super::workers::DecodeWorkers;
 use super::{Chunk, Event, Rejected};
 use crate::catalog::source::SourceDef;
+use crate::checkpoint::{Barrier, Drain, Held, Participant, Report};
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Storage};
 use crate::stream::Message;
 use crate::stream::feed::Feed;
 
-const PERSIST_INTERVAL: Duration = Duration::from_secs(10);
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
-/// Pending rows (retained events plus rejected records) that force a commit.
+/// Pending rows (retained events plus rejected records) that force a checkpoint.
 const PENDING_ROWS_MAX: usize = 1_000_000;
 /// Chunks in flight between connector and runner.
 const EVENTS_IN_FLIGHT: usize = 8;
-const COMMIT_RETRY: Duration = Duration::from_secs(1);
 
 /// A rejected record as `sluice_catalog.rejected_rows` shows it.
 #[derive(Debug, Clone)]
@@ -60,8 +60,6 @@ pub struct Pending {
     rejected: Vec<RejectedRow>,
     /// Next offset per partition, over everything taken in.
     offsets: BTreeMap<i32, i64>,
-    /// Offsets as last committed.
-    committed_offsets: BTreeMap<i32, i64>,
 }
 
 impl Pending {
@@ -69,15 +67,31 @@ impl Pending {
         &self.rejected
     }
 
-    fn is_dirty(&self) -> bool {
-        !self.batches.is_empty()
-            || !self.rejected.is_empty()
-            || self.offsets != self.committed_offsets
+    fn is_full(&self) -> bool {
+        self.rows + self.rejected.len() >= PENDING_ROWS_MAX
+    }
+}
+
+/// The pending rows a checkpoint wrote: the first `batches` batches and `rejected` records.
+#[derive(Debug, Default)]
+pub struct Taken {
+    batches: usize,
+    rows: usize,
+    rejected: usize,
+}
+
+impl Drain for Pending {
+    type Taken = Taken;
+
+    fn drain(&mut self, taken: &Taken) {
+        self.batches.drain(..taken.batches);
+        self.rows -= taken.rows;
+        self.rejected.drain(..taken.rejected);
     }
 }
 
 enum Request {
-    Flush(oneshot::Sender<Result<()>>),
+    Barrier(Arc<Barrier>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -105,32 +119,36 @@ impl std::fmt::Debug for Pending {
 }
 
 /// Whose reader a running source is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reader {
-    /// The source's own: resumes at its committed offsets, commits what it takes in.
+    /// The source's own: its offsets, retained rows and rejected records are the source's.
     Shared,
     /// A materialized view's own reader of a source that keeps no events: starts where the
-    /// source's startup mode says, so the view backfills the topic's history, and commits
-    /// nothing (the shared reader keeps the source's offsets and rejected records).
-    Private,
+    /// source's startup mode says (so the view backfills the topic's history) or where the
+    /// view's last checkpoint left it; its offsets are part of the view's checkpoint, and it
+    /// keeps no rejected records (the shared reader does).
+    Private { view: String },
+}
+
+/// Where a reader resumes: the next offset per partition and the deduplication keys.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    pub offsets: BTreeMap<i32, i64>,
+    pub dedup: Option<DataFile>,
 }
 
 impl SourceHandle {
-    /// Starts the connector and the runner of a committed source.
+    /// Starts the connector and the runner of a committed source. `requested` is signalled
+    /// when the pending rows are full and need a checkpoint.
     pub fn start(
         def: SourceDef,
         storage: Arc<Storage>,
         feed: Arc<Feed>,
         reader: Reader,
+        resume: Resume,
+        requested: Arc<Notify>,
     ) -> Arc<Self> {
-        let committed = match reader {
-            Reader::Shared => storage
-                .manifest()
-                .source(&def.name)
-                .map(|s| s.offsets.clone())
-                .unwrap_or_default(),
-            Reader::Private => BTreeMap::new(),
-        };
+        let committed = resume.offsets;
         let settings = SourceSettings::from_def(&def);
         let connector = match &settings {
             Ok(s) => match s.connector {
@@ -148,7 +166,6 @@ impl SourceHandle {
         let stop = Arc::new(AtomicBool::new(false));
         let pending = Arc::new(tokio::sync::Mutex::new(Pending {
             offsets: committed.clone(),
-            committed_offsets: committed.clone(),
             ..Pending::default()
         }));
         let settings = match settings {
@@ -175,6 +192,13 @@ impl SourceHandle {
                 .as_ref()
                 .and_then(|w| def.columns.iter().position(|c| c.name == w.column)),
             retain: reader == Reader::Shared && settings.as_ref().is_some_and(|s| s.retain),
+            dedup: settings
+                .as_ref()
+                .and_then(|s| s.dedup.clone())
+                .map(|d| (d, resume.dedup)),
+            deduplicator: None,
+            requested,
+            full: false,
             reader,
             fail_on_bad_data: settings
                 .as_ref()
@@ -198,16 +222,30 @@ impl SourceHandle {
         })
     }
 
-    /// Commits everything taken in so far.
-    pub async fn flush(&self) -> Result<()> {
-        let (ack, done) = oneshot::channel();
-        if self.requests.send(Request::Flush(ack)).await.is_err() {
-            return Ok(());
-        }
-        done.await.unwrap_or(Ok(()))
+    pub fn name(&self) -> &str {
+        &self.def.name
     }
 
-    /// Commits what was taken in and stops.
+    /// Whether the runner still runs (it ends when stopped, dropped, or its source vanished).
+    pub fn alive(&self) -> bool {
+        self.task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Hands a checkpoint's barrier to the runner; false if the runner no longer runs.
+    pub async fn barrier(&self, barrier: &Arc<Barrier>) -> bool {
+        self.alive()
+            && self
+                .requests
+                .send(Request::Barrier(Arc::clone(barrier)))
+                .await
+                .is_ok()
+    }
+
+    /// Stops taking input (the last checkpoint was taken before).
     pub async fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         let (ack, done) = oneshot::channel();
@@ -330,6 +368,13 @@ struct Runner {
     event_time: Option<usize>,
     retain: bool,
     fail_on_bad_data: bool,
+    /// `dedup.key`/`dedup.ttl` and the keys of the last checkpoint, loaded when the runner starts.
+    dedup: Option<(DedupSettings, Option<DataFile>)>,
+    deduplicator: Option<Deduplicator>,
+    /// Signalled when the pending rows are full.
+    requested: Arc<Notify>,
+    /// The pending rows are full: nothing is taken in until a checkpoint drains them.
+    full: bool,
 }
 
 impl Runner {
@@ -338,13 +383,16 @@ impl Runner {
         mut events: mpsc::Receiver<Event>,
         mut requests: mpsc::Receiver<Request>,
     ) {
-        let mut persist_tick = tokio::time::interval(PERSIST_INTERVAL);
-        persist_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if let Err(e) = self.load_dedup().await {
+            tracing::error!(source = %self.def.name, error = %e, "source cannot start");
+            self.stats.failed(&e.to_string());
+            return;
+        }
         let mut watermark_tick = tokio::time::interval(WATERMARK_INTERVAL);
         let mut connected = true;
         loop {
             tokio::select! {
-                event = events.recv(), if connected => {
+                event = events.recv(), if connected && !self.full => {
                     connected = match event {
                         Some(event) => self.handle(event).await,
                         None => false,
@@ -355,34 +403,122 @@ impl Runner {
                     }
                 }
                 request = requests.recv() => match request {
-                    Some(Request::Flush(ack)) => {
+                    Some(Request::Barrier(barrier)) => {
+                        // What the connector already delivered is taken in before the barrier.
                         while connected && let Ok(event) = events.try_recv() {
                             connected = self.handle(event).await;
                         }
                         if !connected {
                             events.close();
                         }
-                        let _ = ack.send(self.persist().await);
+                        self.checkpoint(&barrier).await;
                     }
                     Some(Request::Stop(ack)) => {
-                        if let Err(e) = self.persist().await {
-                            tracing::warn!(source = %self.def.name, error = %e, "could not commit the source's last rows");
-                        }
                         let _ = ack.send(());
                         return;
                     }
                     None => return,
                 },
-                _ = persist_tick.tick() => {
-                    if let Err(e) = self.persist().await {
-                        tracing::warn!(source = %self.def.name, error = %e, "could not commit source rows; will retry");
-                        if matches!(e, Error::UndefinedRelation { .. }) {
-                            return;
-                        }
-                    }
+                _ = watermark_tick.tick() => {
+                    self.update_watermark().await;
+                    self.full = self.pending.lock().await.is_full();
                 }
-                _ = watermark_tick.tick() => self.update_watermark().await,
             }
+        }
+    }
+
+    /// Builds the deduplicator from the last checkpoint's keys.
+    async fn load_dedup(&mut self) -> Result<()> {
+        let Some((settings, file)) = self.dedup.take() else {
+            return Ok(());
+        };
+        let column = self
+            .def
+            .columns
+            .iter()
+            .position(|c| c.name == settings.key)
+            .ok_or_else(|| Error::UndefinedColumn {
+                name: settings.key.clone(),
+            })?;
+        let mut deduplicator = Deduplicator::new(column, self.event_time, settings.ttl);
+        if let Some(file) = file {
+            let owner = format!("source \"{}\" (deduplication keys)", self.def.name);
+            let hint = Some(format!(
+                "Drop and re-create the source, or restore the file; the source reads nothing until then ({}).",
+                file.path
+            ));
+            let batch = self.storage.read_state_file(&file, &owner, hint).await?;
+            deduplicator.restore(&batch)?;
+        }
+        self.deduplicator = Some(deduplicator);
+        Ok(())
+    }
+
+    /// The runner's part of a checkpoint: writes the pending rows, rejected records and
+    /// deduplication keys, reports them with the offsets they reach, then passes the barrier to
+    /// the views reading this source.
+    async fn checkpoint(&mut self, barrier: &Arc<Barrier>) {
+        let participant = match &self.reader {
+            Reader::Shared => Participant::Source(self.def.name.clone()),
+            Reader::Private { view } => Participant::Reader(view.clone()),
+        };
+        let (batches, rejected, offsets) = {
+            let pending = self.pending.lock().await;
+            (
+                pending.batches.clone(),
+                pending.rejected.clone(),
+                pending.offsets.clone(),
+            )
+        };
+        let taken = Taken {
+            batches: batches.len(),
+            rows: batches.iter().map(RecordBatch::num_rows).sum(),
+            rejected: rejected.len(),
+        };
+        let written = async {
+            let data_file = self.storage.write_source_file(&self.def, batches).await?;
+            let rejected_file = match rejected.is_empty() {
+                true => None,
+                false => {
+                    self.storage
+                        .write_rejected_file(rejected_batch(&rejected)?)
+                        .await?
+                }
+            };
+            let dedup = match &self.deduplicator {
+                Some(d) => {
+                    let owner = match &self.reader {
+                        Reader::Shared => format!("source-{}-dedup", self.def.name),
+                        Reader::Private { view } => format!("view-{view}-dedup"),
+                    };
+                    Some(
+                        self.storage
+                            .write_state_file(barrier.id, &owner, &d.to_batch()?)
+                            .await?,
+                    )
+                }
+                None => None,
+            };
+            Ok(Report::Source {
+                source_id: self.def.id,
+                offsets,
+                data_file,
+                rejected_file,
+                dedup,
+                release: Held {
+                    state: Arc::clone(&self.pending),
+                    taken,
+                },
+            })
+        }
+        .await;
+        let ok = written.is_ok();
+        // Reported before the views see the barrier, so a view's report never precedes it.
+        barrier.report(participant, written);
+        if ok {
+            self.feed
+                .publish(Message::Barrier(Arc::clone(barrier)))
+                .await;
         }
     }
 
@@ -436,8 +572,21 @@ impl Runner {
         }
     }
 
-    async fn take(&mut self, chunk: Chunk) {
+    async fn take(&mut self, mut chunk: Chunk) {
         self.stats.running();
+        let duplicates = match &mut self.deduplicator {
+            Some(d) => match d.filter(&chunk.batch) {
+                Ok((kept, dropped)) => {
+                    chunk.batch = kept;
+                    dropped
+                }
+                Err(e) => {
+                    tracing::error!(source = %self.def.name, error = %e, "deduplication failed");
+                    0
+                }
+            },
+            None => 0,
+        };
         let now = Instant::now();
         let event_times = self.event_time.and_then(|c| {
             chunk
@@ -459,6 +608,7 @@ impl Runner {
             p.rows_in += rows as u64;
             p.bytes_in += chunk.bytes;
             p.rejected += chunk.rejected.len() as u64;
+            p.duplicates += duplicates as u64;
             p.late += observed.late;
             p.next_offset = Some(chunk.next_offset);
             p.watermark_us = watermark;
@@ -467,7 +617,7 @@ impl Runner {
         self.stats.set_watermark(self.tracker.advance(now));
         let received_at_us = chrono::Utc::now().timestamp_micros();
         let published = (rows > 0).then(|| chunk.batch.clone());
-        let (must_persist, recipients) = {
+        let (full, recipients) = {
             let mut pending = self.pending.lock().await;
             if self.retain && rows > 0 {
                 pending.rows += rows;
@@ -475,7 +625,7 @@ impl Runner {
             }
             let rejected = match self.reader {
                 Reader::Shared => chunk.rejected,
-                Reader::Private => Vec::new(),
+                Reader::Private { .. } => Vec::new(),
             };
             pending
                 .rejected
@@ -485,10 +635,7 @@ impl Runner {
                     received_at_us,
                 }));
             pending.offsets.insert(chunk.partition, chunk.next_offset);
-            (
-                pending.rows + pending.rejected.len() >= PENDING_ROWS_MAX,
-                self.feed.recipients(),
-            )
+            (pending.is_full(), self.feed.recipients())
         };
         if let Some(batch) = published
             && !recipients.is_empty()
@@ -496,14 +643,9 @@ impl Runner {
             recipients.send(Message::Batch(batch)).await;
         }
         self.publish_watermark().await;
-        if must_persist {
-            while let Err(e) = self.persist().await {
-                tracing::warn!(source = %self.def.name, error = %e, "pending rows are full and cannot be committed; retrying");
-                if matches!(e, Error::UndefinedRelation { .. }) {
-                    return;
-                }
-                tokio::time::sleep(COMMIT_RETRY).await;
-            }
+        if full {
+            self.full = true;
+            self.requested.notify_one();
         }
     }
 
@@ -529,61 +671,6 @@ impl Runner {
                 p.idle = idle;
             });
         }
-    }
-
-    /// Commits pending rows, rejected records and offsets in one manifest.
-    async fn persist(&self) -> Result<()> {
-        if self.reader == Reader::Private {
-            return Ok(());
-        }
-        let (batches, rejected, offsets) = {
-            let pending = self.pending.lock().await;
-            if !pending.is_dirty() {
-                return Ok(());
-            }
-            (
-                pending.batches.clone(),
-                pending.rejected.clone(),
-                pending.offsets.clone(),
-            )
-        };
-        let (taken_batches, taken_rows, taken_rejected) = (
-            batches.len(),
-            batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
-            rejected.len(),
-        );
-        let data_file = self.storage.write_source_file(&self.def, batches).await?;
-        let rejected_file = match rejected.is_empty() {
-            true => None,
-            false => {
-                self.storage
-                    .write_rejected_file(rejected_batch(&rejected)?)
-                    .await?
-            }
-        };
-        let mut pending = self.pending.lock().await;
-        let def = &self.def;
-        self.storage
-            .commit(|m| {
-                let state = m
-                    .sources
-                    .get_mut(&def.name)
-                    .filter(|s| s.def.id == def.id)
-                    .ok_or_else(|| Error::UndefinedRelation {
-                        kind: "source",
-                        name: def.name.clone(),
-                    })?;
-                state.files.extend(data_file);
-                state.offsets.extend(offsets.iter().map(|(p, o)| (*p, *o)));
-                m.rejected_rows.extend(rejected_file);
-                Ok(())
-            })
-            .await?;
-        pending.batches.drain(..taken_batches);
-        pending.rows -= taken_rows;
-        pending.rejected.drain(..taken_rejected);
-        pending.committed_offsets = offsets;
-        Ok(())
     }
 }
 

@@ -36,6 +36,8 @@ pub struct PartitionStats {
     pub bytes_in: u64,
     pub rejected: u64,
     pub late: u64,
+    /// Rows dropped by `dedup.key` as repeats of a key seen within `dedup.ttl`.
+    pub duplicates: u64,
     /// The next offset the source will read (one past the last record taken in).
     pub next_offset: Option<i64>,
     /// The broker's high watermark: the offset the next produced record will get.

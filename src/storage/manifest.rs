@@ -40,6 +40,30 @@ pub struct Manifest {
     /// Files of `sluice_catalog.late_rows`: rows that came after their window closed.
     #[serde(default)]
     pub late_rows: Vec<DataFile>,
+    /// The newest checkpoints and recoveries, oldest first (at most [`CHECKPOINTS_KEPT`]).
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointRecord>,
+}
+
+/// Checkpoint records a manifest keeps.
+pub const CHECKPOINTS_KEPT: usize = 100;
+
+/// One committed checkpoint, or one recovery from a checkpoint, as
+/// `sluice_catalog.checkpoints` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointRecord {
+    /// The checkpoint's number; for a recovery, the checkpoint recovered from.
+    pub id: u64,
+    /// `checkpoint` or `recovery`.
+    pub kind: String,
+    /// What started it: `interval`, `flush`, `shutdown`, `pending_rows`; `restart` for a recovery.
+    pub reason: String,
+    pub started_at_ms: i64,
+    pub duration_ms: u64,
+    /// Bytes written (state and data files).
+    pub size_bytes: u64,
+    pub state_bytes: u64,
+    pub files: u64,
 }
 
 /// A materialized view's definition, the files of its closed windows, and the watermark they
@@ -49,6 +73,34 @@ pub struct ViewState {
     pub def: ViewDef,
     pub files: Vec<DataFile>,
     pub closed_through: Option<i64>,
+    /// Where the view stood at the last checkpoint; `None` until its first one.
+    #[serde(default)]
+    pub checkpoint: Option<ViewCheckpoint>,
+}
+
+/// A view's state at a checkpoint: with it, the view resumes exactly where the checkpoint
+/// left its input, without reading anything twice.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ViewCheckpoint {
+    /// The checkpoint that wrote it.
+    pub id: u64,
+    /// The window operator's open state (Arrow IPC); `None` when nothing is open.
+    pub state: Option<DataFile>,
+    /// The watermark the operator closed windows at.
+    pub watermark: Option<i64>,
+    /// The input watermark last seen.
+    pub input_watermark: Option<i64>,
+    /// The largest event time seen (a view over a table keeps its own watermark).
+    pub max_event_time: Option<i64>,
+    /// A view over a table: the table's files it has read.
+    #[serde(default)]
+    pub table_files: Vec<String>,
+    /// A view reading a source's topic itself: the next offset per partition and its
+    /// deduplication state.
+    #[serde(default)]
+    pub offsets: BTreeMap<i32, i64>,
+    #[serde(default)]
+    pub dedup: Option<DataFile>,
 }
 
 /// A source's definition, the files of its retained events, and the offsets they reach: the
@@ -58,6 +110,9 @@ pub struct SourceState {
     pub def: SourceDef,
     pub files: Vec<DataFile>,
     pub offsets: BTreeMap<i32, i64>,
+    /// The keys seen within `dedup.ttl` (Arrow IPC), when the source deduplicates.
+    #[serde(default)]
+    pub dedup: Option<DataFile>,
 }
 
 /// A table's definition and the files holding its rows, in write order.
@@ -89,7 +144,46 @@ impl Manifest {
             rejected_rows: Vec::new(),
             views: BTreeMap::new(),
             late_rows: Vec::new(),
+            checkpoints: Vec::new(),
         }
+    }
+
+    /// The number of the newest committed checkpoint (0: none yet).
+    pub fn checkpoint_id(&self) -> u64 {
+        self.checkpoints
+            .iter()
+            .filter(|c| c.kind == "checkpoint")
+            .map(|c| c.id)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Adds a checkpoint or recovery record, forgetting the oldest beyond [`CHECKPOINTS_KEPT`].
+    pub fn record(&mut self, record: CheckpointRecord) {
+        self.checkpoints.push(record);
+        let excess = self.checkpoints.len().saturating_sub(CHECKPOINTS_KEPT);
+        self.checkpoints.drain(..excess);
+    }
+
+    /// Every file the manifest names: data, state and deduplication files.
+    pub fn files(&self) -> impl Iterator<Item = &DataFile> {
+        self.tables
+            .values()
+            .flat_map(|t| &t.files)
+            .chain(
+                self.sources
+                    .values()
+                    .flat_map(|s| s.files.iter().chain(&s.dedup)),
+            )
+            .chain(self.views.values().flat_map(|v| {
+                let checkpoint = v
+                    .checkpoint
+                    .iter()
+                    .flat_map(|c| c.state.iter().chain(&c.dedup));
+                v.files.iter().chain(checkpoint)
+            }))
+            .chain(&self.rejected_rows)
+            .chain(&self.late_rows)
     }
 
     pub fn table(&self, name: &str) -> Option<&TableState> {

@@ -19,6 +19,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::groups::{AggregateSpec, Inputs};
 use super::panes::Panes;
 use super::session::Sessions;
+use super::state;
 use super::window::WindowKind;
 use crate::error::{Error, Result};
 
@@ -162,12 +163,6 @@ impl WindowAggregate {
         self.watermark
     }
 
-    /// Sets where a restarted view stands: windows ending at or before `watermark` were
-    /// committed before, so rows replayed into them are skipped, not counted late.
-    pub fn resume_at(&mut self, watermark: i64) {
-        self.watermark = self.watermark.max(watermark);
-    }
-
     /// Adds a batch of rows; returns the positions of the late rows (not added).
     pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<u32>> {
         if batch.num_rows() == 0 {
@@ -263,6 +258,28 @@ impl WindowAggregate {
                 | WindowKind::Cumulate { size, .. },
             ) => Some(self.watermark.saturating_sub(size)),
             (State::Panes(_), WindowKind::Session { .. }) => None,
+        }
+    }
+
+    /// The open state as one batch, for a checkpoint; `None` when nothing is open. The
+    /// operator is not disturbed.
+    pub fn checkpoint(&mut self) -> Result<Option<RecordBatch>> {
+        let parts = match &mut self.state {
+            State::Panes(panes) => panes.checkpoint()?,
+            State::Sessions(sessions) => sessions.checkpoint(&self.layout)?,
+        };
+        state::encode(&parts)
+    }
+
+    /// Restores a new operator to a checkpoint: its open state and the watermark it had closed
+    /// windows at.
+    pub fn restore(&mut self, batch: Option<&RecordBatch>, watermark: Option<i64>) -> Result<()> {
+        self.watermark = watermark.unwrap_or(i64::MIN);
+        let Some(batch) = batch else { return Ok(()) };
+        let decoded = state::decode(batch, self.aggregates.len())?;
+        match &mut self.state {
+            State::Panes(panes) => panes.restore(&decoded),
+            State::Sessions(sessions) => sessions.restore(&decoded),
         }
     }
 

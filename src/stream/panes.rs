@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use super::aggregate::{Layout, WindowBounds};
 use super::groups::{AggregateSpec, Groups, Inputs, Partial};
+use super::state::{Decoded, StatePart};
 use super::window::WindowKind;
 use crate::error::Result;
 
@@ -150,6 +151,32 @@ impl Panes {
         Ok(Some(layout.batch(&bounds, &keys, values)?))
     }
 
+    /// Every pane's groups, for a checkpoint (open panes are peeked, not disturbed).
+    pub fn checkpoint(&mut self) -> Result<Vec<StatePart>> {
+        let mut parts = Vec::with_capacity(self.open.len() + self.frozen.len());
+        for (&start, pane) in &mut self.open {
+            parts.push(pane_part(start, false, pane.peek()?));
+        }
+        for (&start, partial) in &self.frozen {
+            parts.push(pane_part(start, true, partial.clone()));
+        }
+        Ok(parts)
+    }
+
+    /// Puts back the panes of a checkpoint.
+    pub fn restore(&mut self, state: &Decoded) -> Result<()> {
+        for (start, frozen, rows) in state.runs() {
+            let partial = state.slice(&rows);
+            match frozen {
+                true => {
+                    self.frozen.insert(start, partial);
+                }
+                false => self.pane(start)?.merge(&partial)?,
+            }
+        }
+        Ok(())
+    }
+
     /// Partial results of every window not closed at `watermark` that holds rows.
     pub fn snapshot(&mut self, watermark: i64, layout: &Layout) -> Result<Vec<RecordBatch>> {
         let windows: BTreeSet<(i64, i64)> = self
@@ -164,5 +191,15 @@ impl Panes {
             out.extend(self.window(start, end, layout, true)?);
         }
         Ok(out)
+    }
+}
+
+fn pane_part(start: i64, frozen: bool, partial: Partial) -> StatePart {
+    let rows = partial.rows();
+    StatePart {
+        starts: vec![start; rows],
+        ends: vec![0; rows],
+        frozen,
+        partial,
     }
 }

@@ -17,7 +17,8 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::aggregate::{Layout, WindowBounds};
-use super::groups::{AggregateSpec, Groups, Inputs};
+use super::groups::{AggregateSpec, Groups, Inputs, Partial};
+use super::state::{Decoded, StatePart};
 use crate::error::Result;
 
 #[derive(Debug, Clone, Copy)]
@@ -134,6 +135,56 @@ impl Sessions {
     /// Partial results of every open session.
     pub fn snapshot(&mut self, layout: &Layout) -> Result<Vec<RecordBatch>> {
         Ok(self.rebuild(None, layout)?.into_iter().collect())
+    }
+
+    /// Every open session with its merged state, for a checkpoint. The state is compacted
+    /// first (one slot per session), as closing would.
+    pub fn checkpoint(&mut self, layout: &Layout) -> Result<Vec<StatePart>> {
+        self.rebuild(Some(i64::MIN), layout)?;
+        let key_values = self.keys.emit(EmitTo::All)?;
+        self.keys.intern(&key_values, &mut self.key_ids)?;
+        let states = self.groups.take_states()?;
+        let slots: Vec<usize> = (0..self.parent.len()).collect();
+        self.groups.merge_groups(&states, &slots, slots.len())?;
+        let (mut starts, mut ends, mut key_rows, mut slot_rows) = (vec![], vec![], vec![], vec![]);
+        for (key, sessions) in self.sessions.iter().enumerate() {
+            for s in sessions {
+                starts.push(s.start);
+                ends.push(s.end);
+                key_rows.push(key as u32);
+                slot_rows.push(s.slot as u32);
+            }
+        }
+        if starts.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![StatePart {
+            starts,
+            ends,
+            frozen: false,
+            partial: Partial {
+                keys: take_arrays(&key_values, &key_rows)?,
+                states: take_states(&states, &slot_rows)?,
+            },
+        }])
+    }
+
+    /// Puts back the sessions of a checkpoint (into an empty operator).
+    pub fn restore(&mut self, state: &Decoded) -> Result<()> {
+        self.keys.intern(&state.partial.keys, &mut self.key_ids)?;
+        self.sessions.resize_with(self.keys.len(), Vec::new);
+        for (slot, (&key, (&start, &end))) in self
+            .key_ids
+            .iter()
+            .zip(state.starts.iter().zip(&state.ends))
+            .enumerate()
+        {
+            self.sessions[key].push(Session { start, end, slot });
+        }
+        let slots: Vec<usize> = (0..state.starts.len()).collect();
+        self.parent = slots.clone();
+        self.groups
+            .merge_groups(&state.partial.states, &slots, slots.len())
     }
 
     /// Evaluates the sessions ending at or before `watermark` (all of them, without closing

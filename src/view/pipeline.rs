@@ -1,12 +1,14 @@
 //! The task that runs one materialized view: input → steps → window operator → steps → output.
 //!
 //! It first *backfills* (reads what its input already holds: committed files, then rows not
-//! yet committed), then follows the input live. Closed windows become *pending* final rows;
-//! every `COMMIT_INTERVAL`, on `FLUSH` and at shutdown they are written as one Parquet file and
-//! committed with the watermark they reach (`closed_through`), together with the late rows.
-//! Readers see committed files plus pending rows plus (in live mode) the snapshot of open
-//! windows, all taken under one lock that the commit also holds: never both, never neither.
-//! Views reading this view receive its final rows and its output watermark through its feed.
+//! yet committed; nothing when it resumes from a checkpoint), then follows the input live.
+//! Closed windows become *pending* final rows. At a checkpoint's barrier the view writes its
+//! open window state, its pending final rows (one Parquet file) and late rows, and reports them
+//! with the watermark they reach (`closed_through`); the checkpoint commits them with its input's
+//! offsets ([`crate::checkpoint`]). Readers see committed files plus pending rows plus (in live
+//! mode) the snapshot of open windows, all under one lock that the commit also holds: never
+//! both, never neither. Views reading this view receive its final rows, its output watermark
+//! and the barriers through its feed.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -20,14 +22,14 @@ use super::late::{LateRow, late_batch, late_rows};
 use super::stats::{Status, ViewStats};
 use super::{Request, Shared};
 use crate::catalog::view::ViewDef;
+use crate::checkpoint::{Barrier, Drain, Held, Participant, Report};
 use crate::error::{Error, Result};
-use crate::storage::{DataFile, Manifest, Storage};
+use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::Message;
 use crate::stream::aggregate::WindowAggregate;
 use crate::stream::feed::Feed;
 use crate::stream::plan::ViewPlan;
 
-const COMMIT_INTERVAL: Duration = Duration::from_secs(10);
 /// Live results are refreshed at least this often while rows arrive.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
@@ -41,10 +43,12 @@ pub enum Input {
         watermark: Option<i64>,
         receiver: mpsc::Receiver<Message>,
     },
-    /// A table: its committed files, followed through the manifest.
+    /// A table: its committed files (but those in `seen`, read before a restart), followed
+    /// through the manifest.
     Table {
         name: String,
         commits: watch::Receiver<Arc<Manifest>>,
+        seen: HashSet<String>,
     },
 }
 
@@ -58,9 +62,6 @@ pub struct Pipeline {
     pub operator: Option<WindowAggregate>,
     /// Open groups past which the view takes no more input (back-pressure, never dropping).
     pub max_open_groups: usize,
-    /// Set after a restart: windows up to here are committed, replayed rows in them are
-    /// skipped rather than counted late.
-    pub resumed_at: Option<i64>,
     /// The largest event time seen (a view over a table derives the table's watermark).
     pub max_event_time: Option<i64>,
     /// Final rows of a view without window, not yet handed on.
@@ -117,6 +118,23 @@ impl Live {
             }
         }
     }
+
+    /// The table files read so far (for a checkpoint); empty for other inputs.
+    fn table_files(&self) -> Vec<String> {
+        match self {
+            Live::Feed(_) => Vec::new(),
+            Live::Table { seen, queue, .. } => {
+                let queued: HashSet<&str> = queue.iter().map(|f| f.path.as_str()).collect();
+                let mut read: Vec<String> = seen
+                    .iter()
+                    .filter(|p| !queued.contains(p.as_str()))
+                    .cloned()
+                    .collect();
+                read.sort();
+                read
+            }
+        }
+    }
 }
 
 fn new_files(files: &[DataFile], seen: &mut HashSet<String>) -> Vec<DataFile> {
@@ -134,8 +152,6 @@ impl Pipeline {
             Err(e) => return self.fail(e),
         };
         self.stats.update(|s| s.status = Status::Running);
-        let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
-        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refresh_tick = tokio::time::interval(REFRESH_INTERVAL);
         refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dirty = false;
@@ -154,20 +170,10 @@ impl Pipeline {
                     }
                 },
                 request = requests.recv() => match request {
-                    Some(Request::Flush(ack)) => {
-                        let result = self.flush(&mut live).await;
-                        dirty = false;
-                        let failed = result.as_ref().err().cloned();
-                        let _ = ack.send(result);
-                        match failed {
-                            Some(e) if !matches!(e, Error::Storage { .. }) => Err(e),
-                            _ => Ok(()),
-                        }
-                    }
+                    // A view over a table: the barrier comes here, after the table's commits
+                    // the view has not read yet.
+                    Some(Request::Barrier(barrier)) => self.table_barrier(&mut live, &barrier).await,
                     Some(Request::Stop(ack)) => {
-                        if let Err(e) = self.flush(&mut live).await {
-                            tracing::warn!(view = %self.def.name, error = %e, "could not commit the view at shutdown");
-                        }
                         let _ = ack.send(());
                         return;
                     }
@@ -176,15 +182,6 @@ impl Pipeline {
                 _ = refresh_tick.tick(), if dirty => {
                     dirty = false;
                     self.refresh().await
-                }
-                _ = commit_tick.tick() => {
-                    if let Err(e) = self.commit().await {
-                        tracing::warn!(view = %self.def.name, error = %e, "could not commit the view; will retry");
-                        if matches!(e, Error::UndefinedRelation { .. }) {
-                            return;
-                        }
-                    }
-                    Ok(())
                 }
             };
             if let Err(e) = step {
@@ -237,8 +234,11 @@ impl Pipeline {
                 watermark,
                 receiver,
             } => (files, batches, watermark, Live::Feed(receiver)),
-            Input::Table { name, commits } => {
-                let mut seen = HashSet::new();
+            Input::Table {
+                name,
+                commits,
+                mut seen,
+            } => {
                 let files = commits
                     .borrow()
                     .table(&name)
@@ -273,13 +273,13 @@ impl Pipeline {
         for file in files {
             for batch in self.storage.read_file(&file).await? {
                 progress(&self.stats, batch.num_rows());
-                self.take_rows(&batch, true)?;
+                self.take_rows(&batch)?;
             }
             self.table_watermark().await?;
         }
         for batch in batches {
             progress(&self.stats, batch.num_rows());
-            self.take_rows(&batch, true)?;
+            self.take_rows(&batch)?;
         }
         if let Some(watermark) = watermark {
             self.advance(watermark).await?;
@@ -294,16 +294,17 @@ impl Pipeline {
     async fn take(&mut self, message: Message) -> Result<()> {
         match message {
             Message::Batch(batch) => {
-                self.take_rows(&batch, false)?;
+                self.take_rows(&batch)?;
                 Ok(())
             }
             Message::File(file) => {
                 for batch in self.storage.read_file(&file).await? {
-                    self.take_rows(&batch, false)?;
+                    self.take_rows(&batch)?;
                 }
                 self.table_watermark().await
             }
             Message::Watermark(watermark) => self.advance(watermark).await,
+            Message::Barrier(barrier) => self.checkpoint(&barrier, Vec::new()).await,
         }
     }
 
@@ -319,7 +320,7 @@ impl Pipeline {
 
     /// Runs rows through the steps before the window and into the window operator (or, with
     /// no window, straight to the output).
-    fn take_rows(&mut self, batch: &RecordBatch, backfill: bool) -> Result<()> {
+    fn take_rows(&mut self, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
@@ -341,18 +342,14 @@ impl Pipeline {
             Some(operator) => {
                 let late = operator.push(&current)?;
                 let watermark = operator.watermark();
-                let late = match backfill && self.resumed_at.is_some() {
-                    // Replayed rows of windows committed before the restart.
-                    true => Vec::new(),
-                    false => late_rows(
-                        &self.def.name,
-                        &self.def.input,
-                        &current,
-                        &late,
-                        self.plan.window.as_ref().and_then(|w| w.time_column),
-                        watermark,
-                    )?,
-                };
+                let late = late_rows(
+                    &self.def.name,
+                    &self.def.input,
+                    &current,
+                    &late,
+                    self.plan.window.as_ref().and_then(|w| w.time_column),
+                    watermark,
+                )?;
                 (late, operator.open_groups(), operator.state_bytes())
             }
             None => {
@@ -451,63 +448,103 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Takes in everything the input has delivered (unless stalled), then commits.
-    async fn flush(&mut self, live: &mut Live) -> Result<()> {
+    /// A checkpoint of a view over a table: reads the table's commits it has not read yet
+    /// (unless stalled), then checkpoints with the files read.
+    async fn table_barrier(&mut self, live: &mut Live, barrier: &Arc<Barrier>) -> Result<()> {
         while !self.stalled()
             && let Some(message) = live.try_next(&self.storage)
         {
             self.take(message).await?;
         }
-        self.refresh().await?;
-        self.commit().await
+        self.checkpoint(barrier, live.table_files()).await
     }
 
-    /// Writes pending final rows and late rows, and commits them with the watermark reached.
-    async fn commit(&mut self) -> Result<()> {
+    /// The view's part of a checkpoint: writes its open state, pending final rows and late
+    /// rows, reports them, and passes the barrier to the views reading this one. A failed
+    /// write fails the checkpoint, not the view: the next checkpoint writes it all again.
+    async fn checkpoint(&mut self, barrier: &Arc<Barrier>, table_files: Vec<String>) -> Result<()> {
+        self.refresh().await?;
         let pending_late = std::mem::take(&mut self.pending_late);
-        self.shared.lock().await.late.extend(pending_late);
         let (closed, late, closed_through) = {
-            let shared = self.shared.lock().await;
+            let mut shared = self.shared.lock().await;
+            shared.late.extend(pending_late);
             (
                 shared.closed.clone(),
                 shared.late.clone(),
                 shared.closed_through,
             )
         };
-        let committed = self
-            .storage
-            .manifest()
-            .view(&self.def.name)
-            .and_then(|v| v.closed_through);
-        if closed.is_empty() && late.is_empty() && closed_through == committed {
-            return Ok(());
-        }
-        let (taken_batches, taken_late) = (closed.len(), late.len());
-        let file = self.storage.write_view_file(&self.def, closed).await?;
-        let late_file = match late.is_empty() {
-            true => None,
-            false => self.storage.write_late_file(late_batch(&late)?).await?,
+        let taken = Taken {
+            closed: closed.len(),
+            late: late.len(),
         };
-        let mut shared = self.shared.lock().await;
-        let def = &self.def;
-        self.storage
-            .commit(|m| {
-                let state = m
-                    .views
-                    .get_mut(&def.name)
-                    .filter(|v| v.def.id == def.id)
-                    .ok_or_else(|| Error::UndefinedRelation {
-                        kind: "materialized view",
-                        name: def.name.clone(),
-                    })?;
-                state.files.extend(file);
-                state.closed_through = closed_through.or(state.closed_through);
-                m.late_rows.extend(late_file);
-                Ok(())
+        let participant = Participant::View(self.def.name.clone());
+        let written = async {
+            let (state, watermark) = match &mut self.operator {
+                Some(operator) => {
+                    let state = match operator.checkpoint()? {
+                        Some(batch) => Some(
+                            self.storage
+                                .write_state_file(
+                                    barrier.id,
+                                    &format!("view-{}", self.def.name),
+                                    &batch,
+                                )
+                                .await?,
+                        ),
+                        None => None,
+                    };
+                    let watermark = operator.watermark();
+                    (state, (watermark != i64::MIN).then_some(watermark))
+                }
+                None => (None, None),
+            };
+            let data_file = self.storage.write_view_file(&self.def, closed).await?;
+            let late_file = match late.is_empty() {
+                true => None,
+                false => self.storage.write_late_file(late_batch(&late)?).await?,
+            };
+            Ok(Report::View {
+                view_id: self.def.id,
+                checkpoint: ViewCheckpoint {
+                    id: barrier.id,
+                    state,
+                    watermark,
+                    input_watermark: self.stats.snapshot().watermark_us,
+                    max_event_time: self.max_event_time,
+                    table_files,
+                    ..ViewCheckpoint::default()
+                },
+                closed_through,
+                data_file,
+                late_file,
+                release: Held {
+                    state: Arc::clone(&self.shared),
+                    taken,
+                },
             })
-            .await?;
-        shared.closed.drain(..taken_batches);
-        shared.late.drain(..taken_late);
+        }
+        .await;
+        barrier.report(participant, written);
+        self.feed
+            .publish(Message::Barrier(Arc::clone(barrier)))
+            .await;
         Ok(())
+    }
+}
+
+/// The pending final rows and late rows a checkpoint wrote: the first `closed` and `late`.
+#[derive(Debug, Default)]
+pub struct Taken {
+    closed: usize,
+    late: usize,
+}
+
+impl Drain for Shared {
+    type Taken = Taken;
+
+    fn drain(&mut self, taken: &Taken) {
+        self.closed.drain(..taken.closed);
+        self.late.drain(..taken.late);
     }
 }

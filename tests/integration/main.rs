@@ -1,6 +1,7 @@
 //! The one integration-test binary: every module here shares one link.
 //!
 //! - `slt`: sqllogictest files over the wire protocol.
+//! - `checkpoints`: window state checkpointed and restored at random batches == straight through.
 //! - `persistence`: psql + COPY + restart, on a local folder and on a real S3 server.
 //! - `protocol`: cancel, malformed messages, disconnects, the extended protocol.
 //! - `clients`: psycopg, asyncpg, SQLAlchemy and node-postgres scripts.
@@ -8,9 +9,13 @@
 //! - `kafka`: Kafka sources against a real broker: exactly once, rejections, startup modes,
 //!   watermarks, a broker restart.
 //! - `kafka_views`: the clickstream view over a real broker, on S3, across a SIGKILL.
+//! - `crash`: 200 000 events, 20 kill -9s and crashes inside checkpoints, local and S3 (with
+//!   S3 down for 30 s): the views equal the batch result of the distinct events.
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
+mod checkpoints;
 mod clients;
+mod crash;
 mod kafka;
 mod kafka_views;
 mod persistence;

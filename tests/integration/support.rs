@@ -129,7 +129,7 @@ impl ServerProcess {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut process = ServerProcess {
-            child: spawn(&args, log),
+            child: spawn(&args, log, &[]),
             pg_port,
             http_port,
             args,
@@ -178,8 +178,25 @@ impl ServerProcess {
 
     /// Starts the same command again, on the same ports and storage.
     pub fn restart(&mut self) {
-        self.child = spawn(&self.args, &self.log);
+        self.restart_with_env(&[]);
+    }
+
+    /// Starts the same command again with extra environment variables.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.child = spawn(&self.args, &self.log, env);
         self.wait_ready();
+    }
+
+    /// Waits up to `timeout` for the process to end by itself; whether it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// The body of an HTTP GET on the server's HTTP port.
@@ -226,7 +243,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
         .unwrap_or(response)
 }
 
-fn spawn(args: &[String], log: &Path) -> Child {
+fn spawn(args: &[String], log: &Path, env: &[(&str, &str)]) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -236,6 +253,7 @@ fn spawn(args: &[String], log: &Path) -> Child {
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "sluice")
         .env("AWS_SECRET_ACCESS_KEY", "sluice")
+        .envs(env.iter().copied())
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
         .spawn()

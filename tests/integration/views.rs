@@ -12,21 +12,21 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::support;
 
-const DELAY_US: i64 = 2_000_000;
+pub(crate) const DELAY_US: i64 = 2_000_000;
 const BASE_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 
-struct Row {
-    id: i64,
-    k: &'static str,
-    user: i64,
-    v: Option<i64>,
-    amount: f64,
-    us: i64,
+pub(crate) struct Row {
+    pub id: i64,
+    pub k: &'static str,
+    pub user: i64,
+    pub v: Option<i64>,
+    pub amount: f64,
+    pub us: i64,
 }
 
 /// Rows in arrival order: mostly in time order, each up to `DELAY_US` behind the front, with
 /// pauses that end sessions; `late` adds rows far behind the watermark.
-fn generate(seed: u64, rows: usize, late: bool) -> Vec<Row> {
+pub(crate) fn generate(seed: u64, rows: usize, late: bool) -> Vec<Row> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let keys = ["a", "b", "c", "d"];
     let mut front = BASE_US;
@@ -57,8 +57,8 @@ fn generate(seed: u64, rows: usize, late: bool) -> Vec<Row> {
 
 /// The window shapes under test: the view's FROM clause, and which windows (start, end) hold
 /// an event time.
-#[derive(Clone, Copy)]
-enum Shape {
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Shape {
     Tumble,
     Hop,
     Cumulate,
@@ -77,7 +77,7 @@ impl Shape {
         }
     }
 
-    fn window_clause(self, table: &str) -> String {
+    pub(crate) fn window_clause(self, table: &str) -> String {
         match self {
             Shape::Tumble => format!("TUMBLE({table}, ts, INTERVAL '10' SECOND)"),
             Shape::Hop => format!("HOP({table}, ts, INTERVAL '5' SECOND, INTERVAL '15' SECOND)"),
@@ -142,7 +142,7 @@ impl Shape {
 }
 
 /// Every aggregate the issue names, over columns with NULLs, with and without FILTER.
-const AGGREGATES: &str = "count(*) AS n, count(v) AS nv, sum(v) AS sv, min(v) AS lo, max(v) AS hi, \
+pub(crate) const AGGREGATES: &str = "count(*) AS n, count(v) AS nv, sum(v) AS sv, min(v) AS lo, max(v) AS hi, \
      avg(v) AS mean, count(DISTINCT user_id) AS users, approx_count_distinct(user_id) AS approx_users, \
      sum(amount) AS revenue, count(*) FILTER (WHERE v > 50) AS big, \
      sum(amount) FILTER (WHERE k = 'a') AS revenue_a";

@@ -1,0 +1,361 @@
+//! Crash tests: a seeded stream of 200 000 click events (each sent one to three times, as a
+//! retrying producer would) goes to a real broker in waves; after each wave the server is
+//! killed — by SIGKILL at a random moment, or by itself at a crash point inside a checkpoint
+//! (`SLUICEDB_CRASH_AT`) — and restarted. At the end the TUMBLE view (over a source that
+//! retains its events) and the HOP view (over one that does not, read by the view's own
+//! reader) must equal the aggregation of the distinct events computed here: nothing lost,
+//! nothing counted twice, no duplicate let through.
+//!
+//! On a local folder, on the S3 server, and on S3 with the endpoint down for 30 s mid-run.
+//! `SLUICEDB_CRASH_POINTS` sets the number of crashes (default 20; 100 for the benchmark note).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::kafka::{create_topic, produce, producer, unique_topic};
+use crate::support::{self, ServerProcess, kafka_target, s3_target};
+
+const EVENTS: i64 = 200_000;
+const PARTITIONS: i32 = 4;
+const PAGES: i64 = 20;
+/// Event time advances 10 ms per event, up to 3 s out of order (the watermark allows 5 s).
+const BASE_MS: i64 = 1_767_225_600_000;
+const COLUMNS: &str = "event_id BIGINT, page VARCHAR, amount BIGINT, ts TIMESTAMPTZ, \
+                       WATERMARK FOR ts AS ts - INTERVAL '5' SECOND";
+
+struct Event {
+    id: i64,
+    page: i64,
+    amount: i64,
+    ts_ms: i64,
+}
+
+fn events(seed: u64) -> Vec<Event> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..EVENTS)
+        .map(|id| Event {
+            id,
+            page: rng.random_range(0..PAGES),
+            amount: rng.random_range(1..100),
+            ts_ms: BASE_MS + id * 10 - rng.random_range(0..3_000),
+        })
+        .collect()
+}
+
+/// The messages of a wave: every event one to three times, repeats a few events later.
+fn messages(events: &[Event], rng: &mut ChaCha8Rng) -> Vec<(i32, String)> {
+    let mut out: Vec<(i32, String)> = Vec::new();
+    let mut repeats: Vec<(usize, (i32, String))> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let ts = chrono::DateTime::from_timestamp_millis(e.ts_ms)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let message = (
+            (e.id % i64::from(PARTITIONS)) as i32,
+            format!(
+                r#"{{"event_id": {}, "page": "/p/{}", "amount": {}, "ts": "{ts}"}}"#,
+                e.id, e.page, e.amount
+            ),
+        );
+        for _ in 0..rng.random_range(0..3) {
+            repeats.push((i + rng.random_range(0..50), message.clone()));
+        }
+        out.push(message);
+        repeats.retain(|(at, m)| {
+            let due = *at <= i;
+            if due {
+                out.push(m.clone());
+            }
+            !due
+        });
+    }
+    out.extend(repeats.into_iter().map(|(_, m)| m));
+    out
+}
+
+/// The final watermark: every partition's largest event time, minus the delay, at the least.
+fn final_watermark_ms(events: &[Event]) -> i64 {
+    let mut max: BTreeMap<i64, i64> = BTreeMap::new();
+    for e in events {
+        let m = max.entry(e.id % i64::from(PARTITIONS)).or_insert(i64::MIN);
+        *m = (*m).max(e.ts_ms);
+    }
+    max.values().min().unwrap() - 5_000
+}
+
+/// `window_start_ms|page|count|sum` of every window ending at or before `through_ms`.
+fn expected(events: &[Event], slide_ms: i64, size_ms: i64, through_ms: i64) -> Vec<String> {
+    let mut windows: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for e in events {
+        let last_start = e.ts_ms - e.ts_ms.rem_euclid(slide_ms);
+        let mut start = last_start;
+        while start > e.ts_ms - size_ms {
+            if start + size_ms <= through_ms {
+                let w = windows.entry((start, e.page)).or_default();
+                w.0 += 1;
+                w.1 += e.amount;
+            }
+            start -= slide_ms;
+        }
+    }
+    let mut rows: Vec<String> = windows
+        .into_iter()
+        .map(|((start, page), (n, sum))| format!("{start}|/p/{page}|{n}|{sum}"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn view_rows(server: &ServerProcess, view: &str) -> Vec<String> {
+    let mut rows = server
+        .psql(&[
+            "-At",
+            "-c",
+            &format!(
+                "SELECT CAST(to_unixtime(window_start) * 1000 AS BIGINT), page, n, total \
+                 FROM {view} ORDER BY window_start, page"
+            ),
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    rows.sort();
+    rows
+}
+
+fn number(server: &ServerProcess, sql: &str) -> i64 {
+    server
+        .psql(&["-At", "-c", sql])
+        .trim()
+        .parse()
+        .unwrap_or(i64::MIN)
+}
+
+/// A TCP forwarder to the S3 server whose `down` switch refuses and cuts every connection:
+/// from SluiceDB's side, the S3 endpoint is gone.
+struct Outage {
+    addr: std::net::SocketAddr,
+    down: Arc<AtomicBool>,
+}
+
+impl Outage {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&down);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let target = target.clone();
+                let flag = Arc::clone(&flag);
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    let cut = async {
+                        while !flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Outage { addr, down }
+    }
+}
+
+async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage>) {
+    let Some(kafka) = kafka_target() else { return };
+    let crashes: usize = std::env::var("SLUICEDB_CRASH_POINTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let topic = unique_topic(&format!("crash-{name}"));
+    create_topic(&kafka, &topic, PARTITIONS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sluicedb.log");
+    let mut args: Vec<&str> = storage_args.iter().map(String::as_str).collect();
+    args.extend(["--checkpoint-interval", "1s"]);
+    let mut server = ServerProcess::start(&args, &log);
+    for (source, retain) in [("kept", ", retain = 'true'"), ("raw", "")] {
+        server.psql(&[
+            "-c",
+            &format!(
+                "CREATE SOURCE {source} ({COLUMNS}) WITH (connector = 'kafka', topic = '{topic}', \
+                 properties.bootstrap.server = '{kafka}', scan.startup.mode = 'earliest', \
+                 dedup.key = 'event_id', dedup.ttl = '1 hour', source.idle_timeout = '1 hour'{retain}) \
+                 FORMAT PLAIN ENCODE JSON"
+            ),
+        ]);
+    }
+    server.psql(&[
+        "-c",
+        "CREATE MATERIALIZED VIEW tumble_10s AS SELECT window_start, page, count(*) AS n, \
+           sum(amount) AS total FROM TUMBLE(kept, ts, INTERVAL '10' SECOND) \
+           GROUP BY window_start, page EMIT ON WINDOW CLOSE",
+    ]);
+    server.psql(&[
+        "-c",
+        "CREATE MATERIALIZED VIEW hop_30s AS SELECT window_start, page, count(*) AS n, \
+           sum(amount) AS total FROM HOP(raw, ts, INTERVAL '10' SECOND, INTERVAL '30' SECOND) \
+           GROUP BY window_start, page EMIT ON WINDOW CLOSE",
+    ]);
+    let data = events(7);
+    let producer = producer(&kafka, "5");
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    // A crash after every wave but the last, so every partition has new events after the
+    // last restart (a partition silent since a restart holds the watermark back).
+    let wave = data.len().div_ceil(crashes + 1);
+    let waves: Vec<&[Event]> = data.chunks(wave).collect();
+    let (mut killed, mut crashed_inside) = (0, 0);
+    for (i, events) in waves.iter().enumerate() {
+        produce(&producer, &topic, &messages(events, &mut rng)).await;
+        if i == waves.len() - 1 {
+            break;
+        }
+        if let Some(outage) = outage
+            && i == crashes / 2
+        {
+            // The S3 endpoint goes away for 30 s while the server runs; it must wait, not skip.
+            outage.down.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            outage.down.store(false, Ordering::SeqCst);
+            let failed = number(
+                &server,
+                "SELECT count(*) FROM sluice_catalog.checkpoints WHERE status = 'failed'",
+            );
+            assert!(failed > 0, "no checkpoint failed while S3 was down");
+            // Back: the next checkpoint commits everything taken in meanwhile.
+            support::wait_for(
+                Duration::from_secs(120),
+                "a checkpoint after the outage",
+                || {
+                    let server = &server;
+                    async move {
+                        let ok = number(
+                            server,
+                            "SELECT count(*) FROM sluice_catalog.checkpoints \
+                         WHERE status = 'committed' AND started_at > now() - INTERVAL '3 seconds'",
+                        );
+                        (ok > 0).then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+        // Every fourth crash is the server's own, inside a checkpoint.
+        if i % 4 == 3 {
+            let point = match i % 8 {
+                3 => "checkpoint.written:2",
+                _ => "checkpoint.committed:2",
+            };
+            server.stop("KILL");
+            server.restart_with_env(&[("SLUICEDB_CRASH_AT", point)]);
+            assert!(
+                server.wait_exit(Duration::from_secs(60)),
+                "the server did not reach crash point {point}"
+            );
+            crashed_inside += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_500))).await;
+            server.stop("KILL");
+            killed += 1;
+        }
+        server.restart();
+    }
+    // Everything read: both views' watermarks reach the last one the data allows.
+    let watermark_ms = final_watermark_ms(&data);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let reached = number(
+            &server,
+            "SELECT CAST(round(min(date_part('epoch', watermark)) * 1000) AS BIGINT) \
+             FROM sluice_catalog.materialized_views",
+        );
+        if reached >= watermark_ms {
+            assert_eq!(reached, watermark_ms, "the watermark went past the data");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the views did not catch up: watermark {reached} of {watermark_ms}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    server.psql(&["-c", "FLUSH"]);
+    let tumble = view_rows(&server, "tumble_10s");
+    let hop = view_rows(&server, "hop_30s");
+    assert!(tumble.len() > 1_000, "{} tumble windows", tumble.len());
+    assert_eq!(
+        tumble,
+        expected(&data, 10_000, 10_000, watermark_ms),
+        "tumble_10s differs after {killed} kills and {crashed_inside} crashes in checkpoints"
+    );
+    assert_eq!(
+        hop,
+        expected(&data, 10_000, 30_000, watermark_ms),
+        "hop_30s differs after {killed} kills and {crashed_inside} crashes in checkpoints"
+    );
+    let late = number(&server, "SELECT count(*) FROM sluice_catalog.late_rows");
+    assert_eq!(late, 0);
+    let recoveries = number(
+        &server,
+        "SELECT count(*) FROM sluice_catalog.checkpoints WHERE kind = 'recovery'",
+    );
+    assert!(recoveries >= 1, "no recovery recorded");
+    eprintln!(
+        "crash test {name}: {killed} kills, {crashed_inside} crashes inside checkpoints, {} tumble and {} hop windows equal",
+        tumble.len(),
+        hop.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_change_nothing_on_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = vec![
+        "--storage".to_string(),
+        dir.path().join("data").to_str().unwrap().to_string(),
+    ];
+    crash_run("local", storage, None).await;
+}
+
+fn s3_args(endpoint: &str, bucket: &str, name: &str) -> Vec<String> {
+    vec![
+        "--storage".into(),
+        format!("s3://{bucket}/{}", support::unique_prefix(name)),
+        "--s3-endpoint".into(),
+        endpoint.into(),
+        "--s3-allow-http".into(),
+        "true".into(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_change_nothing_on_s3_even_with_s3_down_for_30_seconds() {
+    let Some(s3) = s3_target() else { return };
+    let target = s3.endpoint.trim_start_matches("http://").to_string();
+    let outage = Outage::start(target).await;
+    let endpoint = format!("http://{}", outage.addr);
+    crash_run(
+        "s3",
+        s3_args(&endpoint, &s3.bucket, "crash-s3"),
+        Some(&outage),
+    )
+    .await;
+}
