@@ -74,6 +74,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_CHECKPOINT_INTERVAL")]
     pub checkpoint_interval: Option<String>,
 
+    /// How long startup waits for an object store that does not answer before giving up,
+    /// e.g. '60s' [default: 60s]
+    #[arg(long, env = "SLUICEDB_STORAGE_STARTUP_TIMEOUT")]
+    pub storage_startup_timeout: Option<String>,
+
     /// Rows per Arrow batch when decoding COPY FROM STDIN [default: 65536]
     #[arg(long, env = "SLUICEDB_COPY_BATCH_ROWS")]
     pub copy_batch_rows: Option<usize>,
@@ -122,6 +127,7 @@ pub struct Config {
     pub max_connections: usize,
     pub manifests_retained: usize,
     pub checkpoint_interval: std::time::Duration,
+    pub storage_startup_timeout: std::time::Duration,
     pub copy_batch_rows: usize,
     /// Bytes of COPY input buffered before they are decoded and written.
     pub copy_pending_bytes_max: usize,
@@ -165,6 +171,9 @@ impl ServeArgs {
             max_connections: self.max_connections.or(lower.max_connections),
             manifests_retained: self.manifests_retained.or(lower.manifests_retained),
             checkpoint_interval: self.checkpoint_interval.or(lower.checkpoint_interval),
+            storage_startup_timeout: self
+                .storage_startup_timeout
+                .or(lower.storage_startup_timeout),
             copy_batch_rows: self.copy_batch_rows.or(lower.copy_batch_rows),
             view_max_open_groups: self.view_max_open_groups.or(lower.view_max_open_groups),
             demo: self.demo.or(lower.demo),
@@ -187,8 +196,14 @@ impl ServeArgs {
         if checkpoint_interval.is_zero() {
             return Err(Error::Config("checkpoint_interval must be positive".into()));
         }
+        let storage_startup_timeout = crate::source::options::parse_duration(
+            "storage_startup_timeout",
+            self.storage_startup_timeout.as_deref().unwrap_or("60s"),
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Config {
             checkpoint_interval,
+            storage_startup_timeout,
             storage,
             s3: S3Settings {
                 endpoint: self.s3_endpoint.or(aws.endpoint),

@@ -44,8 +44,35 @@ pub use manifest::{
     CheckpointRecord, DataFile, Manifest, SourceState, TableState, ViewCheckpoint, ViewState,
 };
 
-/// How long startup waits for an object store that does not answer.
-const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Runs `attempt` until it succeeds or fails for good: transient storage failures (a store
+/// that does not answer) are retried with backoff (0.5 s, doubling to 5 s), for at most
+/// `patience` if given.
+async fn patiently<T, F, Fut>(
+    what: &str,
+    patience: Option<std::time::Duration>,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let started = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(500);
+    loop {
+        match attempt().await {
+            Err(
+                e @ Error::Storage {
+                    retryable: true, ..
+                },
+            ) if patience.is_none_or(|p| started.elapsed() < p) => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "storage does not answer while {what}; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The URL under which DataFusion finds our store.
 const STORE_URL: &str = "sluice://storage/";
@@ -78,29 +105,26 @@ impl Storage {
     /// manifest and deletes data files that no manifest names (leftovers of failed writes).
     pub async fn open(config: &Config) -> Result<Self> {
         let store = store::open_store(&config.storage, &config.s3)?;
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
         // An object store that does not answer at startup (S3 restarting, a network blip) is
         // waited for, with backoff, rather than ending the server at once.
-        let mut wait = std::time::Duration::from_millis(500);
-        let started = std::time::Instant::now();
-        let manifest = loop {
-            let opened = async {
-                store::probe_conditional_create(store.as_ref(), nonce).await?;
-                manifest::read_latest(store.as_ref()).await
-            }
-            .await;
-            match opened {
-                Err(e @ Error::Storage { .. }) if started.elapsed() < OPEN_PATIENCE => {
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "storage does not answer; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+        let manifest = patiently(
+            "opening storage",
+            Some(config.storage_startup_timeout),
+            || {
+                let store = Arc::clone(&store);
+                async move {
+                    // A fresh probe object each attempt: an attempt cut off midway may have
+                    // created its object without being able to delete it.
+                    let nonce = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or_default();
+                    store::probe_conditional_create(store.as_ref(), nonce).await?;
+                    manifest::read_latest(store.as_ref()).await
                 }
-                other => break other?,
-            }
-        };
+            },
+        )
+        .await?;
         tracing::info!(
             epoch = manifest.epoch,
             tables = manifest.tables.len(),
@@ -281,13 +305,18 @@ impl Storage {
             reason,
             hint: hint.clone(),
         };
-        let bytes = match self.store.get(&Path::from(file.path.as_str())).await {
-            Ok(got) => got.bytes().await.map_err(Error::storage)?,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(corrupt("the file does not exist".into()));
+        // State is needed to go on: a store that does not answer is waited for, however long.
+        let path = Path::from(file.path.as_str());
+        let bytes = patiently("reading a state file", None, || async {
+            match self.store.get(&path).await {
+                Ok(got) => got.bytes().await.map_err(Error::storage),
+                Err(object_store::Error::NotFound { .. }) => {
+                    Err(corrupt("the file does not exist".into()))
+                }
+                Err(e) => Err(Error::storage(e)),
             }
-            Err(e) => return Err(Error::storage(e)),
-        };
+        })
+        .await?;
         let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
             .map_err(|e| corrupt(e.to_string()))?;
         let schema = reader.schema();

@@ -97,10 +97,13 @@ pub async fn probe_conditional_create(store: &dyn ObjectStore, nonce: u128) -> R
             PutOptions::from(PutMode::Create),
         )
         .await;
-    let sequential_refused = matches!(
-        again,
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })
-    );
+    let sequential_refused = match again {
+        Ok(_) => false,
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => true,
+        Err(e) => return Err(Error::storage(e)),
+    };
     if let Err(e) = store.delete(&path).await {
         tracing::warn!(error = %e, path = %path, "could not delete the storage probe object");
     }

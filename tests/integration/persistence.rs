@@ -165,6 +165,8 @@ fn unreachable_s3_fails_at_startup_with_a_clear_error() {
         .args([
             "--s3-allow-http",
             "true",
+            "--storage-startup-timeout",
+            "2s",
             "--pg-listen",
             "127.0.0.1:0",
             "--http-listen",
