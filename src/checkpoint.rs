@@ -228,6 +228,12 @@ impl Checkpoints {
         })
     }
 
+    /// Runs `work` while no round is in flight, so it never sees a round's files half-written.
+    pub async fn between_rounds<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let _round = self.round.lock().await;
+        work.await
+    }
+
     /// Notes how long recovery took; it is committed with the next checkpoint.
     pub fn recovered(&self, record: CheckpointRecord) {
         *self.recovery.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);

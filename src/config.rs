@@ -74,6 +74,21 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_CHECKPOINT_INTERVAL")]
     pub checkpoint_interval: Option<String>,
 
+    /// How often small Parquet files are looked for and compacted, e.g. '1 min' [default: 1 min]
+    #[arg(long, env = "SLUICEDB_COMPACTION_INTERVAL")]
+    pub compaction_interval: Option<String>,
+
+    /// The size compaction aims for: runs of smaller files are rewritten into files of about
+    /// this size, e.g. '128MB' [default: 128MB]
+    #[arg(long, env = "SLUICEDB_COMPACTION_TARGET_SIZE")]
+    pub compaction_target_size: Option<String>,
+
+    /// How long a file no committed manifest names (replaced by compaction, left by a failed
+    /// checkpoint or write) stays before it is deleted; queries still reading it finish first,
+    /// e.g. '1h' [default: 1h]
+    #[arg(long, env = "SLUICEDB_GC_GRACE")]
+    pub gc_grace: Option<String>,
+
     /// How long startup waits for an object store that does not answer before giving up,
     /// e.g. '60s' [default: 60s]
     #[arg(long, env = "SLUICEDB_STORAGE_STARTUP_TIMEOUT")]
@@ -98,6 +113,32 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_LOG")]
     #[serde(default)]
     pub log: Option<String>,
+}
+
+/// A size such as `128MB`, `64 KiB` or `1048576` (bytes); `MB` and `MiB` both mean 2^20 bytes.
+fn parse_size(key: &str, text: &str) -> Result<u64> {
+    let invalid = || {
+        Error::Config(format!(
+            "invalid value \"{text}\" for {key}: expected a size such as '128MB' or '64KiB'"
+        ))
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(invalid()),
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(invalid)
 }
 
 /// Where the data lives, parsed from `--storage`.
@@ -128,6 +169,9 @@ pub struct Config {
     pub manifests_retained: usize,
     pub checkpoint_interval: std::time::Duration,
     pub storage_startup_timeout: std::time::Duration,
+    pub compaction_interval: std::time::Duration,
+    pub compaction_target_bytes: u64,
+    pub gc_grace: std::time::Duration,
     pub copy_batch_rows: usize,
     /// Bytes of COPY input buffered before they are decoded and written.
     pub copy_pending_bytes_max: usize,
@@ -174,6 +218,9 @@ impl ServeArgs {
             storage_startup_timeout: self
                 .storage_startup_timeout
                 .or(lower.storage_startup_timeout),
+            compaction_interval: self.compaction_interval.or(lower.compaction_interval),
+            compaction_target_size: self.compaction_target_size.or(lower.compaction_target_size),
+            gc_grace: self.gc_grace.or(lower.gc_grace),
             copy_batch_rows: self.copy_batch_rows.or(lower.copy_batch_rows),
             view_max_open_groups: self.view_max_open_groups.or(lower.view_max_open_groups),
             demo: self.demo.or(lower.demo),
@@ -188,22 +235,35 @@ impl ServeArgs {
         if copy_batch_rows == 0 {
             return Err(Error::Config("copy_batch_rows must be at least 1".into()));
         }
-        let checkpoint_interval = crate::source::options::parse_duration(
-            "checkpoint_interval",
-            self.checkpoint_interval.as_deref().unwrap_or("10s"),
-        )
-        .map_err(|e| Error::Config(e.to_string()))?;
-        if checkpoint_interval.is_zero() {
-            return Err(Error::Config("checkpoint_interval must be positive".into()));
+        let duration = |key: &str, value: &Option<String>, default: &str| {
+            crate::source::options::parse_duration(key, value.as_deref().unwrap_or(default))
+                .map_err(|e| Error::Config(e.to_string()))
+        };
+        let checkpoint_interval =
+            duration("checkpoint_interval", &self.checkpoint_interval, "10s")?;
+        let compaction_interval =
+            duration("compaction_interval", &self.compaction_interval, "1 min")?;
+        if checkpoint_interval.is_zero() || compaction_interval.is_zero() {
+            return Err(Error::Config(
+                "checkpoint_interval and compaction_interval must be positive".into(),
+            ));
         }
-        let storage_startup_timeout = crate::source::options::parse_duration(
+        let storage_startup_timeout = duration(
             "storage_startup_timeout",
-            self.storage_startup_timeout.as_deref().unwrap_or("60s"),
-        )
-        .map_err(|e| Error::Config(e.to_string()))?;
+            &self.storage_startup_timeout,
+            "60s",
+        )?;
+        let gc_grace = duration("gc_grace", &self.gc_grace, "1h")?;
+        let compaction_target_bytes = parse_size(
+            "compaction_target_size",
+            self.compaction_target_size.as_deref().unwrap_or("128MB"),
+        )?;
         Ok(Config {
             checkpoint_interval,
             storage_startup_timeout,
+            compaction_interval,
+            compaction_target_bytes,
+            gc_grace,
             storage,
             s3: S3Settings {
                 endpoint: self.s3_endpoint.or(aws.endpoint),
@@ -293,5 +353,15 @@ mod tests {
         assert!(toml::from_str::<ServeArgs>("pg_port = 1").is_err());
         assert!(parse_storage("gs://bucket").is_err());
         assert!(parse_storage("s3:///x").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("k", "128MB").unwrap(), 128 << 20);
+        assert_eq!(parse_size("k", "64 KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size("k", "4096").unwrap(), 4096);
+        for bad in ["", "0", "12 parsecs", "-1MB", "99999999999999GB"] {
+            assert!(parse_size("k", bad).is_err(), "{bad}");
+        }
     }
 }

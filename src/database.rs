@@ -30,6 +30,7 @@ use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
 use crate::checkpoint::Checkpoints;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::maintenance::Maintenance;
 use crate::source::Sources;
 use crate::sql::copy::CopyFormat;
 use crate::sql::names::{postgres_names, rename};
@@ -38,7 +39,7 @@ use crate::sql::{CreateView, Statement};
 use crate::storage::{CheckpointRecord, Storage};
 use crate::stream::feed::Feeds;
 use crate::stream::plan::{ViewPlan, plan_view};
-use crate::view::{Views, dependency_order};
+use crate::view::{Replay, Views, dependency_order};
 
 /// What a statement produced.
 pub enum Output {
@@ -68,8 +69,8 @@ pub struct Database {
     sources: Arc<Sources>,
     views: Arc<Views>,
     checkpoints: Arc<Checkpoints>,
-    /// The task running checkpoints every interval.
-    checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The tasks running checkpoints and storage maintenance every interval.
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     config: Config,
 }
 
@@ -147,15 +148,21 @@ impl Database {
             sources,
             views,
             checkpoints,
-            checkpointer: std::sync::Mutex::new(None),
+            background: std::sync::Mutex::new(Vec::new()),
             config,
         });
         database.start_views().await;
         database.note_recovery(started_at_ms, opening.elapsed());
-        *database
-            .checkpointer
+        let maintenance = Maintenance::new(
+            Arc::clone(&database.storage),
+            Arc::clone(&database.checkpoints),
+            &database.config,
+        );
+        database
+            .background
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(database.checkpoints.spawn());
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([database.checkpoints.spawn(), maintenance.spawn()]);
         Ok(database)
     }
 
@@ -206,7 +213,7 @@ impl Database {
             .collect();
         for def in dependency_order(defs, |d| d) {
             let started = match self.plan_stored_view(&def).await {
-                Ok(plan) => self.views.start(def.clone(), plan).await,
+                Ok(plan) => self.views.start(def.clone(), plan, Replay::Default).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = started {
@@ -216,7 +223,7 @@ impl Database {
         }
     }
 
-    async fn plan_stored_view(&self, def: &ViewDef) -> Result<ViewPlan> {
+    pub(crate) async fn plan_stored_view(&self, def: &ViewDef) -> Result<ViewPlan> {
         let query = crate::sql::view::parse_query(&def.query)?;
         self.plan_view(&query, def.emit_on_close).await
     }
@@ -268,12 +275,9 @@ impl Database {
 
     /// Takes a last checkpoint of everything taken in, then stops sources and views.
     pub async fn shutdown(&self) {
-        if let Some(task) = self
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        let background =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in background {
             task.abort();
         }
         if let Err(e) = self.checkpoints.checkpoint("shutdown").await {
@@ -335,6 +339,7 @@ impl Database {
                 if_exists,
                 cascade,
             } => ddl::drop_views(self, names, *if_exists, *cascade).await,
+            Statement::AlterView { name, action } => ddl::alter_view(self, name, action).await,
             Statement::ShowSources
             | Statement::ShowCreateSource(_)
             | Statement::ShowViews

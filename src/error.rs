@@ -54,9 +54,10 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidParameter(String),
-    /// A DROP that would leave views reading nothing.
-    #[error("cannot drop {kind} \"{name}\" because other objects depend on it")]
+    /// A DROP that would leave views reading nothing, a REBUILD that would feed them twice.
+    #[error("cannot {action} {kind} \"{name}\" because other objects depend on it")]
     DependentObjects {
+        action: &'static str,
         kind: &'static str,
         name: String,
         dependents: Vec<String>,

@@ -3,7 +3,9 @@
 //! `OnceLock` read. The points sit where a crash is hardest to survive:
 //!
 //! - `checkpoint.written`: every participant wrote its files, the manifest is not committed;
-//! - `checkpoint.committed`: the manifest is committed, participants still hold the rows.
+//! - `checkpoint.committed`: the manifest is committed, participants still hold the rows;
+//! - `compaction.written`: a compacted file is written, the manifest naming it is not;
+//! - `compaction.committed`: the manifest naming it is committed.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -22,6 +22,7 @@ pub mod config;
 pub mod database;
 pub mod error;
 pub mod failpoint;
+pub mod maintenance;
 pub mod metrics;
 pub mod server;
 pub mod source;

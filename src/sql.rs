@@ -38,6 +38,11 @@ pub enum Statement {
         if_exists: bool,
         cascade: bool,
     },
+    /// `ALTER MATERIALIZED VIEW name SET (retention = …) | RESET (retention) | REBUILD`.
+    AlterView {
+        name: String,
+        action: AlterView,
+    },
     /// `SHOW MATERIALIZED VIEWS`.
     ShowViews,
     /// `SHOW CREATE MATERIALIZED VIEW name`.
@@ -63,13 +68,25 @@ pub struct CreateTable {
 }
 
 /// `CREATE SOURCE name (columns…, [WATERMARK …]) [INCLUDE …] WITH (options) [FORMAT … ENCODE …]`.
-/// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name AS query [EMIT ON WINDOW CLOSE]`.
+/// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [WITH (retention = …)] AS query
+/// [EMIT ON WINDOW CLOSE] [WITH (retention = …)]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateView {
     pub name: String,
     pub if_not_exists: bool,
     pub query: Box<sqlparser::ast::Query>,
     pub emit_on_close: bool,
+    /// How long closed windows are kept, as written (`'30 days'`); `None` keeps them all.
+    pub retention: Option<String>,
+}
+
+/// What `ALTER MATERIALIZED VIEW` changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterView {
+    /// `SET (retention = '7 days')`, or `RESET (retention)` as `None`.
+    Retention(Option<String>),
+    /// `REBUILD`: forget the view's state and results and compute them again from its input.
+    Rebuild,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -184,6 +201,11 @@ pub fn normalize_ident(ident: &sqlparser::ast::Ident) -> String {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),
     }
+}
+
+/// A string literal for SQL text: `it's` → `'it''s'`.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Quotes an identifier for SQL text when Postgres would need it.

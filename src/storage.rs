@@ -14,6 +14,7 @@
 //! manifest. Commits are serialised in-process by a lock and across processes by
 //! `PutMode::Create`, so a reader sees a file only once a committed manifest names it.
 
+pub mod compaction;
 pub mod manifest;
 pub mod parquet;
 pub mod store;
@@ -90,6 +91,8 @@ pub struct Storage {
     manifests_retained: usize,
     /// The newest manifest, for readers that follow commits (views over tables).
     commits: tokio::sync::watch::Sender<Arc<Manifest>>,
+    /// Files table writes are writing and have not committed yet: not garbage, however old.
+    writing: std::sync::Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -139,9 +142,11 @@ impl Storage {
             current: RwLock::new(manifest),
             commit_lock: tokio::sync::Mutex::new(()),
             manifests_retained: config.manifests_retained,
+            writing: std::sync::Mutex::new(HashSet::new()),
             store,
         };
-        storage.delete_unreferenced_files().await;
+        // Nothing is in flight yet: every file no manifest names is garbage.
+        storage.collect_garbage(std::time::Duration::ZERO).await;
         Ok(storage)
     }
 
@@ -199,6 +204,7 @@ impl Storage {
     /// Fails with "does not exist" if the table was dropped (or dropped and re-created) meanwhile.
     pub async fn append(&self, table: &TableDef, input: SendableRecordBatchStream) -> Result<u64> {
         let path = data_file_path("tables", &table.name, table.id, self.new_file_id());
+        let _writing = Writing::new(&self.writing, path.to_string());
         let written =
             parquet::write_file(Arc::clone(&self.store), path, table.schema(), input).await?;
         let Some(file) = written else { return Ok(0) };
@@ -253,10 +259,7 @@ impl Storage {
     }
 
     async fn write_system_file(&self, table: &str, batch: RecordBatch) -> Result<Option<DataFile>> {
-        let path = Path::from(format!(
-            "system/{table}/part-{:020}.parquet",
-            self.new_file_id()
-        ));
+        let path = compaction::system_file_path(table, self.new_file_id());
         self.write_batches(path, batch.schema(), vec![batch]).await
     }
 
@@ -288,6 +291,7 @@ impl Storage {
             path: path.to_string(),
             size_bytes,
             rows: batch.num_rows() as u64,
+            windows_end: None,
         })
     }
 
@@ -365,10 +369,13 @@ impl Storage {
         )
     }
 
-    /// Deletes every file under the data folders that the manifest does not name: files of
-    /// dropped tables and sources, and files of writes that never committed. Runs at startup, before any writer, so nothing in flight
-    /// can be mistaken for garbage. Failures only cost space and are logged.
-    async fn delete_unreferenced_files(&self) {
+    /// Deletes the files under the data folders that the current manifest does not name and
+    /// that are older than `grace`: files of dropped relations, files replaced by compaction
+    /// (which queries may still be reading) and files of writes that never committed. Files a
+    /// table write has in flight are spared whatever their age; checkpoint files are protected
+    /// by the caller, which runs this between checkpoints. Failures only cost space and are
+    /// logged. Returns the number of files deleted.
+    pub async fn collect_garbage(&self, grace: std::time::Duration) -> usize {
         let manifest = self.manifest();
         let live: HashSet<&str> = manifest.files().map(|f| f.path.as_str()).collect();
         let mut objects = Vec::new();
@@ -379,15 +386,22 @@ impl Storage {
                 Ok(listed) => objects.extend(listed),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not list data files for garbage collection");
-                    return;
+                    return 0;
                 }
             }
         }
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let writing = self
+            .writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut deleted = 0usize;
-        for meta in objects
-            .iter()
-            .filter(|m| !live.contains(m.location.as_ref()))
-        {
+        for meta in objects.iter().filter(|m| {
+            let path = m.location.as_ref();
+            !live.contains(path) && m.last_modified < cutoff && !writing.contains(path)
+        }) {
             match self.store.delete(&meta.location).await {
                 Ok(()) => deleted += 1,
                 Err(e) => tracing::warn!(error = %e, path = %meta.location, "could not delete"),
@@ -396,6 +410,7 @@ impl Storage {
         if deleted > 0 {
             tracing::info!(files = deleted, "deleted data files no manifest names");
         }
+        deleted
     }
 
     /// Deletes the files of a dropped table or source; called after the drop is committed.
@@ -405,6 +420,30 @@ impl Storage {
                 tracing::warn!(error = %e, path = %file.path, "could not delete a dropped table's file");
             }
         }
+    }
+}
+
+/// Marks a file as being written until dropped, so garbage collection spares it.
+struct Writing<'a> {
+    set: &'a std::sync::Mutex<HashSet<String>>,
+    path: String,
+}
+
+impl<'a> Writing<'a> {
+    fn new(set: &'a std::sync::Mutex<HashSet<String>>, path: String) -> Self {
+        set.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.clone());
+        Writing { set, path }
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.path);
     }
 }
 

@@ -164,6 +164,15 @@ impl ViewHandle {
     }
 }
 
+/// Where a view without a checkpoint starts reading a topic it reads itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// At the source's `scan.startup.mode`, as a new view does.
+    Default,
+    /// At the earliest offset the topic still holds, as a rebuild does.
+    Earliest,
+}
+
 /// The running views, by name.
 #[derive(Debug)]
 pub struct Views {
@@ -205,7 +214,7 @@ impl Views {
     /// Starts a committed view: restores its last checkpoint (if any), subscribes to its
     /// input and spawns its pipeline. A view resuming from a checkpoint reads only what came
     /// after it; a new one (or one without a checkpoint yet) backfills everything.
-    pub async fn start(&self, def: ViewDef, plan: ViewPlan) -> Result<()> {
+    pub async fn start(&self, def: ViewDef, plan: ViewPlan, replay: Replay) -> Result<()> {
         let manifest = self.storage.manifest();
         let state = manifest.view(&def.name).filter(|v| v.def.id == def.id);
         let checkpoint = state.and_then(|v| v.checkpoint.clone());
@@ -267,6 +276,12 @@ impl Views {
                                 dedup: c.dedup.clone(),
                             })
                             .unwrap_or_default();
+                        let mut source = source;
+                        if replay == Replay::Earliest {
+                            source
+                                .options
+                                .insert("scan.startup.mode".into(), "earliest".into());
+                        }
                         reader = Some(self.sources.start_reader(
                             source,
                             feed,
@@ -421,8 +436,8 @@ impl Views {
 
 fn rebuild_hint(view: &str) -> String {
     format!(
-        "Drop and re-create materialized view {view} to compute it again from its input; the \
-         other views keep running."
+        "ALTER MATERIALIZED VIEW {view} REBUILD computes it again from its input; the other \
+         views keep running."
     )
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use datafusion::arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
-use crate::sql::{ColumnDef, Include, Watermark, arrow_schema, columns_sql, quote_ident};
+use crate::sql::{
+    ColumnDef, Include, Watermark, arrow_schema, columns_sql, quote_ident, quote_literal,
+};
 
 /// What `CREATE SOURCE` declared, with its options in canonical spelling (aliases resolved by
 /// `source::options`). `id` is never reused, like a table's.
@@ -57,7 +59,7 @@ impl SourceDef {
             .iter()
             .map(|(key, value)| {
                 let shown = if is_secret(key) { "******" } else { value };
-                format!("{key} = '{}'", shown.replace('\'', "''"))
+                format!("{key} = {}", quote_literal(shown))
             })
             .collect();
         format!(

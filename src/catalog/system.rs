@@ -31,7 +31,8 @@ use crate::checkpoint::Checkpoints;
 use crate::source::Sources;
 use crate::source::runner::{rejected_batch, rejected_schema};
 use crate::source::stats::Snapshot;
-use crate::storage::{CheckpointRecord, Storage};
+use crate::storage::compaction::FileOwner;
+use crate::storage::{CheckpointRecord, DataFile, Manifest, Storage};
 use crate::view::Views;
 use crate::view::late::{late_batch, late_schema};
 use crate::view::stats::Snapshot as ViewSnapshot;
@@ -69,14 +70,16 @@ enum SystemTable {
     MaterializedViews,
     LateRows,
     Checkpoints,
+    Files,
 }
 
-const TABLES: [(&str, SystemTable); 5] = [
+const TABLES: [(&str, SystemTable); 6] = [
     ("sources", SystemTable::Sources),
     ("rejected_rows", SystemTable::RejectedRows),
     ("materialized_views", SystemTable::MaterializedViews),
     ("late_rows", SystemTable::LateRows),
     ("checkpoints", SystemTable::Checkpoints),
+    ("files", SystemTable::Files),
 ];
 
 #[async_trait]
@@ -120,6 +123,7 @@ impl TableProvider for SystemTableProvider {
             SystemTable::MaterializedViews => views_schema(),
             SystemTable::LateRows => late_schema(),
             SystemTable::Checkpoints => checkpoints_schema(),
+            SystemTable::Files => files_schema(),
         }
     }
 
@@ -207,6 +211,11 @@ impl TableProvider for SystemTableProvider {
             SystemTable::Checkpoints => Ok(MemorySourceConfig::try_new_exec(
                 &[vec![checkpoints_batch(&self.checkpoints.history())?]],
                 checkpoints_schema(),
+                projection.cloned(),
+            )?),
+            SystemTable::Files => Ok(MemorySourceConfig::try_new_exec(
+                &[vec![files_batch(&self.storage.manifest())?]],
+                files_schema(),
                 projection.cloned(),
             )?),
         }
@@ -401,4 +410,42 @@ fn checkpoints_batch(
         )),
     ];
     RecordBatch::try_new(checkpoints_schema(), columns)
+}
+
+fn files_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("relation", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("size_bytes", DataType::Int64, false),
+        Field::new("windows_end", timestamptz(), true),
+    ]))
+}
+
+/// Every data file the current manifest names, by relation, in order.
+fn files_batch(manifest: &Manifest) -> datafusion::arrow::error::Result<RecordBatch> {
+    let files: Vec<(String, &DataFile)> = FileOwner::all(manifest)
+        .into_iter()
+        .flat_map(|owner| {
+            let files = owner.files(manifest).map(Vec::as_slice).unwrap_or_default();
+            files.iter().map(move |f| (owner.to_string(), f))
+        })
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(files.iter().map(|(o, _)| o))),
+        Arc::new(StringArray::from_iter_values(
+            files.iter().map(|(_, f)| f.path.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            files.iter().map(|(_, f)| f.rows as i64),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            files.iter().map(|(_, f)| f.size_bytes as i64),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter(files.iter().map(|(_, f)| f.windows_end))
+                .with_timezone("+00:00"),
+        ),
+    ];
+    RecordBatch::try_new(files_schema(), columns)
 }

@@ -7,7 +7,7 @@
 use datafusion::arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
-use crate::sql::{ColumnDef, arrow_schema, quote_ident};
+use crate::sql::{ColumnDef, arrow_schema, quote_ident, quote_literal};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ViewDef {
@@ -24,6 +24,10 @@ pub struct ViewDef {
     /// view can close windows on them.
     pub time_columns: Vec<String>,
     pub created_at_ms: i64,
+    /// `WITH (retention = '30 days')` as written: files of windows that ended longer ago are
+    /// dropped. `None` keeps everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 impl ViewDef {
@@ -38,10 +42,20 @@ impl ViewDef {
         } else {
             ""
         };
+        let with = match &self.retention {
+            Some(retention) => format!(" WITH (retention = {})", quote_literal(retention)),
+            None => String::new(),
+        };
         format!(
-            "CREATE MATERIALIZED VIEW {} AS {}{emit}",
+            "CREATE MATERIALIZED VIEW {}{with} AS {}{emit}",
             quote_ident(&self.name),
             self.query
         )
+    }
+
+    /// How long the view keeps closed windows, if it was given a retention.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        let text = self.retention.as_deref()?;
+        crate::source::options::parse_duration("retention", text).ok()
     }
 }

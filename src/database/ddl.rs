@@ -21,8 +21,9 @@ use crate::source::Sources;
 use crate::source::kafka;
 use crate::source::options::{Connector, SourceSettings, canonical_options};
 use crate::sql::parser::{check_unique, table_name};
-use crate::sql::{CreateSource, CreateTable, CreateView, Statement, normalize_ident};
+use crate::sql::{AlterView, CreateSource, CreateTable, CreateView, Statement, normalize_ident};
 use crate::storage::{Manifest, SourceState, Storage, TableState, ViewState};
+use crate::view::Replay;
 
 pub async fn create_table(storage: &Storage, create: CreateTable) -> Result<Output> {
     let done = Output::Command {
@@ -133,6 +134,7 @@ fn drop_dependents(
             .collect();
         if !dependents.is_empty() && !cascade {
             return Err(Error::DependentObjects {
+                action: "drop",
                 kind,
                 name: name.to_string(),
                 dependents,
@@ -174,7 +176,16 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Output> {
         columns: plan.columns.clone(),
         time_columns: plan.time_columns.clone(),
         created_at_ms: chrono::Utc::now().timestamp_millis(),
+        retention: create.retention.clone(),
     };
+    if def.retention.is_some() && !plan.window.as_ref().is_some_and(|w| w.kind.closes()) {
+        return Err(Error::unsupported(
+            "retention on a materialized view without windows",
+            Some(
+                "Retention drops the files of old windows: give the view a TUMBLE, HOP, CUMULATE or SESSION window.",
+            ),
+        ));
+    }
     let mut created = false;
     storage
         .commit(|m| {
@@ -210,12 +221,81 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Output> {
         .await?;
     if created {
         tracing::info!(view = %def.name, input = %def.input, "materialized view created");
-        if let Err(e) = db.views().start(def.clone(), plan).await {
+        if let Err(e) = db.views().start(def.clone(), plan, Replay::Default).await {
             tracing::error!(view = %def.name, error = %e, "materialized view cannot start");
             db.views().failed(def, &e);
         }
     }
     Ok(done)
+}
+
+/// `ALTER MATERIALIZED VIEW name SET (retention = …) | RESET (retention) | REBUILD`.
+pub async fn alter_view(db: &Database, name: &str, action: &AlterView) -> Result<Output> {
+    let undefined = || Error::UndefinedRelation {
+        kind: "materialized view",
+        name: name.to_string(),
+    };
+    match action {
+        AlterView::Retention(retention) => {
+            db.storage()
+                .commit(|m| {
+                    let state = m.views.get_mut(name).ok_or_else(undefined)?;
+                    state.def.retention = retention.clone();
+                    Ok(())
+                })
+                .await?;
+        }
+        AlterView::Rebuild => {
+            let manifest = db.storage().manifest();
+            let state = manifest.view(name).ok_or_else(undefined)?;
+            let dependents: Vec<String> = manifest
+                .views
+                .values()
+                .filter(|v| v.def.input == name)
+                .map(|v| v.def.name.clone())
+                .collect();
+            if !dependents.is_empty() {
+                return Err(Error::DependentObjects {
+                    action: "rebuild",
+                    kind: "materialized view",
+                    name: name.to_string(),
+                    dependents,
+                });
+            }
+            let plan = db.plan_stored_view(&state.def).await?;
+            db.views().remove(name);
+            // A new id: the old files and state belong to a view that no longer exists.
+            let mut def = state.def.clone();
+            db.storage()
+                .commit(|m| {
+                    let next_id = m.next_table_id;
+                    let state = m
+                        .views
+                        .get_mut(name)
+                        .filter(|v| v.def.id == def.id)
+                        .ok_or_else(undefined)?;
+                    def.id = next_id;
+                    *state = ViewState {
+                        def: def.clone(),
+                        files: Vec::new(),
+                        closed_through: None,
+                        checkpoint: None,
+                    };
+                    m.next_table_id += 1;
+                    Ok(())
+                })
+                .await?;
+            tracing::info!(view = %name, "materialized view rebuilding from its input");
+            if let Err(e) = db.views().start(def.clone(), plan, Replay::Earliest).await {
+                tracing::error!(view = %name, error = %e, "materialized view cannot start");
+                db.views().failed(def, &e);
+            }
+        }
+    }
+    Ok(Output::Command {
+        tag: "ALTER MATERIALIZED VIEW",
+        rows: None,
+    })
 }
 
 pub async fn drop_views(

@@ -101,7 +101,7 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
 
 /// `(key = value, …)`: a key is a quoted string or dotted words (`properties.bootstrap.server`),
 /// a value a string, a number or a word.
-fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
+pub(super) fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
     parser.expect_token(&Token::LParen)?;
     let mut options: Vec<(String, String)> = Vec::new();
     if parser.consume_token(&Token::RParen) {

@@ -9,7 +9,8 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
 use super::parser::{peek_word, table_name};
-use super::{CreateView, Statement};
+use super::source::parse_options;
+use super::{AlterView, CreateView, Statement};
 use crate::error::{Error, Result};
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["tumble", "hop", "cumulate", "session"];
@@ -41,6 +42,32 @@ pub fn parse_view_statement(parser: &mut Parser) -> Result<Option<Statement>> {
             cascade,
         }));
     }
+    if parser.peek_keyword(Keyword::ALTER) && view_at(1) {
+        skip(parser, 3);
+        let name = table_name(&parser.parse_object_name(false)?)?;
+        let action = if parser.parse_keyword(Keyword::SET) {
+            AlterView::Retention(Some(retention_option(parse_options(parser)?)?.ok_or_else(
+                || Error::Syntax("ALTER MATERIALIZED VIEW … SET needs (retention = …)".into()),
+            )?))
+        } else if parser.parse_keyword(Keyword::RESET) {
+            parser.expect_token(&Token::LParen)?;
+            let option = parser.parse_identifier()?.value.to_ascii_lowercase();
+            parser.expect_token(&Token::RParen)?;
+            if option != "retention" {
+                return Err(unknown_option(&option));
+            }
+            AlterView::Retention(None)
+        } else if peek_word(parser, 0, "rebuild") {
+            parser.next_token();
+            AlterView::Rebuild
+        } else {
+            return Err(Error::Syntax(format!(
+                "syntax error at or near \"{}\": expected SET, RESET or REBUILD",
+                parser.peek_token().token
+            )));
+        };
+        return Ok(Some(Statement::AlterView { name, action }));
+    }
     if parser.peek_keyword(Keyword::SHOW)
         && peek_word(parser, 1, "materialized")
         && peek_word(parser, 2, "views")
@@ -66,11 +93,15 @@ fn skip(parser: &mut Parser, tokens: usize) {
 fn parse_create_view(parser: &mut Parser) -> Result<CreateView> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = table_name(&parser.parse_object_name(false)?)?;
-    if parser.peek_keyword(Keyword::WITH) || parser.peek_token().token == Token::LParen {
+    if parser.peek_token().token == Token::LParen {
         return Err(Error::unsupported(
-            "options or a column list on CREATE MATERIALIZED VIEW",
+            "a column list on CREATE MATERIALIZED VIEW",
             Some("Name the columns with AS in the SELECT list."),
         ));
+    }
+    let mut retention = None;
+    if parser.parse_keyword(Keyword::WITH) {
+        retention = retention_option(parse_options(parser)?)?;
     }
     parser.expect_keyword(Keyword::AS)?;
     let mut query = parser.parse_query()?;
@@ -82,12 +113,35 @@ fn parse_create_view(parser: &mut Parser) -> Result<CreateView> {
     } else {
         false
     };
+    if retention.is_none() && parser.parse_keyword(Keyword::WITH) {
+        retention = retention_option(parse_options(parser)?)?;
+    }
     Ok(CreateView {
         name,
         if_not_exists,
         query,
         emit_on_close,
+        retention,
     })
+}
+
+/// The options a view takes: `retention` only, a duration such as '30 days'.
+fn retention_option(options: Vec<(String, String)>) -> Result<Option<String>> {
+    let mut retention = None;
+    for (key, value) in options {
+        if key != "retention" {
+            return Err(unknown_option(&key));
+        }
+        crate::source::options::parse_duration("retention", &value)?;
+        retention = Some(value);
+    }
+    Ok(retention)
+}
+
+fn unknown_option(key: &str) -> Error {
+    Error::InvalidParameter(format!(
+        "unrecognized parameter \"{key}\" for a materialized view: the only one is retention"
+    ))
 }
 
 /// Parses a stored view query (kept as sqlparser printed it).

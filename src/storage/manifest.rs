@@ -40,29 +40,36 @@ pub struct Manifest {
     /// Files of `sluice_catalog.late_rows`: rows that came after their window closed.
     #[serde(default)]
     pub late_rows: Vec<DataFile>,
-    /// The newest checkpoints and recoveries, oldest first (at most [`CHECKPOINTS_KEPT`]).
+    /// The newest checkpoints, recoveries and compactions, oldest first (at most
+    /// [`CHECKPOINTS_KEPT`]).
     #[serde(default)]
     pub checkpoints: Vec<CheckpointRecord>,
+    /// The number of the newest committed checkpoint, kept apart from the records, which
+    /// compactions may push out.
+    #[serde(default)]
+    pub last_checkpoint: u64,
 }
 
 /// Checkpoint records a manifest keeps.
 pub const CHECKPOINTS_KEPT: usize = 100;
 
-/// One committed checkpoint, or one recovery from a checkpoint, as
-/// `sluice_catalog.checkpoints` shows it.
+/// One committed checkpoint, one recovery from a checkpoint, or one compaction or retention
+/// pass, as `sluice_catalog.checkpoints` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckpointRecord {
     /// The checkpoint's number; for a recovery, the checkpoint recovered from.
     pub id: u64,
-    /// `checkpoint` or `recovery`.
+    /// `checkpoint`, `recovery`, `compaction` or `retention`.
     pub kind: String,
-    /// What started it: `interval`, `flush`, `shutdown`, `pending_rows`; `restart` for a recovery.
+    /// What started it: `interval`, `flush`, `shutdown`, `pending_rows`; `restart` for a
+    /// recovery; for a compaction or retention, the relation whose files it rewrote or dropped.
     pub reason: String,
     pub started_at_ms: i64,
     pub duration_ms: u64,
-    /// Bytes written (state and data files).
+    /// Bytes written (state and data files); for retention, bytes dropped.
     pub size_bytes: u64,
     pub state_bytes: u64,
+    /// Files written; for a compaction or retention, files replaced or dropped.
     pub files: u64,
 }
 
@@ -128,6 +135,10 @@ pub struct DataFile {
     pub path: String,
     pub size_bytes: u64,
     pub rows: u64,
+    /// For a view's file, the end of the latest window it holds (µs since the epoch), by which
+    /// retention drops whole files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows_end: Option<i64>,
 }
 
 impl Manifest {
@@ -145,21 +156,20 @@ impl Manifest {
             views: BTreeMap::new(),
             late_rows: Vec::new(),
             checkpoints: Vec::new(),
+            last_checkpoint: 0,
         }
     }
 
     /// The number of the newest committed checkpoint (0: none yet).
     pub fn checkpoint_id(&self) -> u64 {
-        self.checkpoints
-            .iter()
-            .filter(|c| c.kind == "checkpoint")
-            .map(|c| c.id)
-            .max()
-            .unwrap_or(0)
+        self.last_checkpoint
     }
 
     /// Adds a checkpoint or recovery record, forgetting the oldest beyond [`CHECKPOINTS_KEPT`].
     pub fn record(&mut self, record: CheckpointRecord) {
+        if record.kind == "checkpoint" {
+            self.last_checkpoint = self.last_checkpoint.max(record.id);
+        }
         self.checkpoints.push(record);
         let excess = self.checkpoints.len().saturating_sub(CHECKPOINTS_KEPT);
         self.checkpoints.drain(..excess);

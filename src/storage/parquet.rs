@@ -56,6 +56,7 @@ pub async fn write_file(
         path: path.to_string(),
         size_bytes,
         rows,
+        windows_end: None,
     }))
 }
 

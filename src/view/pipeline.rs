@@ -499,7 +499,15 @@ impl Pipeline {
                 }
                 None => (None, None),
             };
-            let data_file = self.storage.write_view_file(&self.def, closed).await?;
+            // Every window in the file ended by `closed_through`: retention goes by that.
+            let data_file = self
+                .storage
+                .write_view_file(&self.def, closed)
+                .await?
+                .map(|file| DataFile {
+                    windows_end: closed_through,
+                    ..file
+                });
             let late_file = match late.is_empty() {
                 true => None,
                 false => self.storage.write_late_file(late_batch(&late)?).await?,

@@ -207,7 +207,17 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("sluicedb.log");
     let mut args: Vec<&str> = storage_args.iter().map(String::as_str).collect();
-    args.extend(["--checkpoint-interval", "1s"]);
+    // Compaction and garbage collection run all the time too, so crashes hit them.
+    args.extend([
+        "--checkpoint-interval",
+        "1s",
+        "--compaction-interval",
+        "1s",
+        "--compaction-target-size",
+        "4MB",
+        "--gc-grace",
+        "2s",
+    ]);
     let mut server = ServerProcess::start(&args, &log);
     for (source, retain) in [("kept", ", retain = 'true'"), ("raw", "")] {
         server.psql(&[
@@ -241,8 +251,28 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
     let waves: Vec<&[Event]> = data.chunks(wave).collect();
     let (mut killed, mut crashed_inside) = (0, 0);
     for (i, events) in waves.iter().enumerate() {
-        produce(&producer, &topic, &messages(events, &mut rng)).await;
-        if i == waves.len() - 1 {
+        let last = i == waves.len() - 1;
+        // Every fourth crash is the server's own, inside a checkpoint or a compaction.
+        let inside = (i % 4 == 3 && !last).then_some(match (i / 4) % 4 {
+            0 => "checkpoint.written:2",
+            1 => "checkpoint.committed:2",
+            2 => "compaction.written:1",
+            _ => "compaction.committed:1",
+        });
+        let messages = messages(events, &mut rng);
+        if let Some(point) = inside.filter(|p| p.starts_with("compaction")) {
+            // A compaction needs several new files in a row: the wave comes in over several
+            // checkpoints, to a server that crashes in the first compaction.
+            server.stop("KILL");
+            server.restart_with_env(&[("SLUICEDB_CRASH_AT", point)]);
+            for chunk in messages.chunks(messages.len().div_ceil(8)) {
+                produce(&producer, &topic, chunk).await;
+                tokio::time::sleep(Duration::from_millis(1_100)).await;
+            }
+        } else {
+            produce(&producer, &topic, &messages).await;
+        }
+        if last {
             break;
         }
         if let Some(outage) = outage
@@ -277,18 +307,19 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
             )
             .await;
         }
-        // Every fourth crash is the server's own, inside a checkpoint.
-        if i % 4 == 3 {
-            let point = match i % 8 {
-                3 => "checkpoint.written:2",
-                _ => "checkpoint.committed:2",
-            };
-            server.stop("KILL");
-            server.restart_with_env(&[("SLUICEDB_CRASH_AT", point)]);
-            assert!(
-                server.wait_exit(Duration::from_secs(60)),
-                "the server did not reach crash point {point}"
-            );
+        if let Some(point) = inside {
+            if point.starts_with("checkpoint") {
+                server.stop("KILL");
+                server.restart_with_env(&[("SLUICEDB_CRASH_AT", point)]);
+            }
+            if !server.wait_exit(Duration::from_secs(60)) {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "the server did not reach crash point {point}; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             crashed_inside += 1;
         } else {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_500))).await;
@@ -332,7 +363,8 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
     let tumble = view_rows(&server, "tumble_10s");
     let hop = view_rows(&server, "hop_30s");
     assert!(tumble.len() > 1_000, "{} tumble windows", tumble.len());
-    let context = format!("after {killed} kills and {crashed_inside} crashes in checkpoints");
+    let context =
+        format!("after {killed} kills and {crashed_inside} crashes in checkpoints and compactions");
     let expected_tumble = expected(&data, 10_000, 10_000, watermark_ms);
     let expected_hop = expected(&data, 10_000, 30_000, watermark_ms);
     if tumble != expected_tumble || hop != expected_hop {
@@ -353,7 +385,7 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
     );
     assert!(recoveries >= 1, "no recovery recorded");
     eprintln!(
-        "crash test {name}: {killed} kills, {crashed_inside} crashes inside checkpoints, {} tumble and {} hop windows equal",
+        "crash test {name}: {killed} kills, {crashed_inside} crashes inside checkpoints and compactions, {} tumble and {} hop windows equal",
         tumble.len(),
         hop.len()
     );

@@ -11,6 +11,8 @@
 //! - `kafka_views`: the clickstream view over a real broker, on S3, across a SIGKILL.
 //! - `crash`: 200 000 events, 20 kill -9s and crashes inside checkpoints, local and S3 (with
 //!   S3 down for 30 s): the views equal the batch result of the distinct events.
+//! - `maintenance`: compaction under concurrent reads (local and S3), garbage collection,
+//!   retention, and REBUILD of a view whose state file is gone.
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
 mod checkpoints;
@@ -18,6 +20,7 @@ mod clients;
 mod crash;
 mod kafka;
 mod kafka_views;
+mod maintenance;
 mod persistence;
 mod protocol;
 mod slt;

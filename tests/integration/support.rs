@@ -206,7 +206,25 @@ impl ServerProcess {
 
     /// Runs psql with `args` against this server; returns stdout, panicking on failure.
     pub fn psql(&self, args: &[&str]) -> String {
-        let output = Command::new("psql")
+        let output = self.psql_output(args);
+        assert!(
+            output.status.success(),
+            "psql {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs `sql`, which must fail; returns psql's error with its SQLSTATE (`ERROR:  22023: …`).
+    pub fn psql_error(&self, sql: &str) -> String {
+        let output = self.psql_output(&["-v", "VERBOSITY=verbose", "-c", sql]);
+        assert!(!output.status.success(), "{sql} succeeded");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    fn psql_output(&self, args: &[&str]) -> std::process::Output {
+        Command::new("psql")
             .args([
                 "-h",
                 "127.0.0.1",
@@ -220,14 +238,7 @@ impl ServerProcess {
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
             .args(args)
             .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "psql {args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stderr),
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        String::from_utf8(output.stdout).unwrap()
+            .unwrap()
     }
 }
 
