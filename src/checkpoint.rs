@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::source::Sources;
@@ -32,6 +33,78 @@ use crate::source::runner::Pending;
 use crate::storage::{CheckpointRecord, DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::plan::RelationKind;
 use crate::view::{Shared, Views};
+
+/// What the database asks of a source runner or a view pipeline.
+pub enum Request {
+    /// A checkpoint's barrier (to source runners and views over tables; other views get it
+    /// from their input's feed).
+    Barrier(Arc<Barrier>),
+    /// Stop after the rows taken in so far; answered once stopped.
+    Stop(oneshot::Sender<()>),
+}
+
+/// A source runner's or a view pipeline's task and the channel of its requests.
+#[derive(Debug)]
+pub struct Worker {
+    requests: mpsc::Sender<Request>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Worker {
+    /// Spawns `run` with the receiving end of a new request channel.
+    pub fn spawn<F>(run: impl FnOnce(mpsc::Receiver<Request>) -> F) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (requests, receiver) = mpsc::channel(4);
+        Worker {
+            requests,
+            task: Mutex::new(Some(tokio::spawn(run(receiver)))),
+        }
+    }
+
+    /// A worker that never ran (a view that failed to start).
+    pub fn idle() -> Self {
+        Worker {
+            requests: mpsc::channel(1).0,
+            task: Mutex::new(None),
+        }
+    }
+
+    /// Whether the task still runs (it ends when stopped, dropped or failed).
+    pub fn alive(&self) -> bool {
+        self.task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Hands a checkpoint's barrier to the task; false if it no longer runs.
+    pub async fn barrier(&self, barrier: &Arc<Barrier>) -> bool {
+        self.alive()
+            && self
+                .requests
+                .send(Request::Barrier(Arc::clone(barrier)))
+                .await
+                .is_ok()
+    }
+
+    /// Asks the task to stop and waits until it has.
+    pub async fn stop(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.requests.send(Request::Stop(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Ends the task at once.
+    pub fn abort(&self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
 
 /// A round gives up when a participant has not reported for this long.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(60);

@@ -13,11 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::record_batch::RecordBatch;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::catalog::view::ViewDef;
-use crate::checkpoint::Barrier;
+use crate::checkpoint::{Barrier, Worker};
 use crate::error::{Error, Result};
 use crate::source::options::SourceSettings;
 use crate::source::{Reader, Resume, SourceHandle, Sources};
@@ -40,12 +38,6 @@ pub struct Shared {
     pub closed_through: Option<i64>,
 }
 
-pub enum Request {
-    /// A checkpoint's barrier, for a view over a table (other views get it from their feed).
-    Barrier(Arc<Barrier>),
-    Stop(oneshot::Sender<()>),
-}
-
 /// A running view, as the rest of the database sees it.
 #[derive(Debug)]
 pub struct ViewHandle {
@@ -56,8 +48,7 @@ pub struct ViewHandle {
     reader: Option<Arc<SourceHandle>>,
     shared: Arc<tokio::sync::Mutex<Shared>>,
     feed: Arc<Feed>,
-    requests: mpsc::Sender<Request>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl ViewHandle {
@@ -90,21 +81,12 @@ impl ViewHandle {
 
     /// Whether the view's pipeline still runs (it ends when the view fails or is dropped).
     pub fn alive(&self) -> bool {
-        self.task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
+        self.worker.alive()
     }
 
     /// Hands a checkpoint's barrier to a view over a table; false if the view does not run.
     pub async fn barrier(&self, barrier: &Arc<Barrier>) -> bool {
-        self.alive()
-            && self
-                .requests
-                .send(Request::Barrier(Arc::clone(barrier)))
-                .await
-                .is_ok()
+        self.worker.barrier(barrier).await
     }
 
     /// Stops (the last checkpoint was taken before).
@@ -112,10 +94,7 @@ impl ViewHandle {
         if let Some(reader) = &self.reader {
             reader.stop().await;
         }
-        let (ack, done) = oneshot::channel();
-        if self.requests.send(Request::Stop(ack)).await.is_ok() {
-            let _ = done.await;
-        }
+        self.worker.stop().await;
     }
 
     /// Stops at once, committing nothing more (the view was dropped).
@@ -123,9 +102,7 @@ impl ViewHandle {
         if let Some(reader) = &self.reader {
             reader.abandon();
         }
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
+        self.worker.abort();
     }
 
     /// The committed files and the rows a query of the view sees besides them, as of one
@@ -329,7 +306,6 @@ impl Views {
             ..Shared::default()
         }));
         let feed = self.feeds.get(&def.name);
-        let (requests, requests_rx) = mpsc::channel(4);
         let input_kind = plan.input.kind;
         let pipeline = Pipeline {
             def: def.clone(),
@@ -344,7 +320,7 @@ impl Views {
             pending_out: Vec::new(),
             pending_late: Vec::new(),
         };
-        let task = tokio::spawn(pipeline.run(input, requests_rx));
+        let worker = Worker::spawn(|requests| pipeline.run(input, requests));
         let handle = Arc::new(ViewHandle {
             def,
             stats,
@@ -352,8 +328,7 @@ impl Views {
             reader,
             shared,
             feed,
-            requests,
-            task: Mutex::new(Some(task)),
+            worker,
         });
         if let Some(old) = self.running().insert(handle.def.name.clone(), handle) {
             old.abandon();
@@ -398,7 +373,6 @@ impl Views {
     pub fn failed(&self, def: ViewDef, error: &Error) {
         let stats = Arc::new(ViewStats::new(&def.name, &def.input, def.emit_on_close));
         stats.failed(&error.to_string());
-        let (requests, _) = mpsc::channel(1);
         let handle = Arc::new(ViewHandle {
             feed: self.feeds.get(&def.name),
             input_kind: RelationKind::Table,
@@ -406,8 +380,7 @@ impl Views {
             def,
             stats,
             shared: Arc::default(),
-            requests,
-            task: Mutex::new(None),
+            worker: Worker::idle(),
         });
         self.running().insert(handle.def.name.clone(), handle);
     }

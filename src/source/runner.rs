@@ -21,8 +21,7 @@ use datafusion::arrow::array::{
     Array, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, mpsc};
 
 use super::dedup::{DedupSettings, Deduplicator};
 use super::kafka::KafkaReader;
@@ -32,7 +31,7 @@ use super::watermark::WatermarkTracker;
 use super::workers::DecodeWorkers;
 use super::{Chunk, Event, Rejected};
 use crate::catalog::source::SourceDef;
-use crate::checkpoint::{Barrier, Drain, Held, Participant, Report};
+use crate::checkpoint::{Barrier, Drain, Held, Participant, Report, Request, Worker};
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Storage};
 use crate::stream::Message;
@@ -90,11 +89,6 @@ impl Drain for Pending {
     }
 }
 
-enum Request {
-    Barrier(Arc<Barrier>),
-    Stop(oneshot::Sender<()>),
-}
-
 /// A running source, as the rest of the database sees it.
 #[derive(Debug)]
 pub struct SourceHandle {
@@ -102,9 +96,8 @@ pub struct SourceHandle {
     pub stats: Arc<SourceStats>,
     feed: Arc<Feed>,
     pending: Arc<tokio::sync::Mutex<Pending>>,
-    requests: mpsc::Sender<Request>,
     stop: Arc<AtomicBool>,
-    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl std::fmt::Debug for Pending {
@@ -161,7 +154,6 @@ impl SourceHandle {
                 .map_or("unknown", String::as_str),
         };
         let stats = Arc::new(SourceStats::new(&def.name, connector));
-        let (requests, requests_rx) = mpsc::channel(4);
         let (events, events_rx) = mpsc::channel(EVENTS_IN_FLIGHT);
         let stop = Arc::new(AtomicBool::new(false));
         let pending = Arc::new(tokio::sync::Mutex::new(Pending {
@@ -210,15 +202,14 @@ impl SourceHandle {
             feed: Arc::clone(&feed),
             published_watermark: None,
         };
-        let task = tokio::spawn(runner.run(events_rx, requests_rx));
+        let worker = Worker::spawn(|requests| runner.run(events_rx, requests));
         Arc::new(SourceHandle {
             def,
             stats,
             feed,
             pending,
-            requests,
             stop,
-            task: std::sync::Mutex::new(Some(task)),
+            worker,
         })
     }
 
@@ -228,38 +219,24 @@ impl SourceHandle {
 
     /// Whether the runner still runs (it ends when stopped, dropped, or its source vanished).
     pub fn alive(&self) -> bool {
-        self.task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
+        self.worker.alive()
     }
 
     /// Hands a checkpoint's barrier to the runner; false if the runner no longer runs.
     pub async fn barrier(&self, barrier: &Arc<Barrier>) -> bool {
-        self.alive()
-            && self
-                .requests
-                .send(Request::Barrier(Arc::clone(barrier)))
-                .await
-                .is_ok()
+        self.worker.barrier(barrier).await
     }
 
     /// Stops taking input (the last checkpoint was taken before).
     pub async fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        let (ack, done) = oneshot::channel();
-        if self.requests.send(Request::Stop(ack)).await.is_ok() {
-            let _ = done.await;
-        }
+        self.worker.stop().await;
     }
 
     /// Stops at once, committing nothing more (the source was dropped).
     pub fn abandon(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
-        }
+        self.worker.abort();
     }
 
     /// The committed files of the retained events and the pending rows, as of one instant.

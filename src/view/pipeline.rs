@@ -18,11 +18,11 @@ use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::kernels::aggregate::max;
 use tokio::sync::{mpsc, watch};
 
+use super::Shared;
 use super::late::{LateRow, late_batch, late_rows};
 use super::stats::{Status, ViewStats};
-use super::{Request, Shared};
 use crate::catalog::view::ViewDef;
-use crate::checkpoint::{Barrier, Drain, Held, Participant, Report};
+use crate::checkpoint::{Barrier, Drain, Held, Participant, Report, Request};
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::Message;
