@@ -134,8 +134,15 @@ impl FileOwner {
     }
 
     /// Replaces `run` (still consecutive in the owner's files) by `merged`; `false` when the
-    /// owner or the run is gone (dropped, or changed by retention meanwhile).
+    /// owner or the run is gone (dropped, or changed by retention meanwhile) or the owner is a
+    /// table a view now reads.
     fn replace(&self, m: &mut Manifest, run: &[DataFile], merged: DataFile) -> bool {
+        // A view created over the table since the run was planned reads its files by name.
+        if let FileOwner::Table { name, .. } = self
+            && m.views.values().any(|v| v.def.input == *name)
+        {
+            return false;
+        }
         let Some(files) = self.files_mut(m) else {
             return false;
         };
