@@ -147,6 +147,14 @@ fn new_files(files: &[DataFile], seen: &mut HashSet<String>) -> Vec<DataFile> {
 
 impl Pipeline {
     pub async fn run(mut self, input: Input, mut requests: mpsc::Receiver<Request>) {
+        // A view resumed from a checkpoint holds its restored state before any input.
+        if let Some(operator) = &self.operator {
+            let (groups, bytes) = (operator.open_groups(), operator.state_bytes());
+            self.stats.update(|s| {
+                s.open_groups = groups as u64;
+                s.state_bytes = bytes as u64;
+            });
+        }
         let mut live = match self.backfill(input).await {
             Ok(live) => live,
             Err(e) => return self.fail(e),

@@ -309,6 +309,9 @@ fn a_view_whose_state_file_is_gone_fails_alone_and_rebuilds() {
         "the error names the file: {status}"
     );
     assert!(status.contains("totals|running|"), "{status}");
+    // totals resumed with its one open hour window, before any new input.
+    let open = "SELECT open_groups FROM sluice_catalog.materialized_views WHERE view = 'totals'";
+    assert_eq!(number(&server, open), 1);
     server.psql(&[
         "-c",
         "ALTER MATERIALIZED VIEW per_minute REBUILD",
