@@ -24,6 +24,8 @@ use crate::error::{Error, Result};
 
 /// Fewest files one compaction merges.
 pub const FAN_IN: usize = 4;
+/// Most files one compaction merges (bounds the planning work on a long list of tiny files).
+const MAX_RUN_FILES: usize = 1_000;
 
 /// Whose files a compaction rewrites; `id` tells a relation from a later one of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,23 +167,25 @@ pub fn plan(files: &[DataFile], target: u64) -> Vec<Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;
     while start < files.len() {
-        if !small(&files[start]) {
-            start += 1;
-            continue;
+        // The longest run of small files from `start`, within the target size and
+        // [`MAX_RUN_FILES`], whose largest file is at most a FAN_INth of it.
+        let (mut bytes, mut largest, mut best) = (0, 0, None);
+        for (end, file) in files.iter().enumerate().skip(start).take(MAX_RUN_FILES) {
+            if !small(file) || bytes + file.size_bytes > target {
+                break;
+            }
+            bytes += file.size_bytes;
+            largest = largest.max(file.size_bytes);
+            if end + 1 - start >= FAN_IN && largest * FAN_IN as u64 <= bytes {
+                best = Some(end + 1);
+            }
         }
-        // The longest run of small files from `start` within the target size.
-        let mut end = start;
-        let mut bytes = 0;
-        while end < files.len() && small(&files[end]) && bytes + files[end].size_bytes <= target {
-            bytes += files[end].size_bytes;
-            end += 1;
-        }
-        let largest = files[start..end].iter().map(|f| f.size_bytes).max();
-        if end - start >= FAN_IN && largest.is_some_and(|l| l * FAN_IN as u64 <= bytes) {
-            runs.push(start..end);
-            start = end;
-        } else {
-            start += 1;
+        match best {
+            Some(end) => {
+                runs.push(start..end);
+                start = end;
+            }
+            None => start += 1,
         }
     }
     runs
@@ -285,6 +289,9 @@ mod tests {
         );
         assert_eq!(plan(&files(&[10; 12]), 100), vec![0..10]);
         assert_eq!(plan(&files(&[10; 3]), 100), Vec::<Range<usize>>::new());
+        // A bigger file after small ones ends their run rather than blocking it.
+        assert_eq!(plan(&files(&[10, 10, 10, 10, 45]), 100), vec![0..4]);
+        assert_eq!(plan(&files(&[30, 10, 10, 10, 10, 45]), 100), vec![1..5]);
     }
 
     #[test]

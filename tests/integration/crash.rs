@@ -267,7 +267,27 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
             server.restart_with_env(&[("SLUICEDB_CRASH_AT", point)]);
             for chunk in messages.chunks(messages.len().div_ceil(8)) {
                 produce(&producer, &topic, chunk).await;
-                tokio::time::sleep(Duration::from_millis(1_100)).await;
+                // A checkpoint after each chunk, so each makes new files (slow S3 or not).
+                let committed = |server: &ServerProcess| {
+                    server
+                        .try_psql(&[
+                            "-At",
+                            "-c",
+                            "SELECT max(checkpoint) FROM sluice_catalog.checkpoints \
+                             WHERE kind = 'checkpoint' AND status = 'committed'",
+                        ])
+                        .and_then(|n| n.trim().parse::<i64>().ok())
+                };
+                let mut before = None;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !server.exited() && Instant::now() < deadline {
+                    match (before, committed(&server)) {
+                        (None, now) => before = now,
+                        (Some(before), Some(now)) if now > before => break,
+                        _ => {}
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
             }
         } else {
             produce(&producer, &topic, &messages).await;
@@ -298,7 +318,7 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
                     async move {
                         let ok = number(
                             server,
-                            "SELECT count(*) FROM sluice_catalog.checkpoints \
+                            "SELECT max(checkpoint) FROM sluice_catalog.checkpoints \
                          WHERE status = 'committed' AND started_at > now() - INTERVAL '3 seconds'",
                         );
                         (ok > 0).then_some(())
@@ -313,11 +333,15 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
                 server.restart_with_env(&[("SLUICEDB_CRASH_AT", point)]);
             }
             if !server.wait_exit(Duration::from_secs(60)) {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let files = server.psql(&[
+                    "-c",
+                    "SELECT relation, count(*), sum(size_bytes) FROM sluice_catalog.files GROUP BY relation",
+                    "-c",
+                    "SELECT * FROM sluice_catalog.checkpoints ORDER BY started_at DESC LIMIT 10",
+                ]);
                 panic!(
-                    "the server did not reach crash point {point}; its log ends:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    "the server did not reach crash point {point}:\n{files}\nserver log: {}",
+                    dir.keep().join("sluicedb.log").display()
                 );
             }
             crashed_inside += 1;

@@ -191,7 +191,7 @@ impl ServerProcess {
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
+            if self.exited() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -221,6 +221,20 @@ impl ServerProcess {
         let output = self.psql_output(&["-v", "VERBOSITY=verbose", "-c", sql]);
         assert!(!output.status.success(), "{sql} succeeded");
         String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Runs psql with `args`; stdout, or `None` if it failed (the server may be gone).
+    pub fn try_psql(&self, args: &[&str]) -> Option<String> {
+        let output = self.psql_output(args);
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Whether the process has ended.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     fn psql_output(&self, args: &[&str]) -> std::process::Output {
