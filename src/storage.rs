@@ -413,11 +413,12 @@ impl Storage {
         deleted
     }
 
-    /// Deletes the files of a dropped table or source; called after the drop is committed.
+    /// Deletes files no manifest names and no reader needs: state files a newer checkpoint
+    /// replaced (state is read only at startup).
     pub async fn delete_files(&self, files: &[DataFile]) {
         for file in files {
             if let Err(e) = self.store.delete(&Path::from(file.path.as_str())).await {
-                tracing::warn!(error = %e, path = %file.path, "could not delete a dropped table's file");
+                tracing::warn!(error = %e, path = %file.path, "could not delete a replaced file");
             }
         }
     }

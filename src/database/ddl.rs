@@ -77,11 +77,8 @@ pub async fn drop_tables(
             Ok(())
         })
         .await?;
-    let (dropped, dropped_views) = removed;
-    forget_views(db, &dropped_views).await;
-    for state in &dropped {
-        storage.delete_files(&state.files).await;
-    }
+    // The files go with garbage collection, after queries that listed them finish.
+    forget_views(db, &removed.1).await;
     Ok(Output::Command {
         tag: "DROP TABLE",
         rows: None,
@@ -148,11 +145,11 @@ fn drop_dependents(
     Ok(removed)
 }
 
-/// Stops dropped views (readers first) and deletes their files; after the commit.
+/// Stops dropped views (readers first); after the commit. Their files go with garbage
+/// collection.
 async fn forget_views(db: &Database, dropped: &[ViewState]) {
     for state in dropped.iter().rev() {
         db.views().remove(&state.def.name);
-        db.storage().delete_files(&state.files).await;
         tracing::info!(view = %state.def.name, "materialized view dropped");
     }
 }
@@ -404,7 +401,6 @@ pub async fn drop_sources(
     forget_views(db, &dropped_views).await;
     for state in &dropped {
         db.sources().remove(&state.def.name);
-        db.storage().delete_files(&state.files).await;
         tracing::info!(source = %state.def.name, "source dropped");
     }
     Ok(Output::Command {

@@ -129,6 +129,16 @@ async fn compaction_run(storage: Vec<String>, local: Option<&Path>) {
     server.stop("KILL");
     server.restart();
     assert_eq!(server.psql(&["-At", "-c", query]).trim(), expected);
+    if let Some(data) = local {
+        // A dropped table's files go the same way, after the grace period.
+        server.psql(&["-c", "DROP TABLE t"]);
+        support::wait_for(
+            Duration::from_secs(30),
+            "the dropped table's files",
+            || async { (parquet_files(&data.join("tables")) == 0).then_some(()) },
+        )
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
