@@ -93,6 +93,8 @@ pub struct Storage {
     commits: tokio::sync::watch::Sender<Arc<Manifest>>,
     /// Files table writes are writing and have not committed yet: not garbage, however old.
     writing: std::sync::Mutex<HashSet<String>>,
+    /// When garbage collection first saw each file no manifest names.
+    unnamed_since: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -143,6 +145,7 @@ impl Storage {
             commit_lock: tokio::sync::Mutex::new(()),
             manifests_retained: config.manifests_retained,
             writing: std::sync::Mutex::new(HashSet::new()),
+            unnamed_since: std::sync::Mutex::default(),
             store,
         };
         // Nothing is in flight yet: every file no manifest names is garbage.
@@ -369,12 +372,14 @@ impl Storage {
         )
     }
 
-    /// Deletes the files under the data folders that the current manifest does not name and
-    /// that are older than `grace`: files of dropped relations, files replaced by compaction
-    /// (which queries may still be reading) and files of writes that never committed. Files a
-    /// table write has in flight are spared whatever their age; checkpoint files are protected
-    /// by the caller, which runs this between checkpoints. Failures only cost space and are
-    /// logged. Returns the number of files deleted.
+    /// Deletes the files under the data folders that the current manifest does not name:
+    /// files of dropped relations, files replaced by compaction or retention, files of writes
+    /// that never committed. A file goes once it has been unnamed for `grace` (as far as this
+    /// process saw) and was written longer than `grace` ago, so queries and backfills that
+    /// listed it finish; files a table write has in flight are spared whatever their age;
+    /// checkpoint files are protected by the caller, which runs this between checkpoints.
+    /// With a zero grace (at startup, before any reader) every unnamed file goes. Failures only
+    /// cost space and are logged. Returns the number of files deleted.
     pub async fn collect_garbage(&self, grace: std::time::Duration) -> usize {
         let manifest = self.manifest();
         let live: HashSet<&str> = manifest.files().map(|f| f.path.as_str()).collect();
@@ -397,11 +402,29 @@ impl Storage {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let now = std::time::Instant::now();
+        let expired: Vec<&object_store::ObjectMeta> = {
+            let mut unnamed_since = self.unnamed_since.lock().unwrap_or_else(|e| e.into_inner());
+            let unnamed: Vec<&object_store::ObjectMeta> = objects
+                .iter()
+                .filter(|m| !live.contains(m.location.as_ref()))
+                .collect();
+            // Forget files that are gone (or named again); note the newly unnamed ones.
+            let current: HashSet<&str> = unnamed.iter().map(|m| m.location.as_ref()).collect();
+            unnamed_since.retain(|path, _| current.contains(path.as_str()));
+            unnamed
+                .into_iter()
+                .filter(|m| {
+                    let path = m.location.as_ref();
+                    let since = *unnamed_since.entry(path.to_string()).or_insert(now);
+                    now.duration_since(since) >= grace
+                        && m.last_modified <= cutoff
+                        && !writing.contains(path)
+                })
+                .collect()
+        };
         let mut deleted = 0usize;
-        for meta in objects.iter().filter(|m| {
-            let path = m.location.as_ref();
-            !live.contains(path) && m.last_modified < cutoff && !writing.contains(path)
-        }) {
+        for meta in expired {
             match self.store.delete(&meta.location).await {
                 Ok(()) => deleted += 1,
                 Err(e) => tracing::warn!(error = %e, path = %meta.location, "could not delete"),
