@@ -490,3 +490,44 @@ fn file_name(name: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AwsEnv, ServeArgs};
+
+    #[tokio::test]
+    async fn a_file_goes_only_once_it_has_been_unnamed_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            storage: Some(dir.path().to_str().unwrap().to_string()),
+            ..Default::default()
+        };
+        let storage = Storage::open(&args.resolve(AwsEnv::default()).unwrap())
+            .await
+            .unwrap();
+        let grace = std::time::Duration::from_millis(300);
+        // Written long before it stops being named, as a file compaction replaces.
+        let path = Path::from("tables/t/1/part-00000000000000000001.parquet");
+        storage
+            .store
+            .put(&path, PutPayload::from("x"))
+            .await
+            .unwrap();
+        tokio::time::sleep(grace * 2).await;
+        assert_eq!(
+            storage.collect_garbage(grace).await,
+            0,
+            "first seen unnamed now"
+        );
+        tokio::time::sleep(grace / 2).await;
+        assert_eq!(
+            storage.collect_garbage(grace).await,
+            0,
+            "unnamed for half the grace"
+        );
+        tokio::time::sleep(grace).await;
+        assert_eq!(storage.collect_garbage(grace).await, 1);
+        assert!(storage.store.head(&path).await.is_err());
+    }
+}
