@@ -192,14 +192,13 @@ pub fn plan(files: &[DataFile], target: u64) -> Vec<Range<usize>> {
 }
 
 impl Storage {
-    /// Compacts the files of `owner` as [`plan`] says, one commit per run; returns a record of
-    /// each committed compaction. A run that changed meanwhile is left as it is.
-    pub async fn compact(&self, owner: &FileOwner, target: u64) -> Result<Vec<CheckpointRecord>> {
+    /// Compacts the files of `owner` as [`plan`] says, one commit per run, each recorded in
+    /// the manifest. A run that changed meanwhile is left as it is, committing nothing.
+    pub async fn compact(&self, owner: &FileOwner, target: u64) -> Result<()> {
         let manifest = self.manifest();
         let Some(files) = owner.files(&manifest) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        let mut records = Vec::new();
         for range in plan(files, target) {
             let run = &files[range];
             let started_at_ms = chrono::Utc::now().timestamp_millis();
@@ -218,22 +217,29 @@ impl Storage {
                 state_bytes: 0,
                 files: run.len() as u64,
             };
-            let mut replaced = false;
-            self.commit(|m| {
-                replaced = owner.replace(m, run, merged);
-                if replaced {
+            let mut changed = false;
+            let committed = self
+                .commit(|m| {
+                    if !owner.replace(m, run, merged) {
+                        changed = true;
+                        return Err(Error::Internal("the run changed meanwhile".into()));
+                    }
                     m.record(record.clone());
-                }
-                Ok(())
-            })
-            .await?;
+                    Ok(())
+                })
+                .await;
             crate::failpoint::crash_point("compaction.committed");
-            if replaced {
-                tracing::info!(relation = %owner, files = run.len(), bytes = record.size_bytes, "compacted small files");
-                records.push(record);
+            match committed {
+                Ok(_) => {
+                    tracing::info!(relation = %owner, files = run.len(), bytes = record.size_bytes, "compacted small files");
+                }
+                Err(_) if changed => {
+                    tracing::debug!(relation = %owner, "compaction skipped: its files changed meanwhile");
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(records)
+        Ok(())
     }
 
     /// Writes the rows of `run`, in order, as one new file (not committed).
