@@ -4,10 +4,11 @@
 //! which clap reads in `main.rs`), the `sluicedb.toml` file, then the defaults below. This module
 //! only merges values it is given; it never reads the environment itself.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -64,6 +65,34 @@ pub struct ServeArgs {
     /// Most concurrent Postgres connections; more are refused [default: 100]
     #[arg(long, env = "SLUICEDB_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// How Postgres clients log in: 'none' (anyone who reaches the port) or 'scram-sha-256'
+    /// (a password of the `[users]` table of the config file) [default: none]
+    #[arg(long, env = "SLUICEDB_AUTH")]
+    pub auth: Option<AuthMethod>,
+
+    /// Users and their passwords, for `auth = "scram-sha-256"`; only in the config file, as a
+    /// `[users]` table of `name = "password"` lines.
+    #[arg(skip)]
+    pub users: Option<BTreeMap<String, String>>,
+
+    /// Accept `auth = none` on an address other than loopback: anyone who can reach the port
+    /// can then read and change everything [default: false]
+    #[arg(long, env = "SLUICEDB_ALLOW_REMOTE_WITHOUT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_remote_without_auth: Option<bool>,
+
+    /// PEM file with the TLS certificate chain of the Postgres listener; with `tls_key`, clients
+    /// may connect with sslmode=require
+    #[arg(long, env = "SLUICEDB_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of `tls_cert`
+    #[arg(long, env = "SLUICEDB_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Refuse Postgres connections that do not use TLS [default: false]
+    #[arg(long, env = "SLUICEDB_TLS_REQUIRED", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_required: Option<bool>,
 
     /// How many committed manifests to keep for inspection; older ones are deleted [default: 10]
     #[arg(long, env = "SLUICEDB_MANIFESTS_RETAINED")]
@@ -158,6 +187,29 @@ pub struct S3Settings {
     pub allow_http: bool,
 }
 
+/// How Postgres clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+pub enum AuthMethod {
+    /// No password: whoever reaches the port is in.
+    #[serde(rename = "none")]
+    None,
+    /// SCRAM-SHA-256, Postgres' password method: the password never crosses the wire.
+    #[value(name = "scram-sha-256")]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+}
+
+/// Who may connect over the Postgres protocol, and how.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub auth: AuthMethod,
+    /// User name → password, for SCRAM.
+    pub users: BTreeMap<String, String>,
+    /// Certificate chain and key files, when TLS is on.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub tls_required: bool,
+}
+
 /// The resolved configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -166,6 +218,7 @@ pub struct Config {
     pub pg_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub max_connections: usize,
+    pub access: Access,
     pub manifests_retained: usize,
     pub checkpoint_interval: std::time::Duration,
     pub storage_startup_timeout: std::time::Duration,
@@ -213,6 +266,14 @@ impl ServeArgs {
             s3_secret_access_key: self.s3_secret_access_key.or(lower.s3_secret_access_key),
             s3_allow_http: self.s3_allow_http.or(lower.s3_allow_http),
             max_connections: self.max_connections.or(lower.max_connections),
+            auth: self.auth.or(lower.auth),
+            users: self.users.or(lower.users),
+            allow_remote_without_auth: self
+                .allow_remote_without_auth
+                .or(lower.allow_remote_without_auth),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            tls_required: self.tls_required.or(lower.tls_required),
             manifests_retained: self.manifests_retained.or(lower.manifests_retained),
             checkpoint_interval: self.checkpoint_interval.or(lower.checkpoint_interval),
             storage_startup_timeout: self
@@ -258,7 +319,19 @@ impl ServeArgs {
             "compaction_target_size",
             self.compaction_target_size.as_deref().unwrap_or("128MB"),
         )?;
+        let pg_listen = self
+            .pg_listen
+            .unwrap_or_else(|| parse_addr(DEFAULT_PG_LISTEN));
+        let access = access(
+            pg_listen,
+            self.auth,
+            self.users,
+            self.allow_remote_without_auth.unwrap_or(false),
+            (self.tls_cert, self.tls_key),
+            self.tls_required.unwrap_or(false),
+        )?;
         Ok(Config {
+            access,
             checkpoint_interval,
             storage_startup_timeout,
             compaction_interval,
@@ -275,9 +348,7 @@ impl ServeArgs {
                 secret_access_key: self.s3_secret_access_key.or(aws.secret_access_key),
                 allow_http: self.s3_allow_http.or(aws.allow_http).unwrap_or(false),
             },
-            pg_listen: self
-                .pg_listen
-                .unwrap_or_else(|| parse_addr(DEFAULT_PG_LISTEN)),
+            pg_listen,
             http_listen: self
                 .http_listen
                 .unwrap_or_else(|| parse_addr(DEFAULT_HTTP_LISTEN)),
@@ -296,6 +367,58 @@ impl ServeArgs {
             log: self.log.unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// Checks the login settings against each other and the listen address.
+fn access(
+    pg_listen: SocketAddr,
+    auth: Option<AuthMethod>,
+    users: Option<BTreeMap<String, String>>,
+    allow_remote_without_auth: bool,
+    tls: (Option<PathBuf>, Option<PathBuf>),
+    tls_required: bool,
+) -> Result<Access> {
+    let auth = auth.unwrap_or(AuthMethod::None);
+    let users = users.unwrap_or_default();
+    if auth == AuthMethod::ScramSha256 && users.is_empty() {
+        return Err(Error::Config(
+            "auth = \"scram-sha-256\" needs at least one user: add a [users] table of \
+             name = \"password\" lines to the config file"
+                .into(),
+        ));
+    }
+    if let Some((name, _)) = users.iter().find(|(_, password)| password.is_empty()) {
+        return Err(Error::Config(format!(
+            "user \"{name}\" has an empty password"
+        )));
+    }
+    if auth == AuthMethod::None && !pg_listen.ip().is_loopback() && !allow_remote_without_auth {
+        return Err(Error::Config(format!(
+            "refusing to listen on {pg_listen} without authentication: anyone who can reach it \
+             could read and change everything. Set auth = \"scram-sha-256\" with a [users] \
+             table, or pass --allow-remote-without-auth"
+        )));
+    }
+    let tls = match tls {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Config(
+                "tls_cert and tls_key go together: set both or neither".into(),
+            ));
+        }
+    };
+    if tls_required && tls.is_none() {
+        return Err(Error::Config(
+            "tls_required needs tls_cert and tls_key".into(),
+        ));
+    }
+    Ok(Access {
+        auth,
+        users,
+        tls,
+        tls_required,
+    })
 }
 
 fn parse_addr(text: &str) -> SocketAddr {
@@ -353,6 +476,32 @@ mod tests {
         assert!(toml::from_str::<ServeArgs>("pg_port = 1").is_err());
         assert!(parse_storage("gs://bucket").is_err());
         assert!(parse_storage("s3:///x").is_err());
+    }
+
+    #[test]
+    fn no_auth_stays_on_loopback_unless_allowed() {
+        let resolve = |toml_text: &str| {
+            toml::from_str::<ServeArgs>(toml_text)
+                .unwrap()
+                .resolve(AwsEnv::default())
+        };
+        assert!(resolve("").is_ok());
+        let open = resolve("pg_listen = \"0.0.0.0:5480\"").unwrap_err();
+        assert!(
+            open.to_string().contains("without authentication"),
+            "{open}"
+        );
+        assert!(resolve("pg_listen = \"0.0.0.0:5480\"\nallow_remote_without_auth = true").is_ok());
+        let scram = "pg_listen = \"0.0.0.0:5480\"\nauth = \"scram-sha-256\"";
+        assert!(resolve(scram).is_err(), "scram without users");
+        let config = resolve(&format!("{scram}\n[users]\ngrafana = \"s3cret\"")).unwrap();
+        assert_eq!(config.access.auth, AuthMethod::ScramSha256);
+        assert_eq!(config.access.users["grafana"], "s3cret");
+        assert!(resolve("tls_cert = \"a.pem\"").is_err(), "cert without key");
+        assert!(
+            resolve("tls_required = true").is_err(),
+            "required without cert"
+        );
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownSetting(String),
+    #[error("parameter \"{0}\" cannot be changed")]
+    CantChangeSetting(String),
     /// A DROP that would leave views reading nothing, a REBUILD that would feed them twice.
     #[error("cannot {action} {kind} \"{name}\" because other objects depend on it")]
     DependentObjects {
@@ -114,6 +118,8 @@ impl Error {
             Error::NotNullViolation { .. } => "23502",
             Error::FeatureNotSupported { .. } => "0A000",
             Error::InvalidParameter(_) => "22023",
+            Error::UnknownSetting(_) => "42704",
+            Error::CantChangeSetting(_) => "55P02",
             Error::DependentObjects { .. } => "2BP01",
             Error::Plan(_) => "42000",
             Error::QueryCanceled => "57014",
@@ -155,6 +161,8 @@ impl Error {
             | Error::NotNullViolation { .. }
             | Error::FeatureNotSupported { .. }
             | Error::InvalidParameter(_)
+            | Error::UnknownSetting(_)
+            | Error::CantChangeSetting(_)
             | Error::Plan(_)
             | Error::QueryCanceled
             | Error::ProtocolViolation(_)
@@ -201,6 +209,8 @@ impl Error {
             | Error::DivisionByZero
             | Error::NotNullViolation { .. }
             | Error::InvalidParameter(_)
+            | Error::UnknownSetting(_)
+            | Error::CantChangeSetting(_)
             | Error::Plan(_)
             | Error::QueryCanceled
             | Error::ProtocolViolation(_)

@@ -75,6 +75,10 @@ pub static CONNECTIONS_REFUSED: Counter = Counter::new(
     "sluicedb_connections_refused_total",
     "Connections refused because max_connections was reached.",
 );
+pub static LOGINS_FAILED: Counter = Counter::new(
+    "sluicedb_logins_failed_total",
+    "Postgres logins refused: a wrong password, an unknown user, or no TLS where it is required.",
+);
 
 /// Per source and partition numbers, labelled `source` and `partition`.
 const SOURCE_METRICS: [(&str, &str, &str); 7] = [
@@ -157,6 +161,7 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot]) -> String {
         &QUERY_ERRORS,
         &TABLE_ROWS_WRITTEN,
         &CONNECTIONS_REFUSED,
+        &LOGINS_FAILED,
     ] {
         write_metric(
             &mut out,

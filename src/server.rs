@@ -8,7 +8,9 @@ pub mod cancel;
 pub mod copy_in;
 pub mod encode;
 pub mod http;
+pub mod login;
 pub mod session;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +30,9 @@ use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::metrics;
 use cancel::CancelRegistry;
+use login::Gate;
 use session::{ConnectionHandlers, Session};
+use tokio_rustls::TlsAcceptor;
 
 /// The demo pipeline of `serve --demo`.
 const DEMO_SQL: &str = include_str!("../sql/demo_clicks.sql");
@@ -52,6 +56,8 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Config(e.to_string()))?;
         let max_connections = config.max_connections;
+        let (gate, tls) = Gate::new(&config.access)?;
+        let gate = Arc::new(gate);
         let demo = config.demo;
         let db = Database::open(config).await?;
         if demo {
@@ -67,7 +73,11 @@ impl Server {
         let pg_task = tokio::spawn(accept_pg(
             pg,
             Arc::clone(&db),
-            max_connections,
+            Listener {
+                max_connections,
+                gate,
+                tls,
+            },
             stopped.clone(),
         ));
         let http_db = Arc::clone(&db);
@@ -119,12 +129,24 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
         .map_err(|e| Error::Config(format!("cannot listen for {what} on {addr}: {e}")))
 }
 
+/// What every accepted Postgres connection shares.
+struct Listener {
+    max_connections: usize,
+    gate: Arc<Gate>,
+    tls: Option<TlsAcceptor>,
+}
+
 async fn accept_pg(
     listener: TcpListener,
     db: Arc<Database>,
-    max_connections: usize,
+    settings: Listener,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let Listener {
+        max_connections,
+        gate,
+        tls,
+    } = settings;
     let registry = Arc::new(CancelRegistry::default());
     let slots = Arc::new(Semaphore::new(max_connections));
     loop {
@@ -146,15 +168,17 @@ async fn accept_pg(
             tracing::warn!(%peer, max_connections, "connection refused: too many connections");
             tokio::spawn(pgwire::tokio::process_socket(
                 socket,
-                None,
+                tls.clone(),
                 Arc::new(TooManyConnections),
             ));
             continue;
         };
         let session = Session::new(Arc::clone(&db), Arc::clone(&registry));
-        let handlers = Arc::new(ConnectionHandlers { session });
+        let login = Arc::new(gate.login(Arc::clone(&session)));
+        let handlers = Arc::new(ConnectionHandlers { session, login });
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "connection closed with an error");
             }
             drop(slot);

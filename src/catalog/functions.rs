@@ -3,7 +3,8 @@
 //! SQLAlchemy (and so Superset) parses `version()` for "PostgreSQL <major>.<minor>"; DataFusion's
 //! own `version()` names DataFusion, which stops the dialect from starting. psycopg looks types up
 //! with `to_regtype(name)`, which answers for the types our tables can hold. SQLAlchemy's reflection
-//! asks `pg_get_serial_sequence`, which is always NULL: there are no sequences.
+//! asks `pg_get_serial_sequence`, which is always NULL: there are no sequences. Grafana reads
+//! `current_setting('server_version_num')`.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
 /// The Postgres release whose protocol and catalogs we answer like.
-pub const PG_COMPAT_VERSION: &str = "16.6";
+pub const PG_COMPAT_VERSION: &str = "15.8";
 
 pub fn register(ctx: &SessionContext) {
     let text = format!(
@@ -48,12 +49,55 @@ pub fn register(ctx: &SessionContext) {
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
     ));
     ctx.register_udf(create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(current_setting),
+    ));
+    ctx.register_udf(create_udf(
         "to_regtype",
         vec![DataType::Utf8],
         DataType::Int32,
         Volatility::Stable,
         Arc::new(to_regtype),
     ));
+}
+
+/// A setting's default. Calls with a literal name are answered per connection before planning
+/// (`crate::server::settings::bind_caller`); this answers the rest, as a new connection would.
+fn current_setting(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let names = ColumnarValue::values_to_arrays(args)?;
+    let names = cast(&names[0], &DataType::Utf8)?;
+    let names = names
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8");
+    let values = names
+        .iter()
+        .map(|name| {
+            name.map(|name| {
+                crate::server::settings::default_value(name).ok_or_else(|| {
+                    datafusion::error::DataFusionError::External(Box::new(
+                        crate::error::Error::UnknownSetting(name.to_string()),
+                    ))
+                })
+            })
+            .transpose()
+        })
+        .collect::<Result<StringArray>>()?;
+    scalar_if_scalar(args, Arc::new(values))
+}
+
+/// A one-row result as a scalar when every argument was one.
+fn scalar_if_scalar(args: &[ColumnarValue], values: Arc<dyn Array>) -> Result<ColumnarValue> {
+    Ok(
+        if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&values, 0)?)
+        } else {
+            ColumnarValue::Array(values)
+        },
+    )
 }
 
 /// `to_regtype` oids of the types tables can hold, by every name Postgres accepts for them.
@@ -102,12 +146,5 @@ fn to_regtype(args: &[ColumnarValue]) -> Result<ColumnarValue> {
                 .map(|(_, oid)| *oid)
         })
         .collect();
-    let oids = Arc::new(oids) as Arc<dyn Array>;
-    Ok(
-        if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&oids, 0)?)
-        } else {
-            ColumnarValue::Array(oids)
-        },
-    )
+    scalar_if_scalar(args, Arc::new(oids))
 }

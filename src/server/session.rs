@@ -2,8 +2,8 @@
 //!
 //! A [`Session`] is created per accepted socket, so per-connection state (the COPY in progress,
 //! the cancel signal) lives here and dies with the connection. Statements are parsed by
-//! [`crate::sql::parser`] and run by [`Database::execute`]; `BEGIN`/`COMMIT` and `SET`/`SHOW` of
-//! session variables are answered by datafusion-postgres' hooks, as a Postgres server would.
+//! [`crate::sql::parser`] and run by [`Database::execute`]; `BEGIN`/`COMMIT` are answered by
+//! datafusion-postgres' transaction hook and `SET`/`SHOW` by [`super::settings`], per connection.
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -14,11 +14,9 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion_postgres::hooks::QueryHook;
-use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -29,15 +27,17 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 
 use super::cancel::{CancelRegistry, CancelSignal};
 use super::copy_in::CopyInProgress;
 use super::encode;
+use super::login::Login;
+use super::settings;
 use crate::database::{Database, Output, ddl, plans_rows, result_schema};
 use crate::error::Error;
 use crate::metrics;
@@ -73,8 +73,7 @@ pub struct StatementParser {
 impl Session {
     pub fn new(db: Arc<Database>, registry: Arc<CancelRegistry>) -> Arc<Self> {
         metrics::CONNECTIONS_ACTIVE.add(1);
-        let hooks: Vec<Arc<dyn QueryHook>> =
-            vec![Arc::new(TransactionStatementHook), Arc::new(SetShowHook)];
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(TransactionStatementHook)];
         let parser = Arc::new(StatementParser {
             db: Arc::clone(&db),
             hooks: hooks.clone(),
@@ -122,7 +121,31 @@ impl Session {
                     return response;
                 }
             }
+            if let Some(applied) = settings::apply(stmt, client.metadata_mut()) {
+                let applied = applied.inspect_err(log_error)?;
+                for (name, value) in applied.report {
+                    client
+                        .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                            name, value,
+                        )))
+                        .await?;
+                }
+                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                return encode::response(applied.output, format, options, self.signal.token());
+            }
         }
+        let bound = match statement {
+            Statement::Standard(stmt) => {
+                let caller = settings::Caller {
+                    user: client.metadata().get("user").map_or("", String::as_str),
+                    pid: client.pid_and_secret_key().0,
+                    metadata: client.metadata(),
+                };
+                settings::bind_caller(stmt, &caller).map(|s| Statement::Standard(Box::new(s)))
+            }
+            _ => None,
+        };
+        let statement = bound.as_ref().unwrap_or(statement);
         let token = self.signal.token();
         let output = tokio::select! {
             output = self.db.execute(statement, params) => output,
@@ -217,9 +240,10 @@ impl QueryParser for StatementParser {
         let Some(statement) = statements.pop() else {
             return Ok(None);
         };
-        let mut plan = None;
+        let mut plan;
         if let Statement::Standard(stmt) = &statement {
-            for hook in &self.hooks {
+            plan = settings::describe(stmt);
+            for hook in self.hooks.iter().filter(|_| plan.is_none()) {
                 if let Some(hooked) = hook
                     .handle_extended_parse_query(stmt, self.db.session(), client)
                     .await
@@ -403,25 +427,15 @@ impl CopyHandler for Session {
     }
 }
 
-#[async_trait]
-impl NoopStartupHandler for Session {
-    async fn post_startup<C>(
-        &self,
-        client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
+impl Session {
+    /// Registers the connection's cancel key once its login has succeeded.
+    pub fn started<C: ClientInfo>(&self, client: &C) {
         let (pid, secret) = client.pid_and_secret_key();
         let secret = secret.to_bytes();
         self.registry
             .register(pid, secret.clone(), Arc::clone(&self.signal));
         *self.registered.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, secret));
         tracing::debug!(pid, user = ?client.metadata().get("user"), "connection started");
-        Ok(())
     }
 }
 
@@ -445,6 +459,7 @@ impl ErrorHandler for ErrorLog {
 /// The handlers of one connection.
 pub struct ConnectionHandlers {
     pub session: Arc<Session>,
+    pub login: Arc<Login>,
 }
 
 impl PgWireServerHandlers for ConnectionHandlers {
@@ -457,7 +472,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        Arc::clone(&self.session)
+        Arc::clone(&self.login)
     }
 
     fn copy_handler(&self) -> Arc<impl CopyHandler> {

@@ -24,7 +24,7 @@ pub fn postgres_names(stmt: &SqlStatement) -> Option<Vec<String>> {
         .projection
         .iter()
         .map(|item| match item {
-            SelectItem::UnnamedExpr(expr) => Some(expr_name(expr)),
+            SelectItem::UnnamedExpr(expr) => Some(postgres_expr_name(expr)),
             SelectItem::ExprWithAlias { alias, .. } => Some(normalize_ident(alias)),
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _) => None,
             _ => None,
@@ -32,7 +32,8 @@ pub fn postgres_names(stmt: &SqlStatement) -> Option<Vec<String>> {
         .collect()
 }
 
-fn expr_name(expr: &Expr) -> String {
+/// The column name Postgres gives an unaliased expression.
+pub fn postgres_expr_name(expr: &Expr) -> String {
     match expr {
         Expr::Identifier(ident) => normalize_ident(ident),
         Expr::CompoundIdentifier(parts) => parts.last().map(normalize_ident).unwrap_or_default(),
@@ -40,7 +41,7 @@ fn expr_name(expr: &Expr) -> String {
             Some(sqlparser::ast::ObjectNamePart::Identifier(ident)) => normalize_ident(ident),
             _ => "?column?".to_string(),
         },
-        Expr::Cast { expr, .. } | Expr::Nested(expr) => expr_name(expr),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => postgres_expr_name(expr),
         Expr::Case { .. } => "case".to_string(),
         Expr::Exists { .. } => "exists".to_string(),
         _ => "?column?".to_string(),

@@ -1,6 +1,7 @@
 //! The one integration-test binary: every module here shares one link.
 //!
 //! - `slt`: sqllogictest files over the wire protocol.
+//! - `access`: SCRAM-SHA-256 logins and TLS, with the real psql.
 //! - `checkpoints`: window state checkpointed and restored at random batches == straight through.
 //! - `persistence`: psql + COPY + restart, on a local folder and on a real S3 server.
 //! - `protocol`: cancel, malformed messages, disconnects, the extended protocol.
@@ -15,6 +16,7 @@
 //!   retention, and REBUILD of a view whose state file is gone.
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
+mod access;
 mod checkpoints;
 mod clients;
 mod crash;
