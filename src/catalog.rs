@@ -5,6 +5,9 @@
 //! manifest on every lookup, so a table appears to every session the moment its `CREATE` commits.
 
 pub mod functions;
+pub mod information_schema;
+pub mod introspection;
+pub mod pg_catalog;
 pub mod provider;
 pub mod source;
 pub mod system;

@@ -21,7 +21,11 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use futures::StreamExt;
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Query, Statement as SqlStatement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 
+use crate::catalog::information_schema::{self, InformationSchema};
+use crate::catalog::pg_catalog::PgCatalog;
 use crate::catalog::provider::PublicSchema;
 use crate::catalog::system::{self, SystemSchema};
 use crate::catalog::table::TableDef;
@@ -52,6 +56,11 @@ pub enum Output {
     },
     /// `COPY … FROM STDIN`: the client sends rows next.
     CopyIn(CopyIn),
+    /// `COPY … TO STDOUT`: rows to send as COPY data.
+    CopyOut {
+        rows: SendableRecordBatchStream,
+        format: CopyFormat,
+    },
 }
 
 /// A `COPY FROM STDIN` waiting for its data.
@@ -82,8 +91,7 @@ impl Database {
         let storage = Arc::new(Storage::open(&config).await?);
         let mut session_config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE_NAME, SCHEMA_NAME)
-            .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true);
+            .with_create_default_catalog_and_schema(true);
         session_config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let runtime = RuntimeEnvBuilder::new().build_arc()?;
         storage.register(&runtime);
@@ -133,10 +141,16 @@ impl Database {
                 Arc::clone(&checkpoints),
             )),
         )?;
+        catalog.register_schema(
+            information_schema::SCHEMA_NAME,
+            Arc::new(InformationSchema::new(ctx.state().catalog_list().clone())),
+        )?;
         crate::stream::functions::register(&ctx, &storage);
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
+        PgCatalog::install(&ctx, DATABASE_NAME, Arc::clone(&storage))?;
         crate::catalog::functions::register(&ctx);
+        crate::catalog::introspection::register(&ctx);
         // `now()` is a timestamptz in Postgres. DataFusion gives it a zone only when the zone is
         // SET, which re-creates the time functions with the new setting; the builder does not.
         ctx.sql("SET datafusion.execution.time_zone = '+00:00'")
@@ -396,9 +410,39 @@ impl Database {
                     format,
                 }))
             }
+            SqlStatement::Copy {
+                source,
+                to: true,
+                target: CopyTarget::Stdout,
+                options,
+                legacy_options,
+                ..
+            } => {
+                let format = CopyFormat::from_options(options, legacy_options)?;
+                let query = match source {
+                    CopySource::Query(query) => SqlStatement::Query(query.clone()),
+                    CopySource::Table {
+                        table_name,
+                        columns,
+                    } => {
+                        let columns = match columns.as_slice() {
+                            [] => "*".to_string(),
+                            columns => columns
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        };
+                        let sql = format!("SELECT {columns} FROM {table_name}");
+                        Parser::parse_sql(&PostgreSqlDialect {}, &sql)?.remove(0)
+                    }
+                };
+                let rows = self.run(self.plan(&query).await?).await?;
+                Ok(Output::CopyOut { rows, format })
+            }
             SqlStatement::Copy { .. } => Err(Error::unsupported(
                 "COPY to or from a server file or program",
-                Some("Use COPY … FROM STDIN, as psql's \\copy does."),
+                Some("Use COPY … FROM STDIN or COPY … TO STDOUT, as psql's \\copy does."),
             )),
             // Every statement commits on its own; savepoints have nothing to mark.
             SqlStatement::Savepoint { .. } => Ok(Output::Command {

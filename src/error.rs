@@ -307,7 +307,24 @@ impl From<sqlparser::parser::ParserError> for Error {
                 "statement is nested too deeply".to_string()
             }
         };
-        Error::Syntax(format!("syntax error: {}", lowercase_first(&message)))
+        Error::Syntax(postgres_syntax_message(&message))
+    }
+}
+
+/// sqlparser's "Expected: X, found: Y at Line: 1, Column: 5" in Postgres' words, which
+/// clients match on: `syntax error at or near "Y"`, or `syntax error at end of input`.
+fn postgres_syntax_message(message: &str) -> String {
+    let parsed = message.strip_prefix("Expected: ").and_then(|rest| {
+        let (expected, found) = rest.split_once(", found: ")?;
+        let found = found.split(" at Line: ").next()?;
+        Some((expected, found))
+    });
+    match parsed {
+        Some((expected, "EOF")) => format!("syntax error at end of input: expected {expected}"),
+        Some((expected, found)) => {
+            format!("syntax error at or near \"{found}\": expected {expected}")
+        }
+        None => format!("syntax error: {}", lowercase_first(message)),
     }
 }
 
@@ -427,6 +444,25 @@ pub fn lowercase_first(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syntax_errors_use_postgres_wording() {
+        let error = |sql: &str| {
+            Error::from(
+                sqlparser::parser::Parser::parse_sql(
+                    &sqlparser::dialect::PostgreSqlDialect {},
+                    sql,
+                )
+                .unwrap_err(),
+            )
+            .to_string()
+        };
+        assert_eq!(
+            error("SELEC 1"),
+            "syntax error at or near \"SELEC\": expected an SQL statement"
+        );
+        assert!(error("SELECT 1 +").starts_with("syntax error at end of input"));
+    }
 
     #[test]
     fn classifies_datafusion_errors() {

@@ -6,6 +6,7 @@
 
 pub mod cancel;
 pub mod copy_in;
+pub mod copy_out;
 pub mod encode;
 pub mod http;
 pub mod login;

@@ -6,6 +6,7 @@
 //! BI tools' catalog queries plan in DataFusion. [`copy`] decodes `COPY FROM STDIN` payloads.
 //! Nothing here executes anything.
 
+pub mod compat;
 pub mod copy;
 pub mod interval;
 pub mod names;

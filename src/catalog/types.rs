@@ -127,6 +127,43 @@ impl From<ColumnType> for String {
     }
 }
 
+/// How Postgres names the type of a column of Arrow type `arrow`: its SQL name, as
+/// `information_schema.columns.data_type` shows it, and its `pg_type` name (`udt_name`).
+pub fn pg_type_names(arrow: &DataType) -> (String, String) {
+    let (data_type, udt) = match arrow {
+        DataType::Boolean => ("boolean", "bool"),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => ("smallint", "int2"),
+        DataType::Int32 | DataType::UInt16 => ("integer", "int4"),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => ("bigint", "int8"),
+        DataType::Float16 | DataType::Float32 => ("real", "float4"),
+        DataType::Float64 => ("double precision", "float8"),
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => ("numeric", "numeric"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ("text", "text"),
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => ("bytea", "bytea"),
+        DataType::Date32 | DataType::Date64 => ("date", "date"),
+        DataType::Timestamp(_, None) => ("timestamp without time zone", "timestamp"),
+        DataType::Timestamp(_, Some(_)) => ("timestamp with time zone", "timestamptz"),
+        DataType::Time32(_) | DataType::Time64(_) => ("time without time zone", "time"),
+        DataType::Interval(_) | DataType::Duration(_) => ("interval", "interval"),
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            return (
+                "ARRAY".to_string(),
+                format!("_{}", pg_type_names(item.data_type()).1),
+            );
+        }
+        DataType::Dictionary(_, value) => return pg_type_names(value),
+        DataType::Struct(_) | DataType::Map(..) => ("json", "json"),
+        _ => ("text", "text"),
+    };
+    (data_type.to_string(), udt.to_string())
+}
+
 fn numeric(info: &ExactNumberInfo) -> SluiceResult<(String, DataType)> {
     let (precision, scale) = match info {
         ExactNumberInfo::None => NUMERIC_DEFAULT,

@@ -74,6 +74,7 @@ pub fn response(
             copy.columns.len(),
             stream::empty(),
         ))),
+        Output::CopyOut { rows, format } => super::copy_out::response(rows, format, options),
     }
 }
 

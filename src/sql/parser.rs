@@ -37,6 +37,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             .into_iter()
             .map(|mut s| {
                 super::view::lowercase_window_functions(&mut s);
+                super::compat::rewrite(&mut s);
                 Statement::Standard(Box::new(s))
             })
             .collect());
@@ -47,6 +48,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             Statement::Standard(s) => {
                 let mut s = PG_COMPAT.rewrite(*s);
                 super::view::lowercase_window_functions(&mut s);
+                super::compat::rewrite(&mut s);
                 Statement::Standard(Box::new(s))
             }
             ours => ours,

@@ -1,0 +1,292 @@
+//! Postgres expressions that clients send and DataFusion spells differently, rewritten in the
+//! syntax tree after datafusion-pg-catalog's own rewrites.
+//!
+//! - `ARRAY(SELECT …)` (psql's `\d+` and `\du`) → `(SELECT array_agg(…) FROM (SELECT …))`.
+//!   An empty result is NULL where Postgres gives `{}`; catalog queries only print it.
+//! - `unnest(a) x` in FROM names its column `x`, as in Postgres (`unnest(a) AS x(x)`).
+//! - `generate_subscripts(a, d)` → `unnest(generate_series(1, array_length(a, d)))`.
+//! - `to_timestamp(text, 'YYYY-MM-DD HH24:MI:SS.US')` and `to_date(text, 'YYYY-MM-DD')`, as
+//!   Superset writes time filters: the Postgres template becomes a chrono one, which is what
+//!   DataFusion's functions read.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Query, SelectItem, SetExpr,
+    TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// Applies every rewrite of this module to `statement`.
+pub fn rewrite<V: VisitMut>(statement: &mut V) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Some(rewritten) = rewrite_expr(expr) {
+            *expr = rewritten;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let _ = statement.visit(&mut NameUnnestColumns);
+}
+
+/// Gives `unnest(a) AS x` the column name `x`.
+struct NameUnnestColumns;
+
+impl VisitorMut for NameUnnestColumns {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::UNNEST {
+            alias: Some(alias),
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } = factor
+            && array_exprs.len() == 1
+            && alias.columns.is_empty()
+        {
+            alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn rewrite_expr(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(function) = expr else {
+        return None;
+    };
+    let name = function
+        .name
+        .0
+        .last()?
+        .as_ident()?
+        .value
+        .to_ascii_lowercase();
+    match (name.as_str(), &function.args) {
+        ("array", FunctionArguments::Subquery(query)) => array_subquery(query),
+        ("generate_subscripts", FunctionArguments::List(_)) => {
+            let [array, dimension] = plain_args(function)?;
+            parse_expr(&format!(
+                "unnest(generate_series(1, array_length({array}, {dimension})))"
+            ))
+        }
+        ("to_timestamp" | "to_date", FunctionArguments::List(_)) => {
+            let [text, Expr::Value(template)] = plain_args(function)? else {
+                return None;
+            };
+            let Value::SingleQuotedString(template) = &template.value else {
+                return None;
+            };
+            let chrono = chrono_template(template)?;
+            let mut rewritten = function.clone();
+            rewritten.args = FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(text.clone())),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                        Value::SingleQuotedString(chrono),
+                    ))),
+                ],
+                clauses: Vec::new(),
+            });
+            Some(Expr::Function(rewritten))
+        }
+        _ => None,
+    }
+}
+
+/// The arguments of a call without names or modifiers.
+fn plain_args<const N: usize>(function: &Function) -> Option<[&Expr; N]> {
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    if !list.clauses.is_empty() || list.duplicate_treatment.is_some() {
+        return None;
+    }
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    args.try_into().ok()
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
+/// `ARRAY(SELECT x …)` as a scalar subquery aggregating its one column.
+fn array_subquery(query: &Query) -> Option<Expr> {
+    let mut inner = query.clone();
+    let SetExpr::Select(select) = inner.body.as_mut() else {
+        return None;
+    };
+    if unnests_null_catalog_array(select) {
+        return parse_expr("CAST(NULL AS TEXT[])");
+    }
+    let [item] = select.projection.as_mut_slice() else {
+        return None;
+    };
+    let expr = match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+        _ => return None,
+    };
+    *item = SelectItem::ExprWithAlias {
+        expr,
+        alias: sqlparser::ast::Ident::new("array_element"),
+    };
+    let sql = format!("(SELECT array_agg(array_element) FROM ({inner}) AS array_rows)");
+    parse_expr(&sql)
+}
+
+/// Whether `select` reads only `unnest(c.x)` of a catalog array that is always NULL here
+/// (`reloptions`, `relacl`, `nspacl`, … — there are no storage options or privileges), as
+/// psql's `\d+` does. DataFusion cannot plan an outer column inside FROM, and the answer is
+/// NULL anyway.
+fn unnests_null_catalog_array(select: &sqlparser::ast::Select) -> bool {
+    let [from] = select.from.as_slice() else {
+        return false;
+    };
+    if !from.joins.is_empty() || select.selection.is_some() {
+        return false;
+    }
+    let arrays: Vec<&Expr> = match &from.relation {
+        TableFactor::UNNEST { array_exprs, .. } => array_exprs.iter().collect(),
+        TableFactor::Table {
+            name,
+            args: Some(args),
+            ..
+        } if name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("unnest")) =>
+        {
+            args.args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => return false,
+    };
+    !arrays.is_empty()
+        && arrays.iter().all(|e| match e {
+            Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|column| {
+                let column = column.value.to_ascii_lowercase();
+                column.ends_with("options") || column.ends_with("acl")
+            }),
+            _ => false,
+        })
+}
+
+/// A Postgres date/time template in chrono's syntax, or `None` when it has a field we do not
+/// translate (then DataFusion reports the template as invalid).
+fn chrono_template(template: &str) -> Option<String> {
+    // Longest patterns first, so `HH24` wins over `HH` and `MS` is not read as `M` + `S`.
+    const FIELDS: &[(&str, &str)] = &[
+        ("YYYY", "%Y"),
+        ("HH24", "%H"),
+        ("HH12", "%I"),
+        ("Month", "%B"),
+        ("Mon", "%b"),
+        ("Day", "%A"),
+        ("Dy", "%a"),
+        ("YY", "%y"),
+        ("MM", "%m"),
+        ("DD", "%d"),
+        ("HH", "%I"),
+        ("MI", "%M"),
+        ("SS", "%S"),
+        ("MS", "%3f"),
+        ("US", "%6f"),
+        ("AM", "%p"),
+        ("PM", "%p"),
+        ("TZ", "%Z"),
+        ("OF", "%:z"),
+    ];
+    if template.contains('%') {
+        return None;
+    }
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(c) = rest.chars().next() {
+        if let Some((pattern, chrono)) = FIELDS.iter().find(|(p, _)| rest.starts_with(p)) {
+            out.push_str(chrono);
+            rest = &rest[pattern.len()..];
+        } else if c.is_ascii_alphabetic() {
+            return None;
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlparser::ast::Statement;
+
+    fn rewritten(sql: &str) -> String {
+        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        let mut statement: Statement = statements.remove(0);
+        rewrite(&mut statement);
+        statement.to_string()
+    }
+
+    #[test]
+    fn translates_postgres_templates() {
+        assert_eq!(
+            chrono_template("YYYY-MM-DD HH24:MI:SS.US").unwrap(),
+            "%Y-%m-%d %H:%M:%S.%6f"
+        );
+        assert_eq!(chrono_template("YYYY-MM-DD").unwrap(), "%Y-%m-%d");
+        assert_eq!(chrono_template("%Y"), None);
+        assert_eq!(chrono_template("YYYY Q"), None);
+        assert!(
+            rewritten(
+                "SELECT TO_TIMESTAMP('2024-01-02 03:04:05.000001', 'YYYY-MM-DD HH24:MI:SS.US')"
+            )
+            .contains("'%Y-%m-%d %H:%M:%S.%6f'")
+        );
+    }
+
+    #[test]
+    fn rewrites_array_subqueries_and_subscripts() {
+        let sql = rewritten(
+            "SELECT ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid) AS m FROM pg_roles r",
+        );
+        assert!(
+            sql.contains(
+                "(SELECT array_agg(array_element) FROM (SELECT b.rolname AS array_element"
+            ),
+            "{sql}"
+        );
+        let sql = rewritten(
+            "SELECT array_to_string(c.reloptions || array(select 'toast.' || x from unnest(tc.reloptions) x), ', ') FROM pg_class c",
+        );
+        assert!(
+            sql.contains("c.reloptions || CAST(NULL AS TEXT[])"),
+            "{sql}"
+        );
+        let sql = rewritten("SELECT x FROM unnest(ARRAY[1, 2]) x");
+        assert!(sql.contains("UNNEST(ARRAY[1, 2]) x (x)"), "{sql}");
+        let sql = rewritten("SELECT generate_subscripts(ARRAY[1, 2], 1)");
+        assert!(
+            sql.contains("unnest(generate_series(1, array_length(ARRAY[1, 2], 1)))"),
+            "{sql}"
+        );
+    }
+}
