@@ -15,6 +15,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
+use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -24,6 +26,7 @@ use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Query, Statement as Sql
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use crate::catalog::coercion::BooleanText;
 use crate::catalog::information_schema::{self, InformationSchema};
 use crate::catalog::pg_catalog::PgCatalog;
 use crate::catalog::provider::PublicSchema;
@@ -99,6 +102,11 @@ impl Database {
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_analyzer_rules(vec![
+                Arc::new(BooleanText),
+                Arc::new(ResolveGroupingFunction::new()),
+                Arc::new(TypeCoercion::new()),
+            ])
             .build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = ctx

@@ -5,6 +5,9 @@
 //! lists all missed them. [`PgCatalog`] hands out every table unchanged except `pg_class`,
 //! whose rows for our materialized views get `relkind = 'm'`, and which gains the columns
 //! psql's `\d+` reads and it lacks (`reloptions`, `relacl`: always NULL here).
+//! `pg_index` and `pg_constraint` are empty here (no indexes, keys or checks), but with their
+//! key columns typed as arrays, as SQLAlchemy's reflection needs for `unnest(ix.indkey)` and
+//! `attnum = ANY(ix.indkey)` to plan (datafusion-pg-catalog types them as text).
 //! `pg_get_viewdef(oid)` answers with a materialized view's query; the oids are the ones the
 //! last `pg_class` scan handed out, which is where every client learns them.
 
@@ -19,6 +22,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
@@ -79,6 +83,16 @@ impl SchemaProvider for PgCatalog {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let table = self.inner.table(name).await?;
+        if let Some(arrays) = ARRAY_COLUMNS
+            .iter()
+            .find(|(table, _)| *table == name)
+            .map(|(_, columns)| columns)
+        {
+            return Ok(table.map(|t| {
+                Arc::new(EmptyTable::new(with_arrays(&t.schema(), arrays)))
+                    as Arc<dyn TableProvider>
+            }));
+        }
         if name != "pg_class" {
             return Ok(table);
         }
@@ -96,6 +110,50 @@ impl SchemaProvider for PgCatalog {
     fn table_exist(&self, name: &str) -> bool {
         self.inner.table_exist(name)
     }
+}
+
+/// Catalog tables that are always empty here, and their columns that Postgres types as arrays
+/// of int2 (`int2vector`, keys) or of oids.
+const ARRAY_COLUMNS: [(&str, &[(&str, DataType)]); 2] = [
+    (
+        "pg_index",
+        &[
+            ("indkey", DataType::Int16),
+            ("indoption", DataType::Int16),
+            ("indcollation", DataType::Int32),
+            ("indclass", DataType::Int32),
+        ],
+    ),
+    (
+        "pg_constraint",
+        &[
+            ("conkey", DataType::Int16),
+            ("confkey", DataType::Int16),
+            ("confdelsetcols", DataType::Int16),
+            ("conpfeqop", DataType::Int32),
+            ("conppeqop", DataType::Int32),
+            ("conffeqop", DataType::Int32),
+            ("conexclop", DataType::Int32),
+        ],
+    ),
+];
+
+fn with_arrays(schema: &SchemaRef, arrays: &[(&str, DataType)]) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(
+            |field| match arrays.iter().find(|(name, _)| name == field.name()) {
+                Some((_, item)) => Field::new(
+                    field.name(),
+                    DataType::List(Arc::new(Field::new_list_field(item.clone(), true))),
+                    true,
+                ),
+                None => field.as_ref().clone(),
+            },
+        )
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 #[derive(Debug)]

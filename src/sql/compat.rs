@@ -4,6 +4,10 @@
 //! - `ARRAY(SELECT …)` (psql's `\d+` and `\du`) → `(SELECT array_agg(…) FROM (SELECT …))`.
 //!   An empty result is NULL where Postgres gives `{}`; catalog queries only print it.
 //! - `unnest(a) x` in FROM names its column `x`, as in Postgres (`unnest(a) AS x(x)`).
+//! - `INTERVAL '5 minutes' * n` (Superset's 5/10/15/30-minute grains, its epoch conversion):
+//!   DataFusion cannot scale an interval, so it becomes `CAST(CAST(n * 300 AS VARCHAR) ||
+//!   ' seconds' AS INTERVAL)` for any fixed-length interval.
+//! - `TIMESTAMP 'epoch'` / `CAST('epoch' AS TIMESTAMP)` (Superset's epoch columns) → 1970-01-01.
 //! - `generate_subscripts(a, d)` → `unnest(generate_series(1, array_length(a, d)))`.
 //! - `to_timestamp(text, 'YYYY-MM-DD HH24:MI:SS.US')` and `to_date(text, 'YYYY-MM-DD')`, as
 //!   Superset writes time filters: the Postgres template becomes a chrono one, which is what
@@ -12,8 +16,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Query, SelectItem, SetExpr,
-    TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
+    BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Query, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions_mut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -53,6 +58,17 @@ impl VisitorMut for NameUnnestColumns {
 }
 
 fn rewrite_expr(expr: &Expr) -> Option<Expr> {
+    if let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Multiply,
+        right,
+    } = expr
+    {
+        return scaled_interval(left, right).or_else(|| scaled_interval(right, left));
+    }
+    if let Some(epoch) = epoch_timestamp(expr) {
+        return Some(epoch);
+    }
     let Expr::Function(function) = expr else {
         return None;
     };
@@ -94,6 +110,47 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+const EPOCH: &str = "1970-01-01 00:00:00";
+
+/// Postgres' special timestamp input `epoch`, spelled out.
+fn epoch_timestamp(expr: &Expr) -> Option<Expr> {
+    match expr {
+        Expr::Cast {
+            expr: value,
+            data_type: DataType::Timestamp(..),
+            ..
+        } if is_epoch(value) => {
+            let mut cast = expr.clone();
+            if let Expr::Cast { expr: value, .. } = &mut cast {
+                **value = Expr::value(Value::SingleQuotedString(EPOCH.into()));
+            }
+            Some(cast)
+        }
+        Expr::TypedString(typed)
+            if matches!(typed.data_type, DataType::Timestamp(..))
+                && matches!(&typed.value.value, Value::SingleQuotedString(s) if s.eq_ignore_ascii_case("epoch")) =>
+        {
+            let mut typed = typed.clone();
+            typed.value.value = Value::SingleQuotedString(EPOCH.into());
+            Some(Expr::TypedString(typed))
+        }
+        _ => None,
+    }
+}
+
+fn is_epoch(expr: &Expr) -> bool {
+    matches!(expr, Expr::Value(v) if matches!(&v.value, Value::SingleQuotedString(s) if s.eq_ignore_ascii_case("epoch")))
+}
+
+/// `interval * factor` as an interval of seconds, when `interval` is a fixed-length literal.
+fn scaled_interval(interval: &Expr, factor: &Expr) -> Option<Expr> {
+    let ms = super::interval::interval_ms(interval).ok()?;
+    let seconds = ms as f64 / 1000.0;
+    parse_expr(&format!(
+        "CAST(CAST(({factor}) * {seconds} AS VARCHAR) || ' seconds' AS INTERVAL)"
+    ))
 }
 
 /// The arguments of a call without names or modifiers.
@@ -281,6 +338,13 @@ mod tests {
             sql.contains("c.reloptions || CAST(NULL AS TEXT[])"),
             "{sql}"
         );
+        let sql = rewritten("SELECT INTERVAL '5 MINUTES' * FLOOR(EXTRACT(MINUTE FROM ts) / 5)");
+        assert!(
+            sql.contains("CAST(CAST((FLOOR(EXTRACT(MINUTE FROM ts) / 5)) * 300 AS VARCHAR) || ' seconds' AS INTERVAL)"),
+            "{sql}"
+        );
+        let sql = rewritten("SELECT (CAST('epoch' AS TIMESTAMP) + 1), timestamp 'epoch'");
+        assert_eq!(sql.matches("'1970-01-01 00:00:00'").count(), 2, "{sql}");
         let sql = rewritten("SELECT x FROM unnest(ARRAY[1, 2]) x");
         assert!(sql.contains("UNNEST(ARRAY[1, 2]) x (x)"), "{sql}");
         let sql = rewritten("SELECT generate_subscripts(ARRAY[1, 2], 1)");

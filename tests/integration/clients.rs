@@ -1,6 +1,8 @@
 //! Real client libraries against an in-process server: each script in `tests/clients/` checks
 //! its own results and exits non-zero on the first wrong one. psycopg, asyncpg, SQLAlchemy,
-//! node-postgres and pgjdbc (the driver of Metabase, Tableau and DBeaver).
+//! node-postgres and pgjdbc (the driver of Metabase, Tableau and DBeaver); Superset's stack
+//! (SQLAlchemy 1.4 + psycopg2) and Grafana's queries against the demo pipeline; psql's
+//! meta-commands.
 
 use std::process::Command;
 
@@ -13,6 +15,30 @@ async fn run_client(program: &std::path::Path, script: &str, what: &str) {
 async fn run_client_with(program: &std::path::Path, args: &[&str], script: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = support::start_server(dir.path().to_str().unwrap()).await;
+    run_against(&server, program, args, script, what).await;
+    server.shutdown().await;
+}
+
+/// A server running the demo pipeline (`serve --demo`): a source, its table and a window view.
+async fn start_demo(dir: &std::path::Path) -> sluicedb::server::Server {
+    let args = sluicedb::config::ServeArgs {
+        storage: Some(dir.to_string_lossy().into_owned()),
+        pg_listen: Some("127.0.0.1:0".parse().unwrap()),
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        demo: Some(true),
+        ..Default::default()
+    };
+    let config = args.resolve(sluicedb::config::AwsEnv::default()).unwrap();
+    sluicedb::server::Server::start(config).await.unwrap()
+}
+
+async fn run_against(
+    server: &sluicedb::server::Server,
+    program: &std::path::Path,
+    args: &[&str],
+    script: &str,
+    what: &str,
+) {
     let port = server.pg_addr().port().to_string();
     let script = support::root().join("tests/clients").join(script);
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -29,7 +55,6 @@ async fn run_client_with(program: &std::path::Path, args: &[&str], script: &str,
     })
     .await
     .unwrap();
-    server.shutdown().await;
     assert!(
         output.status.success(),
         "{what} client failed:\n{}\n{}",
@@ -105,4 +130,138 @@ async fn jdbc() {
         )
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_queries() {
+    let python = python_with("psycopg");
+    if support::require(python.is_some(), "psycopg in .venv") {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_demo(dir.path()).await;
+        run_against(
+            &server,
+            &python.unwrap(),
+            &[],
+            "grafana_client.py",
+            "Grafana",
+        )
+        .await;
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superset_stack() {
+    // Superset pins SQLAlchemy 1.4 and psycopg2; scripts/setup-test-env puts them in their own venv.
+    let python = support::root().join(".venv-superset/bin/python");
+    if support::require(
+        python.exists(),
+        ".venv-superset (SQLAlchemy 1.4 + psycopg2)",
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_demo(dir.path()).await;
+        run_against(&server, &python, &[], "superset_client.py", "Superset").await;
+        server.shutdown().await;
+    }
+}
+
+/// psql's meta-commands over the demo pipeline, and \copy both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_meta_commands() {
+    if !support::require(support::tool_available("psql"), "psql") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_demo(dir.path()).await;
+    let port = server.pg_addr().port().to_string();
+    let csv_in = dir.path().join("in.csv");
+    let csv_out = dir.path().join("out.csv");
+    std::fs::write(&csv_in, "id,name\n1,a\n2,\"b, with comma\"\n").unwrap();
+    let copy_in = format!(
+        "\\copy psql_t (id, name) FROM '{}' CSV HEADER",
+        csv_in.display()
+    );
+    let copy_out = format!(
+        "\\copy (SELECT id, name FROM psql_t ORDER BY id) TO '{}' CSV HEADER",
+        csv_out.display()
+    );
+    let psql = |command: String| {
+        let port = port.clone();
+        async move {
+            let commands: Vec<String> = command.split('\n').map(str::to_string).collect();
+            let output = tokio::task::spawn_blocking(move || {
+                let mut psql = Command::new("psql");
+                psql.args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "sluice",
+                    "-d",
+                    "sluice",
+                ])
+                .args(["-X", "-v", "ON_ERROR_STOP=1"]);
+                for command in commands {
+                    psql.args(["-c", &command]);
+                }
+                psql.output().unwrap()
+            })
+            .await
+            .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(
+                output.status.success(),
+                "{command}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            stdout
+        }
+    };
+    psql("CREATE TABLE psql_t (id INT NOT NULL, name TEXT)".into()).await;
+    // Each meta-command with what its answer must show.
+    let expectations: [(&str, &[&str]); 9] = [
+        ("\\l", &["sluice", "UTF"]),
+        ("\\dn", &["public", "sluice_catalog"]),
+        ("\\dt", &["demo_clicks", "psql_t", "table"]),
+        ("\\dv", &["sluice_catalog", "materialized_views", "view"]),
+        ("\\dm", &["demo_clicks_10s", "materialized view"]),
+        (
+            "\\d psql_t",
+            &["Table \"public.psql_t\"", "integer", "not null", "text"],
+        ),
+        (
+            "\\d demo_clicks_10s",
+            &[
+                "Materialized view \"public.demo_clicks_10s\"",
+                "timestamp with time zone",
+                "bigint",
+            ],
+        ),
+        (
+            "\\d+ demo_clicks_10s",
+            &["View definition:", "tumble(demo_clicks, ts"],
+        ),
+        ("\\d+ psql_t", &["Storage", "plain", "extended"]),
+    ];
+    for (command, expected) in expectations {
+        let out = psql(command.to_string()).await;
+        for needle in expected {
+            assert!(out.contains(needle), "{command} lacks {needle:?}:\n{out}");
+        }
+    }
+    let dv = psql("\\dv".into()).await;
+    assert!(
+        !dv.contains("demo_clicks_10s"),
+        "a materialized view is not a view:\n{dv}"
+    );
+    let expanded = psql("\\x on\nSELECT 1 AS one".into()).await;
+    assert!(expanded.contains("one | 1"), "{expanded}");
+    assert!(psql(copy_in).await.contains("COPY 2"));
+    assert!(psql(copy_out).await.contains("COPY 2"));
+    assert_eq!(
+        std::fs::read_to_string(&csv_out).unwrap(),
+        "id,name\n1,a\n2,\"b, with comma\"\n"
+    );
+    server.shutdown().await;
 }
