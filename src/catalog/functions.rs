@@ -67,12 +67,7 @@ pub fn register(ctx: &SessionContext) {
 /// A setting's default. Calls with a literal name are answered per connection before planning
 /// (`crate::server::settings::bind_caller`); this answers the rest, as a new connection would.
 fn current_setting(args: &[ColumnarValue]) -> Result<ColumnarValue> {
-    let names = ColumnarValue::values_to_arrays(args)?;
-    let names = cast(&names[0], &DataType::Utf8)?;
-    let names = names
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8");
+    let names = first_as_text(args)?;
     let values = names
         .iter()
         .map(|name| {
@@ -89,8 +84,22 @@ fn current_setting(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     scalar_if_scalar(args, Arc::new(values))
 }
 
+/// The first argument as text, one value per row.
+fn first_as_text(args: &[ColumnarValue]) -> Result<StringArray> {
+    let values = ColumnarValue::values_to_arrays(args)?;
+    let values = cast(&values[0], &DataType::Utf8)?;
+    Ok(values
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8")
+        .clone())
+}
+
 /// A one-row result as a scalar when every argument was one.
-fn scalar_if_scalar(args: &[ColumnarValue], values: Arc<dyn Array>) -> Result<ColumnarValue> {
+pub(crate) fn scalar_if_scalar(
+    args: &[ColumnarValue],
+    values: Arc<dyn Array>,
+) -> Result<ColumnarValue> {
     Ok(
         if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&values, 0)?)
@@ -129,12 +138,7 @@ const TYPE_OIDS: &[(&str, i32)] = &[
 ];
 
 fn to_regtype(args: &[ColumnarValue]) -> Result<ColumnarValue> {
-    let names = ColumnarValue::values_to_arrays(args)?;
-    let names = cast(&names[0], &DataType::Utf8)?;
-    let names = names
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8");
+    let names = first_as_text(args)?;
     let oids: Int32Array = names
         .iter()
         .map(|name| {

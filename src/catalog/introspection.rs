@@ -125,7 +125,6 @@ impl ScalarUDFImpl for SizePretty {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let sizes = args.args[0].to_array(args.number_rows)?;
         let sizes = cast(&sizes, &DataType::Int64)?;
         let sizes = sizes
@@ -134,10 +133,7 @@ impl ScalarUDFImpl for SizePretty {
             .expect("cast to Int64");
         let pretty: StringArray = sizes.iter().map(|s| s.map(size_pretty)).collect();
         let pretty: ArrayRef = Arc::new(pretty);
-        Ok(match scalar {
-            true => ColumnarValue::Scalar(ScalarValue::try_from_array(&pretty, 0)?),
-            false => ColumnarValue::Array(pretty),
-        })
+        super::functions::scalar_if_scalar(&args.args, pretty)
     }
 }
 

@@ -31,7 +31,6 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
-use datafusion::scalar::ScalarValue;
 
 use super::SCHEMA_NAME;
 use crate::storage::Storage;
@@ -329,7 +328,6 @@ impl ScalarUDFImpl for ViewDefinition {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let oids = args.args[0].to_array(args.number_rows)?;
         let oids = cast(&oids, &DataType::Int32)?;
         let oids = oids.as_primitive::<Int32Type>();
@@ -347,9 +345,6 @@ impl ScalarUDFImpl for ViewDefinition {
             })
             .collect();
         let definitions: ArrayRef = Arc::new(definitions);
-        Ok(match scalar {
-            true => ColumnarValue::Scalar(ScalarValue::try_from_array(&definitions, 0)?),
-            false => ColumnarValue::Array(definitions),
-        })
+        super::functions::scalar_if_scalar(&args.args, definitions)
     }
 }

@@ -20,8 +20,8 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use sqlparser::ast::{
-    DiscardObject, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Reset, SelectItem,
-    Set, SetExpr, Statement as SqlStatement, Value, visit_expressions_mut,
+    DiscardObject, Expr, Ident, Reset, SelectItem, Set, SetExpr, Statement as SqlStatement, Value,
+    visit_expressions_mut,
 };
 
 use crate::catalog::functions::PG_COMPAT_VERSION;
@@ -448,18 +448,7 @@ fn caller_value(expr: &Expr, caller: &Caller) -> Option<Expr> {
         .as_ident()?
         .value
         .to_ascii_lowercase();
-    let args: Vec<&Expr> = match &function.args {
-        FunctionArguments::None => Vec::new(),
-        FunctionArguments::List(list) => list
-            .args
-            .iter()
-            .map(|arg| match arg {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                _ => None,
-            })
-            .collect::<Option<_>>()?,
-        FunctionArguments::Subquery(_) => return None,
-    };
+    let args = crate::sql::compat::unnamed_args(function)?;
     let text = |s: String| Expr::value(Value::SingleQuotedString(s));
     match (name.as_str(), args.as_slice()) {
         ("current_user" | "session_user" | "user" | "current_role", []) => {

@@ -153,23 +153,28 @@ fn scaled_interval(interval: &Expr, factor: &Expr) -> Option<Expr> {
     ))
 }
 
-/// The arguments of a call without names or modifiers.
-fn plain_args<const N: usize>(function: &Function) -> Option<[&Expr; N]> {
-    let FunctionArguments::List(list) = &function.args else {
-        return None;
+/// The arguments of a call without names or modifiers (none for `current_user`).
+pub fn unnamed_args(function: &Function) -> Option<Vec<&Expr>> {
+    let list = match &function.args {
+        FunctionArguments::None => return Some(Vec::new()),
+        FunctionArguments::List(list) => list,
+        FunctionArguments::Subquery(_) => return None,
     };
     if !list.clauses.is_empty() || list.duplicate_treatment.is_some() {
         return None;
     }
-    let args: Vec<&Expr> = list
-        .args
+    list.args
         .iter()
         .map(|arg| match arg {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
             _ => None,
         })
-        .collect::<Option<_>>()?;
-    args.try_into().ok()
+        .collect()
+}
+
+/// Exactly `N` unnamed arguments.
+fn plain_args<const N: usize>(function: &Function) -> Option<[&Expr; N]> {
+    unnamed_args(function)?.try_into().ok()
 }
 
 fn parse_expr(sql: &str) -> Option<Expr> {
