@@ -441,13 +441,7 @@ fn caller_value(expr: &Expr, caller: &Caller) -> Option<Expr> {
     let Expr::Function(function) = expr else {
         return None;
     };
-    let name = function
-        .name
-        .0
-        .last()?
-        .as_ident()?
-        .value
-        .to_ascii_lowercase();
+    let name = crate::sql::compat::function_name(function)?;
     let args = crate::sql::compat::unnamed_args(function)?;
     let text = |s: String| Expr::value(Value::SingleQuotedString(s));
     match (name.as_str(), args.as_slice()) {

@@ -72,13 +72,7 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
     let Expr::Function(function) = expr else {
         return None;
     };
-    let name = function
-        .name
-        .0
-        .last()?
-        .as_ident()?
-        .value
-        .to_ascii_lowercase();
+    let name = function_name(function)?;
     match (name.as_str(), &function.args) {
         ("array", FunctionArguments::Subquery(query)) => array_subquery(query),
         ("generate_subscripts", FunctionArguments::List(_)) => {
@@ -151,6 +145,19 @@ fn scaled_interval(interval: &Expr, factor: &Expr) -> Option<Expr> {
     parse_expr(&format!(
         "CAST(CAST(({factor}) * {seconds} AS VARCHAR) || ' seconds' AS INTERVAL)"
     ))
+}
+
+/// A called function's name, lower case, without its schema.
+pub fn function_name(function: &Function) -> Option<String> {
+    Some(
+        function
+            .name
+            .0
+            .last()?
+            .as_ident()?
+            .value
+            .to_ascii_lowercase(),
+    )
 }
 
 /// The arguments of a call without names or modifiers (none for `current_user`).
