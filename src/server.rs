@@ -140,14 +140,14 @@ struct Listener {
 async fn accept_pg(
     listener: TcpListener,
     db: Arc<Database>,
-    settings: Listener,
+    shared: Listener,
     mut stopped: watch::Receiver<bool>,
 ) {
     let Listener {
         max_connections,
         gate,
         tls,
-    } = settings;
+    } = shared;
     let registry = Arc::new(CancelRegistry::default());
     let slots = Arc::new(Semaphore::new(max_connections));
     loop {

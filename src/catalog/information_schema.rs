@@ -191,14 +191,12 @@ impl InformationView {
         let columns: Vec<ArrayRef> = match self.view {
             View::Tables => {
                 let relations = self.relations().await?;
-                let text = |f: &dyn Fn(&Relation) -> Option<String>| -> ArrayRef {
-                    Arc::new(relations.iter().map(f).collect::<StringArray>())
-                };
+                let text = |f: fn(&Relation) -> Option<String>| text_column(&relations, f);
                 vec![
-                    text(&|r| Some(r.catalog.clone())),
-                    text(&|r| Some(r.schema.clone())),
-                    text(&|r| Some(r.name.clone())),
-                    text(&|r| {
+                    text(|r| Some(r.catalog.clone())),
+                    text(|r| Some(r.schema.clone())),
+                    text(|r| Some(r.name.clone())),
+                    text(|r| {
                         Some(
                             match r.kind {
                                 TableType::Base => "BASE TABLE",
@@ -208,14 +206,14 @@ impl InformationView {
                             .to_string(),
                         )
                     }),
-                    text(&|_| None),
-                    text(&|_| None),
-                    text(&|_| None),
-                    text(&|_| None),
-                    text(&|_| None),
-                    text(&|r| Some(yes_no(r.kind == TableType::Base))),
-                    text(&|_| Some("NO".into())),
-                    text(&|_| None),
+                    text(|_| None),
+                    text(|_| None),
+                    text(|_| None),
+                    text(|_| None),
+                    text(|_| None),
+                    text(|r| Some(yes_no(r.kind == TableType::Base))),
+                    text(|_| Some("NO".into())),
+                    text(|_| None),
                 ]
             }
             View::Columns => columns_arrays(&self.relations().await?),
@@ -230,17 +228,15 @@ impl InformationView {
                         rows.extend(schemas.into_iter().map(|s| (catalog_name.clone(), s)));
                     }
                 }
-                let text = |f: &dyn Fn(&(String, String)) -> Option<String>| -> ArrayRef {
-                    Arc::new(rows.iter().map(f).collect::<StringArray>())
-                };
+                let text = |f: fn(&(String, String)) -> Option<String>| text_column(&rows, f);
                 vec![
-                    text(&|(c, _)| Some(c.clone())),
-                    text(&|(_, s)| Some(s.clone())),
-                    text(&|_| Some("postgres".into())),
-                    text(&|_| None),
-                    text(&|_| None),
-                    text(&|_| None),
-                    text(&|_| None),
+                    text(|(c, _)| Some(c.clone())),
+                    text(|(_, s)| Some(s.clone())),
+                    text(|_| Some("postgres".into())),
+                    text(|_| None),
+                    text(|_| None),
+                    text(|_| None),
+                    text(|_| None),
                 ]
             }
             View::Views => {
@@ -250,25 +246,28 @@ impl InformationView {
                     .into_iter()
                     .filter(|r| r.kind == TableType::View)
                     .collect();
-                let text = |f: &dyn Fn(&Relation) -> Option<String>| -> ArrayRef {
-                    Arc::new(relations.iter().map(f).collect::<StringArray>())
-                };
+                let text = |f: fn(&Relation) -> Option<String>| text_column(&relations, f);
                 vec![
-                    text(&|r| Some(r.catalog.clone())),
-                    text(&|r| Some(r.schema.clone())),
-                    text(&|r| Some(r.name.clone())),
-                    text(&|_| None),
-                    text(&|_| Some("NONE".into())),
-                    text(&|_| Some("NO".into())),
-                    text(&|_| Some("NO".into())),
-                    text(&|_| Some("NO".into())),
-                    text(&|_| Some("NO".into())),
-                    text(&|_| Some("NO".into())),
+                    text(|r| Some(r.catalog.clone())),
+                    text(|r| Some(r.schema.clone())),
+                    text(|r| Some(r.name.clone())),
+                    text(|_| None),
+                    text(|_| Some("NONE".into())),
+                    text(|_| Some("NO".into())),
+                    text(|_| Some("NO".into())),
+                    text(|_| Some("NO".into())),
+                    text(|_| Some("NO".into())),
+                    text(|_| Some("NO".into())),
                 ]
             }
         };
         Ok(RecordBatch::try_new(schema, columns)?)
     }
+}
+
+/// A text column with one value per row.
+fn text_column<T>(rows: &[T], value: impl Fn(&T) -> Option<String>) -> ArrayRef {
+    Arc::new(rows.iter().map(value).collect::<StringArray>())
 }
 
 fn yes_no(yes: bool) -> String {
@@ -287,13 +286,7 @@ fn columns_arrays(relations: &[Relation]) -> Vec<ArrayRef> {
                 .map(move |(i, f)| (r, i, f.as_ref()))
         })
         .collect();
-    let text = |f: &dyn Fn(&Relation, &Field) -> Option<String>| -> ArrayRef {
-        Arc::new(
-            rows.iter()
-                .map(|(r, _, c)| f(r, c))
-                .collect::<StringArray>(),
-        )
-    };
+    let text = |f: fn(&Relation, &Field) -> Option<String>| text_column(&rows, |(r, _, c)| f(r, c));
     let int = |f: &dyn Fn(&Field) -> Option<i32>| -> ArrayRef {
         Arc::new(rows.iter().map(|(_, _, c)| f(c)).collect::<Int32Array>())
     };
@@ -307,18 +300,18 @@ fn columns_arrays(relations: &[Relation]) -> Vec<ArrayRef> {
         _ => None,
     };
     vec![
-        text(&|r, _| Some(r.catalog.clone())),
-        text(&|r, _| Some(r.schema.clone())),
-        text(&|r, _| Some(r.name.clone())),
-        text(&|_, c| Some(c.name().clone())),
+        text(|r, _| Some(r.catalog.clone())),
+        text(|r, _| Some(r.schema.clone())),
+        text(|r, _| Some(r.name.clone())),
+        text(|_, c| Some(c.name().clone())),
         Arc::new(
             rows.iter()
                 .map(|(_, i, _)| Some(*i as i32 + 1))
                 .collect::<Int32Array>(),
         ),
-        text(&|_, _| None),
-        text(&|_, c| Some(yes_no(c.is_nullable()))),
-        text(&|_, c| Some(pg_type_names(c.data_type()).0)),
+        text(|_, _| None),
+        text(|_, c| Some(yes_no(c.is_nullable()))),
+        text(|_, c| Some(pg_type_names(c.data_type()).0)),
         int(&|_| None),
         int(&|c| {
             matches!(
@@ -340,13 +333,13 @@ fn columns_arrays(relations: &[Relation]) -> Vec<ArrayRef> {
                 .then_some(6)
                 .or(matches!(c.data_type(), DataType::Date32 | DataType::Date64).then_some(0))
         }),
-        text(&|_, _| None),
-        text(&|r, _| Some(r.catalog.clone())),
-        text(&|_, _| Some("pg_catalog".into())),
-        text(&|_, c| Some(pg_type_names(c.data_type()).1)),
-        text(&|_, _| Some("NO".into())),
-        text(&|_, _| Some("NEVER".into())),
-        text(&|r, _| Some(yes_no(r.kind == TableType::Base))),
+        text(|_, _| None),
+        text(|r, _| Some(r.catalog.clone())),
+        text(|_, _| Some("pg_catalog".into())),
+        text(|_, c| Some(pg_type_names(c.data_type()).1)),
+        text(|_, _| Some("NO".into())),
+        text(|_, _| Some("NEVER".into())),
+        text(|r, _| Some(yes_no(r.kind == TableType::Base))),
     ]
 }
 

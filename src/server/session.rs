@@ -89,6 +89,16 @@ impl Session {
         })
     }
 
+    /// Registers the connection's cancel key once its login has succeeded.
+    pub fn started<C: ClientInfo>(&self, client: &C) {
+        let (pid, secret) = client.pid_and_secret_key();
+        let secret = secret.to_bytes();
+        self.registry
+            .register(pid, secret.clone(), Arc::clone(&self.signal));
+        *self.registered.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, secret));
+        tracing::debug!(pid, user = ?client.metadata().get("user"), "connection started");
+    }
+
     /// Runs one statement and encodes its output.
     async fn run<C>(
         &self,
@@ -243,13 +253,15 @@ impl QueryParser for StatementParser {
         let mut plan;
         if let Statement::Standard(stmt) = &statement {
             plan = settings::describe(stmt);
-            for hook in self.hooks.iter().filter(|_| plan.is_none()) {
-                if let Some(hooked) = hook
-                    .handle_extended_parse_query(stmt, self.db.session(), client)
-                    .await
-                {
-                    plan = Some(hooked?);
-                    break;
+            if plan.is_none() {
+                for hook in &self.hooks {
+                    if let Some(hooked) = hook
+                        .handle_extended_parse_query(stmt, self.db.session(), client)
+                        .await
+                    {
+                        plan = Some(hooked?);
+                        break;
+                    }
                 }
             }
             if plan.is_none() && plans_rows(stmt) {
@@ -424,18 +436,6 @@ impl CopyHandler for Session {
         );
         info.detail = Some("No rows of this COPY were written.".into());
         PgWireError::UserError(Box::new(info))
-    }
-}
-
-impl Session {
-    /// Registers the connection's cancel key once its login has succeeded.
-    pub fn started<C: ClientInfo>(&self, client: &C) {
-        let (pid, secret) = client.pid_and_secret_key();
-        let secret = secret.to_bytes();
-        self.registry
-            .register(pid, secret.clone(), Arc::clone(&self.signal));
-        *self.registered.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, secret));
-        tracing::debug!(pid, user = ?client.metadata().get("user"), "connection started");
     }
 }
 

@@ -21,7 +21,7 @@ use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use sqlparser::ast::{
     DiscardObject, Expr, Ident, Reset, SelectItem, Set, SetExpr, Statement as SqlStatement, Value,
-    visit_expressions_mut,
+    visit_expressions, visit_expressions_mut,
 };
 
 use crate::catalog::functions::PG_COMPAT_VERSION;
@@ -408,8 +408,15 @@ pub struct Caller<'a> {
 /// Replaces calls whose answer depends on the connection (`current_user`, `session_user`,
 /// `pg_backend_pid()`, `current_setting('name')`) by their values; `None` when there are none.
 pub fn bind_caller(statement: &SqlStatement, caller: &Caller) -> Option<SqlStatement> {
+    // Every statement passes here: look before cloning it.
+    let calls_caller = visit_expressions(statement, |expr| match caller_value(expr, caller) {
+        Some(_) => ControlFlow::Break(()),
+        None => ControlFlow::Continue(()),
+    });
+    if calls_caller.is_continue() {
+        return None;
+    }
     let mut bound = statement.clone();
-    let mut changed = false;
     // A value selected as such keeps the function's name, as its column in Postgres does.
     if let SqlStatement::Query(query) = &mut bound
         && let SetExpr::Select(select) = query.body.as_mut()
@@ -423,18 +430,16 @@ pub fn bind_caller(statement: &SqlStatement, caller: &Caller) -> Option<SqlState
                     expr: value,
                     alias: Ident::with_quote('"', name),
                 };
-                changed = true;
             }
         }
     }
     let _ = visit_expressions_mut(&mut bound, |expr| {
         if let Some(value) = caller_value(expr, caller) {
             *expr = value;
-            changed = true;
         }
         ControlFlow::<()>::Continue(())
     });
-    changed.then_some(bound)
+    Some(bound)
 }
 
 fn caller_value(expr: &Expr, caller: &Caller) -> Option<Expr> {

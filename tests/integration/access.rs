@@ -33,9 +33,16 @@ fn certificate(dir: &Path) -> (String, String) {
     )
 }
 
-async fn start(dir: &Path, config: &str) -> Server {
+/// A server with a fresh certificate and `config` after the TLS settings; also the
+/// certificate's path, for `sslrootcert`.
+async fn start_with_tls(dir: &Path, config: &str) -> (Server, String) {
+    let (cert, key) = certificate(dir);
     let file = dir.join("sluicedb.toml");
-    std::fs::write(&file, config).unwrap();
+    std::fs::write(
+        &file,
+        format!("tls_cert = \"{cert}\"\ntls_key = \"{key}\"\n{config}"),
+    )
+    .unwrap();
     let args = ServeArgs {
         storage: Some(dir.join("data").to_string_lossy().into_owned()),
         pg_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -46,7 +53,7 @@ async fn start(dir: &Path, config: &str) -> Server {
         .or(ServeArgs::from_toml_file(&file).unwrap())
         .resolve(AwsEnv::default())
         .unwrap();
-    Server::start(config).await.unwrap()
+    (Server::start(config).await.unwrap(), cert)
 }
 
 /// Runs `psql -c sql` with a libpq connection string and a password, off the async runtime.
@@ -94,13 +101,9 @@ async fn scram_passwords_and_tls() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
-    let server = start(
+    let (server, cert) = start_with_tls(
         dir.path(),
-        &format!(
-            "auth = \"scram-sha-256\"\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n\
-             [users]\nalice = \"wonder land\"\ngrafana = \"dashboards\"\n"
-        ),
+        "auth = \"scram-sha-256\"\n[users]\nalice = \"wonder land\"\ngrafana = \"dashboards\"\n",
     )
     .await;
     let port = server.pg_addr().port();
@@ -169,12 +172,7 @@ async fn tls_required_refuses_plaintext() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
-    let server = start(
-        dir.path(),
-        &format!("tls_cert = \"{cert}\"\ntls_key = \"{key}\"\ntls_required = true\n"),
-    )
-    .await;
+    let (server, _) = start_with_tls(dir.path(), "tls_required = true\n").await;
     let port = server.pg_addr().port();
     let conninfo =
         |mode: &str| format!("host=127.0.0.1 port={port} user=sluice dbname=sluice sslmode={mode}");
