@@ -132,21 +132,33 @@ async fn jdbc() {
     }
 }
 
+/// Runs a client script against a server running the demo pipeline.
+async fn run_on_demo(program: &std::path::Path, script: &str, what: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_demo(dir.path()).await;
+    run_against(&server, program, &[], script, what).await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_queries() {
     let python = python_with("psycopg");
     if support::require(python.is_some(), "psycopg in .venv") {
-        let dir = tempfile::tempdir().unwrap();
-        let server = start_demo(dir.path()).await;
-        run_against(
-            &server,
+        run_on_demo(&python.unwrap(), "grafana_client.py", "Grafana").await;
+    }
+}
+
+/// examples/grafana's dashboard: every panel's SQL against the demo pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_example_dashboard() {
+    let python = python_with("psycopg");
+    if support::require(python.is_some(), "psycopg in .venv") {
+        run_on_demo(
             &python.unwrap(),
-            &[],
-            "grafana_client.py",
-            "Grafana",
+            "grafana_dashboard.py",
+            "Grafana dashboard",
         )
         .await;
-        server.shutdown().await;
     }
 }
 
@@ -158,10 +170,7 @@ async fn superset_stack() {
         python.exists(),
         ".venv-superset (SQLAlchemy 1.4 + psycopg2)",
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let server = start_demo(dir.path()).await;
-        run_against(&server, &python, &[], "superset_client.py", "Superset").await;
-        server.shutdown().await;
+        run_on_demo(&python, "superset_client.py", "Superset").await;
     }
 }
 
