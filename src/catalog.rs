@@ -4,6 +4,7 @@
 //! answers DataFusion (and through it `pg_catalog` and `information_schema`) from the newest
 //! manifest on every lookup, so a table appears to every session the moment its `CREATE` commits.
 
+pub mod bytea;
 pub mod coercion;
 pub mod functions;
 pub mod information_schema;

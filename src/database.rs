@@ -26,6 +26,7 @@ use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Query, Statement as Sql
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use crate::catalog::bytea::ByteaText;
 use crate::catalog::coercion::BooleanText;
 use crate::catalog::information_schema::{self, InformationSchema};
 use crate::catalog::pg_catalog::PgCatalog;
@@ -106,6 +107,7 @@ impl Database {
                 Arc::new(BooleanText),
                 Arc::new(ResolveGroupingFunction::new()),
                 Arc::new(TypeCoercion::new()),
+                Arc::new(ByteaText),
             ])
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -58,6 +58,8 @@ pub enum Error {
     UnknownSetting(String),
     #[error("parameter \"{0}\" cannot be changed")]
     CantChangeSetting(String),
+    #[error("cursor \"{0}\" does not exist")]
+    UndefinedCursor(String),
     /// A DROP that would leave views reading nothing, a REBUILD that would feed them twice.
     #[error("cannot {action} {kind} \"{name}\" because other objects depend on it")]
     DependentObjects {
@@ -119,6 +121,7 @@ impl Error {
             Error::FeatureNotSupported { .. } => "0A000",
             Error::InvalidParameter(_) => "22023",
             Error::UnknownSetting(_) => "42704",
+            Error::UndefinedCursor(_) => "34000",
             Error::CantChangeSetting(_) => "55P02",
             Error::DependentObjects { .. } => "2BP01",
             Error::Plan(_) => "42000",
@@ -163,6 +166,7 @@ impl Error {
             | Error::InvalidParameter(_)
             | Error::UnknownSetting(_)
             | Error::CantChangeSetting(_)
+            | Error::UndefinedCursor(_)
             | Error::Plan(_)
             | Error::QueryCanceled
             | Error::ProtocolViolation(_)
@@ -211,6 +215,7 @@ impl Error {
             | Error::InvalidParameter(_)
             | Error::UnknownSetting(_)
             | Error::CantChangeSetting(_)
+            | Error::UndefinedCursor(_)
             | Error::Plan(_)
             | Error::QueryCanceled
             | Error::ProtocolViolation(_)
@@ -366,6 +371,10 @@ fn from_arrow(error: &ArrowError) -> Error {
         }
         ArrowError::DivideByZero => Error::DivisionByZero,
         ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange(lowercase_first(m)),
+        // A value past a decimal's precision ("… is too large to store in a Decimal128 …").
+        ArrowError::InvalidArgumentError(m) if m.contains("too large to store") => {
+            Error::NumericOutOfRange(lowercase_first(m))
+        }
         ArrowError::IoError(m, _) => Error::Storage {
             message: lowercase_first(m),
             retryable: false,

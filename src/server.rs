@@ -10,6 +10,7 @@ pub mod copy_out;
 pub mod encode;
 pub mod http;
 pub mod login;
+pub mod parameters;
 pub mod session;
 pub mod settings;
 

@@ -8,6 +8,7 @@
 
 pub mod compat;
 pub mod copy;
+pub mod driver_queries;
 pub mod interval;
 pub mod names;
 pub mod parser;

@@ -62,6 +62,24 @@ pub fn register(ctx: &SessionContext) {
         Volatility::Stable,
         Arc::new(to_regtype),
     ));
+    ctx.register_udf(create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(set_config),
+    ));
+}
+
+/// Calls with literal arguments change the connection's setting and are replaced by their value
+/// before planning (`crate::server::settings::set_configs`); this is what is left.
+fn set_config(_: &[ColumnarValue]) -> Result<ColumnarValue> {
+    Err(datafusion::error::DataFusionError::External(Box::new(
+        crate::error::Error::unsupported(
+            "set_config with arguments that are not constants",
+            Some("Use SET name = value, or set_config('name', 'value', false)."),
+        ),
+    )))
 }
 
 /// A setting's default. Calls with a literal name are answered per connection before planning

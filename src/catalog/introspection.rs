@@ -35,7 +35,13 @@ struct Constant {
 impl Constant {
     fn udf(name: &'static str, arities: &[usize], value: ScalarValue) -> ScalarUDF {
         let signature = Signature::one_of(
-            arities.iter().map(|n| TypeSignature::Any(*n)).collect(),
+            arities
+                .iter()
+                .map(|n| match n {
+                    0 => TypeSignature::Nullary,
+                    n => TypeSignature::Any(*n),
+                })
+                .collect(),
             Volatility::Stable,
         );
         ScalarUDF::new_from_impl(Constant {
@@ -99,6 +105,12 @@ pub fn register(ctx: &SessionContext) {
     ] {
         ctx.register_udf(Constant::udf(name, &[1], unknown_size.clone()));
     }
+    // There are no advisory locks; pools release them all when they take a connection back.
+    ctx.register_udf(Constant::udf(
+        "pg_advisory_unlock_all",
+        &[0],
+        ScalarValue::Utf8(None),
+    ));
     ctx.register_udf(ScalarUDF::new_from_impl(SizePretty {
         signature: Signature::any(1, Volatility::Immutable),
     }));

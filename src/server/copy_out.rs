@@ -80,7 +80,7 @@ fn encode_batch(
     fields: &Arc<Vec<FieldInfo>>,
     format: &CopyFormat,
 ) -> PgWireResult<Vec<String>> {
-    arrow_pg::datatypes::encode_recordbatch(Arc::clone(fields), batch)
+    super::encode::data_rows(fields, batch)
         .map(|row| {
             let values = text_values(&row?);
             let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();

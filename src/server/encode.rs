@@ -1,8 +1,12 @@
 //! Statement outputs as pgwire responses; Arrow → Postgres encoding is arrow-pg's.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DataType, Field, Schema};
+use datafusion::arrow::error::ArrowError;
 use futures::{StreamExt, stream};
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
@@ -21,7 +25,64 @@ pub fn fields(
     format: &Format,
     options: Option<Arc<FormatOptions>>,
 ) -> PgWireResult<Vec<FieldInfo>> {
-    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, options)
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(&wire_schema(schema), format, options)
+}
+
+/// A batch as data rows for `fields` (made by [`fields`] from the batch's schema).
+pub fn data_rows(
+    fields: &Arc<Vec<FieldInfo>>,
+    batch: RecordBatch,
+) -> Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> {
+    match to_wire(batch) {
+        Ok(batch) => arrow_pg::datatypes::encode_recordbatch(Arc::clone(fields), batch),
+        Err(e) => Box::new(std::iter::once(Err(PgWireError::from(Error::from(e))))),
+    }
+}
+
+/// The type a column goes out as, when not its own: arrow-pg cannot encode Float16 or
+/// Decimal256, and sends Int8 in binary form as a one-byte int2, which clients misread.
+fn wire_type(data_type: &DataType) -> Option<DataType> {
+    match data_type {
+        DataType::Int8 => Some(DataType::Int16),
+        DataType::Float16 => Some(DataType::Float32),
+        DataType::Decimal256(precision, scale) if *precision <= DECIMAL128_MAX_PRECISION => {
+            Some(DataType::Decimal128(*precision, *scale))
+        }
+        DataType::Decimal256(..) => Some(DataType::Utf8),
+        _ => None,
+    }
+}
+
+fn wire_schema(schema: &Schema) -> Cow<'_, Schema> {
+    if schema
+        .fields()
+        .iter()
+        .all(|f| wire_type(f.data_type()).is_none())
+    {
+        return Cow::Borrowed(schema);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match wire_type(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Cow::Owned(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn to_wire(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let Cow::Owned(schema) = wire_schema(batch.schema_ref()) else {
+        return Ok(batch);
+    };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::new(schema), columns)
 }
 
 /// The Postgres type of an Arrow type, for parameter descriptions.
@@ -44,9 +105,7 @@ pub fn response(
             let rows = batches.flat_map(move |batch| {
                 let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> =
                     match batch {
-                        Ok(batch) => {
-                            arrow_pg::datatypes::encode_recordbatch(Arc::clone(&row_fields), batch)
-                        }
+                        Ok(batch) => data_rows(&row_fields, batch),
                         Err(e) => Box::new(std::iter::once(Err(PgWireError::from(Error::from(e))))),
                     };
                 stream::iter(rows)

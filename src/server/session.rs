@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion_postgres::hooks::QueryHook;
@@ -37,6 +36,7 @@ use super::cancel::{CancelRegistry, CancelSignal};
 use super::copy_in::CopyInProgress;
 use super::encode;
 use super::login::Login;
+use super::parameters::{self, Parameter};
 use super::settings;
 use crate::database::{Database, Output, ddl, plans_rows, result_schema};
 use crate::error::Error;
@@ -50,6 +50,7 @@ use sqlparser::ast::Statement as SqlStatement;
 pub struct Prepared {
     statement: Statement,
     plan: Option<LogicalPlan>,
+    parameters: Vec<Parameter>,
 }
 
 /// The state of one connection.
@@ -133,13 +134,7 @@ impl Session {
             }
             if let Some(applied) = settings::apply(stmt, client.metadata_mut()) {
                 let applied = applied.inspect_err(log_error)?;
-                for (name, value) in applied.report {
-                    client
-                        .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                            name, value,
-                        )))
-                        .await?;
-                }
+                report_settings(client, applied.report).await?;
                 let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
                 return encode::response(applied.output, format, options, self.signal.token());
             }
@@ -151,7 +146,11 @@ impl Session {
                     pid: client.pid_and_secret_key().0,
                     metadata: client.metadata(),
                 };
-                settings::bind_caller(stmt, &caller).map(|s| Statement::Standard(Box::new(s)))
+                let bound = settings::bind_caller(stmt, &caller);
+                let report =
+                    settings::set_configs(stmt, client.metadata_mut()).inspect_err(log_error)?;
+                report_settings(client, report).await?;
+                bound.map(|s| Statement::Standard(Box::new(s)))
             }
             _ => None,
         };
@@ -183,6 +182,22 @@ impl Drop for Session {
             self.registry.unregister(pid, &secret);
         }
     }
+}
+
+/// Tells the client the new values of reported settings (ParameterStatus).
+async fn report_settings<C>(client: &mut C, report: Vec<(String, String)>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for (name, value) in report {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name, value,
+            )))
+            .await?;
+    }
+    Ok(())
 }
 
 fn log_error(error: &Error) {
@@ -272,14 +287,16 @@ impl QueryParser for StatementParser {
         } else {
             plan = ddl::show_catalog(self.db.storage(), &statement).inspect_err(log_error)?;
         }
-        Ok(Some(Arc::new(Prepared { statement, plan })))
+        let parameters = parameters::parameters(&statement, plan.as_ref())?;
+        Ok(Some(Arc::new(Prepared {
+            statement,
+            plan,
+            parameters,
+        })))
     }
 
     fn get_parameter_types(&self, prepared: &Arc<Prepared>) -> PgWireResult<Vec<Type>> {
-        parameter_types(prepared)?
-            .iter()
-            .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), encode::pg_type))
-            .collect()
+        Ok(parameters::described(&prepared.parameters))
     }
 
     fn get_result_schema(
@@ -296,22 +313,6 @@ impl QueryParser for StatementParser {
             (_, Some(plan)) => encode::fields(plan.schema().as_arrow(), format, None),
         }
     }
-}
-
-/// The types DataFusion inferred for `$1, $2, …`, in order.
-fn parameter_types(prepared: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
-    let Some(plan) = &prepared.plan else {
-        return Ok(Vec::new());
-    };
-    let types = plan
-        .get_parameter_types()
-        .map_err(|e| PgWireError::from(Error::from(e)))?;
-    let mut numbered: Vec<(usize, Option<DataType>)> = types
-        .into_iter()
-        .filter_map(|(id, t)| Some((id.trim_start_matches('$').parse().ok()?, t)))
-        .collect();
-    numbered.sort_by_key(|(n, _)| *n);
-    Ok(numbered.into_iter().map(|(_, t)| t).collect())
 }
 
 #[async_trait]
@@ -367,15 +368,7 @@ impl ExtendedQueryHandler for Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let types = parameter_types(prepared)?;
-        let params = if types.is_empty() {
-            None
-        } else {
-            let refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
-            Some(arrow_pg::datatypes::df::deserialize_parameters(
-                portal, &refs,
-            )?)
-        };
+        let params = parameters::values(portal, &prepared.parameters)?;
         self.run(
             client,
             &prepared.statement,

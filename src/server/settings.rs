@@ -20,8 +20,8 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use sqlparser::ast::{
-    DiscardObject, Expr, Ident, Reset, SelectItem, Set, SetExpr, Statement as SqlStatement, Value,
-    visit_expressions, visit_expressions_mut,
+    CloseCursor, DiscardObject, Expr, Ident, Reset, SelectItem, Set, SetExpr,
+    Statement as SqlStatement, Value, visit_expressions, visit_expressions_mut,
 };
 
 use crate::catalog::functions::PG_COMPAT_VERSION;
@@ -201,6 +201,15 @@ pub fn apply(
                 ..command(tag)
             })
         }
+        // There are no cursors (no DECLARE) and no LISTEN; closing all cursors and stopping
+        // listening are what connection pools send when they take a connection back.
+        SqlStatement::Close {
+            cursor: CloseCursor::All,
+        } => Ok(command("CLOSE CURSOR ALL")),
+        SqlStatement::Close {
+            cursor: CloseCursor::Specific { name },
+        } => Err(Error::UndefinedCursor(name.value.clone())),
+        SqlStatement::UNLISTEN { .. } => Ok(command("UNLISTEN")),
         SqlStatement::ShowVariable { variable } => {
             let words: Vec<String> = variable.iter().map(|w| w.value.to_lowercase()).collect();
             show(&words.join(" "), metadata).map(|output| Applied {
@@ -220,7 +229,11 @@ pub fn describe(statement: &SqlStatement) -> Option<LogicalPlan> {
             let words: Vec<String> = variable.iter().map(|w| w.value.to_lowercase()).collect();
             show_columns(&words.join(" "))
         }
-        SqlStatement::Set(_) | SqlStatement::Reset(_) | SqlStatement::Discard { .. } => vec![],
+        SqlStatement::Set(_)
+        | SqlStatement::Reset(_)
+        | SqlStatement::Discard { .. }
+        | SqlStatement::Close { .. }
+        | SqlStatement::UNLISTEN { .. } => vec![],
         _ => return None,
     };
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
@@ -454,6 +467,8 @@ fn caller_value(expr: &Expr, caller: &Caller) -> Option<Expr> {
             Some(text(caller.user.to_string()))
         }
         ("pg_backend_pid", []) => Some(Expr::value(Value::Number(caller.pid.to_string(), false))),
+        // Its value; the setting itself changes after the statement is bound (`set_configs`).
+        ("set_config", [_, value, _]) => Some((*value).clone()),
         ("current_setting", [name, ..]) => {
             let Expr::Value(v) = name else { return None };
             let Value::SingleQuotedString(name) = &v.value else {
@@ -470,6 +485,40 @@ fn caller_value(expr: &Expr, caller: &Caller) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// Applies the `set_config('name', 'value', is_local)` calls of a statement, as Postgres does
+/// while running it: `is_local` (for the current transaction only) changes nothing past the
+/// statement, as there are no multi-statement transactions here. Returns the reported settings
+/// that changed.
+pub fn set_configs(
+    statement: &SqlStatement,
+    metadata: &mut HashMap<String, String>,
+) -> Result<Vec<(String, String)>> {
+    let mut calls = Vec::new();
+    let _ = visit_expressions(statement, |expr| {
+        if let Expr::Function(function) = expr
+            && crate::sql::compat::function_name(function).as_deref() == Some("set_config")
+            && let Some([name, value, is_local]) = crate::sql::compat::unnamed_args(function)
+                .and_then(|args| <[&Expr; 3]>::try_from(args).ok())
+        {
+            calls.push((
+                setting_text(name),
+                setting_text(value),
+                is_local.to_string(),
+            ));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let mut report = Vec::new();
+    for (name, value, is_local) in calls {
+        let name = writable(&name)?;
+        if !is_local.eq_ignore_ascii_case("true") {
+            metadata.insert(key(&name), value);
+            report.extend(reported(&name, metadata));
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -312,7 +312,7 @@ impl CopyDecoder {
         for (builder, &index) in self.builders.iter_mut().zip(&self.columns) {
             let text = builder.finish();
             let field = self.schema.field(index);
-            arrays[index] = cast_text(&text, field.data_type()).map_err(|_| {
+            arrays[index] = cast_text(&text, field.data_type(), false).map_err(|_| {
                 bad_value(
                     &self.table.name,
                     field.name(),
@@ -339,12 +339,17 @@ fn field_pg_type(table: &TableDef, index: usize) -> String {
     table.columns[index].column_type.pg_name.clone()
 }
 
+/// Text fields as `to`; with `safe`, a value that does not parse becomes NULL.
 fn cast_text(
     text: &dyn Array,
     to: &datafusion::arrow::datatypes::DataType,
+    safe: bool,
 ) -> datafusion::arrow::error::Result<ArrayRef> {
+    if matches!(to, datafusion::arrow::datatypes::DataType::Binary) {
+        return crate::catalog::bytea::parse_array(text, safe);
+    }
     let options = CastOptions {
-        safe: false,
+        safe,
         format_options: FormatOptions::default(),
     };
     cast_with_options(text, to, &options)
@@ -359,14 +364,10 @@ fn bad_value(
     to: &datafusion::arrow::datatypes::DataType,
     first_line: u64,
 ) -> Error {
-    let lenient = CastOptions {
-        safe: true,
-        format_options: FormatOptions::default(),
-    };
     let strings = text
         .as_any()
         .downcast_ref::<datafusion::arrow::array::StringArray>();
-    let failed = cast_with_options(text, to, &lenient)
+    let failed = cast_text(text, to, true)
         .ok()
         .and_then(|cast| (0..text.len()).find(|i| text.is_valid(*i) && cast.is_null(*i)));
     let (row, value) = match (failed, strings) {

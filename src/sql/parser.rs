@@ -33,27 +33,26 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         && let Ok(rewritten) = PG_COMPAT.parse(sql)
         && rewritten.len() == statements.len()
     {
-        return Ok(rewritten
-            .into_iter()
-            .map(|mut s| {
-                super::view::lowercase_window_functions(&mut s);
-                super::compat::rewrite(&mut s);
-                Statement::Standard(Box::new(s))
-            })
-            .collect());
+        return Ok(rewritten.into_iter().map(finish_standard).collect());
     }
     Ok(statements
         .into_iter()
         .map(|s| match s {
-            Statement::Standard(s) => {
-                let mut s = PG_COMPAT.rewrite(*s);
-                super::view::lowercase_window_functions(&mut s);
-                super::compat::rewrite(&mut s);
-                Statement::Standard(Box::new(s))
-            }
+            Statement::Standard(s) => finish_standard(PG_COMPAT.rewrite(*s)),
             ours => ours,
         })
         .collect())
+}
+
+/// Our rewrites of a standard statement, after datafusion-pg-catalog's.
+fn finish_standard(statement: sqlparser::ast::Statement) -> Statement {
+    let mut s = match super::driver_queries::equivalent(&statement) {
+        Some(equivalent) => PG_COMPAT.rewrite(equivalent),
+        None => statement,
+    };
+    super::view::lowercase_window_functions(&mut s);
+    super::compat::rewrite(&mut s);
+    Statement::Standard(Box::new(s))
 }
 
 fn parse_with_extensions(sql: &str) -> Result<Vec<Statement>> {

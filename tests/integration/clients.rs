@@ -132,6 +132,132 @@ async fn jdbc() {
     }
 }
 
+/// Every stored type through pg8000, asyncpg (binary codecs, statement cache, pool resets) and
+/// psycopg in text and binary form, in by literals, parameters and COPY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_types_round_trip() {
+    let python = python_with("pg8000");
+    if support::require(python.is_some(), "pg8000 in .venv") {
+        run_client(&python.unwrap(), "types_client.py", "column types").await;
+    }
+}
+
+/// tokio-postgres: typed parameters in, binary results and text (simple query) results out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_types() {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+    use rust_decimal::Decimal;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE typed (i2 SMALLINT, i4 INTEGER, i8 BIGINT, f4 REAL, f8 DOUBLE PRECISION,
+             n NUMERIC(12,3), s TEXT, b BOOLEAN, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, by BYTEA)",
+        )
+        .await
+        .unwrap();
+    let date = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+    let ts: NaiveDateTime = date.and_hms_micro_opt(12, 34, 56, 789_012).unwrap();
+    let tz: DateTime<Utc> = ts.and_utc();
+    let n = Decimal::new(-123_456_789_125, 3);
+    let bytes = vec![0u8, 255, 16, b'\\'];
+    let insert = client
+        .prepare("INSERT INTO typed VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+        .await
+        .unwrap();
+    client
+        .execute(
+            &insert,
+            &[
+                &-32768i16,
+                &i32::MAX,
+                &i64::MIN,
+                &1.5f32,
+                &0.1f64,
+                &n,
+                &"héllo ✓",
+                &true,
+                &date,
+                &ts,
+                &tz,
+                &bytes,
+            ],
+        )
+        .await
+        .unwrap();
+    let nulls: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+        &None::<i16>,
+        &None::<i32>,
+        &None::<i64>,
+        &None::<f32>,
+        &None::<f64>,
+        &None::<Decimal>,
+        &None::<String>,
+        &None::<bool>,
+        &None::<NaiveDate>,
+        &None::<NaiveDateTime>,
+        &None::<DateTime<Utc>>,
+        &None::<Vec<u8>>,
+    ];
+    client.execute(&insert, &nulls).await.unwrap();
+
+    // Binary results, typed; the prepared statement runs twice.
+    let select = client
+        .prepare("SELECT * FROM typed WHERE i2 IS NOT DISTINCT FROM $1")
+        .await
+        .unwrap();
+    let row = client.query_one(&select, &[&-32768i16]).await.unwrap();
+    assert_eq!(row.get::<_, i16>(0), -32768);
+    assert_eq!(row.get::<_, i32>(1), i32::MAX);
+    assert_eq!(row.get::<_, i64>(2), i64::MIN);
+    assert_eq!(row.get::<_, f32>(3), 1.5);
+    assert_eq!(row.get::<_, f64>(4), 0.1);
+    assert_eq!(row.get::<_, Decimal>(5), n);
+    assert_eq!(row.get::<_, String>(6), "héllo ✓");
+    assert!(row.get::<_, bool>(7));
+    assert_eq!(row.get::<_, NaiveDate>(8), date);
+    assert_eq!(row.get::<_, NaiveDateTime>(9), ts);
+    assert_eq!(row.get::<_, DateTime<Utc>>(10), tz);
+    assert_eq!(row.get::<_, Vec<u8>>(11), bytes);
+    let null = client.query_one(&select, &[&None::<i16>]).await.unwrap();
+    assert_eq!(null.get::<_, Option<i64>>(2), None);
+    assert_eq!(null.get::<_, Option<DateTime<Utc>>>(10), None);
+    assert_eq!(null.get::<_, Option<Vec<u8>>>(11), None);
+
+    // Text results, as Postgres spells them.
+    let messages = client
+        .simple_query("SELECT * FROM typed ORDER BY i2")
+        .await
+        .unwrap();
+    let rows: Vec<Vec<Option<&str>>> = messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some((0..12).map(|i| row.get(i)).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    let first = [
+        "-32768",
+        "2147483647",
+        "-9223372036854775808",
+        "1.5",
+        "0.1",
+        "-123456789.125",
+        "héllo ✓",
+        "t",
+        "2024-02-29",
+        "2024-02-29 12:34:56.789012",
+        "2024-02-29 12:34:56.789012+00",
+        "\\x00ff105c",
+    ];
+    assert_eq!(rows, vec![first.map(Some).to_vec(), vec![None; 12]]);
+    server.shutdown().await;
+}
+
 /// Runs a client script against a server running the demo pipeline.
 async fn run_on_demo(program: &std::path::Path, script: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();

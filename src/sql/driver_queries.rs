@@ -1,0 +1,81 @@
+//! Catalog queries of client drivers that DataFusion cannot plan, swapped for equivalents.
+//!
+//! asyncpg looks up every result type it has no codec for (int8[], bool[], float8[], date[] …)
+//! with one recursive query over pg_type whose domain, composite and range branches are
+//! correlated scalar subqueries, which DataFusion does not execute. SluiceDB has no domains,
+//! composites or ranges, so those branches are always NULL: the swapped query answers the
+//! requested types and their element types with the same columns, nothing else. The query is
+//! recognised by its CTE's name (`typeinfo_tree`), which every asyncpg release since 0.18 uses.
+
+use std::sync::LazyLock;
+
+use sqlparser::ast::{SetExpr, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// asyncpg's type introspection over what SluiceDB has; `$1` is the requested type oids.
+/// `kind` goes out as bytes, as Postgres' `"char"` reaches asyncpg; `attrtypoids` (always NULL)
+/// as text, since an oid[] column would itself need looking up.
+const ASYNCPG_TYPES: &str = "
+WITH requested AS (
+  SELECT t.oid, ns.nspname AS ns, t.typname AS name, t.typtype AS kind, t.typelem AS elemtype,
+         0 AS depth
+  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
+  WHERE t.oid = ANY($1::oid[])
+), tree AS (
+  SELECT * FROM requested
+  UNION ALL
+  SELECT e.oid, ns.nspname, e.typname, e.typtype, e.typelem, 1
+  FROM requested r
+  JOIN pg_catalog.pg_type e ON e.oid = r.elemtype
+  JOIN pg_catalog.pg_namespace ns ON ns.oid = e.typnamespace
+)
+SELECT DISTINCT tree.oid, tree.ns, tree.name, CAST(tree.kind AS BYTEA) AS kind,
+  CAST(NULL AS OID) AS basetype,
+  CASE WHEN tree.elemtype = 0 THEN NULL ELSE tree.elemtype END AS elemtype,
+  e.typdelim AS elemdelim, CAST(NULL AS OID) AS range_subtype,
+  CAST(NULL AS TEXT) AS attrtypoids, CAST(NULL AS TEXT[]) AS attrnames, tree.depth,
+  CAST(NULL AS TEXT) AS basetype_name, format_type(e.oid, NULL) AS elemtype_name,
+  CAST(NULL AS TEXT) AS range_subtype_name
+FROM tree LEFT JOIN pg_catalog.pg_type e ON e.oid = tree.elemtype
+ORDER BY tree.depth DESC";
+
+static ASYNCPG_TYPES_PARSED: LazyLock<Statement> = LazyLock::new(|| {
+    Parser::parse_sql(&PostgreSqlDialect {}, ASYNCPG_TYPES)
+        .expect("the asyncpg type query parses")
+        .remove(0)
+});
+
+/// The equivalent of a driver's catalog query DataFusion cannot run, if `statement` is one.
+pub fn equivalent(statement: &Statement) -> Option<Statement> {
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    let with = query.with.as_ref()?;
+    let asyncpg_types = with.recursive
+        && matches!(query.body.as_ref(), SetExpr::Select(_))
+        && with
+            .cte_tables
+            .iter()
+            .any(|cte| cte.alias.name.value == "typeinfo_tree");
+    asyncpg_types.then(|| ASYNCPG_TYPES_PARSED.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_only_asyncpg_type_lookup() {
+        let asyncpg = "WITH RECURSIVE typeinfo_tree(oid, depth) AS (
+            SELECT oid, 0 FROM pg_type WHERE oid = any($1::oid[])
+            UNION ALL SELECT t.oid, tt.depth + 1 FROM pg_type t, typeinfo_tree tt
+            WHERE t.oid = tt.oid) SELECT DISTINCT * FROM typeinfo_tree ORDER BY depth DESC";
+        let parsed = Parser::parse_sql(&PostgreSqlDialect {}, asyncpg).unwrap();
+        assert_eq!(equivalent(&parsed[0]), Some(ASYNCPG_TYPES_PARSED.clone()));
+        let other = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3)
+            SELECT * FROM t";
+        let parsed = Parser::parse_sql(&PostgreSqlDialect {}, other).unwrap();
+        assert_eq!(equivalent(&parsed[0]), None);
+    }
+}
