@@ -9,7 +9,8 @@
 //! key columns typed as arrays, as SQLAlchemy's reflection needs for `unnest(ix.indkey)` and
 //! `attnum = ANY(ix.indkey)` to plan (datafusion-pg-catalog types them as text).
 //! `pg_get_viewdef(oid)` answers with a materialized view's query; the oids are the ones the
-//! last `pg_class` scan handed out, which is where every client learns them.
+//! last `pg_class` scan handed out, which is where every client learns them. `pg_settings`
+//! lists the settings SET and SHOW know (datafusion-pg-catalog's has one row).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::MemTable;
 use datafusion::datasource::TableType;
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -92,6 +94,9 @@ impl SchemaProvider for PgCatalog {
                     as Arc<dyn TableProvider>
             }));
         }
+        if name == "pg_settings" {
+            return table.map(|t| settings_table(&t.schema())).transpose();
+        }
         if name != "pg_class" {
             return Ok(table);
         }
@@ -136,6 +141,45 @@ const ARRAY_COLUMNS: [(&str, &[(&str, DataType)]); 2] = [
         ],
     ),
 ];
+
+/// `pg_settings` listing every setting SET and SHOW know, with its default (pgjdbc reads
+/// `max_index_keys` here before it lists foreign keys).
+fn settings_table(schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
+    let settings: Vec<_> = crate::server::settings::defaults().collect();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let values: Option<StringArray> = match field.name().as_str() {
+                "name" => Some(settings.iter().map(|(name, _, _)| Some(*name)).collect()),
+                "setting" | "boot_val" | "reset_val" => Some(
+                    settings
+                        .iter()
+                        .map(|(_, value, _)| Some(value.as_str()))
+                        .collect(),
+                ),
+                "context" => Some(
+                    settings
+                        .iter()
+                        .map(|(_, _, fixed)| Some(if *fixed { "internal" } else { "user" }))
+                        .collect(),
+                ),
+                "vartype" => Some(settings.iter().map(|_| Some("string")).collect()),
+                "source" => Some(settings.iter().map(|_| Some("default")).collect()),
+                _ => None,
+            };
+            match values {
+                Some(values) => cast(&values, field.data_type()),
+                None => Ok(new_null_array(field.data_type(), settings.len())),
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let batch = RecordBatch::try_new(Arc::clone(schema), columns)?;
+    Ok(Arc::new(MemTable::try_new(
+        Arc::clone(schema),
+        vec![vec![batch]],
+    )?))
+}
 
 fn with_arrays(schema: &SchemaRef, arrays: &[(&str, DataType)]) -> SchemaRef {
     let fields: Vec<Field> = schema

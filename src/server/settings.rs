@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 /// `server_version` and friends are read-only, as in Postgres.
 const SETTINGS: &[(&str, &str)] = &[
     ("application_name", ""),
+    ("block_size", "8192"),
     ("bytea_output", "hex"),
     ("client_encoding", "UTF8"),
     ("client_min_messages", "notice"),
@@ -52,7 +53,9 @@ const SETTINGS: &[(&str, &str)] = &[
     ("lc_numeric", "en_US.UTF-8"),
     ("lc_time", "en_US.UTF-8"),
     ("lock_timeout", "0"),
+    ("max_function_args", "100"),
     ("max_identifier_length", "63"),
+    ("max_index_keys", "32"),
     ("row_security", "on"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
@@ -70,10 +73,13 @@ const SETTINGS: &[(&str, &str)] = &[
 ];
 
 const READ_ONLY: &[&str] = &[
+    "block_size",
     "integer_datetimes",
     "lc_collate",
     "lc_ctype",
+    "max_function_args",
     "max_identifier_length",
+    "max_index_keys",
     "server_encoding",
     "server_version",
     "server_version_num",
@@ -130,6 +136,17 @@ pub fn default_value(name: &str) -> Option<String> {
         "server_version" => server_version(),
         "server_version_num" => server_version_num(),
         _ => SETTINGS.iter().find(|(n, _)| *n == name)?.1.to_string(),
+    })
+}
+
+/// Every setting with its default and whether it can be changed, for `pg_settings`.
+pub fn defaults() -> impl Iterator<Item = (&'static str, String, bool)> {
+    SETTINGS.iter().map(|(name, _)| {
+        (
+            *name,
+            default_value(name).unwrap_or_default(),
+            READ_ONLY.contains(name),
+        )
     })
 }
 

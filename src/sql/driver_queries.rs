@@ -6,10 +6,14 @@
 //! composites or ranges, so those branches are always NULL: the swapped query answers the
 //! requested types and their element types with the same columns, nothing else. The query is
 //! recognised by its CTE's name (`typeinfo_tree`), which every asyncpg release since 0.18 uses.
+//! pgjdbc's key and index listings expand keys of the (here empty) `pg_index`/`pg_constraint`
+//! with a composite-returning function; they are answered with their columns and no rows.
 
 use std::sync::LazyLock;
 
-use sqlparser::ast::{SetExpr, Statement};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr, Statement, visit_expressions};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -51,14 +55,64 @@ pub fn equivalent(statement: &Statement) -> Option<Statement> {
     let Statement::Query(query) = statement else {
         return None;
     };
-    let with = query.with.as_ref()?;
-    let asyncpg_types = with.recursive
-        && matches!(query.body.as_ref(), SetExpr::Select(_))
-        && with
-            .cte_tables
-            .iter()
-            .any(|cte| cte.alias.name.value == "typeinfo_tree");
-    asyncpg_types.then(|| ASYNCPG_TYPES_PARSED.clone())
+    if is_asyncpg_type_lookup(query) {
+        return Some(ASYNCPG_TYPES_PARSED.clone());
+    }
+    reads_index_keys(statement).then(|| no_rows_like(query))?
+}
+
+fn is_asyncpg_type_lookup(query: &Query) -> bool {
+    query.with.as_ref().is_some_and(|with| {
+        with.recursive
+            && matches!(query.body.as_ref(), SetExpr::Select(_))
+            && with
+                .cte_tables
+                .iter()
+                .any(|cte| cte.alias.name.value == "typeinfo_tree")
+    })
+}
+
+/// pgjdbc's `getPrimaryKeys`, `getIndexInfo` and `getImportedKeys` expand index and constraint
+/// keys with `information_schema._pg_expandarray(…)`, a set-returning function of a composite
+/// type. Its input comes from `pg_index`/`pg_constraint`, which are empty here: no keys.
+fn reads_index_keys(statement: &Statement) -> bool {
+    visit_expressions(statement, |expr| match expr {
+        Expr::Function(f)
+            if f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray")) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// `SELECT NULL AS <column>, … WHERE false` with the output columns of `query`'s SELECT.
+fn no_rows_like(query: &Query) -> Option<Statement> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let names: Option<Vec<&Ident>> = select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias),
+            SelectItem::UnnamedExpr(Expr::Identifier(ident)) => Some(ident),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last(),
+            _ => None,
+        })
+        .collect();
+    // Written as the query wrote them, so unquoted names fold to lower case as in Postgres.
+    let columns: Vec<String> = names?
+        .iter()
+        .map(|name| format!("NULL AS {name}"))
+        .collect();
+    let sql = format!("SELECT {} WHERE false", columns.join(", "));
+    Parser::parse_sql(&PostgreSqlDialect {}, &sql).ok()?.pop()
 }
 
 #[cfg(test)]
@@ -77,5 +131,16 @@ mod tests {
             SELECT * FROM t";
         let parsed = Parser::parse_sql(&PostgreSqlDialect {}, other).unwrap();
         assert_eq!(equivalent(&parsed[0]), None);
+    }
+
+    #[test]
+    fn key_listings_keep_their_columns_and_return_nothing() {
+        let pgjdbc = "SELECT result.TABLE_CAT, result.\"Key\", NULL AS KEY_SEQ FROM (SELECT
+            (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ FROM pg_index i) result";
+        let parsed = Parser::parse_sql(&PostgreSqlDialect {}, pgjdbc).unwrap();
+        assert_eq!(
+            equivalent(&parsed[0]).unwrap().to_string(),
+            "SELECT NULL AS TABLE_CAT, NULL AS \"Key\", NULL AS KEY_SEQ WHERE false"
+        );
     }
 }

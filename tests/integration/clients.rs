@@ -9,13 +9,9 @@ use std::process::Command;
 use crate::support;
 
 async fn run_client(program: &std::path::Path, script: &str, what: &str) {
-    run_client_with(program, &[], script, what).await;
-}
-
-async fn run_client_with(program: &std::path::Path, args: &[&str], script: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = support::start_server(dir.path().to_str().unwrap()).await;
-    run_against(&server, program, args, script, what).await;
+    run_against(&server, program, &[], script, what).await;
     server.shutdown().await;
 }
 
@@ -122,13 +118,8 @@ async fn jdbc() {
         available,
         "java and pgjdbc (Debian's libpostgresql-jdbc-java)",
     ) {
-        run_client_with(
-            std::path::Path::new("java"),
-            &["-cp", jar],
-            "JdbcClient.java",
-            "JDBC",
-        )
-        .await;
+        let java = std::path::Path::new("java");
+        run_on_demo(java, &["-cp", jar], "JdbcClient.java", "JDBC").await;
     }
 }
 
@@ -259,10 +250,10 @@ async fn tokio_postgres_types() {
 }
 
 /// Runs a client script against a server running the demo pipeline.
-async fn run_on_demo(program: &std::path::Path, script: &str, what: &str) {
+async fn run_on_demo(program: &std::path::Path, args: &[&str], script: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = start_demo(dir.path()).await;
-    run_against(&server, program, &[], script, what).await;
+    run_against(&server, program, args, script, what).await;
     server.shutdown().await;
 }
 
@@ -270,7 +261,7 @@ async fn run_on_demo(program: &std::path::Path, script: &str, what: &str) {
 async fn grafana_queries() {
     let python = python_with("psycopg");
     if support::require(python.is_some(), "psycopg in .venv") {
-        run_on_demo(&python.unwrap(), "grafana_client.py", "Grafana").await;
+        run_on_demo(&python.unwrap(), &[], "grafana_client.py", "Grafana").await;
     }
 }
 
@@ -281,6 +272,7 @@ async fn grafana_example_dashboard() {
     if support::require(python.is_some(), "psycopg in .venv") {
         run_on_demo(
             &python.unwrap(),
+            &[],
             "grafana_dashboard.py",
             "Grafana dashboard",
         )
@@ -296,7 +288,7 @@ async fn superset_stack() {
         python.exists(),
         ".venv-superset (SQLAlchemy 1.4 + psycopg2)",
     ) {
-        run_on_demo(&python, "superset_client.py", "Superset").await;
+        run_on_demo(&python, &[], "superset_client.py", "Superset").await;
     }
 }
 
