@@ -39,6 +39,7 @@ use crate::checkpoint::Checkpoints;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
+use crate::server::backends::Backends;
 use crate::source::Sources;
 use crate::sql::copy::CopyFormat;
 use crate::sql::names::{postgres_names, rename};
@@ -82,6 +83,8 @@ pub struct Database {
     sources: Arc<Sources>,
     views: Arc<Views>,
     checkpoints: Arc<Checkpoints>,
+    /// The live connections (`pg_stat_activity`, cancel and terminate).
+    backends: Arc<Backends>,
     /// The tasks running checkpoints and storage maintenance every interval.
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     config: Config,
@@ -159,6 +162,8 @@ impl Database {
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
         PgCatalog::install(&ctx, DATABASE_NAME, Arc::clone(&storage))?;
+        let backends = Arc::new(Backends::default());
+        backends.install(&ctx)?;
         crate::catalog::functions::register(&ctx);
         crate::catalog::introspection::register(&ctx);
         // `now()` is a timestamptz in Postgres. DataFusion gives it a zone only when the zone is
@@ -172,6 +177,7 @@ impl Database {
             sources,
             views,
             checkpoints,
+            backends,
             background: std::sync::Mutex::new(Vec::new()),
             config,
         });
@@ -317,6 +323,10 @@ impl Database {
 
     pub fn session(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    pub fn backends(&self) -> Arc<Backends> {
+        Arc::clone(&self.backends)
     }
 
     pub fn storage(&self) -> &Arc<Storage> {

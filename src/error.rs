@@ -72,6 +72,9 @@ pub enum Error {
     Plan(String),
     #[error("canceling statement due to user request")]
     QueryCanceled,
+    /// `pg_terminate_backend` named this connection; the error closes it.
+    #[error("terminating connection due to administrator command")]
+    Terminated,
     #[error("{0}")]
     ProtocolViolation(String),
     #[error("out of memory: {0}")]
@@ -126,6 +129,7 @@ impl Error {
             Error::DependentObjects { .. } => "2BP01",
             Error::Plan(_) => "42000",
             Error::QueryCanceled => "57014",
+            Error::Terminated => "57P01",
             Error::ProtocolViolation(_) => "08P01",
             Error::ResourcesExhausted(_) => "53200",
             Error::Storage { .. } => "58030",
@@ -169,6 +173,7 @@ impl Error {
             | Error::UndefinedCursor(_)
             | Error::Plan(_)
             | Error::QueryCanceled
+            | Error::Terminated
             | Error::ProtocolViolation(_)
             | Error::ResourcesExhausted(_)
             | Error::Connector { .. }
@@ -218,6 +223,7 @@ impl Error {
             | Error::UndefinedCursor(_)
             | Error::Plan(_)
             | Error::QueryCanceled
+            | Error::Terminated
             | Error::ProtocolViolation(_)
             | Error::ResourcesExhausted(_)
             | Error::Storage {
@@ -341,8 +347,12 @@ impl From<Error> for DataFusionError {
 
 impl From<Error> for PgWireError {
     fn from(error: Error) -> Self {
+        let severity = match error {
+            Error::Terminated => "FATAL",
+            _ => "ERROR",
+        };
         let mut info = ErrorInfo::new(
-            "ERROR".to_string(),
+            severity.to_string(),
             error.sqlstate().to_string(),
             error.to_string(),
         );

@@ -4,6 +4,7 @@
 //! until [`Server::shutdown`]: new connections are refused, commits in flight finish, and a
 //! statement still writing is cut before its commit, so it leaves nothing visible.
 
+pub mod backends;
 pub mod cancel;
 pub mod copy_in;
 pub mod copy_out;
@@ -31,10 +32,12 @@ use crate::config::Config;
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::metrics;
-use cancel::CancelRegistry;
 use login::Gate;
 use session::{ConnectionHandlers, Session};
 use tokio_rustls::TlsAcceptor;
+
+/// How long a terminated connection's running statement has to send its FATAL error.
+const TERMINATE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The demo pipeline of `serve --demo`.
 const DEMO_SQL: &str = include_str!("../sql/demo_clicks.sql");
@@ -149,7 +152,7 @@ async fn accept_pg(
         gate,
         tls,
     } = shared;
-    let registry = Arc::new(CancelRegistry::default());
+    let backends = db.backends();
     let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         let accepted = tokio::select! {
@@ -175,12 +178,28 @@ async fn accept_pg(
             ));
             continue;
         };
-        let session = Session::new(Arc::clone(&db), Arc::clone(&registry));
+        let session = Session::new(Arc::clone(&db), Arc::clone(&backends));
         let login = Arc::new(gate.login(Arc::clone(&session)));
-        let handlers = Arc::new(ConnectionHandlers { session, login });
+        let handlers = Arc::new(ConnectionHandlers {
+            session: Arc::clone(&session),
+            login,
+        });
         let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+            let connection = pgwire::tokio::process_socket(socket, tls, handlers);
+            tokio::pin!(connection);
+            let closed = tokio::select! {
+                closed = &mut connection => closed,
+                // A running statement ends with FATAL 57P01, which closes the connection (given
+                // a moment to send it); an idle connection is closed at once.
+                () = session.terminated() => match session.is_running() {
+                    true => tokio::time::timeout(TERMINATE_GRACE, &mut connection)
+                        .await
+                        .unwrap_or(Ok(())),
+                    false => Ok(()),
+                }
+            };
+            if let Err(e) = closed {
                 tracing::debug!(%peer, error = %e, "connection closed with an error");
             }
             drop(slot);

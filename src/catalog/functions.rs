@@ -12,7 +12,9 @@ use datafusion::arrow::array::{Array, Int32Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::Result;
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
@@ -62,6 +64,9 @@ pub fn register(ctx: &SessionContext) {
         Volatility::Stable,
         Arc::new(to_regtype),
     ));
+    ctx.register_udf(ScalarUDF::new_from_impl(Format {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    }));
     ctx.register_udf(create_udf(
         "set_config",
         vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
@@ -69,6 +74,111 @@ pub fn register(ctx: &SessionContext) {
         Volatility::Volatile,
         Arc::new(set_config),
     ));
+}
+
+/// Postgres' `format(template, args…)`: `%s` (text, NULL as empty), `%I` (an identifier, quoted
+/// when needed), `%L` (a literal, NULL as `NULL`), `%%`. Metabase's column sync builds type and
+/// relation names with it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Format {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Format {
+    fn name(&self) -> &str {
+        "format"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let texts = arrays
+            .iter()
+            .map(|a| {
+                let text = cast(a, &DataType::Utf8)?;
+                Ok(text
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to Utf8")
+                    .clone())
+            })
+            .collect::<Result<Vec<StringArray>>>()?;
+        let rows = args.number_rows;
+        let formatted = (0..rows)
+            .map(|row| {
+                let value = |i: usize| {
+                    texts
+                        .get(i)
+                        .and_then(|t| t.is_valid(row).then(|| t.value(row)))
+                };
+                match value(0) {
+                    None => Ok(None),
+                    Some(template) => {
+                        format_row(template, |i| value(i + 1), texts.len() - 1).map(Some)
+                    }
+                }
+            })
+            .collect::<Result<StringArray>>()?;
+        scalar_if_scalar(&args.args, Arc::new(formatted))
+    }
+}
+
+fn format_row<'a>(
+    template: &str,
+    arg: impl Fn(usize) -> Option<&'a str>,
+    count: usize,
+) -> Result<String> {
+    let too_few = || {
+        datafusion::error::DataFusionError::External(Box::new(
+            crate::error::Error::InvalidParameter("too few arguments for format()".into()),
+        ))
+    };
+    let mut out = String::with_capacity(template.len());
+    let mut next = 0;
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let spec = chars.next();
+        if spec == Some('%') {
+            out.push('%');
+            continue;
+        }
+        if next >= count {
+            return Err(too_few());
+        }
+        let value = arg(next);
+        next += 1;
+        match spec {
+            Some('s') => out.push_str(value.unwrap_or("")),
+            Some('I') => out.push_str(&crate::sql::quote_ident(value.ok_or_else(|| {
+                datafusion::error::DataFusionError::External(Box::new(
+                    crate::error::Error::InvalidParameter(
+                        "null values cannot be formatted as an SQL identifier".into(),
+                    ),
+                ))
+            })?)),
+            Some('L') => out.push_str(&value.map_or("NULL".to_string(), crate::sql::quote_literal)),
+            other => {
+                return Err(datafusion::error::DataFusionError::External(Box::new(
+                    crate::error::Error::InvalidParameter(format!(
+                        "unrecognized format() type specifier \"{}\"",
+                        other.map_or(String::new(), String::from)
+                    )),
+                )));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Calls with literal arguments change the connection's setting and are replaced by their value
@@ -169,4 +279,23 @@ fn to_regtype(args: &[ColumnarValue]) -> Result<ColumnarValue> {
         })
         .collect();
     scalar_if_scalar(args, Arc::new(oids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_row;
+
+    #[test]
+    fn formats_as_postgres_does() {
+        let args = ["public", "My Table", "it's"];
+        let arg = |i: usize| args.get(i).copied();
+        assert_eq!(format_row("%I.%I", arg, 2).unwrap(), "public.\"My Table\"");
+        assert_eq!(
+            format_row("%s = %L, 100%%", |i| [Some("a"), Some("it's")][i], 2).unwrap(),
+            "a = 'it''s', 100%"
+        );
+        assert_eq!(format_row("%L|%s|", |_| None, 2).unwrap(), "NULL||");
+        assert!(format_row("%s %s", arg, 1).is_err());
+        assert!(format_row("%I", |_| None, 1).is_err());
+    }
 }

@@ -4,7 +4,9 @@
 //! Metabase's column types), and they match on Postgres' words: `data_type` is `bigint` or
 //! `timestamp with time zone`, never an Arrow type, and `udt_name` is `int8`/`timestamptz`.
 //! Materialized views are listed with `table_type = 'VIEW'`, where Postgres leaves them out
-//! altogether — tools that only know tables and views (Grafana) then offer them too.
+//! altogether — tools that only know tables and views (Grafana) then offer them too. The key
+//! views (`table_constraints`, `key_column_usage`, `referential_constraints`) are empty: there
+//! are no keys, and Metabase's column sync joins them.
 
 use std::sync::Arc;
 
@@ -28,13 +30,20 @@ enum View {
     Columns,
     Schemata,
     Views,
+    /// No primary, unique, foreign keys or checks exist: the key views are empty.
+    TableConstraints,
+    KeyColumnUsage,
+    ReferentialConstraints,
 }
 
-const VIEWS: [(&str, View); 4] = [
+const VIEWS: [(&str, View); 7] = [
     ("tables", View::Tables),
     ("columns", View::Columns),
     ("schemata", View::Schemata),
     ("views", View::Views),
+    ("table_constraints", View::TableConstraints),
+    ("key_column_usage", View::KeyColumnUsage),
+    ("referential_constraints", View::ReferentialConstraints),
 ];
 
 /// The `information_schema` of one catalog (database).
@@ -144,6 +153,48 @@ fn schema_of(view: View) -> SchemaRef {
             "is_trigger_updatable",
             "is_trigger_deletable",
             "is_trigger_insertable_into",
+        ]),
+        View::TableConstraints => text_fields(&[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "constraint_type",
+            "is_deferrable",
+            "initially_deferred",
+            "enforced",
+            "nulls_distinct",
+        ]),
+        View::KeyColumnUsage => {
+            let mut fields = text_fields(&[
+                "constraint_catalog",
+                "constraint_schema",
+                "constraint_name",
+                "table_catalog",
+                "table_schema",
+                "table_name",
+                "column_name",
+            ]);
+            fields.push(Field::new("ordinal_position", DataType::Int32, true));
+            fields.push(Field::new(
+                "position_in_unique_constraint",
+                DataType::Int32,
+                true,
+            ));
+            fields
+        }
+        View::ReferentialConstraints => text_fields(&[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "unique_constraint_catalog",
+            "unique_constraint_schema",
+            "unique_constraint_name",
+            "match_option",
+            "update_rule",
+            "delete_rule",
         ]),
     };
     Arc::new(Schema::new(fields))
@@ -259,6 +310,9 @@ impl InformationView {
                     text(|_| Some("NO".into())),
                     text(|_| Some("NO".into())),
                 ]
+            }
+            View::TableConstraints | View::KeyColumnUsage | View::ReferentialConstraints => {
+                return Ok(RecordBatch::new_empty(schema));
             }
         };
         Ok(RecordBatch::try_new(schema, columns)?)

@@ -46,6 +46,8 @@ pub struct PgCatalog {
     inner: Arc<dyn SchemaProvider>,
     storage: Arc<Storage>,
     view_oids: ViewOids,
+    /// Tables the server adds (`pg_stat_activity`).
+    added: std::sync::RwLock<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
 impl PgCatalog {
@@ -70,6 +72,7 @@ impl PgCatalog {
             inner,
             storage,
             view_oids,
+            added: Default::default(),
         };
         catalog.register_schema("pg_catalog", Arc::new(corrected))?;
         Ok(())
@@ -79,10 +82,15 @@ impl PgCatalog {
 #[async_trait]
 impl SchemaProvider for PgCatalog {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.extend(self.added().keys().cloned());
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(added) = self.added().get(name) {
+            return Ok(Some(Arc::clone(added)));
+        }
         let table = self.inner.table(name).await?;
         if let Some(arrays) = ARRAY_COLUMNS
             .iter()
@@ -112,7 +120,22 @@ impl SchemaProvider for PgCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        self.added().contains_key(name) || self.inner.table_exist(name)
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        let mut added = self.added.write().unwrap_or_else(|e| e.into_inner());
+        Ok(added.insert(name, table))
+    }
+}
+
+impl PgCatalog {
+    fn added(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<dyn TableProvider>>> {
+        self.added.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 

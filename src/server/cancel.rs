@@ -1,23 +1,20 @@
 //! Query cancellation: Postgres `CancelRequest`s, routed to the connection they name.
 //!
 //! A client cancels by opening a second connection that carries the pid and secret key the
-//! server gave it at startup. pgwire's own cancel hook only interrupts the planning phase, not
-//! the streaming of rows that follows, so every connection here has a [`CancelSignal`] that the
-//! statement, its row stream and COPY all watch.
+//! server gave it at startup ([`super::backends`] finds the connection). pgwire's own cancel hook
+//! only interrupts the planning phase, not the streaming of rows that follows, so every
+//! connection here has a [`CancelSignal`] that the statement, its row stream and COPY all watch.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
-use bytes::Bytes;
-use pgwire::api::cancel::CancelHandler;
-use pgwire::messages::cancel::CancelRequest;
 use tokio::sync::watch;
 
-/// The cancel state of one connection: a counter bumped by every cancel request.
+use crate::error::Error;
+
+/// The cancel state of one connection: a counter bumped by every cancel request, and whether
+/// `pg_terminate_backend` asked the connection to close.
 #[derive(Debug)]
 pub struct CancelSignal {
     cancels: watch::Sender<u64>,
+    terminate: watch::Sender<bool>,
 }
 
 impl Default for CancelSignal {
@@ -30,6 +27,7 @@ impl CancelSignal {
     pub fn new() -> Self {
         CancelSignal {
             cancels: watch::Sender::new(0),
+            terminate: watch::Sender::new(false),
         }
     }
 
@@ -37,11 +35,25 @@ impl CancelSignal {
     pub fn token(&self) -> CancelToken {
         let mut receiver = self.cancels.subscribe();
         receiver.mark_unchanged();
-        CancelToken { receiver }
+        CancelToken {
+            receiver,
+            terminate: self.terminate.subscribe(),
+        }
     }
 
-    fn cancel(&self) {
+    pub fn cancel(&self) {
         self.cancels.send_modify(|n| *n += 1);
+    }
+
+    /// Stops the running statement and marks the connection to be closed.
+    pub fn terminate(&self) {
+        self.terminate.send_replace(true);
+        self.cancel();
+    }
+
+    /// Resolves once the connection is to be closed.
+    pub async fn terminated(&self) {
+        let _ = self.terminate.subscribe().wait_for(|t| *t).await;
     }
 }
 
@@ -49,6 +61,7 @@ impl CancelSignal {
 #[derive(Debug, Clone)]
 pub struct CancelToken {
     receiver: watch::Receiver<u64>,
+    terminate: watch::Receiver<bool>,
 }
 
 impl CancelToken {
@@ -58,42 +71,13 @@ impl CancelToken {
             std::future::pending::<()>().await;
         }
     }
-}
 
-/// Every live connection, by the pid and secret key it was given.
-#[derive(Debug, Default)]
-pub struct CancelRegistry {
-    connections: Mutex<HashMap<(i32, Bytes), Arc<CancelSignal>>>,
-}
-
-impl CancelRegistry {
-    pub fn register(&self, pid: i32, secret: Bytes, signal: Arc<CancelSignal>) {
-        self.lock().insert((pid, secret), signal);
-    }
-
-    pub fn unregister(&self, pid: i32, secret: &Bytes) {
-        self.lock().remove(&(pid, secret.clone()));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, Bytes), Arc<CancelSignal>>> {
-        self.connections.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-#[async_trait]
-impl CancelHandler for CancelRegistry {
-    async fn on_cancel_request(&self, request: CancelRequest) {
-        let key = (request.pid, request.secret_key.to_bytes());
-        let signal = self.lock().get(&key).cloned();
-        match signal {
-            Some(signal) => {
-                tracing::info!(pid = request.pid, "cancel request");
-                signal.cancel();
-            }
-            None => tracing::debug!(
-                pid = request.pid,
-                "cancel request for an unknown connection"
-            ),
+    /// What a cancelled statement answers: FATAL 57P01 when the connection is being
+    /// terminated (the error closes it), else "canceling statement due to user request".
+    pub fn error(&self) -> Error {
+        match *self.terminate.borrow() {
+            true => Error::Terminated,
+            false => Error::QueryCanceled,
         }
     }
 }

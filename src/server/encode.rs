@@ -15,6 +15,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 
+use super::backends::Running;
 use super::cancel::CancelToken;
 use crate::database::Output;
 use crate::error::Error;
@@ -91,12 +92,13 @@ pub fn pg_type(data_type: &datafusion::arrow::datatypes::DataType) -> PgWireResu
 }
 
 /// Turns an output into a response. Rows stream lazily; `cancel` cuts the stream short with
-/// a "canceling statement" error.
+/// a "canceling statement" error; `running` is dropped after the last row.
 pub fn response(
     output: Output,
     format: &Format,
     options: Arc<FormatOptions>,
     cancel: CancelToken,
+    running: Option<Running>,
 ) -> PgWireResult<Response> {
     match output {
         Output::Rows(batches) => {
@@ -110,7 +112,7 @@ pub fn response(
                     };
                 stream::iter(rows)
             });
-            let rows = until_cancelled(rows, cancel);
+            let rows = until_cancelled(rows, cancel, running);
             Ok(Response::Query(QueryResponse::new(fields, rows)))
         }
         Output::Command {
@@ -138,25 +140,42 @@ pub fn response(
 }
 
 /// Ends `rows` after its first error, or with a "canceling statement" error on cancel.
+/// `running` lives as long as the stream.
 fn until_cancelled(
     rows: impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static,
     cancel: CancelToken,
+    running: Option<Running>,
 ) -> impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    let state = (Box::pin(rows), Box::pin(cancel.cancelled()), false);
-    stream::unfold(state, |(mut rows, mut cancelled, done)| async move {
-        if done {
+    let state = Streaming {
+        rows: Box::pin(rows),
+        cancelled: Box::pin(cancel.clone().cancelled()),
+        cancel,
+        done: false,
+        _running: running,
+    };
+    stream::unfold(state, |mut state| async move {
+        if state.done {
             return None;
         }
         tokio::select! {
             biased;
-            () = &mut cancelled => {
-                Some((Err(PgWireError::from(Error::QueryCanceled)), (rows, cancelled, true)))
+            () = &mut state.cancelled => {
+                state.done = true;
+                Some((Err(PgWireError::from(state.cancel.error())), state))
             }
-            row = rows.next() => match row {
-                Some(Ok(row)) => Some((Ok(row), (rows, cancelled, false))),
-                Some(Err(e)) => Some((Err(e), (rows, cancelled, true))),
-                None => None,
-            },
+            row = state.rows.next() => {
+                let row = row?;
+                state.done = row.is_err();
+                Some((row, state))
+            }
         }
     })
+}
+
+struct Streaming<R, C> {
+    rows: std::pin::Pin<Box<R>>,
+    cancelled: std::pin::Pin<Box<C>>,
+    cancel: CancelToken,
+    done: bool,
+    _running: Option<Running>,
 }

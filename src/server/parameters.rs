@@ -4,14 +4,16 @@
 //! also takes it from a cast (`$1::bigint`, `$1::oid[]`), and drivers depend on that: asyncpg's
 //! type lookup sends `any($1::oid[])` and encodes its argument by the type the server describes,
 //! and among arrays it can encode only `text[]` and `oid[]` before it has looked anything up.
-//! A parameter neither gives a type is described as `unknown` and read as text.
+//! Likewise from a function's argument (`pg_cancel_backend($1)` is a bigint). A parameter
+//! none of these types is described as `unknown` and read as text.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan, TypeSignature};
 use pgwire::api::Type;
 use pgwire::api::portal::Portal;
 use pgwire::error::{PgWireError, PgWireResult};
@@ -45,10 +47,20 @@ pub fn parameters(
         .filter_map(|(id, t)| Some((id.trim_start_matches('$').parse().ok()?, t)))
         .collect();
     numbered.sort_by_key(|(n, _)| *n);
-    let cast = match statement {
-        Statement::Standard(stmt) if numbered.iter().any(|(_, t)| t.is_none()) => cast_types(stmt),
-        _ => HashMap::new(),
-    };
+    let mut cast = HashMap::new();
+    if numbered.iter().any(|(_, t)| t.is_none()) {
+        if let Statement::Standard(stmt) = statement {
+            cast = cast_types(stmt);
+        }
+        for (n, arrow) in argument_types(plan) {
+            if let Ok(wire) = encode::pg_type(&arrow) {
+                cast.entry(n).or_insert(Parameter {
+                    arrow: Some(arrow),
+                    wire,
+                });
+            }
+        }
+    }
     numbered
         .into_iter()
         .map(|(n, arrow)| match (arrow, cast.get(&n)) {
@@ -90,6 +102,31 @@ pub fn values(
     let wire: Vec<Option<&Type>> = wire.iter().map(Some).collect();
     arrow_pg::datatypes::df::deserialize_parameters_with_server_types(portal, &arrow, &wire)
         .map(Some)
+}
+
+/// `$n` → its type, for parameters passed straight to a function of one signature
+/// (`pg_cancel_backend($1)`, `current_setting($1)`).
+fn argument_types(plan: &LogicalPlan) -> Vec<(usize, DataType)> {
+    let mut types = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let LogicalExpr::ScalarFunction(call) = e
+                    && let TypeSignature::Exact(exact) = &call.func.signature().type_signature
+                {
+                    for (arg, arrow) in call.args.iter().zip(exact) {
+                        if let LogicalExpr::Placeholder(p) = arg
+                            && let Ok(n) = p.id.trim_start_matches('$').parse()
+                        {
+                            types.push((n, arrow.clone()));
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    types
 }
 
 /// `$n` → its type, for parameters the SQL casts (`$1::oid[]`, `CAST($2 AS bigint)`).

@@ -6,10 +6,9 @@
 //! datafusion-postgres' transaction hook and `SET`/`SHOW` by [`super::settings`], per connection.
 
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion_postgres::hooks::QueryHook;
@@ -32,7 +31,8 @@ use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 
-use super::cancel::{CancelRegistry, CancelSignal};
+use super::backends::{Backend, Backends};
+use super::cancel::CancelSignal;
 use super::copy_in::CopyInProgress;
 use super::encode;
 use super::login::Login;
@@ -56,10 +56,10 @@ pub struct Prepared {
 /// The state of one connection.
 pub struct Session {
     db: Arc<Database>,
-    registry: Arc<CancelRegistry>,
+    backends: Arc<Backends>,
     signal: Arc<CancelSignal>,
-    /// The pid and secret key the client was given, once startup registered them.
-    registered: Mutex<Option<(i32, Bytes)>>,
+    /// This connection in `backends`, once its login has succeeded.
+    backend: OnceLock<Arc<Backend>>,
     copy: tokio::sync::Mutex<Option<CopyInProgress>>,
     hooks: Vec<Arc<dyn QueryHook>>,
     parser: Arc<StatementParser>,
@@ -72,7 +72,7 @@ pub struct StatementParser {
 }
 
 impl Session {
-    pub fn new(db: Arc<Database>, registry: Arc<CancelRegistry>) -> Arc<Self> {
+    pub fn new(db: Arc<Database>, backends: Arc<Backends>) -> Arc<Self> {
         metrics::CONNECTIONS_ACTIVE.add(1);
         let hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(TransactionStatementHook)];
         let parser = Arc::new(StatementParser {
@@ -81,23 +81,39 @@ impl Session {
         });
         Arc::new(Session {
             db,
-            registry,
+            backends,
             signal: Arc::new(CancelSignal::new()),
-            registered: Mutex::new(None),
+            backend: OnceLock::new(),
             copy: tokio::sync::Mutex::new(None),
             hooks,
             parser,
         })
     }
 
-    /// Registers the connection's cancel key once its login has succeeded.
+    /// Lists the connection (for cancel requests and `pg_stat_activity`) once its login has
+    /// succeeded.
     pub fn started<C: ClientInfo>(&self, client: &C) {
         let (pid, secret) = client.pid_and_secret_key();
-        let secret = secret.to_bytes();
-        self.registry
-            .register(pid, secret.clone(), Arc::clone(&self.signal));
-        *self.registered.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, secret));
-        tracing::debug!(pid, user = ?client.metadata().get("user"), "connection started");
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        tracing::debug!(pid, user, "connection started");
+        let backend = self.backends.register(
+            pid,
+            secret.to_bytes(),
+            user,
+            client.socket_addr(),
+            Arc::clone(&self.signal),
+        );
+        let _ = self.backend.set(backend);
+    }
+
+    /// Resolves once `pg_terminate_backend` named this connection.
+    pub async fn terminated(&self) {
+        self.signal.terminated().await;
+    }
+
+    /// Whether a statement is running (or streaming its rows).
+    pub fn is_running(&self) -> bool {
+        self.backend.get().is_some_and(|b| b.is_running())
     }
 
     /// Runs one statement and encodes its output.
@@ -115,6 +131,10 @@ impl Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         metrics::QUERIES.add(1);
+        let running = self.backend.get().map(|backend| {
+            let application_name = client.metadata().get("application_name");
+            backend.running(statement, application_name.map_or("", String::as_str))
+        });
         if let Statement::Standard(stmt) = statement {
             if let SqlStatement::Deallocate { name, .. } = stmt.as_ref() {
                 // `DEALLOCATE ALL` has nothing to enumerate: pgwire replaces a statement
@@ -136,7 +156,13 @@ impl Session {
                 let applied = applied.inspect_err(log_error)?;
                 report_settings(client, applied.report).await?;
                 let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-                return encode::response(applied.output, format, options, self.signal.token());
+                return encode::response(
+                    applied.output,
+                    format,
+                    options,
+                    self.signal.token(),
+                    running,
+                );
             }
         }
         let bound = match statement {
@@ -158,7 +184,7 @@ impl Session {
         let token = self.signal.token();
         let output = tokio::select! {
             output = self.db.execute(statement, params) => output,
-            () = token.clone().cancelled() => Err(Error::QueryCanceled),
+            () = token.clone().cancelled() => Err(token.error()),
         };
         let output = output.inspect_err(log_error)?;
         if let Output::CopyIn(copy) = &output {
@@ -166,20 +192,15 @@ impl Session {
             *self.copy.lock().await = Some(progress);
         }
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        encode::response(output, format, options, token)
+        encode::response(output, format, options, token, running)
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         metrics::CONNECTIONS_ACTIVE.add(-1);
-        if let Some((pid, secret)) = self
-            .registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            self.registry.unregister(pid, &secret);
+        if let Some(backend) = self.backend.get() {
+            self.backends.unregister(backend.pid());
         }
     }
 }
@@ -477,6 +498,6 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        Arc::clone(&self.session.registry)
+        Arc::clone(&self.session.backends)
     }
 }

@@ -20,8 +20,8 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use sqlparser::ast::{
-    CloseCursor, DiscardObject, Expr, Ident, Reset, SelectItem, Set, SetExpr,
-    Statement as SqlStatement, Value, visit_expressions, visit_expressions_mut,
+    CastKind, CloseCursor, DataType as SqlType, DiscardObject, Expr, Ident, Reset, SelectItem, Set,
+    SetExpr, Statement as SqlStatement, Value, visit_expressions, visit_expressions_mut,
 };
 
 use crate::catalog::functions::PG_COMPAT_VERSION;
@@ -483,7 +483,14 @@ fn caller_value(expr: &Expr, caller: &Caller) -> Option<Expr> {
         ("current_user" | "session_user" | "user" | "current_role", []) => {
             Some(text(caller.user.to_string()))
         }
-        ("pg_backend_pid", []) => Some(Expr::value(Value::Number(caller.pid.to_string(), false))),
+        // An integer, as the function is (and as Describe said before the statement was bound).
+        ("pg_backend_pid", []) => Some(Expr::Cast {
+            kind: CastKind::Cast,
+            expr: Box::new(Expr::value(Value::Number(caller.pid.to_string(), false))),
+            data_type: SqlType::Integer(None),
+            array: false,
+            format: None,
+        }),
         // Its value; the setting itself changes after the statement is bound (`set_configs`).
         ("set_config", [_, value, _]) => Some((*value).clone()),
         ("current_setting", [name, ..]) => {

@@ -17,8 +17,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Query, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut,
-    visit_expressions_mut,
+    Ident, ObjectNamePart, Query, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value,
+    VisitMut, VisitorMut, visit_expressions_mut, visit_relations_mut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -32,7 +32,19 @@ pub fn rewrite<V: VisitMut>(statement: &mut V) {
         ControlFlow::<()>::Continue(())
     });
     let _ = statement.visit(&mut NameUnnestColumns);
+    let _ = visit_relations_mut(statement, |name| {
+        if let [ObjectNamePart::Identifier(table)] = name.0.as_slice()
+            && OWN_CATALOG_TABLES.contains(&table.value.as_str())
+        {
+            name.0
+                .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
+
+/// `pg_catalog` tables of ours (datafusion-pg-catalog qualifies only its own when named bare).
+const OWN_CATALOG_TABLES: &[&str] = &["pg_stat_activity"];
 
 /// Gives `unnest(a) AS x` the column name `x`.
 struct NameUnnestColumns;
@@ -100,6 +112,27 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
                 ],
                 clauses: Vec::new(),
             });
+            Some(Expr::Function(rewritten))
+        }
+        // No object has a comment: these are NULL whatever they are given, so their arguments
+        // need not plan (Metabase passes `format('%I.%I', schema, table)::regclass`, a cast
+        // DataFusion cannot make from a computed name).
+        (
+            "obj_description" | "col_description" | "shobj_description",
+            FunctionArguments::List(list),
+        ) if !list.args.iter().all(|a| {
+            matches!(
+                a,
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(_)))
+            )
+        }) =>
+        {
+            let mut rewritten = function.clone();
+            if let FunctionArguments::List(list) = &mut rewritten.args {
+                for arg in &mut list.args {
+                    *arg = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(Value::Null)));
+                }
+            }
             Some(Expr::Function(rewritten))
         }
         _ => None,

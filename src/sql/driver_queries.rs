@@ -6,6 +6,8 @@
 //! composites or ranges, so those branches are always NULL: the swapped query answers the
 //! requested types and their element types with the same columns, nothing else. The query is
 //! recognised by its CTE's name (`typeinfo_tree`), which every asyncpg release since 0.18 uses.
+//! Metabase's column sync adds materialized views' columns to `information_schema.columns`,
+//! which here already lists them: its UNION ALL becomes a UNION.
 //! pgjdbc's key and index listings expand keys of the (here empty) `pg_index`/`pg_constraint`
 //! with a composite-returning function; they are answered with their columns and no rows.
 
@@ -13,7 +15,10 @@ use std::sync::LazyLock;
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr, Statement, visit_expressions};
+use sqlparser::ast::{
+    Expr, Ident, Query, SelectItem, SetExpr, SetOperator, SetQuantifier, Statement,
+    visit_expressions,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -58,7 +63,37 @@ pub fn equivalent(statement: &Statement) -> Option<Statement> {
     if is_asyncpg_type_lookup(query) {
         return Some(ASYNCPG_TYPES_PARSED.clone());
     }
+    if let Some(deduplicated) = materialized_view_columns_once(query) {
+        return Some(Statement::Query(Box::new(deduplicated)));
+    }
     reads_index_keys(statement).then(|| no_rows_like(query))?
+}
+
+/// Metabase's column sync reads `information_schema.columns` UNION ALL the columns of
+/// materialized views from `pg_attribute`, since Postgres leaves them out of the former. Here
+/// `information_schema.columns` lists them too, with the same values in every column Metabase
+/// selects, so the union keeps one of each.
+fn materialized_view_columns_once(query: &Query) -> Option<Query> {
+    let SetExpr::SetOperation {
+        op: SetOperator::Union,
+        set_quantifier: SetQuantifier::All,
+        left,
+        right,
+    } = query.body.as_ref()
+    else {
+        return None;
+    };
+    let (left_sql, right_sql) = (left.to_string(), right.to_string());
+    let adds_view_columns = left_sql.contains("\"information_schema\".\"columns\"")
+        && right_sql.contains("\"pg_attribute\"")
+        && right_sql.contains("\"relkind\" = 'm'");
+    adds_view_columns.then(|| {
+        let mut query = query.clone();
+        if let SetExpr::SetOperation { set_quantifier, .. } = query.body.as_mut() {
+            *set_quantifier = SetQuantifier::Distinct;
+        }
+        query
+    })
 }
 
 fn is_asyncpg_type_lookup(query: &Query) -> bool {

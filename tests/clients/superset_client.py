@@ -3,6 +3,7 @@ scripts/setup-test-env): the connection test, SQL Lab's schema/table/column list
 table reflection, a SQL Lab query, and chart SQL, each answer checked against rows computed here."""
 import datetime
 import sys
+import time
 from collections import Counter
 
 import psycopg2
@@ -95,4 +96,23 @@ assert cur.fetchall() == []
 cur.execute("SELECT (CAST('epoch' AS TIMESTAMP) + id * INTERVAL '1 SECOND') AS t FROM superset_events WHERE id = 1999")
 assert cur.fetchone()[0] == datetime.datetime(1970, 1, 1, 0, 33, 19), "epoch + 1999 s"
 conn.rollback()
+
+# "Stop query" in SQL Lab: another connection terminates the query's backend by its pid, as
+# PostgresEngineSpec.cancel_query does; the query's connection is closed with 57P01.
+victim = engine.raw_connection()
+victim_cursor = victim.cursor()
+victim_cursor.execute("SELECT pg_backend_pid()")
+pid = victim_cursor.fetchone()[0]
+victim.rollback()
+cur.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,))
+assert cur.fetchall() == [("idle",)]
+cur.execute(f"SELECT pg_terminate_backend({pid})")
+assert cur.fetchone()[0] is True
+conn.rollback()
+time.sleep(0.2)  # the server closes it as it gets the request; the client learns on its next use
+try:
+    victim_cursor.execute("SELECT 1")
+    raise AssertionError("the terminated connection still answers")
+except psycopg2.OperationalError:
+    pass
 print("superset ok")

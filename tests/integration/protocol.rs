@@ -75,6 +75,126 @@ async fn extended_protocol_binds_parameters_and_returns_binary_results() {
     server.shutdown().await;
 }
 
+/// `pg_stat_activity` shows every connection and its statement; `pg_cancel_backend` stops a
+/// statement, `pg_terminate_backend` (Superset's "stop query") also closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_listed_cancelled_and_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let admin = support::connect(server.pg_addr()).await;
+    let busy = support::connect(server.pg_addr()).await;
+    let idle = support::connect(server.pg_addr()).await;
+    let mut pids = Vec::new();
+    for client in [&admin, &busy, &idle] {
+        let row = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        pids.push(row.get::<_, i32>(0));
+    }
+    let (admin_pid, busy_pid, idle_pid) = (pids[0], pids[1], pids[2]);
+    let listed = admin
+        .query(
+            "SELECT pid, usename, state, query FROM pg_stat_activity ORDER BY pid",
+            &[],
+        )
+        .await
+        .unwrap();
+    let listed: Vec<(i32, String, String, String)> = listed
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for (pid, user, state, query) in &listed {
+        assert_eq!(user, "sluice");
+        if *pid == admin_pid {
+            assert_eq!(state, "active");
+            assert!(query.contains("pg_stat_activity"), "{query}");
+        } else {
+            assert_eq!(
+                (state.as_str(), query.as_str()),
+                ("idle", "SELECT pg_backend_pid()")
+            );
+        }
+    }
+    let long = "SELECT count(*) FROM generate_series(1, 2000000000) a";
+    let slow = |client: tokio_postgres::Client| {
+        tokio::spawn(async move { (client.simple_query(long).await, client) })
+    };
+
+    // Cancel: the statement stops, the connection stays.
+    let running = slow(busy);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let state: String = admin
+        .query_one(
+            "SELECT state FROM pg_stat_activity WHERE pid = $1",
+            &[&busy_pid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "active");
+    let stop = "SELECT pg_cancel_backend($1), pg_cancel_backend(0)";
+    let answers = admin
+        .query_one(stop, &[&i64::from(busy_pid)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (answers.get::<_, bool>(0), answers.get::<_, bool>(1)),
+        (true, false)
+    );
+    let (result, busy) = running.await.unwrap();
+    let code = result
+        .unwrap_err()
+        .as_db_error()
+        .map(|e| e.code().code().to_string());
+    assert_eq!(code.as_deref(), Some("57014"));
+    assert_eq!(busy.simple_query("SELECT 1").await.unwrap().len(), 3);
+
+    // Terminate a running statement: FATAL 57P01, then the connection is gone.
+    let running = slow(busy);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let terminate = "SELECT pg_terminate_backend($1)";
+    let row = admin
+        .query_one(terminate, &[&i64::from(busy_pid)])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    let (result, busy) = running.await.unwrap();
+    let error = result.unwrap_err();
+    let code = error
+        .as_db_error()
+        .map(|e| (e.severity().to_string(), e.code().code().to_string()));
+    assert_eq!(
+        code,
+        Some(("FATAL".to_string(), "57P01".to_string())),
+        "{error}"
+    );
+    assert!(busy.simple_query("SELECT 1").await.is_err());
+
+    // Terminate an idle connection: it is closed.
+    let row = admin
+        .query_one(terminate, &[&i64::from(idle_pid)])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !idle.is_closed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left: i64 = admin
+        .query_one("SELECT count(*) FROM pg_stat_activity", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 1);
+    server.shutdown().await;
+}
+
 fn chrono_like_timestamp() -> std::time::SystemTime {
     std::time::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456)
 }
