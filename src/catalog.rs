@@ -11,6 +11,7 @@ pub mod information_schema;
 pub mod introspection;
 pub mod pg_catalog;
 pub mod provider;
+pub mod snapshot;
 pub mod source;
 pub mod system;
 pub mod table;

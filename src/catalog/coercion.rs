@@ -6,6 +6,7 @@
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
@@ -14,19 +15,33 @@ pub struct BooleanText;
 
 impl AnalyzerRule for BooleanText {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            let mut schema = DFSchema::empty();
-            for input in plan.inputs() {
-                schema.merge(input.schema());
-            }
-            plan.map_expressions(|expr| expr.transform_up(|e| Ok(boolean_literal(e, &schema))))
-        })
-        .map(|t| t.data)
+        rewrite_expressions(plan, boolean_literal)
     }
 
     fn name(&self) -> &str {
         "postgres_boolean_text"
     }
+}
+
+/// Rewrites every expression of `plan` and its subqueries bottom-up with `rewrite`, which sees
+/// the schema of the node's inputs; output columns keep their names.
+pub(crate) fn rewrite_expressions(
+    plan: LogicalPlan,
+    rewrite: fn(Expr, &DFSchema) -> Transformed<Expr>,
+) -> Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|plan| {
+        let mut schema = DFSchema::empty();
+        for input in plan.inputs() {
+            schema.merge(input.schema());
+        }
+        let names = NamePreserver::new(&plan);
+        plan.map_expressions(|expr| {
+            let name = names.save(&expr);
+            let rewritten = expr.transform_up(|e| Ok(rewrite(e, &schema)))?;
+            Ok(rewritten.update_data(|e| name.restore(e)))
+        })
+    })
+    .map(|t| t.data)
 }
 
 fn boolean_literal(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {

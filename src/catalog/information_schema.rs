@@ -13,13 +13,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProviderList, SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 
+use super::snapshot::{Snapshot, SnapshotTable};
 use super::types::pg_type_names;
 
 pub const SCHEMA_NAME: &str = "information_schema";
@@ -66,10 +64,10 @@ impl SchemaProvider for InformationSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         Ok(VIEWS.iter().find(|(n, _)| *n == name).map(|(_, view)| {
-            Arc::new(InformationView {
+            Arc::new(SnapshotTable(InformationView {
                 view: *view,
                 catalogs: Arc::clone(&self.catalogs),
-            }) as Arc<dyn TableProvider>
+            })) as Arc<dyn TableProvider>
         }))
     }
 
@@ -398,27 +396,12 @@ fn columns_arrays(relations: &[Relation]) -> Vec<ArrayRef> {
 }
 
 #[async_trait]
-impl TableProvider for InformationView {
+impl Snapshot for InformationView {
     fn schema(&self) -> SchemaRef {
         schema_of(self.view)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.batch().await?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema(),
-            projection.cloned(),
-        )?)
+    async fn rows(&self) -> Result<RecordBatch> {
+        self.batch().await
     }
 }

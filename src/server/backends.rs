@@ -17,17 +17,14 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{ColumnarValue, Expr, Volatility, create_udf};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::messages::cancel::CancelRequest;
 
 use super::cancel::CancelSignal;
+use crate::catalog::snapshot::{Snapshot, SnapshotTable};
 use crate::sql::Statement;
 
 /// Every live connection, by pid.
@@ -148,7 +145,7 @@ impl Backends {
             .ok_or_else(|| DataFusionError::Internal("pg_catalog missing".into()))?;
         pg_catalog.register_table(
             "pg_stat_activity".into(),
-            Arc::new(Activity::table(Arc::clone(self))),
+            Arc::new(SnapshotTable(Activity::table(Arc::clone(self)))),
         )?;
         Ok(())
     }
@@ -265,7 +262,7 @@ struct ActivityTable {
 }
 
 impl ActivityTable {
-    fn rows(&self) -> Result<RecordBatch> {
+    fn batch(&self) -> Result<RecordBatch> {
         let mut backends: Vec<Arc<Backend>> = self.backends.lock().values().cloned().collect();
         backends.sort_by_key(|b| b.pid);
         let activities: Vec<Activity> = backends
@@ -330,27 +327,12 @@ impl ActivityTable {
 }
 
 #[async_trait]
-impl TableProvider for ActivityTable {
+impl Snapshot for ActivityTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.rows()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?)
+    async fn rows(&self) -> Result<RecordBatch> {
+        self.batch()
     }
 }
