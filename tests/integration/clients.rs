@@ -2,7 +2,8 @@
 //! its own results and exits non-zero on the first wrong one. psycopg, asyncpg, SQLAlchemy,
 //! node-postgres and pgjdbc (the driver of Metabase, Tableau and DBeaver); Superset's stack
 //! (SQLAlchemy 1.4 + psycopg2) and Grafana's queries against the demo pipeline; psql's
-//! meta-commands.
+//! meta-commands and tab completion; every column type through pg8000, asyncpg, psycopg and
+//! tokio-postgres.
 
 use std::process::Command;
 
@@ -289,6 +290,24 @@ async fn superset_stack() {
         ".venv-superset (SQLAlchemy 1.4 + psycopg2)",
     ) {
         run_on_demo(&python, &[], "superset_client.py", "Superset").await;
+    }
+}
+
+/// psql's tab completion and \timing, typed into psql on a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_tab_completion() {
+    let python = python_with("pty");
+    if support::require(
+        python.is_some() && support::tool_available("psql"),
+        "psql and python",
+    ) {
+        run_on_demo(
+            &python.unwrap(),
+            &[],
+            "psql_completion.py",
+            "psql completion",
+        )
+        .await;
     }
 }
 
