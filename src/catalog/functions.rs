@@ -64,6 +64,29 @@ pub fn register(ctx: &SessionContext) {
         Volatility::Stable,
         Arc::new(to_regtype),
     ));
+    // datafusion-pg-catalog's leaves upper-case names unquoted; Grafana's pickers quote with it.
+    ctx.register_udf(create_udf(
+        "quote_ident",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let names = first_as_text(args)?;
+            let quoted: StringArray = names
+                .iter()
+                .map(|n| n.map(crate::sql::quote_ident))
+                .collect();
+            scalar_if_scalar(args, Arc::new(quoted))
+        }),
+    ));
+    // datafusion-pg-catalog's spells UTF8 as "UTF-8"; psql's \l shows this name.
+    ctx.register_udf(create_udf(
+        "pg_encoding_to_char",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(encoding_name),
+    ));
     ctx.register_udf(ScalarUDF::new_from_impl(Format {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
@@ -74,6 +97,23 @@ pub fn register(ctx: &SessionContext) {
         Volatility::Volatile,
         Arc::new(set_config),
     ));
+}
+
+/// Postgres' names of the encodings a database can have here (UTF8 only, SQL_ASCII for 0); an
+/// unknown number gives an empty name, as in Postgres.
+fn encoding_name(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let codes = ColumnarValue::values_to_arrays(args)?;
+    let names: StringArray = datafusion::common::cast::as_int32_array(&codes[0])?
+        .iter()
+        .map(|code| {
+            code.map(|code| match code {
+                0 => "SQL_ASCII",
+                6 => "UTF8",
+                _ => "",
+            })
+        })
+        .collect();
+    scalar_if_scalar(args, Arc::new(names))
 }
 
 /// Postgres' `format(template, args…)`: `%s` (text, NULL as empty), `%I` (an identifier, quoted

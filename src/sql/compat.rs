@@ -46,7 +46,7 @@ pub fn rewrite<V: VisitMut>(statement: &mut V) {
 /// `pg_catalog` tables of ours (datafusion-pg-catalog qualifies only its own when named bare).
 const OWN_CATALOG_TABLES: &[&str] = &["pg_stat_activity"];
 
-/// Gives `unnest(a) AS x` the column name `x`.
+/// Gives `unnest(a) AS x` and `generate_series(…) AS x` the column name `x`, as Postgres does.
 struct NameUnnestColumns;
 
 impl VisitorMut for NameUnnestColumns {
@@ -62,6 +62,23 @@ impl VisitorMut for NameUnnestColumns {
         } = factor
             && array_exprs.len() == 1
             && alias.columns.is_empty()
+        {
+            alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
+        }
+        // Likewise `generate_series(1, n) g`: the column is `g`.
+        if let TableFactor::Table {
+            name,
+            args: Some(_),
+            alias: Some(alias),
+            with_ordinality: false,
+            ..
+        } = factor
+            && alias.columns.is_empty()
+            && name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("generate_series"))
         {
             alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
         }
@@ -114,6 +131,28 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
             });
             Some(Expr::Function(rewritten))
         }
+        // Postgres reads an integer literal as `integer`; DataFusion reads `bigint`, which these
+        // catalog functions (taking an oid or an encoding number) do not accept.
+        (name, FunctionArguments::List(list))
+            if INTEGER_ARGUMENT_FUNCTIONS.contains(&name)
+                && list.args.iter().any(|a| integer_literal(a).is_some()) =>
+        {
+            let mut rewritten = function.clone();
+            if let FunctionArguments::List(list) = &mut rewritten.args {
+                for arg in &mut list.args {
+                    if let Some(literal) = integer_literal(arg) {
+                        *arg = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Cast {
+                            kind: sqlparser::ast::CastKind::Cast,
+                            expr: Box::new(literal),
+                            data_type: DataType::Integer(None),
+                            array: false,
+                            format: None,
+                        }));
+                    }
+                }
+            }
+            Some(Expr::Function(rewritten))
+        }
         // No object has a comment: these are NULL whatever they are given, so their arguments
         // need not plan (Metabase passes `format('%I.%I', schema, table)::regclass`, a cast
         // DataFusion cannot make from a computed name).
@@ -134,6 +173,28 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
                 }
             }
             Some(Expr::Function(rewritten))
+        }
+        _ => None,
+    }
+}
+
+/// datafusion-pg-catalog functions whose oid or code arguments are `integer` only.
+const INTEGER_ARGUMENT_FUNCTIONS: &[&str] = &[
+    "pg_get_userbyid",
+    "pg_table_is_visible",
+    "pg_encoding_to_char",
+    "pg_relation_size",
+    "pg_total_relation_size",
+    "pg_get_constraintdef",
+    "pg_get_expr",
+    "pg_stat_get_numscans",
+];
+
+/// An unsigned integer literal argument (`6`, not `6.0` or `'6'`).
+fn integer_literal(arg: &FunctionArg) -> Option<Expr> {
+    match arg {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) if matches!(&v.value, Value::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit())) => {
+            Some(Expr::Value(v.clone()))
         }
         _ => None,
     }

@@ -367,7 +367,7 @@ async fn psql_meta_commands() {
     psql("CREATE TABLE psql_t (id INT NOT NULL, name TEXT)".into()).await;
     // Each meta-command with what its answer must show.
     let expectations: [(&str, &[&str]); 9] = [
-        ("\\l", &["sluice", "UTF"]),
+        ("\\l", &["sluice", "UTF8"]),
         ("\\dn", &["public", "sluice_catalog"]),
         ("\\dt", &["demo_clicks", "psql_t", "table"]),
         ("\\dv", &["sluice_catalog", "materialized_views", "view"]),
