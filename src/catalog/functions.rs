@@ -11,12 +11,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, Int32Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
 };
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+
+use crate::error::Error;
 
 /// The Postgres release whose protocol and catalogs we answer like.
 pub const PG_COMPAT_VERSION: &str = "15.8";
@@ -138,17 +140,9 @@ impl ScalarUDFImpl for Format {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let texts = arrays
+        let texts = ColumnarValue::values_to_arrays(&args.args)?
             .iter()
-            .map(|a| {
-                let text = cast(a, &DataType::Utf8)?;
-                Ok(text
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("cast to Utf8")
-                    .clone())
-            })
+            .map(|a| as_text(a))
             .collect::<Result<Vec<StringArray>>>()?;
         let rows = args.number_rows;
         let formatted = (0..rows)
@@ -175,11 +169,7 @@ fn format_row<'a>(
     arg: impl Fn(usize) -> Option<&'a str>,
     count: usize,
 ) -> Result<String> {
-    let too_few = || {
-        datafusion::error::DataFusionError::External(Box::new(
-            crate::error::Error::InvalidParameter("too few arguments for format()".into()),
-        ))
-    };
+    let invalid = |message: String| DataFusionError::from(Error::InvalidParameter(message));
     let mut out = String::with_capacity(template.len());
     let mut next = 0;
     let mut chars = template.chars();
@@ -194,26 +184,20 @@ fn format_row<'a>(
             continue;
         }
         if next >= count {
-            return Err(too_few());
+            return Err(invalid("too few arguments for format()".into()));
         }
         let value = arg(next);
         next += 1;
         match spec {
             Some('s') => out.push_str(value.unwrap_or("")),
             Some('I') => out.push_str(&crate::sql::quote_ident(value.ok_or_else(|| {
-                datafusion::error::DataFusionError::External(Box::new(
-                    crate::error::Error::InvalidParameter(
-                        "null values cannot be formatted as an SQL identifier".into(),
-                    ),
-                ))
+                invalid("null values cannot be formatted as an SQL identifier".into())
             })?)),
             Some('L') => out.push_str(&value.map_or("NULL".to_string(), crate::sql::quote_literal)),
             other => {
-                return Err(datafusion::error::DataFusionError::External(Box::new(
-                    crate::error::Error::InvalidParameter(format!(
-                        "unrecognized format() type specifier \"{}\"",
-                        other.map_or(String::new(), String::from)
-                    )),
+                return Err(invalid(format!(
+                    "unrecognized format() type specifier \"{}\"",
+                    other.map_or(String::new(), String::from)
                 )));
             }
         }
@@ -224,12 +208,11 @@ fn format_row<'a>(
 /// Calls with literal arguments change the connection's setting and are replaced by their value
 /// before planning (`crate::server::settings::set_configs`); this is what is left.
 fn set_config(_: &[ColumnarValue]) -> Result<ColumnarValue> {
-    Err(datafusion::error::DataFusionError::External(Box::new(
-        crate::error::Error::unsupported(
-            "set_config with arguments that are not constants",
-            Some("Use SET name = value, or set_config('name', 'value', false)."),
-        ),
-    )))
+    Err(Error::unsupported(
+        "set_config with arguments that are not constants",
+        Some("Use SET name = value, or set_config('name', 'value', false)."),
+    )
+    .into())
 }
 
 /// A setting's default. Calls with a literal name are answered per connection before planning
@@ -240,11 +223,8 @@ fn current_setting(args: &[ColumnarValue]) -> Result<ColumnarValue> {
         .iter()
         .map(|name| {
             name.map(|name| {
-                crate::server::settings::default_value(name).ok_or_else(|| {
-                    datafusion::error::DataFusionError::External(Box::new(
-                        crate::error::Error::UnknownSetting(name.to_string()),
-                    ))
-                })
+                crate::server::settings::default_value(name)
+                    .ok_or_else(|| Error::UnknownSetting(name.to_string()).into())
             })
             .transpose()
         })
@@ -254,8 +234,11 @@ fn current_setting(args: &[ColumnarValue]) -> Result<ColumnarValue> {
 
 /// The first argument as text, one value per row.
 fn first_as_text(args: &[ColumnarValue]) -> Result<StringArray> {
-    let values = ColumnarValue::values_to_arrays(args)?;
-    let values = cast(&values[0], &DataType::Utf8)?;
+    as_text(&ColumnarValue::values_to_arrays(args)?[0])
+}
+
+fn as_text(values: &dyn Array) -> Result<StringArray> {
+    let values = cast(values, &DataType::Utf8)?;
     Ok(values
         .as_any()
         .downcast_ref::<StringArray>()

@@ -145,7 +145,7 @@ impl Backends {
             .ok_or_else(|| DataFusionError::Internal("pg_catalog missing".into()))?;
         pg_catalog.register_table(
             "pg_stat_activity".into(),
-            Arc::new(SnapshotTable(Activity::table(Arc::clone(self)))),
+            Arc::new(SnapshotTable(ActivityTable::new(Arc::clone(self)))),
         )?;
         Ok(())
     }
@@ -223,9 +223,16 @@ impl CancelHandler for Backends {
     }
 }
 
-impl Activity {
-    /// `pg_stat_activity` with Postgres 15's columns.
-    fn table(backends: Arc<Backends>) -> ActivityTable {
+/// `pg_stat_activity`, one row per connection.
+#[derive(Debug)]
+struct ActivityTable {
+    schema: SchemaRef,
+    backends: Arc<Backends>,
+}
+
+impl ActivityTable {
+    /// With Postgres 15's columns.
+    fn new(backends: Arc<Backends>) -> Self {
         let time = || DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
         let schema = Arc::new(Schema::new(vec![
             Field::new("datid", DataType::Int32, true),
@@ -255,14 +262,13 @@ impl Activity {
     }
 }
 
-#[derive(Debug)]
-struct ActivityTable {
-    schema: SchemaRef,
-    backends: Arc<Backends>,
-}
+#[async_trait]
+impl Snapshot for ActivityTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
 
-impl ActivityTable {
-    fn batch(&self) -> Result<RecordBatch> {
+    async fn rows(&self) -> Result<RecordBatch> {
         let mut backends: Vec<Arc<Backend>> = self.backends.lock().values().cloned().collect();
         backends.sort_by_key(|b| b.pid);
         let activities: Vec<Activity> = backends
@@ -323,16 +329,5 @@ impl ActivityTable {
             text(&|_| Some("client backend".to_string())),
         ];
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
-    }
-}
-
-#[async_trait]
-impl Snapshot for ActivityTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    async fn rows(&self) -> Result<RecordBatch> {
-        self.batch()
     }
 }

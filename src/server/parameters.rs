@@ -31,6 +31,21 @@ pub struct Parameter {
     wire: Type,
 }
 
+impl Parameter {
+    /// A parameter read as `arrow`, described as its Postgres type.
+    fn of(arrow: DataType) -> PgWireResult<Self> {
+        Ok(Parameter {
+            wire: encode::pg_type(&arrow)?,
+            arrow: Some(arrow),
+        })
+    }
+}
+
+/// `$3` → 3.
+fn placeholder_number(id: &str) -> Option<usize> {
+    id.trim_start_matches('$').parse().ok()
+}
+
 /// The parameters of `statement`, in order, planned as `plan`.
 pub fn parameters(
     statement: &Statement,
@@ -44,30 +59,25 @@ pub fn parameters(
         .map_err(|e| PgWireError::from(Error::from(e)))?;
     let mut numbered: Vec<(usize, Option<DataType>)> = inferred
         .into_iter()
-        .filter_map(|(id, t)| Some((id.trim_start_matches('$').parse().ok()?, t)))
+        .filter_map(|(id, t)| Some((placeholder_number(&id)?, t)))
         .collect();
     numbered.sort_by_key(|(n, _)| *n);
-    let mut cast = HashMap::new();
+    // For the parameters DataFusion left untyped: a cast's type, else a function argument's.
+    let mut fallback = HashMap::new();
     if numbered.iter().any(|(_, t)| t.is_none()) {
         if let Statement::Standard(stmt) = statement {
-            cast = cast_types(stmt);
+            fallback = cast_types(stmt);
         }
         for (n, arrow) in argument_types(plan) {
-            if let Ok(wire) = encode::pg_type(&arrow) {
-                cast.entry(n).or_insert(Parameter {
-                    arrow: Some(arrow),
-                    wire,
-                });
+            if let Ok(parameter) = Parameter::of(arrow) {
+                fallback.entry(n).or_insert(parameter);
             }
         }
     }
     numbered
         .into_iter()
-        .map(|(n, arrow)| match (arrow, cast.get(&n)) {
-            (Some(arrow), _) => Ok(Parameter {
-                wire: encode::pg_type(&arrow)?,
-                arrow: Some(arrow),
-            }),
+        .map(|(n, arrow)| match (arrow, fallback.get(&n)) {
+            (Some(arrow), _) => Parameter::of(arrow),
             (None, Some(parameter)) => Ok(parameter.clone()),
             (None, None) => Ok(Parameter {
                 arrow: None,
@@ -116,7 +126,7 @@ fn argument_types(plan: &LogicalPlan) -> Vec<(usize, DataType)> {
                 {
                     for (arg, arrow) in call.args.iter().zip(exact) {
                         if let LogicalExpr::Placeholder(p) = arg
-                            && let Ok(n) = p.id.trim_start_matches('$').parse()
+                            && let Some(n) = placeholder_number(&p.id)
                         {
                             types.push((n, arrow.clone()));
                         }
@@ -138,7 +148,7 @@ fn cast_types(statement: &sqlparser::ast::Statement) -> HashMap<usize, Parameter
         } = expr
             && let Expr::Value(value) = expr.as_ref()
             && let Value::Placeholder(id) = &value.value
-            && let Ok(n) = id.trim_start_matches('$').parse()
+            && let Some(n) = placeholder_number(id)
             && let Some(parameter) = cast_type(data_type)
         {
             types.entry(n).or_insert(parameter);
@@ -166,9 +176,5 @@ fn cast_type(sql_type: &SqlType) -> Option<Parameter> {
             wire: Type::OID_ARRAY,
         });
     }
-    let arrow = ColumnType::from_sql(sql_type).ok()?.arrow;
-    Some(Parameter {
-        wire: encode::pg_type(&arrow).ok()?,
-        arrow: Some(arrow),
-    })
+    Parameter::of(ColumnType::from_sql(sql_type).ok()?.arrow).ok()
 }

@@ -173,9 +173,12 @@ impl Session {
                     metadata: client.metadata(),
                 };
                 let bound = settings::bind_caller(stmt, &caller);
-                let report =
-                    settings::set_configs(stmt, client.metadata_mut()).inspect_err(log_error)?;
-                report_settings(client, report).await?;
+                // A set_config call is one of the calls bind_caller binds.
+                if bound.is_some() {
+                    let report = settings::set_configs(stmt, client.metadata_mut())
+                        .inspect_err(log_error)?;
+                    report_settings(client, report).await?;
+                }
                 bound.map(|s| Statement::Standard(Box::new(s)))
             }
             _ => None,

@@ -20,8 +20,9 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use sqlparser::ast::{
-    CastKind, CloseCursor, DataType as SqlType, DiscardObject, Expr, Ident, Reset, SelectItem, Set,
-    SetExpr, Statement as SqlStatement, Value, visit_expressions, visit_expressions_mut,
+    CastKind, CloseCursor, DataType as SqlType, DiscardObject, Expr, Function, Ident, Reset,
+    SelectItem, Set, SetExpr, Statement as SqlStatement, Value, visit_expressions,
+    visit_expressions_mut,
 };
 
 use crate::catalog::functions::PG_COMPAT_VERSION;
@@ -492,7 +493,7 @@ fn caller_value(expr: &Expr, caller: &Caller) -> Option<Expr> {
             format: None,
         }),
         // Its value; the setting itself changes after the statement is bound (`set_configs`).
-        ("set_config", [_, value, _]) => Some((*value).clone()),
+        ("set_config", _) => set_config_call(function).map(|(_, value, _)| text(value)),
         ("current_setting", [name, ..]) => {
             let Expr::Value(v) = name else { return None };
             let Value::SingleQuotedString(name) = &v.value else {
@@ -523,26 +524,39 @@ pub fn set_configs(
     let _ = visit_expressions(statement, |expr| {
         if let Expr::Function(function) = expr
             && crate::sql::compat::function_name(function).as_deref() == Some("set_config")
-            && let Some([name, value, is_local]) = crate::sql::compat::unnamed_args(function)
-                .and_then(|args| <[&Expr; 3]>::try_from(args).ok())
+            && let Some(call) = set_config_call(function)
         {
-            calls.push((
-                setting_text(name),
-                setting_text(value),
-                is_local.to_string(),
-            ));
+            calls.push(call);
         }
         ControlFlow::<()>::Continue(())
     });
     let mut report = Vec::new();
     for (name, value, is_local) in calls {
         let name = writable(&name)?;
-        if !is_local.eq_ignore_ascii_case("true") {
+        if !is_local {
             metadata.insert(key(&name), value);
             report.extend(reported(&name, metadata));
         }
     }
     Ok(report)
+}
+
+/// `set_config('name', 'value', is_local)` with constant arguments; other calls are left to the
+/// shared function, which refuses them.
+fn set_config_call(function: &Function) -> Option<(String, String, bool)> {
+    let args = crate::sql::compat::unnamed_args(function)?;
+    let [Expr::Value(name), Expr::Value(value), Expr::Value(is_local)] = args.as_slice() else {
+        return None;
+    };
+    let (Value::SingleQuotedString(name), Value::SingleQuotedString(value)) =
+        (&name.value, &value.value)
+    else {
+        return None;
+    };
+    let Value::Boolean(is_local) = is_local.value else {
+        return None;
+    };
+    Some((name.clone(), value.clone(), is_local))
 }
 
 #[cfg(test)]
