@@ -397,31 +397,47 @@ impl Pipeline {
         self.stats.update(|s| s.watermark_us = Some(watermark));
         let mut closed = std::mem::take(&mut self.pending_out);
         if !self.plan.closes {
-            self.publish(closed, None).await;
+            self.publish(closed, None, None).await;
             return Ok(());
         }
         let (windows, output_watermark) = match &mut self.operator {
             Some(operator) => (operator.advance(watermark)?, operator.output_watermark()),
             None => (Vec::new(), Some(watermark)),
         };
+        // The windows that closed are still in the live snapshot: readers must see them in
+        // one place only, so the snapshot is replaced in the same instant as they turn final.
+        let live = match windows.is_empty() {
+            true => None,
+            false => Some(self.live_rows()?),
+        };
         for batch in windows {
             closed.extend(self.finish_rows(batch)?);
         }
-        self.publish(closed, Some(watermark)).await;
+        self.publish(closed, Some(watermark), live).await;
         if let Some(w) = output_watermark {
             self.feed.publish(Message::Watermark(w)).await;
         }
         Ok(())
     }
 
-    /// Adds final rows to the pending output and sends them on.
-    async fn publish(&mut self, rows: Vec<RecordBatch>, closed_through: Option<i64>) {
+    /// Adds final rows to the pending output (and, if given, replaces the live snapshot) in
+    /// one step under the readers' lock, then sends the final rows on.
+    async fn publish(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        closed_through: Option<i64>,
+        live: Option<Vec<RecordBatch>>,
+    ) {
         let count: usize = rows.iter().map(RecordBatch::num_rows).sum();
+        let refreshed = live.is_some();
         let recipients = {
             let mut shared = self.shared.lock().await;
             shared.closed.extend(rows.iter().cloned());
             if let Some(w) = closed_through {
                 shared.closed_through = Some(shared.closed_through.map_or(w, |c| c.max(w)));
+            }
+            if let Some(live) = live {
+                shared.live = live;
             }
             self.feed.recipients()
         };
@@ -430,18 +446,17 @@ impl Pipeline {
             if let Some(w) = closed_through {
                 s.closed_through_us = Some(w);
             }
+            if refreshed {
+                s.refreshed_at_us = Some(chrono::Utc::now().timestamp_micros());
+            }
         });
         for batch in rows {
             recipients.send(Message::Batch(batch)).await;
         }
     }
 
-    /// Recomputes the live results of open windows.
-    async fn refresh(&mut self) -> Result<()> {
-        let pending = std::mem::take(&mut self.pending_out);
-        if !pending.is_empty() {
-            self.publish(pending, None).await;
-        }
+    /// The live results of open windows (none when the view emits on close).
+    fn live_rows(&mut self) -> Result<Vec<RecordBatch>> {
         let snapshot = match (&mut self.operator, self.def.emit_on_close) {
             (Some(operator), false) => operator.snapshot()?,
             _ => Vec::new(),
@@ -450,9 +465,15 @@ impl Pipeline {
         for batch in snapshot {
             live.extend(self.finish_rows(batch)?);
         }
-        self.shared.lock().await.live = live;
-        self.stats
-            .update(|s| s.refreshed_at_us = Some(chrono::Utc::now().timestamp_micros()));
+        Ok(live)
+    }
+
+    /// Recomputes the live results of open windows, and hands on final rows of a view
+    /// without window, together.
+    async fn refresh(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending_out);
+        let live = self.live_rows()?;
+        self.publish(pending, None, Some(live)).await;
         Ok(())
     }
 

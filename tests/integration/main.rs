@@ -14,6 +14,8 @@
 //!   S3 down for 30 s): the views equal the batch result of the distinct events.
 //! - `maintenance`: compaction under concurrent reads (local and S3), garbage collection,
 //!   retention, and REBUILD of a view whose state file is gone.
+//! - `reads`: views polled without pause while they ingest (broker and COPY), windows close,
+//!   checkpoints commit and compaction runs: each poll sees every group exactly once.
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
 mod access;
@@ -25,6 +27,7 @@ mod kafka_views;
 mod maintenance;
 mod persistence;
 mod protocol;
+mod reads;
 mod slt;
 mod sources;
 mod support;
