@@ -251,16 +251,14 @@ impl CopyDecoder {
 
     fn text_fields(&self, record: &[u8], line: u64) -> Result<Vec<Option<String>>> {
         let text = std::str::from_utf8(record).map_err(|_| self.not_utf8(line))?;
-        Ok(text
-            .split(self.format.delimiter as char)
-            .map(|raw| {
-                if raw == self.format.null {
-                    None
-                } else {
-                    Some(unescape_text(raw))
-                }
+        text.split(self.format.delimiter as char)
+            .map(|raw| match raw == self.format.null {
+                true => Ok(None),
+                false => unescape_text(raw)
+                    .map(Some)
+                    .ok_or_else(|| self.not_utf8(line)),
             })
-            .collect())
+            .collect()
     }
 
     fn csv_fields(&self, record: &[u8], line: u64) -> Result<Vec<Option<String>>> {
@@ -386,32 +384,36 @@ fn bad_value(
     }
 }
 
-/// Undoes the backslash escapes of Postgres' text format.
-fn unescape_text(raw: &str) -> String {
+/// Undoes the backslash escapes of Postgres' text format. `\xNN` and `\ooo` are bytes, as in
+/// Postgres: `caf\xc3\xa9` is `café`; `None` if the bytes are not UTF-8.
+fn unescape_text(raw: &str) -> Option<String> {
     if !raw.contains('\\') {
-        return raw.to_string();
+        return Some(raw.to_string());
     }
-    let mut out = String::with_capacity(raw.len());
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut chars = raw.chars().peekable();
+    let push = |out: &mut Vec<u8>, c: char| {
+        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+    };
     while let Some(c) = chars.next() {
         if c != '\\' {
-            out.push(c);
+            push(&mut out, c);
             continue;
         }
         match chars.next() {
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some('v') => out.push('\u{b}'),
+            Some('b') => out.push(0x08),
+            Some('f') => out.push(0x0c),
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
+            Some('t') => out.push(b'\t'),
+            Some('v') => out.push(0x0b),
             Some('x') => {
                 let hex: String = std::iter::from_fn(|| chars.next_if(char::is_ascii_hexdigit))
                     .take(2)
                     .collect();
                 match u8::from_str_radix(&hex, 16) {
-                    Ok(b) => out.push(b as char),
-                    Err(_) => out.push('x'),
+                    Ok(b) => out.push(b),
+                    Err(_) => out.push(b'x'),
                 }
             }
             Some(d @ '0'..='7') => {
@@ -422,13 +424,14 @@ fn unescape_text(raw: &str) -> String {
                         None => break,
                     }
                 }
-                out.push(char::from_u32(value).unwrap_or('\u{fffd}'));
+                // Postgres keeps the low byte of an octal escape past \377.
+                out.push((value & 0xff) as u8);
             }
-            Some(other) => out.push(other),
-            None => out.push('\\'),
+            Some(other) => push(&mut out, other),
+            None => out.push(b'\\'),
         }
     }
-    out
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -528,5 +531,16 @@ mod tests {
         let error = decode(text(), &["\\N\ta\tt\t\\N\n"]).unwrap_err();
         assert_eq!(error.sqlstate(), "23502");
         assert_eq!(decode(text(), &["1\ta\n"]).unwrap_err().sqlstate(), "22P02");
+    }
+
+    #[test]
+    fn escapes_are_bytes_of_utf8_text() {
+        assert_eq!(unescape_text(r"caf\xc3\xa9").as_deref(), Some("café"));
+        assert_eq!(unescape_text(r"caf\303\251").as_deref(), Some("café"));
+        assert_eq!(unescape_text(r"\101\tb\\").as_deref(), Some("A\tb\\"));
+        assert_eq!(unescape_text(r"\xzz").as_deref(), Some("xzz"));
+        assert_eq!(unescape_text(r"\xff"), None);
+        let error = decode(text(), &["1\tcaf\\xe9\tt\t\\N\n"]).unwrap_err();
+        assert_eq!(error.sqlstate(), "22P02");
     }
 }
