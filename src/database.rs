@@ -39,10 +39,12 @@ use crate::checkpoint::Checkpoints;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
+use crate::pg::literals::IntegerLiterals;
+use crate::pg::overflow::CheckedArithmetic;
 use crate::server::backends::Backends;
 use crate::source::Sources;
 use crate::sql::copy::CopyFormat;
-use crate::sql::names::{postgres_names, rename};
+use crate::sql::names::{postgres_names, rename, with_distinct_names};
 use crate::sql::parser::table_name;
 use crate::sql::{CreateView, Statement};
 use crate::storage::{CheckpointRecord, Storage};
@@ -107,11 +109,13 @@ impl Database {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_analyzer_rules(vec![
+                Arc::new(IntegerLiterals),
                 Arc::new(BooleanText),
                 Arc::new(ResolveGroupingFunction::new()),
                 Arc::new(TypeCoercion::new()),
                 Arc::new(ByteaText),
             ])
+            .with_physical_optimizer_rule(Arc::new(CheckedArithmetic))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = ctx
@@ -516,11 +520,25 @@ impl Database {
         if let Some(output) = ddl::show(&self.storage, stmt)? {
             return Ok(output);
         }
-        let plan = self
-            .ctx
-            .state()
+        let state = self.ctx.state();
+        let plan = match state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
-            .await?;
+            .await
+        {
+            // Postgres allows two result columns of one name; DataFusion does not. The client
+            // sees the Postgres names either way (`postgres_names`).
+            Err(e) if e.to_string().contains("unique expression names") => {
+                match with_distinct_names(stmt) {
+                    Some(renamed) => {
+                        state
+                            .statement_to_plan(DfStatement::Statement(Box::new(renamed)))
+                            .await?
+                    }
+                    None => return Err(e.into()),
+                }
+            }
+            planned => planned?,
+        };
         match &plan {
             LogicalPlan::Ddl(ddl) => Err(Error::unsupported(
                 ddl.name().to_string(),
@@ -530,6 +548,19 @@ impl Database {
             LogicalPlan::Copy(_) => Err(Error::unsupported("COPY TO", None)),
             _ => Ok(plan),
         }
+    }
+}
+
+impl Database {
+    /// `plan` as the analyzer leaves it, whose column types are the ones execution yields
+    /// (our rules type literals as Postgres does); `plan` itself if it does not analyze yet
+    /// (parameters of unknown type).
+    pub fn analyzed(&self, plan: &LogicalPlan) -> LogicalPlan {
+        let state = self.ctx.state();
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
+            .unwrap_or_else(|_| plan.clone())
     }
 }
 

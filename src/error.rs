@@ -54,6 +54,8 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("more than one row returned by a subquery used as an expression")]
+    SubqueryRows,
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnknownSetting(String),
     #[error("parameter \"{0}\" cannot be changed")]
@@ -123,6 +125,7 @@ impl Error {
             Error::NotNullViolation { .. } => "23502",
             Error::FeatureNotSupported { .. } => "0A000",
             Error::InvalidParameter(_) => "22023",
+            Error::SubqueryRows => "21000",
             Error::UnknownSetting(_) => "42704",
             Error::UndefinedCursor(_) => "34000",
             Error::CantChangeSetting(_) => "55P02",
@@ -168,6 +171,7 @@ impl Error {
             | Error::NotNullViolation { .. }
             | Error::FeatureNotSupported { .. }
             | Error::InvalidParameter(_)
+            | Error::SubqueryRows
             | Error::UnknownSetting(_)
             | Error::CantChangeSetting(_)
             | Error::UndefinedCursor(_)
@@ -218,6 +222,7 @@ impl Error {
             | Error::DivisionByZero
             | Error::NotNullViolation { .. }
             | Error::InvalidParameter(_)
+            | Error::SubqueryRows
             | Error::UnknownSetting(_)
             | Error::CantChangeSetting(_)
             | Error::UndefinedCursor(_)
@@ -286,7 +291,12 @@ impl Error {
             DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(lowercase_first(m)),
             DataFusionError::Plan(m) => from_plan_message(m),
             DataFusionError::Execution(m) => from_execution_message(m),
-            other => Error::Internal(lowercase_first(&other.strip_backtrace())),
+            other => match other.strip_backtrace() {
+                m if m.contains("scalar subquery returned more than one row") => {
+                    Error::SubqueryRows
+                }
+                m => Error::Internal(lowercase_first(&m)),
+            },
         }
     }
 }
@@ -380,6 +390,12 @@ fn from_arrow(error: &ArrowError) -> Error {
             }
         }
         ArrowError::DivideByZero => Error::DivisionByZero,
+        // A kernel refusing a value it was given (`sqrt(-1)`, `power` of a negative): the
+        // user's data, not our fault.
+        ArrowError::ComputeError(m) => match from_execution_message(m) {
+            Error::Internal(message) => Error::InvalidParameter(message),
+            classified => classified,
+        },
         ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange(lowercase_first(m)),
         // A value past a decimal's precision ("… is too large to store in a Decimal128 …").
         ArrowError::InvalidArgumentError(m) if m.contains("too large to store") => {
@@ -438,6 +454,12 @@ fn from_execution_message(message: &str) -> Error {
     }
     if lower.contains("overflow") {
         return Error::NumericOutOfRange(lowercase_first(message));
+    }
+    if lower.contains("scalar subquery returned more than one row") {
+        return Error::SubqueryRows;
+    }
+    if lower.contains("negative number") || lower.contains("out of range") {
+        return Error::InvalidParameter(lowercase_first(message));
     }
     if lower.contains("cast") || lower.contains("parse") {
         return Error::InvalidText {

@@ -12,6 +12,7 @@
 //!   providers over them, and the `sluice_catalog` schema.
 //! - [`storage`]: the only module that touches `object_store`: manifests, Parquet files, probes.
 //! - [`database`]: one shared [`database::Database`] that executes statements.
+//! - [`pg`]: Postgres compatibility: values in Postgres' text formats.
 //! - [`server`]: pgwire handlers, Arrow → Postgres encoding, HTTP (`/healthz`, `/metrics`).
 //! - [`metrics`]: every metric, declared in one place.
 //! - [`error`]: the user-facing error enum and its SQLSTATE codes.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod failpoint;
 pub mod maintenance;
 pub mod metrics;
+pub mod pg;
 pub mod server;
 pub mod source;
 pub mod sql;

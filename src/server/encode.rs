@@ -1,8 +1,10 @@
-//! Statement outputs as pgwire responses; Arrow → Postgres encoding is arrow-pg's.
+//! Statement outputs as pgwire responses. Text-format columns are spelled as Postgres spells
+//! them ([`crate::pg::text`]); binary-format columns are encoded by arrow-pg.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DataType, Field, Schema};
@@ -10,15 +12,20 @@ use datafusion::arrow::error::ArrowError;
 use futures::{StreamExt, stream};
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
-use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{
+    CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::types::ToSqlText;
 use pgwire::types::format::FormatOptions;
+use postgres_types::{IsNull, ToSql};
 
 use super::backends::Running;
 use super::cancel::CancelToken;
 use crate::database::Output;
 use crate::error::Error;
+use crate::pg::text::{self, TextStyle};
 
 /// Postgres field descriptions of an Arrow schema.
 pub fn fields(
@@ -34,16 +41,129 @@ pub fn data_rows(
     fields: &Arc<Vec<FieldInfo>>,
     batch: RecordBatch,
 ) -> Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> {
-    match to_wire(batch) {
-        Ok(batch) => arrow_pg::datatypes::encode_recordbatch(Arc::clone(fields), batch),
+    match Rows::try_new(Arc::clone(fields), batch) {
+        Ok(rows) => Box::new(rows),
         Err(e) => Box::new(std::iter::once(Err(PgWireError::from(Error::from(e))))),
     }
 }
 
+/// The rows of one batch, its text-format columns rendered up front.
+struct Rows {
+    fields: Arc<Vec<FieldInfo>>,
+    batch: RecordBatch,
+    /// Per column: its values as Postgres text, or `None` for a binary-format column.
+    texts: Vec<Option<Vec<Option<String>>>>,
+    encoder: DataRowEncoder,
+    row: usize,
+}
+
+impl Rows {
+    fn try_new(fields: Arc<Vec<FieldInfo>>, batch: RecordBatch) -> Result<Self, ArrowError> {
+        let batch = to_wire(batch)?;
+        let texts = batch
+            .columns()
+            .iter()
+            .zip(fields.iter())
+            .map(|(column, field)| match field.format() {
+                FieldFormat::Text => {
+                    let style = TextStyle::new(field.format_options());
+                    text::render(column.as_ref(), &style).map(Some)
+                }
+                FieldFormat::Binary => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Rows {
+            encoder: DataRowEncoder::new(Arc::clone(&fields)),
+            fields,
+            batch,
+            texts,
+            row: 0,
+        })
+    }
+
+    fn encode_row(&mut self) -> PgWireResult<DataRow> {
+        let schema = self.batch.schema();
+        for (column, field) in self.fields.iter().enumerate() {
+            match &self.texts[column] {
+                Some(texts) => self.encoder.encode_field_with_type_and_format(
+                    &Rendered(texts[self.row].as_deref()),
+                    field.datatype(),
+                    FieldFormat::Text,
+                    field.format_options(),
+                )?,
+                None => arrow_pg::encoder::encode_value(
+                    &mut self.encoder,
+                    self.batch.column(column),
+                    self.row,
+                    schema.field(column),
+                    field,
+                )?,
+            }
+        }
+        Ok(self.encoder.take_row())
+    }
+}
+
+impl Iterator for Rows {
+    type Item = PgWireResult<DataRow>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.row == self.batch.num_rows() {
+            return None;
+        }
+        let row = self.encode_row();
+        self.row += 1;
+        Some(row)
+    }
+}
+
+/// A value already in Postgres' text form, written as it is.
+#[derive(Debug)]
+struct Rendered<'a>(Option<&'a str>);
+
+impl ToSqlText for Rendered<'_> {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(match self.0 {
+            Some(text) => {
+                out.extend_from_slice(text.as_bytes());
+                IsNull::No
+            }
+            None => IsNull::Yes,
+        })
+    }
+}
+
+/// Only ever asked for text: [`Rows`] sends binary columns through arrow-pg.
+impl ToSql for Rendered<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.to_sql_text(ty, out, &FormatOptions::default())
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
 /// The type a column goes out as, when not its own: arrow-pg cannot encode Float16 or
-/// Decimal256, and sends Int8 in binary form as a one-byte int2, which clients misread.
+/// Decimal256, and sends Int8 in binary form as a one-byte int2, which clients misread; an
+/// untyped NULL is `text`, as Postgres resolves `SELECT NULL`; DataFusion's counters and
+/// positions (`row_number()`, `array_length`) are UInt64, which Postgres has as bigint, not
+/// numeric.
 fn wire_type(data_type: &DataType) -> Option<DataType> {
     match data_type {
+        DataType::Null => Some(DataType::Utf8),
+        DataType::UInt64 => Some(DataType::Int64),
         DataType::Int8 => Some(DataType::Int16),
         DataType::Float16 => Some(DataType::Float32),
         DataType::Decimal256(precision, scale) if *precision <= DECIMAL128_MAX_PRECISION => {

@@ -29,7 +29,6 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::types::format::FormatOptions;
 
 use super::backends::{Backend, Backends};
 use super::cancel::CancelSignal;
@@ -155,7 +154,7 @@ impl Session {
             if let Some(applied) = settings::apply(stmt, client.metadata_mut()) {
                 let applied = applied.inspect_err(log_error)?;
                 report_settings(client, applied.report).await?;
-                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                let options = Arc::new(settings::format_options(client.metadata()));
                 return encode::response(
                     applied.output,
                     format,
@@ -194,7 +193,7 @@ impl Session {
             let progress = CopyInProgress::start(&self.db, copy.clone());
             *self.copy.lock().await = Some(progress);
         }
-        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let options = Arc::new(settings::format_options(client.metadata()));
         encode::response(output, format, options, token, running)
     }
 }
@@ -332,7 +331,8 @@ impl QueryParser for StatementParser {
         match (&prepared.statement, &prepared.plan) {
             (_, Some(LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) | None) => Ok(Vec::new()),
             (Statement::Standard(stmt), Some(plan)) => {
-                encode::fields(&result_schema(stmt, plan), format, None)
+                let schema = result_schema(stmt, &self.db.analyzed(plan));
+                encode::fields(&schema, format, None)
             }
             (_, Some(plan)) => encode::fields(plan.schema().as_arrow(), format, None),
         }

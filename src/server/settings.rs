@@ -19,6 +19,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use pgwire::types::format::FormatOptions;
 use sqlparser::ast::{
     CastKind, CloseCursor, DataType as SqlType, DiscardObject, Expr, Function, Ident, Reset,
     SelectItem, Set, SetExpr, Statement as SqlStatement, Value, visit_expressions,
@@ -161,6 +162,16 @@ pub fn current(metadata: &HashMap<String, String>, name: &str) -> Option<String>
         return Some(value.clone());
     }
     known.and_then(default_value)
+}
+
+/// How the connection's results are spelled: pgwire's options from its settings, and its
+/// `TimeZone` (which pgwire's reading leaves at UTC).
+pub fn format_options(metadata: &HashMap<String, String>) -> FormatOptions {
+    let mut options = FormatOptions::from_client_metadata(metadata);
+    if let Some(zone) = current(metadata, "TimeZone") {
+        options.time_zone = zone;
+    }
+    options
 }
 
 /// What a settings statement changed, for the caller to report.

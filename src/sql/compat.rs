@@ -9,6 +9,8 @@
 //!   ' seconds' AS INTERVAL)` for any fixed-length interval.
 //! - `TIMESTAMP 'epoch'` / `CAST('epoch' AS TIMESTAMP)` (Superset's epoch columns) → 1970-01-01.
 //! - `generate_subscripts(a, d)` → `unnest(generate_series(1, array_length(a, d)))`.
+//! - `current_role` (a column name to sqlparser) → `current_user`.
+//! - `LIKE 'a/_%' ESCAPE '/'` → `LIKE 'a\_%'`: DataFusion escapes with the backslash only.
 //! - `to_timestamp(text, 'YYYY-MM-DD HH24:MI:SS.US')` and `to_date(text, 'YYYY-MM-DD')`, as
 //!   Superset writes time filters: the Postgres template becomes a chrono one, which is what
 //!   DataFusion's functions read.
@@ -87,6 +89,16 @@ impl VisitorMut for NameUnnestColumns {
 }
 
 fn rewrite_expr(expr: &Expr) -> Option<Expr> {
+    // `current_role` parses as a column name; it is `current_user` (bound per connection).
+    if let Expr::Identifier(ident) = expr
+        && ident.quote_style.is_none()
+        && ident.value.eq_ignore_ascii_case("current_role")
+    {
+        return parse_expr("current_user");
+    }
+    if let Some(like) = like_with_backslash_escape(expr) {
+        return Some(like);
+    }
     if let Expr::BinaryOp {
         left,
         op: BinaryOperator::Multiply,
@@ -176,6 +188,63 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// `x LIKE 'a/_%' ESCAPE '/'` (SQLAlchemy's `startswith`, reflection queries): DataFusion takes
+/// only the backslash as escape, so a literal pattern is rewritten to backslash escapes.
+/// `ESCAPE ''` (no escape at all) makes every backslash literal.
+fn like_with_backslash_escape(expr: &Expr) -> Option<Expr> {
+    let mut rewritten = expr.clone();
+    let (Expr::Like {
+        pattern,
+        escape_char,
+        ..
+    }
+    | Expr::ILike {
+        pattern,
+        escape_char,
+        ..
+    }) = &mut rewritten
+    else {
+        return None;
+    };
+    let Value::SingleQuotedString(escape) = &escape_char.as_ref()?.value else {
+        return None;
+    };
+    let mut escapes = escape.chars();
+    let escape = match (escapes.next(), escapes.next()) {
+        // The default: nothing to translate.
+        (Some('\\'), None) => {
+            *escape_char = None;
+            return Some(rewritten);
+        }
+        (Some(c), None) => Some(c),
+        (None, _) => None,
+        // Postgres refuses it (22025); DataFusion says so too.
+        (Some(_), Some(_)) => return None,
+    };
+    let Expr::Value(literal) = pattern.as_mut() else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &literal.value else {
+        return None;
+    };
+    let mut translated = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if Some(c) == escape => {
+                translated.push('\\');
+                // A pattern ending in its escape character: Postgres refuses it, so must we.
+                translated.push(chars.next().unwrap_or('\\'));
+            }
+            '\\' => translated.push_str("\\\\"),
+            c => translated.push(c),
+        }
+    }
+    literal.value = Value::SingleQuotedString(translated);
+    *escape_char = None;
+    Some(rewritten)
 }
 
 /// datafusion-pg-catalog functions whose oid or code arguments are `integer` only.
@@ -423,6 +492,22 @@ mod tests {
                 "SELECT TO_TIMESTAMP('2024-01-02 03:04:05.000001', 'YYYY-MM-DD HH24:MI:SS.US')"
             )
             .contains("'%Y-%m-%d %H:%M:%S.%6f'")
+        );
+    }
+
+    #[test]
+    fn translates_like_escapes_to_backslashes() {
+        assert_eq!(
+            rewritten(r"SELECT a LIKE 'x/_y\%' ESCAPE '/' FROM t"),
+            r"SELECT a LIKE 'x\_y\\%' FROM t"
+        );
+        assert_eq!(
+            rewritten(r"SELECT a NOT ILIKE 'a\_' ESCAPE '' FROM t"),
+            r"SELECT a NOT ILIKE 'a\\_' FROM t"
+        );
+        assert_eq!(
+            rewritten(r"SELECT a LIKE 'a\_' ESCAPE '\' FROM t"),
+            r"SELECT a LIKE 'a\_' FROM t"
         );
     }
 

@@ -1,13 +1,17 @@
 //! Parses SQL text into [`Statement`]s with sqlparser's Postgres dialect plus our DDL.
 //!
 //! Our statements are recognised by their leading keywords and parsed with sqlparser's own
-//! building blocks (column definitions, expressions), never with regexes. Text made only of
-//! standard statements is parsed by datafusion-pg-catalog's `PostgresCompatibilityParser`, whose
-//! rewrites let psql's and BI tools' catalog queries run in DataFusion.
+//! building blocks (column definitions, expressions), never with regexes. Catalog queries (those
+//! reading `pg_catalog` or `information_schema`) are parsed by datafusion-pg-catalog's
+//! `PostgresCompatibilityParser`, whose rewrites let psql's and BI tools' catalog queries run
+//! in DataFusion. Queries of the user's data get those rewrites but one: its
+//! `RemoveSubqueryFromProjection` answers a correlated scalar subquery with NULL and cuts an
+//! uncorrelated one to its first row, wrong answers where Postgres gives numbers or an error.
 
 use std::sync::LazyLock;
 
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 use sqlparser::ast::{BinaryOperator, ColumnOption, Expr, ObjectName, ObjectNamePart};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -22,32 +26,93 @@ use crate::error::{Error, Result};
 static PG_COMPAT: LazyLock<PostgresCompatibilityParser> =
     LazyLock::new(PostgresCompatibilityParser::new);
 
+/// datafusion-pg-catalog's rewrites in its order, without `RemoveSubqueryFromProjection`.
+static DATA_REWRITES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock::new(|| {
+    vec![
+        Box::new(rules::AliasDuplicatedProjectionRewrite),
+        Box::new(rules::ResolveUnqualifiedIdentifier),
+        Box::new(rules::RewriteArrayAnyAllOperation),
+        Box::new(rules::PrependUnqualifiedPgTableName),
+        Box::new(rules::StripCallableQualifier),
+        Box::new(rules::FixArrayLiteral),
+        Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
+        Box::new(rules::StripCollate),
+        Box::new(rules::RewritePgCatalogOperator),
+        Box::new(rules::RewriteRegCastToSubquery::new()),
+        Box::new(rules::FixVersionColumnName),
+    ]
+});
+
+/// datafusion-pg-catalog's rewrites for `statement`: all of them for a catalog query, all
+/// but the subquery removal for a query of the user's data.
+fn compatible(statement: sqlparser::ast::Statement) -> sqlparser::ast::Statement {
+    if reads_catalog(&statement) {
+        return PG_COMPAT.rewrite(statement);
+    }
+    DATA_REWRITES
+        .iter()
+        .fold(statement, |statement, rule| rule.rewrite(statement))
+}
+
+/// Whether a statement reads `pg_catalog` or `information_schema` (named or bare `pg_*`).
+fn reads_catalog(statement: &sqlparser::ast::Statement) -> bool {
+    let found = sqlparser::ast::visit_relations(statement, |name| {
+        let catalog = name.0.iter().any(|part| {
+            part.as_ident().is_some_and(|ident| {
+                let value = ident.value.to_ascii_lowercase();
+                value == "pg_catalog" || value == "information_schema" || value.starts_with("pg_")
+            })
+        });
+        match catalog {
+            true => std::ops::ControlFlow::Break(()),
+            false => std::ops::ControlFlow::Continue(()),
+        }
+    });
+    found.is_break()
+}
+
 /// Parses every statement of `sql`; empty input gives an empty list.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let rewritten = super::view::rewrite_flink_windows(sql);
     let sql = rewritten.as_deref().unwrap_or(sql);
     let statements = parse_with_extensions(sql)?;
-    if statements
+    let standard: Vec<&sqlparser::ast::Statement> = statements
         .iter()
-        .all(|s| matches!(s, Statement::Standard(_)))
+        .filter_map(|s| match s {
+            Statement::Standard(s) => Some(s.as_ref()),
+            _ => None,
+        })
+        .collect();
+    // The blacklist of PG_COMPAT.parse swaps whole catalog queries (psql's) at the token level.
+    if standard.len() == statements.len()
+        && standard.iter().all(|s| reads_catalog(s))
         && let Ok(rewritten) = PG_COMPAT.parse(sql)
         && rewritten.len() == statements.len()
     {
-        return Ok(rewritten.into_iter().map(finish_standard).collect());
+        return Ok(standard
+            .into_iter()
+            .zip(rewritten)
+            .map(|(original, rewritten)| finish_standard(original, rewritten))
+            .collect());
     }
     Ok(statements
         .into_iter()
         .map(|s| match s {
-            Statement::Standard(s) => finish_standard(PG_COMPAT.rewrite(*s)),
+            Statement::Standard(s) => finish_standard(&s, compatible((*s).clone())),
             ours => ours,
         })
         .collect())
 }
 
-/// Our rewrites of a standard statement, after datafusion-pg-catalog's.
-fn finish_standard(statement: sqlparser::ast::Statement) -> Statement {
+/// Our rewrites of a standard statement, after datafusion-pg-catalog's (`statement`, made
+/// from `original`).
+fn finish_standard(
+    original: &sqlparser::ast::Statement,
+    mut statement: sqlparser::ast::Statement,
+) -> Statement {
+    super::names::name_columns(original, &mut statement);
     let mut s = match super::driver_queries::equivalent(&statement) {
-        Some(equivalent) => PG_COMPAT.rewrite(equivalent),
+        Some(equivalent) => compatible(equivalent),
         None => statement,
     };
     super::view::lowercase_window_functions(&mut s);

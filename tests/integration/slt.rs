@@ -1,6 +1,6 @@
 //! Runs every `tests/slt/**/*.slt` file over the Postgres wire protocol, each against a fresh
 //! in-process server with its own data folder. Errors are checked by SQLSTATE
-//! (`statement error (42P01)`) or by message.
+//! (`statement error (42P01)`) or by message. `SLT_COMPLETE=1` rewrites the expected results.
 
 use std::path::{Path, PathBuf};
 
@@ -123,7 +123,22 @@ async fn sqllogictest_files() {
                 client: support::connect(addr).await,
             })
         });
-        if let Err(e) = runner.run_file_async(file).await {
+        // SLT_COMPLETE=1 rewrites the expected results with what the server answers (as
+        // DataFusion's `--complete`); read the diff before committing it.
+        let result = match std::env::var("SLT_COMPLETE").is_ok_and(|v| v == "1") {
+            true => runner
+                .update_test_file(
+                    file,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            false => runner.run_file_async(file).await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
             failures.push(format!("{}: {e}", file.display()));
         }
         server.shutdown().await;

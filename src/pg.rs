@@ -1,0 +1,9 @@
+//! Postgres compatibility: how SluiceDB looks to tools that expect PostgreSQL 15.
+//!
+//! - [`literals`]: integer literals typed `integer` where they fit, as Postgres types them.
+//! - [`overflow`]: integer `+`, `-`, `*` fail on overflow (22003) instead of wrapping.
+//! - [`text`]: Arrow values in Postgres' text output format (results and `COPY … TO`).
+
+pub mod literals;
+pub mod overflow;
+pub mod text;

@@ -1,0 +1,179 @@
+//! Integer literals typed as Postgres types them: `1` is `integer` (int4) where it fits, as
+//! `-2147483648` does; past that `bigint`. DataFusion reads every integer literal as `bigint`,
+//! so `SELECT 1` described int8 and node-postgres returned the string '1', and `ARRAY[1, 2]`
+//! was an int8[]. [`IntegerLiterals`] runs before type coercion, which then widens an int4
+//! literal wherever it meets a bigint (`big > 5`) as Postgres does. `1.5` stays a double:
+//! DataFusion's `parse_float_as_decimal` would make it numeric, but its decimal division keeps
+//! 4 more digits (`1.0 / 3.0` = 0.33333) and its exponents stop at 10^±38.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, Values,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::error::Error;
+
+#[derive(Debug, Default)]
+pub struct IntegerLiterals;
+
+impl AnalyzerRule for IntegerLiterals {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        // A recursive query's work table was typed from its literals when it was planned, and
+        // INSERT's VALUES were typed as the table's columns: both stay as they are.
+        let typed = plan.exists(|p| {
+            Ok(matches!(
+                p,
+                LogicalPlan::RecursiveQuery(_) | LogicalPlan::Dml(_)
+            ))
+        })?;
+        if typed {
+            return Ok(plan);
+        }
+        plan.transform_up_with_subqueries(|plan| match plan {
+            // LIMIT and OFFSET must stay bigint; DDL, DML targets and scans hold no literals
+            // a client sees.
+            LogicalPlan::Limit(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::TableScan(_)
+            | LogicalPlan::Extension(_) => Ok(Transformed::no(plan)),
+            // VALUES types its columns from its rows: typed again from the new literals.
+            LogicalPlan::Values(Values { ref values, .. }) => {
+                let mut changed = false;
+                let narrowed = values
+                    .iter()
+                    .map(|row| {
+                        row.iter()
+                            .map(|e| {
+                                let t = e.clone().transform_up(narrow_and_fold)?;
+                                changed |= t.transformed;
+                                Ok(t.data)
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                match changed {
+                    true => Ok(Transformed::yes(
+                        LogicalPlanBuilder::values(narrowed)?.build()?,
+                    )),
+                    false => Ok(Transformed::no(plan)),
+                }
+            }
+            // Typed again also when only an input changed (a UNION of `SELECT 1`s).
+            plan => {
+                let before = Arc::clone(plan.schema());
+                let names = NamePreserver::new(&plan);
+                let rewritten = plan.map_expressions(|expr| {
+                    let name = names.save(&expr);
+                    let rewritten = expr.transform_up(narrow_and_fold)?;
+                    Ok(rewritten.update_data(|e| name.restore(e)))
+                })?;
+                let changed = rewritten.transformed;
+                let plan = rewritten.data.recompute_schema()?;
+                Ok(match changed || plan.schema() != &before {
+                    true => Transformed::yes(plan),
+                    false => Transformed::no(plan),
+                })
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "postgres_integer_literals"
+    }
+}
+
+fn narrow_and_fold(expr: Expr) -> Result<Transformed<Expr>> {
+    let narrowed = int4(expr);
+    match fold(&narrowed.data)? {
+        Some(folded) => Ok(Transformed::yes(folded)),
+        None => Ok(narrowed),
+    }
+}
+
+/// `+`, `-` or `*` of two integer literals, computed here as Postgres computes it: an error
+/// on overflow. (DataFusion folds constants itself, wrapping around: `2147483647 + 1` was
+/// `-2147483648`; [`crate::pg::overflow`] covers arithmetic on columns.)
+fn fold(expr: &Expr) -> Result<Option<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+        return Ok(None);
+    };
+    let (Expr::Literal(left, _), Expr::Literal(right, _)) = (left.as_ref(), right.as_ref()) else {
+        return Ok(None);
+    };
+    let apply = |a: i64, b: i64| match op {
+        Operator::Plus => Some(a.checked_add(b)),
+        Operator::Minus => Some(a.checked_sub(b)),
+        Operator::Multiply => Some(a.checked_mul(b)),
+        _ => None,
+    };
+    let value = match (left, right) {
+        (ScalarValue::Int32(Some(a)), ScalarValue::Int32(Some(b))) => {
+            match apply(i64::from(*a), i64::from(*b)) {
+                None => return Ok(None),
+                Some(v) => match v.and_then(|v| i32::try_from(v).ok()) {
+                    Some(v) => ScalarValue::Int32(Some(v)),
+                    None => return Err(out_of_range("integer")),
+                },
+            }
+        }
+        (
+            ScalarValue::Int32(Some(_)) | ScalarValue::Int64(Some(_)),
+            ScalarValue::Int32(Some(_)) | ScalarValue::Int64(Some(_)),
+        ) => {
+            let wide = |v: &ScalarValue| match v {
+                ScalarValue::Int32(Some(v)) => i64::from(*v),
+                ScalarValue::Int64(Some(v)) => *v,
+                _ => 0,
+            };
+            match apply(wide(left), wide(right)) {
+                None => return Ok(None),
+                Some(Some(v)) => ScalarValue::Int64(Some(v)),
+                Some(None) => return Err(out_of_range("bigint")),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Expr::Literal(value, None)))
+}
+
+fn out_of_range(type_name: &str) -> DataFusionError {
+    DataFusionError::from(Error::NumericOutOfRange(format!(
+        "{type_name} out of range"
+    )))
+}
+
+/// A bigint literal that fits in an int4, as an int4 (a negated one too: Postgres folds the
+/// sign into the constant, so `-2147483648` is an integer).
+fn int4(expr: Expr) -> Transformed<Expr> {
+    let narrow = |v: i64| i32::try_from(v).ok();
+    match &expr {
+        Expr::Literal(ScalarValue::Int64(Some(v)), metadata) => match narrow(*v) {
+            Some(v) => {
+                Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v)), metadata.clone()))
+            }
+            None => Transformed::no(expr),
+        },
+        Expr::Negative(inner) => match inner.as_ref() {
+            Expr::Literal(ScalarValue::Int64(Some(v)), metadata) => {
+                match v.checked_neg().and_then(narrow) {
+                    Some(v) => Transformed::yes(Expr::Literal(
+                        ScalarValue::Int32(Some(v)),
+                        metadata.clone(),
+                    )),
+                    None => Transformed::no(expr),
+                }
+            }
+            _ => Transformed::no(expr),
+        },
+        _ => Transformed::no(expr),
+    }
+}
