@@ -7,6 +7,8 @@
 //! - `protocol`: cancel, malformed messages, disconnects, the extended protocol.
 //! - `clients`: psycopg, asyncpg, SQLAlchemy and node-postgres scripts.
 //! - `sources`: the datagen connector, exact and deterministic, across a restart.
+//! - `differential`: a corpus of statements on SluiceDB and on a real PostgreSQL 15, compared
+//!   name by name, type by type, byte by byte, over three protocol modes.
 //! - `kafka`: Kafka sources against a real broker: exactly once, rejections, startup modes,
 //!   watermarks, a broker restart.
 //! - `kafka_views`: the clickstream view over a real broker, on S3, across a SIGKILL.
@@ -22,6 +24,7 @@ mod access;
 mod checkpoints;
 mod clients;
 mod crash;
+mod differential;
 mod kafka;
 mod kafka_views;
 mod maintenance;
