@@ -388,10 +388,15 @@ impl Checkpoints {
                 Ok(Some((participant, Ok(report)))) => {
                     received.insert(participant, report);
                 }
+                // A store that did not answer stays a storage error (58030, retryable), so
+                // FLUSH says what the client can do about it.
                 Ok(Some((participant, Err(e)))) => {
-                    return Err(Error::Internal(format!(
-                        "checkpoint {id}: {participant} could not write its state: {e}"
-                    )));
+                    let message =
+                        format!("checkpoint {id}: {participant} could not write its state: {e}");
+                    return Err(match e {
+                        Error::Storage { retryable, .. } => Error::Storage { message, retryable },
+                        _ => Error::Internal(message),
+                    });
                 }
                 Ok(None) => break,
                 Err(_) => {
@@ -403,7 +408,7 @@ impl Checkpoints {
                             .filter(|p| !received.contains_key(p))
                             .map(ToString::to_string)
                             .collect();
-                        return Err(Error::Internal(format!(
+                        return Err(Error::NotReady(format!(
                             "checkpoint {id} timed out after {}s waiting for {} (a view stalled at its state limit holds checkpoints back)",
                             ROUND_TIMEOUT.as_secs(),
                             missing.join(", ")

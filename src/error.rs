@@ -56,6 +56,12 @@ pub enum Error {
     InvalidParameter(String),
     #[error("more than one row returned by a subquery used as an expression")]
     SubqueryRows,
+    /// Work that waits for the pipeline (a checkpoint round, FLUSH) and found it not ready.
+    #[error("{0}")]
+    NotReady(String),
+    /// Input past a configured limit (one COPY record larger than `copy_pending_bytes_max`).
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnknownSetting(String),
     #[error("parameter \"{0}\" cannot be changed")]
@@ -126,6 +132,8 @@ impl Error {
             Error::FeatureNotSupported { .. } => "0A000",
             Error::InvalidParameter(_) => "22023",
             Error::SubqueryRows => "21000",
+            Error::NotReady(_) => "55000",
+            Error::LimitExceeded(_) => "54000",
             Error::UnknownSetting(_) => "42704",
             Error::UndefinedCursor(_) => "34000",
             Error::CantChangeSetting(_) => "55P02",
@@ -172,6 +180,8 @@ impl Error {
             | Error::FeatureNotSupported { .. }
             | Error::InvalidParameter(_)
             | Error::SubqueryRows
+            | Error::NotReady(_)
+            | Error::LimitExceeded(_)
             | Error::UnknownSetting(_)
             | Error::CantChangeSetting(_)
             | Error::UndefinedCursor(_)
@@ -223,6 +233,8 @@ impl Error {
             | Error::NotNullViolation { .. }
             | Error::InvalidParameter(_)
             | Error::SubqueryRows
+            | Error::NotReady(_)
+            | Error::LimitExceeded(_)
             | Error::UnknownSetting(_)
             | Error::CantChangeSetting(_)
             | Error::UndefinedCursor(_)

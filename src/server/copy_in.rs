@@ -35,6 +35,8 @@ pub struct CopyInProgress {
     error: Option<Error>,
     table: String,
     rows_decoded: u64,
+    /// Bytes of one unfinished record the decoder may hold (`copy_pending_bytes_max`).
+    pending_bytes_max: usize,
 }
 
 impl CopyInProgress {
@@ -70,6 +72,7 @@ impl CopyInProgress {
             error: None,
             table: name,
             rows_decoded: 0,
+            pending_bytes_max: db.config().copy_pending_bytes_max,
         }
     }
 
@@ -85,6 +88,15 @@ impl CopyInProgress {
                 return;
             }
         };
+        // A record without its line end (or a CSV quote never closed) must not grow without
+        // bound: one client could take the server's memory.
+        if self.decoder.pending_bytes() > self.pending_bytes_max {
+            self.error = Some(Error::LimitExceeded(format!(
+                "COPY {}: a record longer than copy_pending_bytes_max ({} bytes)",
+                self.table, self.pending_bytes_max
+            )));
+            return;
+        }
         for batch in batches {
             let before = self.rows_decoded;
             self.rows_decoded += batch.num_rows() as u64;

@@ -533,8 +533,7 @@ impl Runner {
                     self.stats.failed(&message);
                     return false;
                 }
-                self.take(chunk).await;
-                true
+                self.take(chunk).await
             }
             Event::Finished => {
                 tracing::info!(source = %self.def.name, "source read all its rows");
@@ -549,7 +548,8 @@ impl Runner {
         }
     }
 
-    async fn take(&mut self, mut chunk: Chunk) {
+    /// Takes a chunk in; false if the source cannot go on.
+    async fn take(&mut self, mut chunk: Chunk) -> bool {
         self.stats.running();
         let duplicates = match &mut self.deduplicator {
             Some(d) => match d.filter(&chunk.batch) {
@@ -557,9 +557,13 @@ impl Runner {
                     chunk.batch = kept;
                     dropped
                 }
+                // Rows whose keys were not checked could be duplicates: none is taken in, and
+                // the source stops where its last checkpoint left it (nothing past it commits).
                 Err(e) => {
-                    tracing::error!(source = %self.def.name, error = %e, "deduplication failed");
-                    0
+                    let message = format!("deduplication failed: {e}");
+                    tracing::error!(source = %self.def.name, error = %message, "source failed");
+                    self.stats.failed(&message);
+                    return false;
                 }
             },
             None => 0,
@@ -624,6 +628,7 @@ impl Runner {
             self.full = true;
             self.requested.notify_one();
         }
+        true
     }
 
     /// Tells the views reading this source how far event time has come.

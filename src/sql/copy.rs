@@ -117,6 +117,10 @@ pub struct CopyDecoder {
     columns: Vec<usize>,
     batch_rows: usize,
     pending: Vec<u8>,
+    /// How much of `pending` is known to hold no record end, and whether a CSV quote is open
+    /// there: a record arriving in many chunks is scanned once, not once per chunk.
+    scanned: usize,
+    quoted: bool,
     builders: Vec<StringBuilder>,
     /// Input line of the first buffered row, for error messages.
     first_line: u64,
@@ -142,6 +146,8 @@ impl CopyDecoder {
             format,
             batch_rows,
             pending: Vec::new(),
+            scanned: 0,
+            quoted: false,
             builders,
             first_line: 1,
             next_line: 1,
@@ -173,6 +179,7 @@ impl CopyDecoder {
             }
         }
         self.pending.drain(..start);
+        self.scanned -= start;
         Ok(batches)
     }
 
@@ -189,21 +196,19 @@ impl CopyDecoder {
         }
     }
 
-    /// The index of the newline that ends the record starting at `start`. In CSV a newline
-    /// inside quotes belongs to the value.
-    fn record_end(&self, start: usize) -> Option<usize> {
-        let bytes = &self.pending[start..];
-        if !self.format.csv {
-            return bytes.iter().position(|b| *b == b'\n').map(|i| start + i);
-        }
-        let mut quoted = false;
-        for (i, b) in bytes.iter().enumerate() {
-            if *b == self.format.quote {
-                quoted = !quoted;
-            } else if *b == b'\n' && !quoted {
-                return Some(start + i);
+    /// The index of the newline that ends the record starting at `start`, scanning only what
+    /// was not scanned before. In CSV a newline inside quotes belongs to the value.
+    fn record_end(&mut self, start: usize) -> Option<usize> {
+        let from = self.scanned.max(start);
+        for (i, b) in self.pending[from..].iter().enumerate() {
+            if self.format.csv && *b == self.format.quote {
+                self.quoted = !self.quoted;
+            } else if *b == b'\n' && !self.quoted {
+                self.scanned = from + i + 1;
+                return Some(from + i);
             }
         }
+        self.scanned = self.pending.len();
         None
     }
 

@@ -258,3 +258,39 @@ async fn full_disk_fails_the_statement_not_the_server() {
     assert_eq!(count, 2);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_on_a_full_disk_is_a_storage_error() {
+    let disk = TinyDisk::mount();
+    if !support::require(disk.is_some(), "a tmpfs mount (needs root)") {
+        return;
+    }
+    let disk = disk.unwrap();
+    let server = support::start_server(disk.path.to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (k BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+               APPEND ONLY;
+             CREATE MATERIALIZED VIEW v AS SELECT window_start, k, count(*) AS n \
+               FROM TUMBLE(t, ts, INTERVAL '1' HOUR) GROUP BY window_start, k;
+             INSERT INTO t SELECT value, TIMESTAMPTZ '2026-01-01 00:00:00Z' \
+               FROM generate_series(1, 40000)",
+        )
+        .await
+        .unwrap();
+    // The view's open state (40 000 groups) does not fit in what the disk has left: the
+    // checkpoint fails as the store's error (58030, the statement had no effect), not XX000.
+    let error = client.batch_execute("FLUSH").await.unwrap_err();
+    let db = error
+        .as_db_error()
+        .expect("an ErrorResponse, not a dropped connection");
+    assert_eq!(db.code().code(), "58030", "{db:?}");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 40_000);
+    server.shutdown().await;
+}

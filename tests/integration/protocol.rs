@@ -336,6 +336,27 @@ async fn copy_in_commits_all_rows_or_none() {
         (row.get(0), row.get(1))
     };
     assert_eq!((count, sum), (10_000, (0..10_000).sum::<i64>()));
+
+    // One record that never ends (an unclosed CSV quote) is refused at copy_pending_bytes_max
+    // (64 MiB) with 54000, not buffered until the server runs out of memory.
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY c FROM STDIN (FORMAT csv)")
+        .await
+        .unwrap();
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from_static(b"1,\"")).await.unwrap();
+    let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+    for _ in 0..65 {
+        sink.send(chunk.clone()).await.unwrap();
+    }
+    let error = sink.as_mut().finish().await.unwrap_err();
+    assert_eq!(error.as_db_error().unwrap().code().code(), "54000");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 10_000);
     server.shutdown().await;
 }
 
