@@ -6,10 +6,12 @@
 //!                                         ─► post steps ─► closed rows + live snapshot
 //! ```
 //! [`plan`] turns a view's query into steps and a window operator, using DataFusion for
-//! planning, expressions and accumulators; [`functions`] are the window table functions;
+//! planning, expressions and accumulators; [`functions`] are the window table functions
+//! ([`adhoc`]: the same windows over stored rows, for one-off queries);
 //! [`window`] is the window arithmetic; [`feed`] carries rows and watermarks from a relation
 //! to the views reading it, with back-pressure.
 
+pub mod adhoc;
 pub mod aggregate;
 pub mod feed;
 pub mod functions;

@@ -3,7 +3,7 @@
 //! `FROM TUMBLE(clicks, ts, INTERVAL '10' SECOND)` plans as a scan of a [`WindowedRelation`]:
 //! the input's columns plus `window_start`, `window_end` and `window_time`. The view planner
 //! ([`super::plan`]) recognises that scan and replaces the aggregation above it with the
-//! streaming window operator; the relation itself is never scanned. Flink's spelling
+//! streaming window operator; only a one-off query scans the relation ([`super::adhoc`]). Flink's spelling
 //! (`TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …))`) is rewritten to this one by the SQL parser.
 
 use std::sync::Arc;
@@ -12,9 +12,12 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
+use datafusion::common::TableReference;
 use datafusion::datasource::TableType;
+use datafusion::datasource::provider_as_source;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
@@ -197,7 +200,7 @@ fn interval_us(expr: &Expr) -> crate::error::Result<i64> {
     Ok(us)
 }
 
-/// A relation with window columns: only planned, never scanned.
+/// A relation with window columns: planned by views, scanned by one-off queries.
 #[derive(Debug)]
 pub struct WindowedRelation {
     pub input: InputRelation,
@@ -216,19 +219,38 @@ impl TableProvider for WindowedRelation {
         TableType::Temporary
     }
 
+    /// A one-off query of the windows ([`super::adhoc`]); a view never scans this relation.
     async fn scan(
         &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Err(DataFusionError::from(Error::unsupported(
-            "window table functions outside CREATE MATERIALIZED VIEW",
-            Some(
-                "Use them in CREATE MATERIALIZED VIEW; for a one-off query group by \
-                 date_bin(INTERVAL '10 seconds', ts) instead.",
-            ),
-        )))
+        let session = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("a session without its state".into()))?;
+        let name = TableReference::bare(self.input.name.as_str());
+        let provider = session
+            .schema_for_ref(name.clone())?
+            .table(&self.input.name)
+            .await?
+            .ok_or_else(|| {
+                DataFusionError::from(Error::UndefinedRelation {
+                    kind: "relation",
+                    name: self.input.name.clone(),
+                })
+            })?;
+        let input = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?.build()?;
+        let windowed = super::adhoc::windowed(input, &self.time_column, self.kind, &self.schema)
+            .map_err(DataFusionError::from)?;
+        let plan = match projection {
+            Some(columns) => LogicalPlanBuilder::from(windowed)
+                .select(columns.iter().copied())?
+                .build()?,
+            None => windowed,
+        };
+        session.create_physical_plan(&plan).await
     }
 }
