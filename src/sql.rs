@@ -12,6 +12,7 @@ pub mod driver_queries;
 pub mod interval;
 pub mod names;
 pub mod parser;
+pub mod sort_keys;
 pub mod source;
 pub mod view;
 

@@ -303,7 +303,15 @@ impl QueryParser for StatementParser {
                 }
             }
             if plan.is_none() && plans_rows(stmt) {
-                plan = Some(self.db.plan(stmt).await.inspect_err(log_error)?);
+                // Described as it will run: with the connection's values bound (`user`).
+                let caller = settings::Caller {
+                    user: client.metadata().get("user").map_or("", String::as_str),
+                    pid: client.pid_and_secret_key().0,
+                    metadata: client.metadata(),
+                };
+                let bound = settings::bind_caller(stmt, &caller);
+                let described = bound.as_ref().unwrap_or(stmt);
+                plan = Some(self.db.plan(described).await.inspect_err(log_error)?);
             }
         } else if let Statement::ExplainView(create) = &statement {
             plan = Some(self.db.explain_view(create).await.inspect_err(log_error)?);

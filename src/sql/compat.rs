@@ -10,6 +10,7 @@
 //! - `TIMESTAMP 'epoch'` / `CAST('epoch' AS TIMESTAMP)` (Superset's epoch columns) → 1970-01-01.
 //! - `generate_subscripts(a, d)` → `unnest(generate_series(1, array_length(a, d)))`.
 //! - `current_role` (a column name to sqlparser) → `current_user`.
+//! - sort keys holding a subquery move into an inner query ([`super::sort_keys`]).
 //! - `LIKE 'a/_%' ESCAPE '/'` → `LIKE 'a\_%'`: DataFusion escapes with the backslash only.
 //! - `to_timestamp(text, 'YYYY-MM-DD HH24:MI:SS.US')` and `to_date(text, 'YYYY-MM-DD')`, as
 //!   Superset writes time filters: the Postgres template becomes a chrono one, which is what
@@ -19,14 +20,17 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, ObjectNamePart, Query, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value,
-    VisitMut, VisitorMut, visit_expressions_mut, visit_relations_mut,
+    Ident, ObjectNamePart, Query, SelectItem, SetExpr, TableAlias, TableAliasColumnDef,
+    TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut, visit_relations_mut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 /// Applies every rewrite of this module to `statement`.
 pub fn rewrite<V: VisitMut>(statement: &mut V) {
+    // First, as they make subqueries the rewrites below work on.
+    let _ = statement.visit(&mut super::sort_keys::HoistSortSubqueries);
+    let _ = statement.visit(&mut super::sort_keys::InSubqueryColumns);
     let _ = visit_expressions_mut(statement, |expr| {
         if let Some(rewritten) = rewrite_expr(expr) {
             *expr = rewritten;
@@ -47,6 +51,84 @@ pub fn rewrite<V: VisitMut>(statement: &mut V) {
 
 /// `pg_catalog` tables of ours (datafusion-pg-catalog qualifies only its own when named bare).
 const OWN_CATALOG_TABLES: &[&str] = &["pg_stat_activity"];
+
+/// Scalar functions returning an array that clients call in FROM (Grafana's table picker:
+/// `string_to_array(current_setting('search_path'), ',') s`).
+const ARRAY_FUNCTIONS_IN_FROM: &[&str] = &[
+    "string_to_array",
+    "regexp_split_to_array",
+    "current_schemas",
+    "array_append",
+    "array_prepend",
+    "array_cat",
+    "array_remove",
+];
+
+/// A scalar function in FROM is a one-row relation whose one column has the alias' name, as in
+/// Postgres; DataFusion takes only table functions there. `f(args) s` becomes
+/// `(SELECT f(args) AS s) s`. Returns whether anything changed.
+pub fn functions_in_from<V: VisitMut>(statement: &mut V) -> bool {
+    let mut rewrite = FunctionsInFrom { changed: false };
+    let _ = statement.visit(&mut rewrite);
+    rewrite.changed
+}
+
+struct FunctionsInFrom {
+    changed: bool,
+}
+
+impl VisitorMut for FunctionsInFrom {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            with_ordinality: false,
+            ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        let Some(function) = name.0.last().and_then(|p| p.as_ident()) else {
+            return ControlFlow::Continue(());
+        };
+        let function = function.value.to_ascii_lowercase();
+        if !ARRAY_FUNCTIONS_IN_FROM.contains(&function.as_str()) {
+            return ControlFlow::Continue(());
+        }
+        let column = alias
+            .as_ref()
+            .map_or_else(|| function.clone(), |a| a.name.value.clone());
+        let arguments: Vec<String> = args.args.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT {function}({}) AS \"{}\"",
+            arguments.join(", "),
+            column.replace('"', "\"\"")
+        );
+        let Ok(mut parsed) = Parser::parse_sql(&PostgreSqlDialect {}, &sql) else {
+            return ControlFlow::Continue(());
+        };
+        let Some(sqlparser::ast::Statement::Query(subquery)) = parsed.pop() else {
+            return ControlFlow::Continue(());
+        };
+        let alias = alias.clone().unwrap_or_else(|| TableAlias {
+            explicit: true,
+            name: Ident::with_quote('"', column),
+            columns: Vec::new(),
+            at: None,
+        });
+        *factor = TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(alias),
+            sample: None,
+        };
+        self.changed = true;
+        ControlFlow::Continue(())
+    }
+}
 
 /// Gives `unnest(a) AS x` and `generate_series(…) AS x` the column name `x`, as Postgres does.
 struct NameUnnestColumns;

@@ -75,7 +75,27 @@ fn reads_catalog(statement: &sqlparser::ast::Statement) -> bool {
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let rewritten = super::view::rewrite_flink_windows(sql);
     let sql = rewritten.as_deref().unwrap_or(sql);
-    let statements = parse_with_extensions(sql)?;
+    let mut statements = parse_with_extensions(sql)?;
+    // Scalar functions in FROM become derived tables here, and the text handed on below is
+    // made from them: datafusion-pg-catalog's blacklist would otherwise swap Grafana's
+    // search_path subquery (which then plans) for '' at the token level.
+    let mut from_functions = false;
+    for statement in &mut statements {
+        if let Statement::Standard(s) = statement {
+            from_functions |= super::compat::functions_in_from(s.as_mut());
+        }
+    }
+    let rewritten_text = from_functions.then(|| {
+        statements
+            .iter()
+            .filter_map(|s| match s {
+                Statement::Standard(s) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(";\n")
+    });
+    let sql = rewritten_text.as_deref().unwrap_or(sql);
     let standard: Vec<&sqlparser::ast::Statement> = statements
         .iter()
         .filter_map(|s| match s {
@@ -108,15 +128,15 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
 /// from `original`).
 fn finish_standard(
     original: &sqlparser::ast::Statement,
-    mut statement: sqlparser::ast::Statement,
+    statement: sqlparser::ast::Statement,
 ) -> Statement {
-    super::names::name_columns(original, &mut statement);
     let mut s = match super::driver_queries::equivalent(&statement) {
         Some(equivalent) => compatible(equivalent),
         None => statement,
     };
     super::view::lowercase_window_functions(&mut s);
     super::compat::rewrite(&mut s);
+    super::names::name_columns(original, &mut s);
     Statement::Standard(Box::new(s))
 }
 

@@ -551,6 +551,12 @@ SELECT max(s) FROM (SELECT sum(id) AS s FROM diff_t GROUP BY name) AS x;
 SELECT id FROM diff_t WHERE score = (SELECT max(score) FROM diff_t);
 SELECT count(*), (SELECT count(*) FROM diff_t WHERE ok) FROM diff_t;
 
+SELECT id, id IN (SELECT id FROM diff_t WHERE ok) FROM diff_t ORDER BY id;
+SELECT id, id NOT IN (SELECT id FROM diff_t WHERE ok) AS outside FROM diff_t ORDER BY id;
+SELECT name FROM diff_t ORDER BY CASE WHEN id IN (SELECT id FROM diff_t WHERE ok) THEN 0 ELSE 1 END, id;
+SELECT id FROM diff_t ORDER BY (SELECT max(id) FROM diff_t) - id LIMIT 3;
+SELECT s FROM string_to_array('a,b', ',') s;
+SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), array_upper(string_to_array(current_setting('search_path'), ','), 1)) AS i, string_to_array(current_setting('search_path'), ',') s ORDER BY 1;
 -- catalog and settings, as tools send them
 SELECT current_database();
 SELECT current_schema();
