@@ -141,7 +141,7 @@ impl PgCatalog {
 
 /// Catalog tables that are always empty here, and their columns that Postgres types as arrays
 /// of int2 (`int2vector`, keys) or of oids.
-const ARRAY_COLUMNS: [(&str, &[(&str, DataType)]); 2] = [
+const ARRAY_COLUMNS: [(&str, &[(&str, DataType)]); 3] = [
     (
         "pg_index",
         &[
@@ -163,6 +163,8 @@ const ARRAY_COLUMNS: [(&str, &[(&str, DataType)]); 2] = [
             ("conexclop", DataType::Int32),
         ],
     ),
+    // Row-level security policies (psql's \dp reads `oid = ANY(polroles)`).
+    ("pg_policy", &[("polroles", DataType::Int32)]),
 ];
 
 /// `pg_settings` listing every setting SET and SHOW know, with its default (pgjdbc reads

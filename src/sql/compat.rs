@@ -247,6 +247,15 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
             }
             Some(Expr::Function(rewritten))
         }
+        // No object has access privileges yet (relacl, nspacl, attacl, … are NULL, and
+        // datafusion-pg-catalog types some as text): psql's \dp and \dn+ print them joined.
+        ("array_to_string", FunctionArguments::List(_))
+            if unnamed_args(function)
+                .and_then(|args| args.first().copied())
+                .is_some_and(is_privileges_column) =>
+        {
+            parse_expr("CAST(NULL AS TEXT)")
+        }
         // No object has a comment: these are NULL whatever they are given, so their arguments
         // need not plan (Metabase passes `format('%I.%I', schema, table)::regclass`, a cast
         // DataFusion cannot make from a computed name).
@@ -327,6 +336,19 @@ fn like_with_backslash_escape(expr: &Expr) -> Option<Expr> {
     literal.value = Value::SingleQuotedString(translated);
     *escape_char = None;
     Some(rewritten)
+}
+
+/// A catalog column of access privileges (`c.relacl`, `nspacl`).
+fn is_privileges_column(expr: &Expr) -> bool {
+    let name = match expr {
+        Expr::Identifier(ident) => &ident.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(ident) => &ident.value,
+            None => return false,
+        },
+        _ => return false,
+    };
+    name.len() > 3 && name.to_ascii_lowercase().ends_with("acl")
 }
 
 /// datafusion-pg-catalog functions whose oid or code arguments are `integer` only.

@@ -366,9 +366,10 @@ async fn psql_meta_commands() {
     };
     psql("CREATE TABLE psql_t (id INT NOT NULL, name TEXT)".into()).await;
     // Each meta-command with what its answer must show.
-    let expectations: [(&str, &[&str]); 9] = [
+    let expectations: [(&str, &[&str]); 10] = [
         ("\\l", &["sluice", "UTF8"]),
         ("\\dn", &["public", "sluice_catalog"]),
+        ("\\dn+", &["Access privileges", "public", "sluice_catalog"]),
         ("\\dt", &["demo_clicks", "psql_t", "table"]),
         ("\\dv", &["sluice_catalog", "materialized_views", "view"]),
         ("\\dm", &["demo_clicks_10s", "materialized view"]),
