@@ -5,6 +5,7 @@
 //!   search path and nothing is hidden by it.
 //! - Comments (`obj_description`, `col_description`, `shobj_description`): NULL — there is no
 //!   `COMMENT ON`.
+//! - Index definitions (`pg_get_indexdef`): NULL — there are no indexes.
 //! - Sizes by oid (`pg_table_size`, `pg_indexes_size`, `pg_database_size`): NULL, "unknown";
 //!   `sluice_catalog.files` has the real bytes per relation.
 //! - `pg_size_pretty(bytes)`: computed, with Postgres' units and rounding.
@@ -95,7 +96,9 @@ pub fn register(ctx: &SessionContext) {
     let no_text = ScalarValue::Utf8(None);
     ctx.register_udf(Constant::udf("obj_description", &[1, 2], no_text.clone()));
     ctx.register_udf(Constant::udf("col_description", &[2], no_text.clone()));
-    ctx.register_udf(Constant::udf("shobj_description", &[2], no_text));
+    ctx.register_udf(Constant::udf("shobj_description", &[2], no_text.clone()));
+    // There are no indexes (SQLAlchemy 2's index reflection calls it over an empty pg_index).
+    ctx.register_udf(Constant::udf("pg_get_indexdef", &[1, 3], no_text));
     let unknown_size = ScalarValue::Int64(None);
     for name in [
         "pg_table_size",

@@ -10,6 +10,10 @@
 //! which here already lists them: its UNION ALL becomes a UNION.
 //! pgjdbc's key and index listings expand keys of the (here empty) `pg_index`/`pg_constraint`
 //! with a composite-returning function; they are answered with their columns and no rows.
+//! SQLAlchemy 2's column reflection asks, per column, for its identity options, default and
+//! collation with correlated subqueries over `pg_sequence`, `pg_attrdef` and `pg_collation`
+//! (and `json_build_object`); SluiceDB's columns have no identity, no default and the default
+//! collation, so those three columns are NULL.
 
 use std::sync::LazyLock;
 
@@ -66,6 +70,9 @@ pub fn equivalent(statement: &Statement) -> Option<Statement> {
     if let Some(deduplicated) = materialized_view_columns_once(query) {
         return Some(Statement::Query(Box::new(deduplicated)));
     }
+    if let Some(plain) = sqlalchemy_columns_without_options(query) {
+        return Some(Statement::Query(Box::new(plain)));
+    }
     reads_index_keys(statement).then(|| no_rows_like(query))?
 }
 
@@ -94,6 +101,70 @@ fn materialized_view_columns_once(query: &Query) -> Option<Query> {
         }
         query
     })
+}
+
+/// SQLAlchemy 2's column query with its identity, default and collation subqueries as NULL.
+fn sqlalchemy_columns_without_options(query: &Query) -> Option<Query> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    const OPTIONS: [(&str, &str); 3] = [
+        ("identity_options", "pg_sequence"),
+        ("default", "pg_attrdef"),
+        ("collation", "pg_collation"),
+    ];
+    let mut query = query.clone();
+    let SetExpr::Select(rewritten) = query.body.as_mut() else {
+        return None;
+    };
+    let mut changed = false;
+    for (item, original) in rewritten.projection.iter_mut().zip(&select.projection) {
+        let SelectItem::ExprWithAlias { expr, alias } = original else {
+            continue;
+        };
+        let reads = |catalog: &str| expr.to_string().contains(catalog);
+        if OPTIONS
+            .iter()
+            .any(|(name, catalog)| alias.value == *name && reads(catalog))
+        {
+            *item = SelectItem::ExprWithAlias {
+                expr: null_keeping_parameters(expr)?,
+                alias: alias.clone(),
+            };
+            changed = true;
+        }
+    }
+    changed.then_some(query)
+}
+
+/// NULL, still naming the parameters `expr` held with their casts (`$3::VARCHAR`), so they keep
+/// the types the client was told and binds values for.
+fn null_keeping_parameters(expr: &Expr) -> Option<Expr> {
+    let mut parameters: Vec<String> = Vec::new();
+    let _ = visit_expressions(expr, |e| {
+        match e {
+            Expr::Cast { expr: inner, .. } if is_placeholder(inner) => {
+                parameters.push(e.to_string())
+            }
+            e if is_placeholder(e) => parameters.push(e.to_string()),
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if parameters.is_empty() {
+        return Some(Expr::value(sqlparser::ast::Value::Null));
+    }
+    let tests: Vec<String> = parameters.iter().map(|p| format!("{p} IS NULL")).collect();
+    let sql = format!("CASE WHEN false AND {} THEN NULL END", tests.join(" AND "));
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
+fn is_placeholder(expr: &Expr) -> bool {
+    matches!(expr, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Placeholder(_)))
 }
 
 fn is_asyncpg_type_lookup(query: &Query) -> bool {

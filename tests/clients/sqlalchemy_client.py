@@ -1,7 +1,6 @@
-"""SQLAlchemy (as Superset uses it) over psycopg: dialect start-up, table listing, parameters.
-
-Column reflection (json_build_object over pg_sequence and pg_collation) is not answered yet.
-"""
+"""SQLAlchemy 2 over psycopg: dialect start-up, parameters, and reflection as Superset on
+SQLAlchemy 2, pandas' read_sql_table and DBeaver-like tools use it (columns with their types and
+nullability, keys, indexes, comments, a whole Table autoloaded)."""
 import sys
 
 import sqlalchemy as sa
@@ -19,4 +18,20 @@ with engine.connect() as conn:
     conn.commit()
 inspector = sa.inspect(engine)
 assert "sa_pages" in inspector.get_table_names(), inspector.get_table_names()
+columns = inspector.get_columns("sa_pages")
+assert [(c["name"], type(c["type"]).__name__, c["nullable"], c["default"]) for c in columns] == [
+    ("page", "TEXT", True, None),
+    ("views", "BIGINT", True, None),
+    ("ts", "TIMESTAMP", True, None),
+], columns
+assert columns[2]["type"].timezone, columns[2]
+assert inspector.get_pk_constraint("sa_pages")["constrained_columns"] == []
+assert inspector.get_foreign_keys("sa_pages") == []
+assert inspector.get_indexes("sa_pages") == []
+assert inspector.get_unique_constraints("sa_pages") == []
+assert inspector.get_table_comment("sa_pages") == {"text": None}
+table = sa.Table("sa_pages", sa.MetaData(), autoload_with=engine)
+assert list(table.columns.keys()) == ["page", "views", "ts"]
+with engine.connect() as conn:
+    assert conn.execute(sa.select(sa.func.sum(table.c.views))).scalar() == 100
 print("sqlalchemy ok")
