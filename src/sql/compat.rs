@@ -247,6 +247,18 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
             }
             Some(Expr::Function(rewritten))
         }
+        // Visible means on the search path, which is public and pg_catalog here: not
+        // information_schema or sluice_catalog (datafusion-pg-catalog answers true for all, so
+        // SQLAlchemy listed their views as the user's).
+        ("pg_table_is_visible", FunctionArguments::List(_)) => {
+            let [relation] = plain_args(function)?;
+            parse_expr(&format!(
+                "coalesce(array_has((SELECT array_agg(visible.oid) \
+                 FROM pg_catalog.pg_class AS visible JOIN pg_catalog.pg_namespace AS visible_ns \
+                 ON visible_ns.oid = visible.relnamespace \
+                 WHERE visible_ns.nspname IN ('public', 'pg_catalog')), ({relation})), false)"
+            ))
+        }
         // No object has access privileges yet (relacl, nspacl, attacl, … are NULL, and
         // datafusion-pg-catalog types some as text): psql's \dp and \dn+ print them joined.
         ("array_to_string", FunctionArguments::List(_))

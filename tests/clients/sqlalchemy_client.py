@@ -18,6 +18,8 @@ with engine.connect() as conn:
     conn.commit()
 inspector = sa.inspect(engine)
 assert "sa_pages" in inspector.get_table_names(), inspector.get_table_names()
+# information_schema's and sluice_catalog's views are not on the search path.
+assert inspector.get_view_names() == [], inspector.get_view_names()
 columns = inspector.get_columns("sa_pages")
 assert [(c["name"], type(c["type"]).__name__, c["nullable"], c["default"]) for c in columns] == [
     ("page", "TEXT", True, None),

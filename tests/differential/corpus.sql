@@ -589,6 +589,7 @@ SELECT format_type(1700, NULL);
 SELECT to_regtype('integer');
 SELECT 'diff_t'::regclass::oid > 0;
 SELECT pg_table_is_visible('diff_t'::regclass);
+SELECT relname FROM pg_class c WHERE pg_table_is_visible(c.oid) AND relname IN ('tables', 'columns', 'schemata', 'diff_t') ORDER BY 1;
 SELECT has_table_privilege('diff_t', 'SELECT');
 SELECT has_schema_privilege('public', 'USAGE');
 SELECT has_database_privilege(current_database(), 'CONNECT');

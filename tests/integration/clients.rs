@@ -371,7 +371,11 @@ async fn psql_meta_commands() {
         ("\\dn", &["public", "sluice_catalog"]),
         ("\\dn+", &["Access privileges", "public", "sluice_catalog"]),
         ("\\dt", &["demo_clicks", "psql_t", "table"]),
-        ("\\dv", &["sluice_catalog", "materialized_views", "view"]),
+        // sluice_catalog is not on the search path: its views are listed by name only.
+        (
+            "\\dv sluice_catalog.*",
+            &["sluice_catalog", "materialized_views", "view"],
+        ),
         ("\\dm", &["demo_clicks_10s", "materialized view"]),
         (
             "\\d psql_t",
