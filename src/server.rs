@@ -13,7 +13,6 @@ pub mod http;
 pub mod login;
 pub mod parameters;
 pub mod session;
-pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

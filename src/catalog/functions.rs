@@ -206,7 +206,7 @@ fn format_row<'a>(
 }
 
 /// Calls with literal arguments change the connection's setting and are replaced by their value
-/// before planning (`crate::server::settings::set_configs`); this is what is left.
+/// before planning (`crate::pg::settings::set_configs`); this is what is left.
 fn set_config(_: &[ColumnarValue]) -> Result<ColumnarValue> {
     Err(Error::unsupported(
         "set_config with arguments that are not constants",
@@ -216,14 +216,14 @@ fn set_config(_: &[ColumnarValue]) -> Result<ColumnarValue> {
 }
 
 /// A setting's default. Calls with a literal name are answered per connection before planning
-/// (`crate::server::settings::bind_caller`); this answers the rest, as a new connection would.
+/// (`crate::pg::settings::bind_caller`); this answers the rest, as a new connection would.
 fn current_setting(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     let names = first_as_text(args)?;
     let values = names
         .iter()
         .map(|name| {
             name.map(|name| {
-                crate::server::settings::default_value(name)
+                crate::pg::settings::default_value(name)
                     .ok_or_else(|| Error::UnknownSetting(name.to_string()).into())
             })
             .transpose()

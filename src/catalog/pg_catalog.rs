@@ -170,7 +170,7 @@ const ARRAY_COLUMNS: [(&str, &[(&str, DataType)]); 3] = [
 /// `pg_settings` listing every setting SET and SHOW know, with its default (pgjdbc reads
 /// `max_index_keys` here before it lists foreign keys).
 fn settings_table(schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
-    let settings: Vec<_> = crate::server::settings::defaults().collect();
+    let settings: Vec<_> = crate::pg::settings::defaults().collect();
     let columns = schema
         .fields()
         .iter()

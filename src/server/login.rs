@@ -127,7 +127,7 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<(Vec<u8
 /// The parameters a Postgres server reports after login (`server_version` and the formats).
 fn server_parameters() -> DefaultServerParameterProvider {
     let mut parameters = DefaultServerParameterProvider::default();
-    parameters.server_version = super::settings::server_version();
+    parameters.server_version = crate::pg::settings::server_version();
     parameters
 }
 

@@ -3,7 +3,7 @@
 //! A [`Session`] is created per accepted socket, so per-connection state (the COPY in progress,
 //! the cancel signal) lives here and dies with the connection. Statements are parsed by
 //! [`crate::sql::parser`] and run by [`Database::execute`]; `BEGIN`/`COMMIT` are answered by
-//! datafusion-postgres' transaction hook and `SET`/`SHOW` by [`super::settings`], per connection.
+//! datafusion-postgres' transaction hook and `SET`/`SHOW` by [`crate::pg::settings`], per connection.
 
 use std::fmt::Debug;
 use std::sync::{Arc, OnceLock};
@@ -36,10 +36,10 @@ use super::copy_in::CopyInProgress;
 use super::encode;
 use super::login::Login;
 use super::parameters::{self, Parameter};
-use super::settings;
 use crate::database::{Database, Output, ddl, plans_rows, result_schema};
 use crate::error::Error;
 use crate::metrics;
+use crate::pg::settings;
 use crate::sql::{Statement, parser};
 use sqlparser::ast::Statement as SqlStatement;
 
