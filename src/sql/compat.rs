@@ -463,7 +463,8 @@ fn plain_args<const N: usize>(function: &Function) -> Option<[&Expr; N]> {
     unnamed_args(function)?.try_into().ok()
 }
 
-fn parse_expr(sql: &str) -> Option<Expr> {
+/// An expression from SQL text this module (or a sibling) wrote; `None` if it does not parse.
+pub(super) fn parse_expr(sql: &str) -> Option<Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .ok()?

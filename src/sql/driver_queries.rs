@@ -156,11 +156,7 @@ fn null_keeping_parameters(expr: &Expr) -> Option<Expr> {
     }
     let tests: Vec<String> = parameters.iter().map(|p| format!("{p} IS NULL")).collect();
     let sql = format!("CASE WHEN false AND {} THEN NULL END", tests.join(" AND "));
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&sql)
-        .ok()?
-        .parse_expr()
-        .ok()
+    super::compat::parse_expr(&sql)
 }
 
 fn is_placeholder(expr: &Expr) -> bool {

@@ -152,11 +152,7 @@ fn membership_as_array(expr: &Expr) -> Option<Expr> {
     };
     let not = if *negated { "NOT " } else { "" };
     let sql = format!("{not}coalesce(array_has(ARRAY({subquery}), {expr}), false)");
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&sql)
-        .ok()?
-        .parse_expr()
-        .ok()
+    super::compat::parse_expr(&sql)
 }
 
 fn has_subquery(expr: &Expr) -> bool {

@@ -210,15 +210,23 @@ impl Drop for TinyDisk {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_disk_fails_the_statement_not_the_server() {
+/// A server on a 512 KiB tmpfs and a client of it; `None` (a skip, outside CI) without root.
+async fn on_a_tiny_disk() -> Option<(TinyDisk, sluicedb::server::Server, tokio_postgres::Client)> {
     let disk = TinyDisk::mount();
     if !support::require(disk.is_some(), "a tmpfs mount (needs root)") {
-        return;
+        return None;
     }
-    let disk = disk.unwrap();
-    let server = support::start_server(disk.path.to_str().unwrap()).await;
+    let disk = disk?;
+    let server = support::start_server(disk.path.to_str()?).await;
     let client = support::connect(server.pg_addr()).await;
+    Some((disk, server, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_fails_the_statement_not_the_server() {
+    let Some((_disk, server, client)) = on_a_tiny_disk().await else {
+        return;
+    };
     client
         .batch_execute("CREATE TABLE big (id BIGINT, payload TEXT)")
         .await
@@ -261,13 +269,9 @@ async fn full_disk_fails_the_statement_not_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_on_a_full_disk_is_a_storage_error() {
-    let disk = TinyDisk::mount();
-    if !support::require(disk.is_some(), "a tmpfs mount (needs root)") {
+    let Some((_disk, server, client)) = on_a_tiny_disk().await else {
         return;
-    }
-    let disk = disk.unwrap();
-    let server = support::start_server(disk.path.to_str().unwrap()).await;
-    let client = support::connect(server.pg_addr()).await;
+    };
     client
         .batch_execute(
             "CREATE TABLE t (k BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
