@@ -39,6 +39,7 @@ use crate::checkpoint::Checkpoints;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
+use crate::pg::casts::RoundingCasts;
 use crate::pg::literals::IntegerLiterals;
 use crate::pg::overflow::CheckedArithmetic;
 use crate::server::backends::Backends;
@@ -113,6 +114,7 @@ impl Database {
                 Arc::new(BooleanText),
                 Arc::new(ResolveGroupingFunction::new()),
                 Arc::new(TypeCoercion::new()),
+                Arc::new(RoundingCasts),
                 Arc::new(ByteaText),
             ])
             .with_physical_optimizer_rule(Arc::new(CheckedArithmetic))
