@@ -551,9 +551,7 @@ impl Database {
             _ => Ok(plan),
         }
     }
-}
 
-impl Database {
     /// `plan` as the analyzer leaves it, whose column types are the ones execution yields
     /// (our rules type literals as Postgres does); `plan` itself if it does not analyze yet
     /// (parameters of unknown type).

@@ -9,6 +9,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion_postgres::hooks::QueryHook;
@@ -48,7 +49,9 @@ use sqlparser::ast::Statement as SqlStatement;
 #[derive(Debug)]
 pub struct Prepared {
     statement: Statement,
-    plan: Option<LogicalPlan>,
+    /// The result columns, typed as execution yields them (the analyzed plan's); `None` for a
+    /// statement without rows.
+    columns: Option<SchemaRef>,
     parameters: Vec<Parameter>,
 }
 
@@ -319,9 +322,17 @@ impl QueryParser for StatementParser {
             plan = ddl::show_catalog(self.db.storage(), &statement).inspect_err(log_error)?;
         }
         let parameters = parameters::parameters(&statement, plan.as_ref())?;
+        // Worked out once here: clients describe a statement again on every execution.
+        let columns = match (&statement, &plan) {
+            (_, Some(LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) | None) => None,
+            (Statement::Standard(stmt), Some(plan)) => {
+                Some(result_schema(stmt, &self.db.analyzed(plan)))
+            }
+            (_, Some(plan)) => Some(Arc::new(plan.schema().as_arrow().clone())),
+        };
         Ok(Some(Arc::new(Prepared {
             statement,
-            plan,
+            columns,
             parameters,
         })))
     }
@@ -336,13 +347,9 @@ impl QueryParser for StatementParser {
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         let format = format.unwrap_or(&Format::UnifiedText);
-        match (&prepared.statement, &prepared.plan) {
-            (_, Some(LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) | None) => Ok(Vec::new()),
-            (Statement::Standard(stmt), Some(plan)) => {
-                let schema = result_schema(stmt, &self.db.analyzed(plan));
-                encode::fields(&schema, format, None)
-            }
-            (_, Some(plan)) => encode::fields(plan.schema().as_arrow(), format, None),
+        match &prepared.columns {
+            Some(columns) => encode::fields(columns, format, None),
+            None => Ok(Vec::new()),
         }
     }
 }
