@@ -39,6 +39,7 @@ use crate::checkpoint::Checkpoints;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
+use crate::pg::arrays::{ArrayLiteralComparisons, ArrayText};
 use crate::pg::casts::RoundingCasts;
 use crate::pg::literals::IntegerLiterals;
 use crate::pg::overflow::CheckedArithmetic;
@@ -114,12 +115,17 @@ impl Database {
                 Arc::new(BooleanText),
                 Arc::new(ResolveGroupingFunction::new()),
                 Arc::new(TypeCoercion::new()),
+                Arc::new(ArrayText),
                 Arc::new(RoundingCasts),
                 Arc::new(ByteaText),
             ])
             .with_physical_optimizer_rule(Arc::new(CheckedArithmetic))
             .build();
-        let ctx = SessionContext::new_with_state(state);
+        let mut ctx = SessionContext::new_with_state(state);
+        datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut ctx,
+            Arc::new(ArrayLiteralComparisons),
+        )?;
         let catalog = ctx
             .catalog(DATABASE_NAME)
             .ok_or_else(|| Error::Internal("default catalog is missing".into()))?;
@@ -168,6 +174,7 @@ impl Database {
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
         PgCatalog::install(&ctx, DATABASE_NAME, Arc::clone(&storage))?;
+        crate::pg::function_signatures::register(&ctx).await?;
         let backends = Arc::new(Backends::default());
         backends.install(&ctx)?;
         crate::catalog::functions::register(&ctx);

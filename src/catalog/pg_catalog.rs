@@ -10,7 +10,8 @@
 //! `attnum = ANY(ix.indkey)` to plan (datafusion-pg-catalog types them as text).
 //! `pg_get_viewdef(oid)` answers with a materialized view's query; the oids are the ones the
 //! last `pg_class` scan handed out, which is where every client learns them. `pg_settings`
-//! lists the settings SET and SHOW know (datafusion-pg-catalog's has one row).
+//! lists the settings SET and SHOW know (datafusion-pg-catalog's has one row), and `pg_roles`
+//! the roles of `pg_authid` (its own is empty).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -105,6 +106,15 @@ impl SchemaProvider for PgCatalog {
         if name == "pg_settings" {
             return table.map(|t| settings_table(&t.schema())).transpose();
         }
+        if name == "pg_roles" {
+            let authid = self.inner.table("pg_authid").await?;
+            return Ok(table.zip(authid).map(|(roles, authid)| {
+                Arc::new(PgRoles {
+                    schema: roles.schema(),
+                    authid,
+                }) as Arc<dyn TableProvider>
+            }));
+        }
         if name != "pg_class" {
             return Ok(table);
         }
@@ -166,6 +176,11 @@ const ARRAY_COLUMNS: [(&str, &[(&str, DataType)]); 3] = [
     // Row-level security policies (psql's \dp reads `oid = ANY(polroles)`).
     ("pg_policy", &[("polroles", DataType::Int32)]),
 ];
+
+/// Whether `table` is a `pg_catalog` table that never has rows here.
+pub fn always_empty(table: &str) -> bool {
+    ARRAY_COLUMNS.iter().any(|(name, _)| *name == table)
+}
 
 /// `pg_settings` listing every setting SET and SHOW know, with its default (pgjdbc reads
 /// `max_index_keys` here before it lists foreign keys).
@@ -355,6 +370,61 @@ impl TableProvider for PgClass {
         *self.view_oids.lock().unwrap_or_else(|e| e.into_inner()) = view_oids;
         Ok(MemorySourceConfig::try_new_exec(
             &[classes],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// `pg_roles` as Postgres defines it, a view of `pg_authid` with the password hidden
+/// (datafusion-pg-catalog's is empty, so psql's `\du` listed no roles).
+#[derive(Debug)]
+struct PgRoles {
+    schema: SchemaRef,
+    authid: Arc<dyn TableProvider>,
+}
+
+#[async_trait]
+impl TableProvider for PgRoles {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let roles = rows(self.authid.as_ref(), state)
+            .await?
+            .iter()
+            .map(|authid| {
+                let columns = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|field| {
+                        match (field.name().as_str(), authid.column_by_name(field.name())) {
+                            ("rolpassword", _) => cast(
+                                &StringArray::from(vec!["********"; authid.num_rows()]),
+                                field.data_type(),
+                            ),
+                            (_, Some(values)) => cast(values, field.data_type()),
+                            (_, None) => Ok(new_null_array(field.data_type(), authid.num_rows())),
+                        }
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[roles],
             self.schema(),
             projection.cloned(),
         )?)

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DataType, Field, Schema};
 use datafusion::arrow::error::ArrowError;
@@ -91,6 +91,14 @@ impl Rows {
                     FieldFormat::Text,
                     field.format_options(),
                 )?,
+                None if is_empty_list(self.batch.column(column).as_ref(), self.row) => {
+                    self.encoder.encode_field_with_type_and_format(
+                        &EmptyArray,
+                        field.datatype(),
+                        FieldFormat::Binary,
+                        field.format_options(),
+                    )?
+                }
                 None => arrow_pg::encoder::encode_value(
                     &mut self.encoder,
                     self.batch.column(column),
@@ -153,6 +161,57 @@ impl ToSql for Rendered<'_> {
     }
 
     postgres_types::to_sql_checked!();
+}
+
+/// Whether `column` holds an empty array at `row`.
+fn is_empty_list(column: &dyn Array, row: usize) -> bool {
+    match column.data_type() {
+        DataType::List(_) => column.as_list::<i32>().value_length(row) == 0 && column.is_valid(row),
+        DataType::LargeList(_) => {
+            column.as_list::<i64>().value_length(row) == 0 && column.is_valid(row)
+        }
+        _ => false,
+    }
+}
+
+/// An empty array in binary form as Postgres sends it: no dimensions (postgres-types writes
+/// one dimension of length 0, which Postgres' own clients read as a different value).
+#[derive(Debug)]
+struct EmptyArray;
+
+impl ToSql for EmptyArray {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let element = match ty.kind() {
+            postgres_types::Kind::Array(element) => element.oid(),
+            _ => 0,
+        };
+        out.extend_from_slice(&0i32.to_be_bytes()); // dimensions
+        out.extend_from_slice(&0i32.to_be_bytes()); // no NULLs
+        out.extend_from_slice(&element.to_be_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+/// Only sent in binary form.
+impl ToSqlText for EmptyArray {
+    fn to_sql_text(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+        _options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.to_sql(ty, out)
+    }
 }
 
 /// The type a column goes out as, when not its own: arrow-pg cannot encode Float16 or

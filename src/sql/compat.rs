@@ -1,8 +1,7 @@
 //! Postgres expressions that clients send and DataFusion spells differently, rewritten in the
 //! syntax tree after datafusion-pg-catalog's own rewrites.
 //!
-//! - `ARRAY(SELECT …)` (psql's `\d+` and `\du`) → `(SELECT array_agg(…) FROM (SELECT …))`.
-//!   An empty result is NULL where Postgres gives `{}`; catalog queries only print it.
+//! - `ARRAY(SELECT …)` (psql's `\d+` and `\du`): see [`crate::pg::subqueries`].
 //! - `unnest(a) x` in FROM names its column `x`, as in Postgres (`unnest(a) AS x(x)`).
 //! - `INTERVAL '5 minutes' * n` (Superset's 5/10/15/30-minute grains, its epoch conversion):
 //!   DataFusion cannot scale an interval, so it becomes `CAST(CAST(n * 300 AS VARCHAR) ||
@@ -20,8 +19,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, ObjectNamePart, Query, SelectItem, SetExpr, TableAlias, TableAliasColumnDef,
-    TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut, visit_relations_mut,
+    Ident, ObjectNamePart, TableAlias, TableAliasColumnDef, TableFactor, Value, VisitMut,
+    VisitorMut, visit_expressions_mut, visit_relations_mut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -197,7 +196,9 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
     };
     let name = function_name(function)?;
     match (name.as_str(), &function.args) {
-        ("array", FunctionArguments::Subquery(query)) => array_subquery(query),
+        ("array", FunctionArguments::Subquery(query)) => {
+            crate::pg::subqueries::array_subquery(query)
+        }
         ("generate_subscripts", FunctionArguments::List(_)) => {
             let [array, dimension] = plain_args(function)?;
             parse_expr(&format!(
@@ -464,79 +465,12 @@ fn plain_args<const N: usize>(function: &Function) -> Option<[&Expr; N]> {
 }
 
 /// An expression from SQL text this module (or a sibling) wrote; `None` if it does not parse.
-pub(super) fn parse_expr(sql: &str) -> Option<Expr> {
+pub(crate) fn parse_expr(sql: &str) -> Option<Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .ok()?
         .parse_expr()
         .ok()
-}
-
-/// `ARRAY(SELECT x …)` as a scalar subquery aggregating its one column.
-fn array_subquery(query: &Query) -> Option<Expr> {
-    let mut inner = query.clone();
-    let SetExpr::Select(select) = inner.body.as_mut() else {
-        return None;
-    };
-    if unnests_null_catalog_array(select) {
-        return parse_expr("CAST(NULL AS TEXT[])");
-    }
-    let [item] = select.projection.as_mut_slice() else {
-        return None;
-    };
-    let expr = match item {
-        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
-        _ => return None,
-    };
-    *item = SelectItem::ExprWithAlias {
-        expr,
-        alias: sqlparser::ast::Ident::new("array_element"),
-    };
-    let sql = format!("(SELECT array_agg(array_element) FROM ({inner}) AS array_rows)");
-    parse_expr(&sql)
-}
-
-/// Whether `select` reads only `unnest(c.x)` of a catalog array that is always NULL here
-/// (`reloptions`, `relacl`, `nspacl`, … — there are no storage options or privileges), as
-/// psql's `\d+` does. DataFusion cannot plan an outer column inside FROM, and the answer is
-/// NULL anyway.
-fn unnests_null_catalog_array(select: &sqlparser::ast::Select) -> bool {
-    let [from] = select.from.as_slice() else {
-        return false;
-    };
-    if !from.joins.is_empty() || select.selection.is_some() {
-        return false;
-    }
-    let arrays: Vec<&Expr> = match &from.relation {
-        TableFactor::UNNEST { array_exprs, .. } => array_exprs.iter().collect(),
-        TableFactor::Table {
-            name,
-            args: Some(args),
-            ..
-        } if name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .is_some_and(|i| i.value.eq_ignore_ascii_case("unnest")) =>
-        {
-            args.args
-                .iter()
-                .filter_map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                    _ => None,
-                })
-                .collect()
-        }
-        _ => return false,
-    };
-    !arrays.is_empty()
-        && arrays.iter().all(|e| match e {
-            Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|column| {
-                let column = column.value.to_ascii_lowercase();
-                column.ends_with("options") || column.ends_with("acl")
-            }),
-            _ => false,
-        })
 }
 
 /// A Postgres date/time template in chrono's syntax, or `None` when it has a field we do not
@@ -629,23 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn rewrites_array_subqueries_and_subscripts() {
-        let sql = rewritten(
-            "SELECT ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid) AS m FROM pg_roles r",
-        );
-        assert!(
-            sql.contains(
-                "(SELECT array_agg(array_element) FROM (SELECT b.rolname AS array_element"
-            ),
-            "{sql}"
-        );
-        let sql = rewritten(
-            "SELECT array_to_string(c.reloptions || array(select 'toast.' || x from unnest(tc.reloptions) x), ', ') FROM pg_class c",
-        );
-        assert!(
-            sql.contains("c.reloptions || CAST(NULL AS TEXT[])"),
-            "{sql}"
-        );
+    fn rewrites_intervals_epochs_and_subscripts() {
         let sql = rewritten("SELECT INTERVAL '5 MINUTES' * FLOOR(EXTRACT(MINUTE FROM ts) / 5)");
         assert!(
             sql.contains("CAST(CAST((FLOOR(EXTRACT(MINUTE FROM ts) / 5)) * 300 AS VARCHAR) || ' seconds' AS INTERVAL)"),

@@ -4,9 +4,9 @@
 //! building blocks (column definitions, expressions), never with regexes. Catalog queries (those
 //! reading `pg_catalog` or `information_schema`) are parsed by datafusion-pg-catalog's
 //! `PostgresCompatibilityParser`, whose rewrites let psql's and BI tools' catalog queries run
-//! in DataFusion. Queries of the user's data get those rewrites but one: its
-//! `RemoveSubqueryFromProjection` answers a correlated scalar subquery with NULL and cuts an
-//! uncorrelated one to its first row, wrong answers where Postgres gives numbers or an error.
+//! in DataFusion — all but one: its `RemoveSubqueryFromProjection` answers a correlated scalar
+//! subquery with NULL and cuts an uncorrelated one to its first row, wrong answers where
+//! Postgres gives numbers or an error. Its whole-query replacements (the blacklist) are kept.
 
 use std::sync::LazyLock;
 
@@ -26,7 +26,9 @@ use crate::error::{Error, Result};
 static PG_COMPAT: LazyLock<PostgresCompatibilityParser> =
     LazyLock::new(PostgresCompatibilityParser::new);
 
-/// datafusion-pg-catalog's rewrites in its order, without `RemoveSubqueryFromProjection`.
+/// datafusion-pg-catalog's rewrites in its order, without `RemoveSubqueryFromProjection` and
+/// `FixArrayLiteral` (which splits `'{…}'::t[]` at every comma, quoted or not:
+/// [`crate::pg::arrays`] reads them).
 static DATA_REWRITES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock::new(|| {
     vec![
         Box::new(rules::AliasDuplicatedProjectionRewrite),
@@ -34,7 +36,6 @@ static DATA_REWRITES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock
         Box::new(rules::RewriteArrayAnyAllOperation),
         Box::new(rules::PrependUnqualifiedPgTableName),
         Box::new(rules::StripCallableQualifier),
-        Box::new(rules::FixArrayLiteral),
         Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
         Box::new(rules::StripCollate),
         Box::new(rules::RewritePgCatalogOperator),
@@ -43,15 +44,17 @@ static DATA_REWRITES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock
     ]
 });
 
-/// datafusion-pg-catalog's rewrites for `statement`: all of them for a catalog query, all
-/// but the subquery removal for a query of the user's data.
+/// datafusion-pg-catalog's rewrites for `statement` but its subquery removal; a catalog
+/// query's correlated lookups then take their one row ([`crate::pg::subqueries`]).
 fn compatible(statement: sqlparser::ast::Statement) -> sqlparser::ast::Statement {
-    if reads_catalog(&statement) {
-        return PG_COMPAT.rewrite(statement);
-    }
-    DATA_REWRITES
+    let catalog = reads_catalog(&statement);
+    let mut statement = DATA_REWRITES
         .iter()
-        .fold(statement, |statement, rule| rule.rewrite(statement))
+        .fold(statement, |statement, rule| rule.rewrite(statement));
+    if catalog {
+        crate::pg::subqueries::single_row_lookups(&mut statement);
+    }
+    statement
 }
 
 /// Whether a statement reads `pg_catalog` or `information_schema` (named or bare `pg_*`).
@@ -103,11 +106,16 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             _ => None,
         })
         .collect();
-    // The blacklist of PG_COMPAT.parse swaps whole catalog queries (psql's) at the token level.
+    // The blacklist of PG_COMPAT.parse swaps whole catalog queries (psql's) at the token level;
+    // its answer is taken only where it did (its rules alone would give the same statements).
     if standard.len() == statements.len()
         && standard.iter().all(|s| reads_catalog(s))
         && let Ok(rewritten) = PG_COMPAT.parse(sql)
         && rewritten.len() == statements.len()
+        && standard
+            .iter()
+            .zip(&rewritten)
+            .any(|(original, rewritten)| PG_COMPAT.rewrite((*original).clone()) != *rewritten)
     {
         return Ok(standard
             .into_iter()

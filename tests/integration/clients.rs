@@ -366,7 +366,7 @@ async fn psql_meta_commands() {
     };
     psql("CREATE TABLE psql_t (id INT NOT NULL, name TEXT)".into()).await;
     // Each meta-command with what its answer must show.
-    let expectations: [(&str, &[&str]); 10] = [
+    let expectations: [(&str, &[&str]); 15] = [
         ("\\l", &["sluice", "UTF8"]),
         ("\\dn", &["public", "sluice_catalog"]),
         ("\\dn+", &["Access privileges", "public", "sluice_catalog"]),
@@ -394,6 +394,14 @@ async fn psql_meta_commands() {
             &["View definition:", "tumble(demo_clicks, ts"],
         ),
         ("\\d+ psql_t", &["Storage", "plain", "extended"]),
+        ("\\du", &["postgres", "Superuser", "Member of"]),
+        (
+            "\\df abs",
+            &["pg_catalog | abs", "double precision", "func"],
+        ),
+        ("\\dT", &["List of data types"]),
+        ("\\dp psql_t", &["Access privileges", "psql_t", "Policies"]),
+        ("\\dx", &["plpgsql"]),
     ];
     for (command, expected) in expectations {
         let out = psql(command.to_string()).await;
