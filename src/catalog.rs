@@ -1,15 +1,11 @@
-//! What exists: tables and their schemas, as DataFusion sees them.
+//! What exists: tables, sources and views as DataFusion sees them, and the providers that read
+//! them (committed files, pending rows, live view snapshots). How they look to Postgres tools
+//! (`pg_catalog`, `information_schema`) is [`crate::pg`]'s.
 //!
 //! The committed manifest is the catalog's only source of truth; [`provider::PublicSchema`]
 //! answers DataFusion (and through it `pg_catalog` and `information_schema`) from the newest
 //! manifest on every lookup, so a table appears to every session the moment its `CREATE` commits.
 
-pub mod bytea;
-pub mod coercion;
-pub mod functions;
-pub mod information_schema;
-pub mod introspection;
-pub mod pg_catalog;
 pub mod provider;
 pub mod snapshot;
 pub mod source;

@@ -26,10 +26,6 @@ use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Query, Statement as Sql
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::catalog::bytea::ByteaText;
-use crate::catalog::coercion::BooleanText;
-use crate::catalog::information_schema::{self, InformationSchema};
-use crate::catalog::pg_catalog::PgCatalog;
 use crate::catalog::provider::PublicSchema;
 use crate::catalog::system::{self, SystemSchema};
 use crate::catalog::table::TableDef;
@@ -40,13 +36,17 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
 use crate::pg::arrays::{ArrayLiteralComparisons, ArrayText};
+use crate::pg::bytea::ByteaText;
 use crate::pg::casts::RoundingCasts;
+use crate::pg::coercion::BooleanText;
+use crate::pg::information_schema::{self, InformationSchema};
 use crate::pg::literals::IntegerLiterals;
+use crate::pg::names::{postgres_names, rename, with_distinct_names};
 use crate::pg::overflow::CheckedArithmetic;
+use crate::pg::pg_catalog::PgCatalog;
 use crate::server::backends::Backends;
 use crate::source::Sources;
 use crate::sql::copy::CopyFormat;
-use crate::sql::names::{postgres_names, rename, with_distinct_names};
 use crate::sql::parser::table_name;
 use crate::sql::{CreateView, Statement};
 use crate::storage::{CheckpointRecord, Storage};
@@ -177,8 +177,8 @@ impl Database {
         crate::pg::function_signatures::register(&ctx).await?;
         let backends = Arc::new(Backends::default());
         backends.install(&ctx)?;
-        crate::catalog::functions::register(&ctx);
-        crate::catalog::introspection::register(&ctx);
+        crate::pg::functions::register(&ctx);
+        crate::pg::introspection::register(&ctx);
         // `now()` is a timestamptz in Postgres. DataFusion gives it a zone only when the zone is
         // SET, which re-creates the time functions with the new setting; the builder does not.
         ctx.sql("SET datafusion.execution.time_zone = '+00:00'")

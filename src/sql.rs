@@ -2,17 +2,13 @@
 //!
 //! [`parser`] turns text into [`Statement`]s: our DDL (`CREATE TABLE … WATERMARK FOR … APPEND
 //! ONLY`, `FLUSH`) is parsed by our sqlparser extension; everything else stays a sqlparser
-//! statement, passed through datafusion-pg-catalog's Postgres compatibility rewrites so psql and
-//! BI tools' catalog queries plan in DataFusion. [`copy`] decodes `COPY FROM STDIN` payloads.
+//! statement, passed through Postgres' rewrites ([`crate::pg`]) so what psql, drivers and BI
+//! tools send plans in DataFusion. [`copy`] decodes `COPY FROM STDIN` payloads.
 //! Nothing here executes anything.
 
-pub mod compat;
 pub mod copy;
-pub mod driver_queries;
 pub mod interval;
-pub mod names;
 pub mod parser;
-pub mod sort_keys;
 pub mod source;
 pub mod view;
 

@@ -135,7 +135,7 @@ impl ScalarUDFImpl for ArrayIn {
         }
         let values: ArrayRef = Arc::new(StringArray::from(values));
         let values = match self.element.data_type() {
-            DataType::Binary => crate::catalog::bytea::parse_array(&values, false)?,
+            DataType::Binary => crate::pg::bytea::parse_array(&values, false)?,
             element => cast_with_options(
                 &values,
                 element,
@@ -166,7 +166,7 @@ pub struct ArrayText;
 
 impl AnalyzerRule for ArrayText {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        crate::catalog::coercion::rewrite_expressions(plan, array_text)
+        crate::pg::coercion::rewrite_expressions(plan, array_text)
     }
 
     fn name(&self) -> &str {

@@ -12,7 +12,7 @@ use datafusion::functions::math::round;
 use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, TryCast, cast};
 use datafusion::optimizer::AnalyzerRule;
 
-use crate::catalog::coercion::rewrite_expressions;
+use crate::pg::coercion::rewrite_expressions;
 
 #[derive(Debug, Default)]
 pub struct RoundingCasts;

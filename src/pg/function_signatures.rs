@@ -147,7 +147,7 @@ fn lookup(
                 .iter()
                 .map(|oid| oid.and_then(|oid| described.get(&oid)).map(field))
                 .collect();
-            crate::catalog::functions::scalar_if_scalar(args, Arc::new(answers))
+            crate::pg::functions::scalar_if_scalar(args, Arc::new(answers))
         }),
     )
     .into()

@@ -26,9 +26,9 @@ use sqlparser::ast::{
     visit_expressions_mut,
 };
 
-use crate::catalog::functions::PG_COMPAT_VERSION;
 use crate::database::Output;
 use crate::error::{Error, Result};
+use crate::pg::functions::PG_COMPAT_VERSION;
 
 /// Every setting a client may SET or SHOW, with its default, as Postgres spells them.
 /// `server_version` and friends are read-only, as in Postgres.
@@ -467,7 +467,7 @@ pub fn bind_caller(statement: &SqlStatement, caller: &Caller) -> Option<SqlState
             if let SelectItem::UnnamedExpr(expr) = item
                 && let Some(value) = caller_value(expr, caller)
             {
-                let name = crate::sql::names::postgres_expr_name(expr);
+                let name = crate::pg::names::postgres_expr_name(expr);
                 *item = SelectItem::ExprWithAlias {
                     expr: value,
                     alias: Ident::with_quote('"', name),
@@ -488,8 +488,8 @@ fn caller_value(expr: &Expr, caller: &Caller) -> Option<Expr> {
     let Expr::Function(function) = expr else {
         return None;
     };
-    let name = crate::sql::compat::function_name(function)?;
-    let args = crate::sql::compat::unnamed_args(function)?;
+    let name = crate::pg::compat::function_name(function)?;
+    let args = crate::pg::compat::unnamed_args(function)?;
     let text = |s: String| Expr::value(Value::SingleQuotedString(s));
     match (name.as_str(), args.as_slice()) {
         ("current_user" | "session_user" | "user" | "current_role", []) => {
@@ -534,7 +534,7 @@ pub fn set_configs(
     let mut calls = Vec::new();
     let _ = visit_expressions(statement, |expr| {
         if let Expr::Function(function) = expr
-            && crate::sql::compat::function_name(function).as_deref() == Some("set_config")
+            && crate::pg::compat::function_name(function).as_deref() == Some("set_config")
             && let Some(call) = set_config_call(function)
         {
             calls.push(call);
@@ -555,7 +555,7 @@ pub fn set_configs(
 /// `set_config('name', 'value', is_local)` with constant arguments; other calls are left to the
 /// shared function, which refuses them.
 fn set_config_call(function: &Function) -> Option<(String, String, bool)> {
-    let args = crate::sql::compat::unnamed_args(function)?;
+    let args = crate::pg::compat::unnamed_args(function)?;
     let [Expr::Value(name), Expr::Value(value), Expr::Value(is_local)] = args.as_slice() else {
         return None;
     };

@@ -25,7 +25,7 @@ use sqlparser::ast::{
     SetExpr, TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 
-use crate::sql::compat::{function_name, parse_expr};
+use crate::pg::compat::{function_name, parse_expr};
 
 /// Aggregate functions: a subquery calling one already returns one row.
 const AGGREGATES: &[&str] = &[
@@ -343,7 +343,7 @@ fn reads_empty_catalog_table(select: &Select) -> bool {
     match select.from.as_slice() {
         [from] if from.joins.is_empty() => {
             matches!(&from.relation, TableFactor::Table { name, args: None, .. }
-            if name.0.last().and_then(|p| p.as_ident()).is_some_and(|t| crate::catalog::pg_catalog::always_empty(&t.value)))
+            if name.0.last().and_then(|p| p.as_ident()).is_some_and(|t| crate::pg::pg_catalog::always_empty(&t.value)))
         }
         _ => false,
     }
@@ -411,7 +411,7 @@ mod tests {
         let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
             .unwrap()
             .remove(0);
-        crate::sql::compat::rewrite(&mut statement);
+        crate::pg::compat::rewrite(&mut statement);
         statement.to_string()
     }
 

@@ -135,7 +135,7 @@ impl Backends {
                             pid.map(|pid| i32::try_from(pid).is_ok_and(|pid| stop(&backends, pid)))
                         })
                         .collect();
-                    crate::catalog::functions::scalar_if_scalar(args, Arc::new(stopped))
+                    crate::pg::functions::scalar_if_scalar(args, Arc::new(stopped))
                 }),
             ));
         }

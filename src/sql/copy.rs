@@ -349,7 +349,7 @@ fn cast_text(
     safe: bool,
 ) -> datafusion::arrow::error::Result<ArrayRef> {
     if matches!(to, datafusion::arrow::datatypes::DataType::Binary) {
-        return crate::catalog::bytea::parse_array(text, safe);
+        return crate::pg::bytea::parse_array(text, safe);
     }
     let options = CastOptions {
         safe,

@@ -1,17 +1,9 @@
 //! Parses SQL text into [`Statement`]s with sqlparser's Postgres dialect plus our DDL.
 //!
 //! Our statements are recognised by their leading keywords and parsed with sqlparser's own
-//! building blocks (column definitions, expressions), never with regexes. Catalog queries (those
-//! reading `pg_catalog` or `information_schema`) are parsed by datafusion-pg-catalog's
-//! `PostgresCompatibilityParser`, whose rewrites let psql's and BI tools' catalog queries run
-//! in DataFusion — all but one: its `RemoveSubqueryFromProjection` answers a correlated scalar
-//! subquery with NULL and cuts an uncorrelated one to its first row, wrong answers where
-//! Postgres gives numbers or an error. Its whole-query replacements (the blacklist) are kept.
+//! building blocks (column definitions, expressions), never with regexes. Everything else is a
+//! standard statement, handed to [`crate::pg::rewrite`] for Postgres' rewrites.
 
-use std::sync::LazyLock;
-
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use datafusion_pg_catalog::sql::rules::{self, SqlStatementRewriteRule};
 use sqlparser::ast::{BinaryOperator, ColumnOption, Expr, ObjectName, ObjectNamePart};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -23,129 +15,18 @@ use super::{ColumnDef, CreateTable, Statement, Watermark, normalize_ident};
 use crate::catalog::types::ColumnType;
 use crate::error::{Error, Result};
 
-static PG_COMPAT: LazyLock<PostgresCompatibilityParser> =
-    LazyLock::new(PostgresCompatibilityParser::new);
-
-/// datafusion-pg-catalog's rewrites in its order, without `RemoveSubqueryFromProjection` and
-/// `FixArrayLiteral` (which splits `'{…}'::t[]` at every comma, quoted or not:
-/// [`crate::pg::arrays`] reads them).
-static DATA_REWRITES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock::new(|| {
-    vec![
-        Box::new(rules::AliasDuplicatedProjectionRewrite),
-        Box::new(rules::ResolveUnqualifiedIdentifier),
-        Box::new(rules::RewriteArrayAnyAllOperation),
-        Box::new(rules::PrependUnqualifiedPgTableName),
-        Box::new(rules::StripCallableQualifier),
-        Box::new(rules::CurrentUserVariableToSessionUserFunctionCall),
-        Box::new(rules::StripCollate),
-        Box::new(rules::RewritePgCatalogOperator),
-        Box::new(rules::RewriteRegCastToSubquery::new()),
-        Box::new(rules::FixVersionColumnName),
-    ]
-});
-
-/// datafusion-pg-catalog's rewrites for `statement` but its subquery removal; a catalog
-/// query's correlated lookups then take their one row ([`crate::pg::subqueries`]).
-fn compatible(statement: sqlparser::ast::Statement) -> sqlparser::ast::Statement {
-    let catalog = reads_catalog(&statement);
-    let mut statement = DATA_REWRITES
-        .iter()
-        .fold(statement, |statement, rule| rule.rewrite(statement));
-    if catalog {
-        crate::pg::subqueries::single_row_lookups(&mut statement);
-    }
-    statement
-}
-
-/// Whether a statement reads `pg_catalog` or `information_schema` (named or bare `pg_*`).
-fn reads_catalog(statement: &sqlparser::ast::Statement) -> bool {
-    let found = sqlparser::ast::visit_relations(statement, |name| {
-        let catalog = name.0.iter().any(|part| {
-            part.as_ident().is_some_and(|ident| {
-                let value = ident.value.to_ascii_lowercase();
-                value == "pg_catalog" || value == "information_schema" || value.starts_with("pg_")
-            })
-        });
-        match catalog {
-            true => std::ops::ControlFlow::Break(()),
-            false => std::ops::ControlFlow::Continue(()),
-        }
-    });
-    found.is_break()
-}
-
-/// Parses every statement of `sql`; empty input gives an empty list.
+/// Parses every statement of `sql`; empty input gives an empty list. Standard statements come
+/// out with Postgres' rewrites applied ([`crate::pg::rewrite`]).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let rewritten = super::view::rewrite_flink_windows(sql);
     let sql = rewritten.as_deref().unwrap_or(sql);
-    let mut statements = parse_with_extensions(sql)?;
-    // Scalar functions in FROM become derived tables here, and the text handed on below is
-    // made from them: datafusion-pg-catalog's blacklist would otherwise swap Grafana's
-    // search_path subquery (which then plans) for '' at the token level.
-    let mut from_functions = false;
+    let mut statements = crate::pg::rewrite::standard_statements(sql, parse_with_extensions(sql)?);
     for statement in &mut statements {
         if let Statement::Standard(s) = statement {
-            from_functions |= super::compat::functions_in_from(s.as_mut());
+            super::view::lowercase_window_functions(s.as_mut());
         }
     }
-    let rewritten_text = from_functions.then(|| {
-        statements
-            .iter()
-            .filter_map(|s| match s {
-                Statement::Standard(s) => Some(s.to_string()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join(";\n")
-    });
-    let sql = rewritten_text.as_deref().unwrap_or(sql);
-    let standard: Vec<&sqlparser::ast::Statement> = statements
-        .iter()
-        .filter_map(|s| match s {
-            Statement::Standard(s) => Some(s.as_ref()),
-            _ => None,
-        })
-        .collect();
-    // The blacklist of PG_COMPAT.parse swaps whole catalog queries (psql's) at the token level;
-    // its answer is taken only where it did (its rules alone would give the same statements).
-    if standard.len() == statements.len()
-        && standard.iter().all(|s| reads_catalog(s))
-        && let Ok(rewritten) = PG_COMPAT.parse(sql)
-        && rewritten.len() == statements.len()
-        && standard
-            .iter()
-            .zip(&rewritten)
-            .any(|(original, rewritten)| PG_COMPAT.rewrite((*original).clone()) != *rewritten)
-    {
-        return Ok(standard
-            .into_iter()
-            .zip(rewritten)
-            .map(|(original, rewritten)| finish_standard(original, rewritten))
-            .collect());
-    }
-    Ok(statements
-        .into_iter()
-        .map(|s| match s {
-            Statement::Standard(s) => finish_standard(&s, compatible((*s).clone())),
-            ours => ours,
-        })
-        .collect())
-}
-
-/// Our rewrites of a standard statement, after datafusion-pg-catalog's (`statement`, made
-/// from `original`).
-fn finish_standard(
-    original: &sqlparser::ast::Statement,
-    statement: sqlparser::ast::Statement,
-) -> Statement {
-    let mut s = match super::driver_queries::equivalent(&statement) {
-        Some(equivalent) => compatible(equivalent),
-        None => statement,
-    };
-    super::view::lowercase_window_functions(&mut s);
-    super::compat::rewrite(&mut s);
-    super::names::name_columns(original, &mut s);
-    Statement::Standard(Box::new(s))
+    Ok(statements)
 }
 
 fn parse_with_extensions(sql: &str) -> Result<Vec<Statement>> {

@@ -37,8 +37,8 @@ use super::node::WindowAggregateNode;
 use super::window::WindowKind;
 use crate::catalog::types::ColumnType;
 use crate::error::{Error, Result};
+use crate::pg::names::postgres_names;
 use crate::sql::ColumnDef;
-use crate::sql::names::postgres_names;
 use crate::storage::Manifest;
 
 /// What kind of relation a view reads.

@@ -17,7 +17,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::names::postgres_names;
-use super::normalize_ident;
+use crate::sql::normalize_ident;
 
 /// Rewrites every query of `statement` whose sort keys hold a subquery.
 pub struct HoistSortSubqueries;

@@ -35,7 +35,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 
-use super::SCHEMA_NAME;
+use crate::catalog::SCHEMA_NAME;
 use crate::storage::Storage;
 
 /// The oids `pg_class` gave our materialized views, by oid.

@@ -17,8 +17,8 @@ use datafusion::catalog::{CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 
-use super::snapshot::{Snapshot, SnapshotTable};
-use super::types::pg_type_names;
+use crate::catalog::snapshot::{Snapshot, SnapshotTable};
+use crate::catalog::types::pg_type_names;
 
 pub const SCHEMA_NAME: &str = "information_schema";
 

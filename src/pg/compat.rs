@@ -420,7 +420,7 @@ fn is_epoch(expr: &Expr) -> bool {
 
 /// `interval * factor` as an interval of seconds, when `interval` is a fixed-length literal.
 fn scaled_interval(interval: &Expr, factor: &Expr) -> Option<Expr> {
-    let ms = super::interval::interval_ms(interval).ok()?;
+    let ms = crate::sql::interval::interval_ms(interval).ok()?;
     let seconds = ms as f64 / 1000.0;
     parse_expr(&format!(
         "CAST(CAST(({factor}) * {seconds} AS VARCHAR) || ' seconds' AS INTERVAL)"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use sqlparser::ast::{DataType, Expr, Ident, SelectItem, SetExpr, Statement as SqlStatement};
 
-use super::normalize_ident;
+use crate::sql::normalize_ident;
 
 /// Postgres' names for the result columns of a plain `SELECT`, or `None` when DataFusion's are
 /// already right (wildcards, `VALUES`, set operations, anything but a query).
