@@ -534,9 +534,13 @@ impl Database {
             .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
             .await
         {
-            // Postgres allows two result columns of one name; DataFusion does not. The client
-            // sees the Postgres names either way (`postgres_names`).
-            Err(e) if e.to_string().contains("unique expression names") => {
+            // Postgres allows two result columns of one name (`d.id` and a subquery named
+            // `id`); DataFusion does not. The client sees the Postgres names either way
+            // (`postgres_names`).
+            Err(e)
+                if e.to_string().contains("unique expression names")
+                    || e.to_string().contains("which would be ambiguous") =>
+            {
                 match with_distinct_names(stmt) {
                     Some(renamed) => {
                         state

@@ -13,7 +13,8 @@
 //!
 //! What tools send, rewritten in the syntax tree before planning ([`rewrite`] applies them in order):
 //! - [`compat`]: expressions Postgres spells differently (`LIKE … ESCAPE`, interval arithmetic,
-//!   functions in FROM, …), with [`subqueries`] (`ARRAY(SELECT …)`, catalog lookups) and
+//!   functions in FROM, …), with [`subqueries`] (`ARRAY(SELECT …)`, correlated lookups, with
+//!   the [`single_value`] aggregate) and
 //!   [`sort_keys`] (subqueries in ORDER BY and select lists) as DataFusion can decorrelate them.
 //! - [`driver_queries`]: whole catalog queries of drivers swapped for equivalents.
 //! - [`names`]: result columns named as Postgres names them.
@@ -40,6 +41,7 @@ pub mod overflow;
 pub mod pg_catalog;
 pub mod rewrite;
 pub mod settings;
+pub mod single_value;
 pub mod sort_keys;
 pub mod subqueries;
 pub mod text;

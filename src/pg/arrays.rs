@@ -16,7 +16,7 @@ use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
@@ -26,27 +26,44 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-/// The elements of one array value in Postgres' text form, `None` for NULL.
-pub fn parse(text: &str) -> std::result::Result<Vec<Option<String>>, String> {
-    let malformed = |detail: &str| format!("malformed array literal: \"{text}\" ({detail})");
-    let body = text.trim();
+/// Postgres' `array_isspace`: ASCII white space only.
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
+/// Why `text` is not an array: Postgres' message and its DETAIL.
+#[derive(Debug, PartialEq)]
+pub struct Malformed {
+    pub message: String,
+    pub detail: &'static str,
+}
+
+/// The elements of one array value in Postgres' text form, `None` for NULL. Only one
+/// dimension and no explicit bounds (`[1:2]={…}`): those are refused.
+pub fn parse(text: &str) -> std::result::Result<Vec<Option<String>>, Malformed> {
+    let malformed = |detail: &'static str| Malformed {
+        message: format!("malformed array literal: \"{text}\""),
+        detail,
+    };
+    let body = text.trim_matches(is_space);
     let body = body
         .strip_prefix('{')
-        .and_then(|b| b.strip_suffix('}'))
-        .ok_or_else(|| malformed("Array value must start with \"{\" or dimension information."))?;
+        .ok_or_else(|| malformed("Array value must start with \"{\" or dimension information."))?
+        .strip_suffix('}')
+        .ok_or_else(|| malformed("Unexpected end of input."))?;
     let mut elements = Vec::new();
-    if body.trim().is_empty() {
+    if body.trim_matches(is_space).is_empty() {
         return Ok(elements);
     }
     let mut chars = body.chars().peekable();
     loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars.next_if(|c| is_space(*c)).is_some() {}
         let mut value = String::new();
-        let mut quoted = false;
+        // Bytes up to here were quoted or escaped: trailing space is trimmed only after them.
+        let mut kept = 0;
         match chars.peek() {
             Some('"') => {
                 chars.next();
-                quoted = true;
                 loop {
                     match chars.next() {
                         Some('"') => break,
@@ -59,35 +76,42 @@ pub fn parse(text: &str) -> std::result::Result<Vec<Option<String>>, String> {
                         None => return Err(malformed("Unexpected end of input.")),
                     }
                 }
-                while chars.next_if(|c| c.is_whitespace()).is_some() {}
+                kept = value.len().max(1);
+                while chars.next_if(|c| is_space(*c)).is_some() {}
             }
-            Some('{') => return Err(malformed("multidimensional arrays are not supported")),
+            Some('{') => return Err(malformed("Multidimensional arrays are not supported.")),
             _ => {
                 while let Some(c) = chars.next_if(|c| *c != ',') {
                     match c {
-                        '\\' => value.push(
-                            chars
-                                .next()
-                                .ok_or_else(|| malformed("Unexpected end of input."))?,
-                        ),
-                        '"' | '{' | '}' => {
-                            return Err(malformed(&format!("Unexpected \"{c}\" character.")));
+                        '\\' => {
+                            value.push(
+                                chars
+                                    .next()
+                                    .ok_or_else(|| malformed("Unexpected end of input."))?,
+                            );
+                            kept = value.len();
+                        }
+                        '"' => return Err(malformed("Unexpected array element.")),
+                        '{' | '}' => {
+                            return Err(malformed("Unexpected \"{\" or \"}\" character."));
                         }
                         c => value.push(c),
                     }
                 }
-                value.truncate(value.trim_end().len());
+                let trimmed = kept + value[kept..].trim_end_matches(is_space).len();
+                value.truncate(trimmed);
                 if value.is_empty() {
                     return Err(malformed("Unexpected \",\" character."));
                 }
             }
         }
-        let null = !quoted && value.eq_ignore_ascii_case("null");
+        // Only a bare NULL is NULL: `"NULL"` and `\NULL` are the text.
+        let null = kept == 0 && value.eq_ignore_ascii_case("null");
         elements.push((!null).then_some(value));
         match chars.next() {
             None => return Ok(elements),
             Some(',') => {}
-            Some(c) => return Err(malformed(&format!("Unexpected \"{c}\" character."))),
+            Some(_) => return Err(malformed("Expected \",\" or \"}\" character.")),
         }
     }
 }
@@ -120,7 +144,10 @@ impl ScalarUDFImpl for ArrayIn {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let text = args.args[0].to_array(args.number_rows)?;
+        let text = match &args.args[0] {
+            ColumnarValue::Scalar(scalar) => scalar.to_array()?,
+            ColumnarValue::Array(array) => Arc::clone(array),
+        };
         let text = text
             .as_any()
             .downcast_ref::<StringArray>()
@@ -129,7 +156,13 @@ impl ScalarUDFImpl for ArrayIn {
         let mut values: Vec<Option<String>> = Vec::new();
         for value in text {
             if let Some(value) = value {
-                values.extend(parse(value).map_err(ArrowError::CastError)?);
+                let elements = parse(value).map_err(|e| {
+                    DataFusionError::External(Box::new(crate::error::Error::InvalidText {
+                        message: e.message,
+                        detail: Some(e.detail.to_string()),
+                    }))
+                })?;
+                values.extend(elements);
             }
             offsets.push(values.len());
         }
@@ -261,6 +294,12 @@ mod tests {
         );
         assert_eq!(elements("{}"), Vec::<Option<&str>>::new());
         assert_eq!(elements("{\"\"}"), [Some("")]);
+        // Escaped characters keep their space; an escaped NULL is text; Unicode space is data.
+        assert_eq!(
+            elements(r"{a\ , \NULL,\ }"),
+            [Some("a "), Some("NULL"), Some(" ")]
+        );
+        assert_eq!(elements("{\u{a0}x}"), [Some("\u{a0}x")]);
     }
 
     #[test]
@@ -273,12 +312,14 @@ mod tests {
             "{\"a}",
             "{{1},{2}}",
             "{1}x",
+            "{\"a\" b}",
         ] {
             let error = parse(bad).unwrap_err();
             assert!(
-                error.starts_with("malformed array literal"),
-                "{bad}: {error}"
+                error.message.starts_with("malformed array literal"),
+                "{bad}: {error:?}"
             );
         }
+        assert_eq!(parse("{1").unwrap_err().detail, "Unexpected end of input.");
     }
 }

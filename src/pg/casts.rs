@@ -1,15 +1,16 @@
 //! A cast of a fractional number to an integer rounds, as in Postgres (`3.7::int` is 4,
 //! `-2.5::int` is -3), where DataFusion truncates (3, -2): a wrong number in any report that
 //! casts an average or a ratio. [`RoundingCasts`] runs after type coercion and puts `round()`
-//! (half away from zero, Postgres' rule for numeric) under every such cast. Decimals go through
-//! double precision only up to 15 digits, which doubles hold exactly.
+//! (half away from zero, Postgres' rule for numeric, exact on decimals) under every such cast.
+//! A double is rounded the same way, where Postgres rounds a float8 half to even: SluiceDB's
+//! doubles mostly stand for Postgres numerics (`2.5` literals, `avg(int)`), which round away.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result};
 use datafusion::config::ConfigOptions;
 use datafusion::functions::math::round;
-use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, TryCast, cast};
+use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, TryCast};
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::pg::coercion::rewrite_expressions;
@@ -45,10 +46,8 @@ fn rounded(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {
     };
     let argument = match from {
         DataType::Float16 | DataType::Float32 | DataType::Float64 => inner.clone(),
-        DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale)
-            if scale > 0 && precision <= 15 =>
-        {
-            cast(inner.clone(), DataType::Float64)
+        DataType::Decimal128(_, scale) | DataType::Decimal256(_, scale) if scale > 0 => {
+            inner.clone()
         }
         _ => return Transformed::no(expr),
     };

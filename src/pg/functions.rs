@@ -37,6 +37,8 @@ pub fn register(ctx: &SessionContext) {
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))),
     );
     ctx.register_udf(version);
+    // The value of a correlated scalar subquery (pg/subqueries.rs).
+    ctx.register_udaf(super::single_value::udaf());
     // RisingWave's and Flink's name for DataFusion's HyperLogLog distinct count.
     let approx_distinct = datafusion::functions_aggregate::approx_distinct::approx_distinct_udaf();
     ctx.register_udaf(

@@ -37,16 +37,13 @@ static DATA_REWRITES: LazyLock<Vec<Box<dyn SqlStatementRewriteRule>>> = LazyLock
     ]
 });
 
-/// datafusion-pg-catalog's rewrites for `statement` but its subquery removal; a catalog
-/// query's correlated lookups then take their one row ([`super::subqueries`]).
+/// datafusion-pg-catalog's rewrites for `statement` but its subquery removal; correlated
+/// lookups then take their one row ([`super::subqueries`]).
 fn compatible(statement: sqlparser::ast::Statement) -> sqlparser::ast::Statement {
-    let catalog = reads_catalog(&statement);
     let mut statement = DATA_REWRITES
         .iter()
         .fold(statement, |statement, rule| rule.rewrite(statement));
-    if catalog {
-        super::subqueries::single_row_lookups(&mut statement);
-    }
+    super::subqueries::single_row_lookups(&mut statement);
     statement
 }
 

@@ -2,17 +2,18 @@
 //!
 //! DataFusion decorrelates a scalar subquery only when it aggregates, and cannot see an outer
 //! column inside a derived table. Catalog queries of psql (`\du`, `\dT`, `\dp`), pgAdmin and BI
-//! tools are full of both:
+//! tools are full of both, and users write them too:
 //! - `ARRAY(SELECT b.rolname FROM … WHERE m.member = r.oid ORDER BY 1)` becomes
 //!   `coalesce((SELECT array_agg(b.rolname ORDER BY b.rolname) FROM … WHERE …), make_array())`:
 //!   the same rows in the same order, `{}` when there are none — for every query, not only
-//!   catalog ones. A subquery with DISTINCT, GROUP BY, HAVING, LIMIT or OFFSET keeps the older
-//!   form `(SELECT array_agg(x) FROM (…))`, which holds for uncorrelated subqueries.
-//! - In catalog queries only, a correlated lookup `(SELECT c.relkind = 'c' FROM pg_class c
-//!   WHERE c.oid = t.typrelid)` takes its value with `first_value(…)`: such lookups go by oid and
-//!   find at most one row. Over user data a second row must stay Postgres' 21000, so those are
-//!   left alone. (datafusion-pg-catalog's own rule answered every correlated subquery of a
-//!   select list with NULL, whatever the catalog held.)
+//!   catalog ones.
+//!   An element that aggregates or returns sets, or DISTINCT, GROUP BY, HAVING, LIMIT or
+//!   OFFSET, keep the older form `(SELECT array_agg(x) FROM (…))` (uncorrelated only).
+//! - A correlated lookup `(SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid = t.typrelid)`
+//!   takes its value with [`super::single_value`], which keeps Postgres' 21000 for a second row
+//!   (`first_value(… ORDER BY …)` under `ORDER BY … LIMIT 1`), when each condition reading outer
+//!   columns is an equality. In a catalog query's select list one that is not becomes NULL, as
+//!   datafusion-pg-catalog made every correlated one there (its answer is NULL here anyway).
 //! - An `ARRAY(SELECT … FROM unnest(c.reloptions) …)` over a catalog array that is always NULL
 //!   here (storage options, privileges) is `NULL::text[]`, and one over a catalog table that is
 //!   always empty here (`pg_policy`) is `{}`, as their answers are.
@@ -40,14 +41,28 @@ const AGGREGATES: &[&str] = &[
     "bool_or",
     "every",
     "first_value",
+    "single_value",
     "last_value",
     "json_agg",
     "jsonb_agg",
     "json_object_agg",
     "jsonb_object_agg",
     "stddev",
+    "stddev_samp",
+    "stddev_pop",
     "variance",
+    "var_samp",
+    "var_pop",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "median",
+    "approx_distinct",
+    "approx_count_distinct",
 ];
+
+/// Set-returning functions: an element calling one is many rows per input row.
+const SET_RETURNING: &[&str] = &["unnest", "generate_series", "generate_subscripts"];
 
 /// `ARRAY(query)` as an expression DataFusion runs.
 pub fn array_subquery(query: &Query) -> Option<Expr> {
@@ -61,7 +76,7 @@ pub fn array_subquery(query: &Query) -> Option<Expr> {
         return parse_expr("make_array()");
     }
     let element = single_item(select)?;
-    if plain(query, select, false) {
+    if plain(query, select, false) && !aggregates(element) && !calls(element, SET_RETURNING) {
         let order = order_by(query, element)?;
         return with_aggregate(query, &format!("array_agg({element}{order})"))
             .and_then(|lookup| parse_expr(&format!("coalesce(({lookup}), make_array())")));
@@ -74,19 +89,23 @@ pub fn array_subquery(query: &Query) -> Option<Expr> {
         }];
     }
     parse_expr(&format!(
-        "(SELECT array_agg(array_element) FROM ({inner}) AS array_rows)"
+        "coalesce((SELECT array_agg(array_element) FROM ({inner}) AS array_rows), make_array())"
     ))
 }
 
-/// Correlated scalar subqueries of a catalog query take their one row with `first_value`; one
-/// in a select list that DataFusion cannot decorrelate is NULL, as datafusion-pg-catalog made
-/// every correlated one (psql's `\d` asks for a column's collation where it differs from its
-/// type's: never here).
+/// Correlated scalar subqueries take their one row with `single_value` (`first_value` under
+/// `ORDER BY … LIMIT 1`); one of a catalog query's select list that DataFusion cannot
+/// decorrelate is NULL, as datafusion-pg-catalog made every correlated one (psql's `\d` asks
+/// for a column's collation where it differs from its type's: never here).
 pub fn single_row_lookups<V: VisitMut>(statement: &mut V) {
-    let _ = statement.visit(&mut Lookups);
+    let _ = statement.visit(&mut Lookups::default());
 }
 
-struct Lookups;
+#[derive(Default)]
+struct Lookups {
+    /// Subqueries compared with `ANY`/`ALL`: all their rows count, so they stay as they are.
+    quantified: HashSet<*const Query>,
+}
 
 impl VisitorMut for Lookups {
     type Break = ();
@@ -99,6 +118,7 @@ impl VisitorMut for Lookups {
             if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
                 && let Expr::Subquery(subquery) = expr
                 && let SetExpr::Select(inner) = subquery.body.as_ref()
+                && reads_only_catalog(inner)
                 && correlated(inner)
                 && !decorrelatable(inner)
             {
@@ -108,8 +128,18 @@ impl VisitorMut for Lookups {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = expr
+            && let Expr::Subquery(query) = right.as_ref()
+        {
+            self.quantified.insert(query.as_ref() as *const Query);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         if let Expr::Subquery(query) = expr
+            && !self.quantified.contains(&(query.as_ref() as *const Query))
             && let Some(lookup) = single_row_lookup(query)
         {
             **query = lookup;
@@ -130,8 +160,12 @@ fn single_row_lookup(query: &Query) -> Option<Query> {
     {
         return None;
     }
-    let order = order_by(query, value)?;
-    let sql = with_aggregate(query, &format!("first_value({value}{order})"))?;
+    // `ORDER BY … LIMIT 1` asks for the first row; otherwise a second one is an error.
+    let aggregate = match query.limit_clause {
+        Some(_) => format!("first_value({value}{})", order_by(query, value)?),
+        None => format!("{}({value})", super::single_value::NAME),
+    };
+    let sql = with_aggregate(query, &aggregate)?;
     match parse_expr(&format!("({sql})"))? {
         Expr::Subquery(lookup) => Some(*lookup),
         _ => None,
@@ -169,11 +203,19 @@ fn plain(query: &Query, select: &Select, first_row: bool) -> bool {
         && matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty())
 }
 
-/// `query`'s ORDER BY as an aggregate's ` ORDER BY …` clause (positions read as `element`);
+/// `query`'s ORDER BY as an aggregate's ` ORDER BY …` clause (positions and the alias read as
+/// `element`);
 /// `None` for `ORDER BY ALL` or a position other than 1.
 fn order_by(query: &Query, element: &Expr) -> Option<String> {
     let Some(order_by) = &query.order_by else {
         return Some(String::new());
+    };
+    let alias = match query.body.as_ref() {
+        SetExpr::Select(select) => match select.projection.as_slice() {
+            [SelectItem::ExprWithAlias { alias, .. }] => Some(alias.value.to_ascii_lowercase()),
+            _ => None,
+        },
+        _ => None,
     };
     let OrderByKind::Expressions(keys) = &order_by.kind else {
         return None;
@@ -188,6 +230,12 @@ fn order_by(query: &Query, element: &Expr) -> Option<String> {
                 if n != "1" {
                     return None;
                 }
+                key.expr = element.clone();
+            }
+            // The element's alias means the element (the aggregate sees no select list).
+            if let Expr::Identifier(name) = &key.expr
+                && alias.as_deref() == Some(name.value.to_ascii_lowercase().as_str())
+            {
                 key.expr = element.clone();
             }
             Some(key.to_string())
@@ -211,6 +259,8 @@ fn aggregates(expr: &Expr) -> bool {
     let _ = sqlparser::ast::visit_expressions(expr, |e| {
         if let Expr::Function(f) = e
             && (f.over.is_some()
+                || f.filter.is_some()
+                || !f.within_group.is_empty()
                 || function_name(f).is_some_and(|name| AGGREGATES.contains(&name.as_str())))
         {
             found = true;
@@ -219,6 +269,34 @@ fn aggregates(expr: &Expr) -> bool {
         ControlFlow::Continue(())
     });
     found
+}
+
+/// Whether `expr` calls one of `functions`.
+fn calls(expr: &Expr, functions: &[&str]) -> bool {
+    sqlparser::ast::visit_expressions(expr, |e| match e {
+        Expr::Function(f) if function_name(f).is_some_and(|n| functions.contains(&n.as_str())) => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// Whether every relation `select` reads is a catalog table (`pg_*`, `information_schema`).
+fn reads_only_catalog(select: &Select) -> bool {
+    select.from.iter().all(|from| {
+        std::iter::once(&from.relation)
+            .chain(from.joins.iter().map(|j| &j.relation))
+            .all(|factor| match factor {
+                TableFactor::Table { name, .. } => name.0.iter().any(|part| {
+                    part.as_ident().is_some_and(|ident| {
+                        let name = ident.value.to_ascii_lowercase();
+                        name.starts_with("pg_") || name == "information_schema"
+                    })
+                }),
+                _ => false,
+            })
+    })
 }
 
 /// Whether `select` names a relation it does not read itself (`t.x` where no `t` is in its
@@ -278,6 +356,7 @@ fn references<N: Visit>(node: &N, bound: &HashSet<String>) -> (bool, bool) {
         bound,
         inner: false,
         outer: false,
+        depth: 0,
     };
     let _ = node.visit(&mut columns);
     (columns.inner, columns.outer)
@@ -316,12 +395,28 @@ struct Columns<'a> {
     bound: &'a HashSet<String>,
     inner: bool,
     outer: bool,
+    /// How many queries deep inside the one being read the visit is.
+    depth: usize,
 }
 
 impl Visitor for Columns<'_> {
     type Break = ();
 
+    // Nested queries have scopes of their own: their columns are not this one's.
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
         match expr {
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
                 let qualifier = parts[parts.len() - 2].value.to_ascii_lowercase();
@@ -421,7 +516,7 @@ mod tests {
             lookups(
                 "SELECT t.oid FROM pg_type t WHERE (SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid = t.typrelid)"
             ),
-            "SELECT t.oid FROM pg_type t WHERE (SELECT first_value(c.relkind = 'c') FROM pg_class c WHERE c.oid = t.typrelid)"
+            "SELECT t.oid FROM pg_type t WHERE (SELECT single_value(c.relkind = 'c') FROM pg_class c WHERE c.oid = t.typrelid)"
         );
         // Aggregated, uncorrelated or limited to more than one row: unchanged.
         for sql in [
@@ -441,6 +536,17 @@ mod tests {
     }
 
     #[test]
+    fn leaves_alone_what_it_cannot_read_as_one_row() {
+        // Nested scopes, user tables, ANY/ALL and mixed-in catalog names: unchanged.
+        for sql in [
+            "SELECT (SELECT c.relname FROM pg_class c WHERE c.relnamespace IN (SELECT n.oid FROM pg_namespace n)) FROM pg_type t",
+            "SELECT t.oid FROM pg_type t WHERE t.oid <> ALL(SELECT c.reltype FROM pg_class c WHERE c.relnamespace = t.typnamespace)",
+        ] {
+            assert_eq!(lookups(sql), sql);
+        }
+    }
+
+    #[test]
     fn array_subqueries_aggregate_in_place() {
         assert_eq!(
             array(
@@ -450,7 +556,19 @@ mod tests {
         );
         let sql = array("SELECT ARRAY(SELECT DISTINCT x FROM t LIMIT 3)");
         assert!(
-            sql.contains("(SELECT array_agg(array_element) FROM (SELECT DISTINCT x AS array_element FROM t LIMIT 3) AS array_rows)"),
+            sql.contains("coalesce((SELECT array_agg(array_element) FROM (SELECT DISTINCT x AS array_element FROM t LIMIT 3) AS array_rows), make_array())"),
+            "{sql}"
+        );
+        // Aggregates and set-returning elements keep their own query.
+        for sql in [
+            "SELECT ARRAY(SELECT max(x) FROM t)",
+            "SELECT ARRAY(SELECT unnest(a) FROM t)",
+        ] {
+            assert!(array(sql).contains("AS array_rows"), "{sql}");
+        }
+        let sql = array("SELECT ARRAY(SELECT x + 1 AS y FROM t ORDER BY y DESC)");
+        assert!(
+            sql.contains("array_agg(x + 1 ORDER BY x + 1 DESC)"),
             "{sql}"
         );
         let sql = array(

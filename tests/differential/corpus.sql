@@ -443,6 +443,14 @@ SELECT '{1'::int[];
 SELECT ARRAY(SELECT id FROM diff_t WHERE id > 10);
 SELECT ARRAY(SELECT id FROM diff_t WHERE id > 2 ORDER BY id DESC);
 SELECT d.id, ARRAY(SELECT e.id FROM diff_t e WHERE e.name = d.name ORDER BY 1) FROM diff_t d ORDER BY 1;
+SELECT ARRAY(SELECT max(id) FROM diff_t);
+SELECT 2.5::float8::int, 3.5::float8::int, (-2.5)::float8::int, 2.6::float8::int, (-0.5)::float8::int, 1.5::float4::int;
+SELECT CAST(2.5 AS numeric)::int, CAST(-2.5 AS numeric)::int;
+SELECT ARRAY(SELECT id * 2 AS y FROM diff_t ORDER BY y DESC);
+SELECT ARRAY(SELECT DISTINCT name FROM diff_t WHERE id > 10);
+SELECT '{a\ , \NULL,\ , "" }'::text[];
+SELECT '{"up date"'::text[];
+SELECT '{1} x'::int[];
 
 -- aggregates
 SELECT count(*) FROM diff_t;
@@ -652,6 +660,11 @@ SELECT txid_current() IS NOT NULL;
 SELECT current_schemas(false);
 SELECT current_schemas(true);
 SELECT quote_ident('user'), quote_ident('select'), quote_ident('name'), quote_ident('current_date');
+SELECT (SELECT count(*) FROM pg_class c WHERE c.relnamespace IN (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'public') AND c.relname = 'diff_t') AS n;
+SELECT d.id, (SELECT e.name FROM diff_t e WHERE e.id = d.id + 1) FROM diff_t d ORDER BY 1;
+SELECT d.id, (SELECT e.id FROM diff_t e WHERE e.name = d.name) FROM diff_t d ORDER BY 1;
+SELECT d.id, (SELECT e.id FROM diff_t e WHERE e.name = d.name ORDER BY e.id DESC LIMIT 1) FROM diff_t d ORDER BY 1;
+SELECT d.id FROM diff_t d WHERE (SELECT e.score FROM diff_t e WHERE e.id = d.id) > 2 ORDER BY 1;
 SELECT t.typname, (SELECT n.nspname FROM pg_namespace n WHERE n.oid = t.typnamespace) FROM pg_type t WHERE t.oid IN (23, 25) ORDER BY 1;
 SELECT r.rolname, ARRAY(SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b ON m.roleid = b.oid WHERE m.member = r.oid ORDER BY 1) FROM pg_roles r WHERE r.rolname = 'pg_monitor';
 SELECT rolname, rolsuper, rolcanlogin, rolpassword FROM pg_roles WHERE rolname = 'postgres';
