@@ -314,6 +314,15 @@ fn set_statement(set: &Set, metadata: &mut HashMap<String, String>) -> Result<Ap
         Some(value)
     };
     if let Some(value) = value {
+        // Whole hours (`SET TIME ZONE -5`) are Postgres' too; any other value must name a zone.
+        if name == "TimeZone"
+            && value.trim().parse::<f64>().is_err()
+            && super::text::known_zone(&value).is_none()
+        {
+            return Err(Error::InvalidParameter(format!(
+                "invalid value for parameter \"TimeZone\": \"{value}\""
+            )));
+        }
         metadata.insert(key(&name), value);
     }
     Ok(Applied {

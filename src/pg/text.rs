@@ -57,12 +57,19 @@ impl TextStyle {
     }
 }
 
-/// A `TimeZone` setting as a zone; names Arrow does not know read as UTC.
+/// A `TimeZone` setting as a zone; names Arrow does not know read as UTC (SET refuses them,
+/// [`known_zone`]; a startup packet may still carry one).
 fn zone(name: &str) -> Tz {
-    let utc = || Tz::from_str("+00:00").expect("a fixed offset parses");
+    known_zone(name).unwrap_or_else(|| Tz::from_str("+00:00").expect("a fixed offset parses"))
+}
+
+/// A `TimeZone` value as a zone: an IANA name (`Europe/Paris`, `UTC`) or a fixed offset.
+pub fn known_zone(name: &str) -> Option<Tz> {
     match name.trim() {
-        n if n.eq_ignore_ascii_case("utc") || n.eq_ignore_ascii_case("etc/utc") => utc(),
-        n => Tz::from_str(n).unwrap_or_else(|_| utc()),
+        n if n.eq_ignore_ascii_case("utc") || n.eq_ignore_ascii_case("etc/utc") => {
+            Tz::from_str("+00:00").ok()
+        }
+        n => Tz::from_str(n).ok(),
     }
 }
 

@@ -768,6 +768,7 @@ WHERE a.attrelid = 'diff_t'::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum;
 
 -- errors
+SET TimeZone = 'Nowhere/Special';
 SELECT * FROM no_such_table;
 SELECT no_such_column FROM diff_t;
 SELECT no_such_function(1);
