@@ -29,13 +29,45 @@ use stats::ViewStats;
 /// What readers of a view see besides its committed files.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// Final rows (closed windows) not yet committed.
+    /// Final rows (closed windows) not yet committed: a batch per window close.
     pub closed: Vec<RecordBatch>,
     /// Partial results of open windows (live mode).
     pub live: Vec<RecordBatch>,
     pub late: Vec<LateRow>,
     /// The watermark the final rows reach.
     pub closed_through: Option<i64>,
+    /// `closed` and `live` as one batch, made by the first read after either changed: a read
+    /// would otherwise handle every small batch each window close added (hundreds between
+    /// checkpoints), which made a dashboard query over a live view cost milliseconds.
+    coalesced: Option<Vec<RecordBatch>>,
+}
+
+impl Shared {
+    /// Adds final rows and, when refreshed, the new live snapshot, in one step.
+    pub fn publish(&mut self, rows: &[RecordBatch], live: Option<Vec<RecordBatch>>) {
+        self.closed.extend(rows.iter().cloned());
+        if let Some(live) = live {
+            self.live = live;
+        }
+        self.coalesced = None;
+    }
+
+    /// The pending final rows and the live snapshot, as few batches as possible.
+    fn rows(&mut self) -> Vec<RecordBatch> {
+        if let Some(rows) = &self.coalesced {
+            return rows.clone();
+        }
+        let all: Vec<RecordBatch> = self.closed.iter().chain(&self.live).cloned().collect();
+        let rows = match all.first() {
+            Some(first) if all.len() > 1 => {
+                datafusion::arrow::compute::concat_batches(&first.schema(), &all)
+                    .map_or(all, |one| vec![one])
+            }
+            _ => all,
+        };
+        self.coalesced = Some(rows.clone());
+        rows
+    }
 }
 
 /// A running view, as the rest of the database sees it.
@@ -108,9 +140,7 @@ impl ViewHandle {
     /// The committed files and the rows a query of the view sees besides them, as of one
     /// instant: final rows not yet committed and, in live mode, the open windows.
     pub async fn read(&self, storage: &Storage) -> (Vec<DataFile>, Vec<RecordBatch>) {
-        let shared = self.shared.lock().await;
-        let mut rows = shared.closed.clone();
-        rows.extend(shared.live.iter().cloned());
+        let rows = self.shared.lock().await.rows();
         (self.committed_files(storage), rows)
     }
 

@@ -432,12 +432,9 @@ impl Pipeline {
         let refreshed = live.is_some();
         let recipients = {
             let mut shared = self.shared.lock().await;
-            shared.closed.extend(rows.iter().cloned());
+            shared.publish(&rows, live);
             if let Some(w) = closed_through {
                 shared.closed_through = Some(shared.closed_through.map_or(w, |c| c.max(w)));
-            }
-            if let Some(live) = live {
-                shared.live = live;
             }
             self.feed.recipients()
         };
@@ -583,5 +580,6 @@ impl Drain for Shared {
     fn drain(&mut self, taken: &Taken) {
         self.closed.drain(..taken.closed);
         self.late.drain(..taken.late);
+        self.coalesced = None;
     }
 }
