@@ -1,5 +1,5 @@
 //! Catalog views computed each time a query scans them (`information_schema`,
-//! `pg_stat_activity`): one batch of what is there now.
+//! `pg_stat_activity`, `pg_roles`): one batch of what is there now.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use datafusion::physical_plan::ExecutionPlan;
 #[async_trait]
 pub trait Snapshot: Debug + Send + Sync {
     fn schema(&self) -> SchemaRef;
-    async fn rows(&self) -> Result<RecordBatch>;
+    /// What is there now; `state` for views computed from other tables.
+    async fn rows(&self, state: &dyn Session) -> Result<RecordBatch>;
 }
 
 /// A view over a [`Snapshot`].
@@ -37,12 +38,12 @@ impl<S: Snapshot + 'static> TableProvider for SnapshotTable<S> {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.0.rows().await?;
+        let batch = self.0.rows(state).await?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             self.0.schema(),

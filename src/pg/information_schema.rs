@@ -401,7 +401,7 @@ impl Snapshot for InformationView {
         schema_of(self.view)
     }
 
-    async fn rows(&self) -> Result<RecordBatch> {
+    async fn rows(&self, _state: &dyn datafusion::catalog::Session) -> Result<RecordBatch> {
         self.batch().await
     }
 }

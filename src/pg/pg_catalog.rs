@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array,
 };
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::MemTable;
@@ -36,6 +36,7 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 
 use crate::catalog::SCHEMA_NAME;
+use crate::catalog::snapshot::{Snapshot, SnapshotTable};
 use crate::storage::Storage;
 
 /// The oids `pg_class` gave our materialized views, by oid.
@@ -109,10 +110,10 @@ impl SchemaProvider for PgCatalog {
         if name == "pg_roles" {
             let authid = self.inner.table("pg_authid").await?;
             return Ok(table.zip(authid).map(|(roles, authid)| {
-                Arc::new(PgRoles {
+                Arc::new(SnapshotTable(PgRoles {
                     schema: roles.schema(),
                     authid,
-                }) as Arc<dyn TableProvider>
+                })) as Arc<dyn TableProvider>
             }));
         }
         if name != "pg_class" {
@@ -385,49 +386,30 @@ struct PgRoles {
 }
 
 #[async_trait]
-impl TableProvider for PgRoles {
+impl Snapshot for PgRoles {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let roles = rows(self.authid.as_ref(), state)
-            .await?
+    async fn rows(&self, state: &dyn Session) -> Result<RecordBatch> {
+        let authid = rows(self.authid.as_ref(), state).await?;
+        let authid = concat_batches(&self.authid.schema(), &authid)?;
+        let columns = self
+            .schema
+            .fields()
             .iter()
-            .map(|authid| {
-                let columns = self
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|field| {
-                        match (field.name().as_str(), authid.column_by_name(field.name())) {
-                            ("rolpassword", _) => cast(
-                                &StringArray::from(vec!["********"; authid.num_rows()]),
-                                field.data_type(),
-                            ),
-                            (_, Some(values)) => cast(values, field.data_type()),
-                            (_, None) => Ok(new_null_array(field.data_type(), authid.num_rows())),
-                        }
-                    })
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[roles],
-            self.schema(),
-            projection.cloned(),
-        )?)
+            .map(
+                |field| match (field.name().as_str(), authid.column_by_name(field.name())) {
+                    ("rolpassword", _) => cast(
+                        &StringArray::from(vec!["********"; authid.num_rows()]),
+                        field.data_type(),
+                    ),
+                    (_, Some(values)) => cast(values, field.data_type()),
+                    (_, None) => Ok(new_null_array(field.data_type(), authid.num_rows())),
+                },
+            )
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
 

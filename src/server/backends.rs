@@ -268,7 +268,7 @@ impl Snapshot for ActivityTable {
         Arc::clone(&self.schema)
     }
 
-    async fn rows(&self) -> Result<RecordBatch> {
+    async fn rows(&self, _state: &dyn datafusion::catalog::Session) -> Result<RecordBatch> {
         let mut backends: Vec<Arc<Backend>> = self.backends.lock().values().cloned().collect();
         backends.sort_by_key(|b| b.pid);
         let activities: Vec<Activity> = backends
