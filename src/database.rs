@@ -5,6 +5,7 @@
 //! DataFusion into our table sink; our DDL, `FLUSH` and `SHOW` are answered in [`ddl`].
 
 pub mod ddl;
+mod offload;
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
@@ -21,7 +22,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Query, Statement as SqlStatement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -489,7 +490,7 @@ impl Database {
             SqlStatement::Insert(_) => {
                 let plan = self.plan(stmt).await?;
                 let plan = bind(plan, params)?;
-                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                let batches: Vec<RecordBatch> = self.run(plan).await?.try_collect().await?;
                 Ok(Output::Command {
                     tag: "INSERT",
                     rows: Some(inserted_rows(&batches)),
@@ -515,12 +516,15 @@ impl Database {
 
     /// Executes a plan as a stream of batches.
     async fn run(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
-        Ok(self
-            .ctx
-            .execute_logical_plan(plan)
-            .await?
-            .execute_stream()
-            .await?)
+        let ctx = self.ctx.clone();
+        offload::off_workers(async move {
+            Ok(ctx
+                .execute_logical_plan(plan)
+                .await?
+                .execute_stream()
+                .await?)
+        })
+        .await
     }
 
     /// Plans a standard statement, refusing anything that would change state outside our
@@ -530,28 +534,8 @@ impl Database {
             return Ok(output);
         }
         let state = self.ctx.state();
-        let plan = match state
-            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
-            .await
-        {
-            // Postgres allows two result columns of one name (`d.id` and a subquery named
-            // `id`); DataFusion does not. The client sees the Postgres names either way
-            // (`postgres_names`).
-            Err(e)
-                if e.to_string().contains("unique expression names")
-                    || e.to_string().contains("which would be ambiguous") =>
-            {
-                match with_distinct_names(stmt) {
-                    Some(renamed) => {
-                        state
-                            .statement_to_plan(DfStatement::Statement(Box::new(renamed)))
-                            .await?
-                    }
-                    None => return Err(e.into()),
-                }
-            }
-            planned => planned?,
-        };
+        let stmt = stmt.clone();
+        let plan = offload::off_workers(async move { plan_standard(state, stmt).await }).await?;
         match &plan {
             LogicalPlan::Ddl(ddl) => Err(Error::unsupported(
                 ddl.name().to_string(),
@@ -572,6 +556,30 @@ impl Database {
             .analyzer()
             .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
             .unwrap_or_else(|_| plan.clone())
+    }
+}
+
+/// DataFusion's plan of a standard statement.
+async fn plan_standard(state: SessionState, stmt: SqlStatement) -> Result<LogicalPlan> {
+    match state
+        .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+        .await
+    {
+        // Postgres allows two result columns of one name (`d.id` and a subquery named
+        // `id`); DataFusion does not. The client sees the Postgres names either way
+        // (`postgres_names`).
+        Err(e)
+            if e.to_string().contains("unique expression names")
+                || e.to_string().contains("which would be ambiguous") =>
+        {
+            match with_distinct_names(&stmt) {
+                Some(renamed) => Ok(state
+                    .statement_to_plan(DfStatement::Statement(Box::new(renamed)))
+                    .await?),
+                None => Err(e.into()),
+            }
+        }
+        planned => Ok(planned?),
     }
 }
 

@@ -105,6 +105,9 @@ pub enum Error {
         reason: String,
         hint: Option<String>,
     },
+    /// An expression nested deeper than planning can follow (`crate::sql::depth`).
+    #[error("stack depth limit exceeded")]
+    StackDepth,
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("internal error: {0}")]
@@ -146,6 +149,7 @@ impl Error {
             Error::Storage { .. } => "58030",
             Error::Connector { .. } => "08001",
             Error::CorruptState { .. } => "XX001",
+            Error::StackDepth => "54001",
             Error::Config(_) => "F0000",
             Error::Internal(_) => "XX000",
         }
@@ -192,6 +196,7 @@ impl Error {
             | Error::ResourcesExhausted(_)
             | Error::Connector { .. }
             | Error::CorruptState { .. }
+            | Error::StackDepth
             | Error::Config(_)
             | Error::Internal(_) => None,
         }
@@ -221,6 +226,10 @@ impl Error {
                 Some("Use DROP … CASCADE to drop the dependent objects too.".to_string())
             }
             Error::CorruptState { hint, .. } => hint.clone(),
+            Error::StackDepth => Some(format!(
+                "Simplify the statement: an expression may nest at most {} operators deep.",
+                crate::sql::depth::MAX_DEPTH
+            )),
             Error::Syntax(_)
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }
@@ -336,9 +345,7 @@ impl From<sqlparser::parser::ParserError> for Error {
         let message = match error {
             sqlparser::parser::ParserError::TokenizerError(m)
             | sqlparser::parser::ParserError::ParserError(m) => m,
-            sqlparser::parser::ParserError::RecursionLimitExceeded => {
-                "statement is nested too deeply".to_string()
-            }
+            sqlparser::parser::ParserError::RecursionLimitExceeded => return Error::StackDepth,
         };
         Error::Syntax(postgres_syntax_message(&message))
     }

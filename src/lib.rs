@@ -32,3 +32,8 @@ pub mod sql;
 pub mod storage;
 pub mod stream;
 pub mod view;
+
+/// The stack of every thread the server runs statements on. Statements are parsed, rewritten
+/// and planned by recursive walks whose depth [`sql::depth`] bounds; a debug build needs about
+/// 2 KiB a level, so 64 MiB leaves a wide margin. Only the pages a thread touches are resident.
+pub const THREAD_STACK_SIZE: usize = 64 << 20;

@@ -48,14 +48,20 @@ fn main() -> anyhow::Result<()> {
         .with_target(false)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(sluicedb::THREAD_STACK_SIZE)
         .enable_all()
         .build()?;
+    // On a worker, not on the main thread: start-up plans stored views, which needs the
+    // workers' stack.
     runtime.block_on(async {
-        let server = Server::start(config).await?;
-        wait_for_signal().await?;
-        tracing::info!("shutting down");
-        server.shutdown().await;
-        Ok(())
+        tokio::spawn(async {
+            let server = Server::start(config).await?;
+            wait_for_signal().await?;
+            tracing::info!("shutting down");
+            server.shutdown().await;
+            Ok(())
+        })
+        .await?
     })
 }
 

@@ -7,6 +7,7 @@
 //! Nothing here executes anything.
 
 pub mod copy;
+pub mod depth;
 pub mod interval;
 pub mod parser;
 pub mod source;

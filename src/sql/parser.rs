@@ -37,7 +37,8 @@ fn parse_with_extensions(sql: &str) -> Result<Vec<Statement>> {
         if parser.peek_token().token == Token::EOF {
             return Ok(statements);
         }
-        let statement = parse_one(&mut parser)?;
+        let mut statement = parse_one(&mut parser)?;
+        super::depth::bound(&mut statement)?;
         statements.push(statement);
         let next = parser.peek_token();
         if !matches!(next.token, Token::SemiColon | Token::EOF) {

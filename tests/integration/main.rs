@@ -4,6 +4,8 @@
 //! - `access`: SCRAM-SHA-256 logins and TLS, with the real psql.
 //! - `checkpoints`: window state checkpointed and restored at random batches == straight through.
 //! - `persistence`: psql + COPY + restart, on a local folder and on a real S3 server.
+//! - `hostile`: what took the server down once (statements nested too deep, planning that
+//!   stalled every connection), each over a real socket against the real binary.
 //! - `protocol`: cancel, malformed messages, disconnects, the extended protocol.
 //! - `clients`: psycopg, asyncpg, SQLAlchemy and node-postgres scripts.
 //! - `sources`: the datagen connector, exact and deterministic, across a restart.
@@ -25,6 +27,7 @@ mod checkpoints;
 mod clients;
 mod crash;
 mod differential;
+mod hostile;
 mod kafka;
 mod kafka_views;
 mod maintenance;
