@@ -2,7 +2,8 @@
 //!
 //! Three layers, highest first: command-line flags (and their `SLUICEDB_*` environment variables,
 //! which clap reads in `main.rs`), the `sluicedb.toml` file, then the defaults below. This module
-//! only merges values it is given; it never reads the environment itself.
+//! only merges values it is given; it never reads the environment itself, except the memory
+//! the machine has, of which `memory_limit`'s default is a share ([`memory`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,6 +13,8 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+
+mod memory;
 
 pub const DEFAULT_STORAGE: &str = "./sluice-data";
 pub const DEFAULT_PG_LISTEN: &str = "127.0.0.1:5480";
@@ -133,6 +136,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_VIEW_MAX_OPEN_GROUPS")]
     pub view_max_open_groups: Option<usize>,
 
+    /// Memory queries may hold together, e.g. '512MiB', '2GB'; sorts, joins and aggregates
+    /// spill to disk beyond their share, and a query that still needs more fails with 53200
+    /// [default: a quarter of the machine's or the cgroup's memory]
+    #[arg(long, env = "SLUICEDB_MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
+
     /// Start the demo pipeline too: a generated stream of click events, source `demo_clicks`
     /// (sql/demo_clicks.sql) [default: false]
     #[arg(long, env = "SLUICEDB_DEMO", num_args = 0..=1, default_missing_value = "true")]
@@ -228,6 +237,8 @@ pub struct Config {
     pub copy_batch_rows: usize,
     /// Bytes of COPY input buffered before they are decoded and written.
     pub copy_pending_bytes_max: usize,
+    /// The size of the memory pool every query draws from, in bytes.
+    pub memory_limit: u64,
     /// Open groups a view may hold before it stops taking input.
     pub view_max_open_groups: usize,
     /// Create the demo pipeline at startup.
@@ -284,6 +295,7 @@ impl ServeArgs {
             gc_grace: self.gc_grace.or(lower.gc_grace),
             copy_batch_rows: self.copy_batch_rows.or(lower.copy_batch_rows),
             view_max_open_groups: self.view_max_open_groups.or(lower.view_max_open_groups),
+            memory_limit: self.memory_limit.or(lower.memory_limit),
             demo: self.demo.or(lower.demo),
             log: self.log.or(lower.log),
         }
@@ -319,6 +331,10 @@ impl ServeArgs {
             "compaction_target_size",
             self.compaction_target_size.as_deref().unwrap_or("128MB"),
         )?;
+        let memory_limit = match self.memory_limit.as_deref() {
+            Some(size) => parse_size("memory_limit", size)?,
+            None => memory::default_limit().0,
+        };
         let pg_listen = self
             .pg_listen
             .unwrap_or_else(|| parse_addr(DEFAULT_PG_LISTEN));
@@ -359,6 +375,7 @@ impl ServeArgs {
                 .max(1),
             copy_batch_rows,
             copy_pending_bytes_max: DEFAULT_COPY_PENDING_BYTES_MAX,
+            memory_limit,
             view_max_open_groups: self
                 .view_max_open_groups
                 .unwrap_or(DEFAULT_VIEW_MAX_OPEN_GROUPS)

@@ -7,17 +7,20 @@
 pub mod ddl;
 mod offload;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -33,7 +36,7 @@ use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
 use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
 use crate::checkpoint::Checkpoints;
-use crate::config::Config;
+use crate::config::{Config, StorageLocation};
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
 use crate::pg::arrays::{ArrayLiteralComparisons, ArrayText};
@@ -41,7 +44,7 @@ use crate::pg::bytea::ByteaText;
 use crate::pg::casts::RoundingCasts;
 use crate::pg::coercion::BooleanText;
 use crate::pg::information_schema::{self, InformationSchema};
-use crate::pg::literals::IntegerLiterals;
+use crate::pg::literals::{BareAggregates, IntegerLiterals};
 use crate::pg::names::{postgres_names, rename, with_distinct_names};
 use crate::pg::overflow::CheckedArithmetic;
 use crate::pg::pg_catalog::PgCatalog;
@@ -105,7 +108,7 @@ impl Database {
             .with_default_catalog_and_schema(DATABASE_NAME, SCHEMA_NAME)
             .with_create_default_catalog_and_schema(true);
         session_config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let runtime = runtime(&config)?;
         storage.register(&runtime);
         let state = SessionStateBuilder::new()
             .with_config(session_config)
@@ -120,6 +123,7 @@ impl Database {
                 Arc::new(RoundingCasts),
                 Arc::new(ByteaText),
             ])
+            .with_optimizer_rules(optimizer_rules())
             .with_physical_optimizer_rule(Arc::new(CheckedArithmetic))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
@@ -557,6 +561,46 @@ impl Database {
             .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
             .unwrap_or_else(|_| plan.clone())
     }
+}
+
+/// DataFusion's optimizer rules, with [`BareAggregates`] right after expression simplification.
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "simplify_expressions")
+        .map_or(0, |i| i + 1);
+    rules.insert(at, Arc::new(BareAggregates));
+    rules
+}
+
+/// DataFusion's runtime: one memory pool of `memory_limit` for every query, fair between the
+/// operators that can spill (sorts, joins, aggregates), which spill under the data folder's
+/// `tmp/` (the OS's temporary folder for S3 storage). What cannot spill fails its query with
+/// 53200 instead of growing the process until the kernel kills it.
+fn runtime(config: &Config) -> Result<Arc<RuntimeEnv>> {
+    let limit = usize::try_from(config.memory_limit).unwrap_or(usize::MAX);
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(limit),
+        NonZeroUsize::new(3).expect("non-zero"),
+    );
+    let mut builder = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(pool));
+    if let StorageLocation::Local(root) = &config.storage {
+        // Spill files of a previous run are of no use: their queries ended with it.
+        let tmp = root.join("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::Storage {
+            message: format!("cannot create the spill folder {}: {e}", tmp.display()),
+            retryable: false,
+        })?;
+        builder = builder.with_temp_file_path(tmp);
+    }
+    tracing::info!(
+        memory_limit = config.memory_limit,
+        "queries share a memory pool of {} MiB (--memory-limit)",
+        config.memory_limit >> 20
+    );
+    Ok(builder.build_arc()?)
 }
 
 /// DataFusion's plan of a standard statement.

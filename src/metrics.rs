@@ -154,8 +154,28 @@ const VIEW_METRICS: [(&str, &str, &str); 6] = [
 ];
 
 /// The Prometheus text exposition of every metric.
-pub fn render(sources: &[Snapshot], views: &[ViewSnapshot]) -> String {
+/// What queries hold of their memory pool, and its size (`--memory-limit`), in bytes.
+pub struct QueryMemory {
+    pub reserved: usize,
+    pub limit: u64,
+}
+
+pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory) -> String {
     let mut out = String::new();
+    write_metric(
+        &mut out,
+        "sluicedb_query_memory_bytes",
+        "Memory running queries hold of their pool.",
+        "gauge",
+        memory.reserved as i64,
+    );
+    write_metric(
+        &mut out,
+        "sluicedb_query_memory_limit_bytes",
+        "The size of the pool queries draw from (--memory-limit); beyond it they spill or fail with 53200.",
+        "gauge",
+        memory.limit as i64,
+    );
     for counter in [
         &QUERIES,
         &QUERY_ERRORS,

@@ -15,7 +15,8 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, Values,
 };
-use datafusion::optimizer::AnalyzerRule;
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
 
 use crate::error::Error;
 
@@ -88,6 +89,53 @@ impl AnalyzerRule for IntegerLiterals {
 
     fn name(&self) -> &str {
         "postgres_integer_literals"
+    }
+}
+
+/// Drops the aliases [`IntegerLiterals`] and type coercion leave on an aggregate once
+/// simplification made them name the expression they wrap (`count(DISTINCT g % 7) AS
+/// count(DISTINCT g % 7)`). Optimizer rules look for a bare aggregate function: behind such an
+/// alias, `count(DISTINCT …)` was not rewritten into a GROUP BY that can spill, and failed with
+/// 53200 where it could have run. Runs right after `simplify_expressions`.
+#[derive(Debug, Default)]
+pub struct BareAggregates;
+
+impl OptimizerRule for BareAggregates {
+    fn name(&self) -> &str {
+        "postgres_bare_aggregates"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Aggregate(mut aggregate) = plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let mut changed = false;
+        for expr in &mut aggregate.aggr_expr {
+            if let Expr::Alias(alias) = expr
+                && alias.relation.is_none()
+                && alias.expr.schema_name().to_string() == alias.name
+            {
+                *expr = alias.expr.as_ref().clone();
+                changed = true;
+            }
+        }
+        let plan = LogicalPlan::Aggregate(aggregate);
+        Ok(match changed {
+            true => Transformed::yes(plan),
+            false => Transformed::no(plan),
+        })
     }
 }
 

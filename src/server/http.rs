@@ -26,8 +26,12 @@ async fn render_metrics(State(db): State<Arc<Database>>) -> impl IntoResponse {
         .map(|h| h.stats.snapshot())
         .collect();
     let views: Vec<_> = db.views().all().iter().map(|h| h.snapshot()).collect();
+    let memory = metrics::QueryMemory {
+        reserved: db.session().runtime_env().memory_pool.reserved(),
+        limit: db.config().memory_limit,
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(&sources, &views),
+        metrics::render(&sources, &views, &memory),
     )
 }

@@ -185,3 +185,56 @@ async fn slow_planning_does_not_stall_other_connections() {
     assert!(answered > 0, "the slow statements were not slow");
     eprintln!("{answered} connections answered while two planned");
 }
+
+/// Queries draw from one memory pool (`--memory-limit`): what can spill spills, and what cannot
+/// fails with 53200 alone. Before, a distinct count over generate_series grew the process until
+/// the kernel killed it, and every pipeline with it.
+#[tokio::test]
+async fn queries_spill_or_fail_with_53200_within_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start(
+        &[
+            "--storage",
+            storage.to_str().unwrap(),
+            "--memory-limit",
+            "32MiB",
+        ],
+        &log,
+    );
+    let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
+    client
+        .batch_execute("CREATE TABLE kept (v INT); INSERT INTO kept VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    // 7919 is invertible modulo the prime 1 000 000 007, so the n values are all distinct: a
+    // hash set of n keys, far over 32 MiB, which the GROUP BY DataFusion makes of it spills.
+    let n = 3_000_000;
+    let distinct = support::query_i64(
+        &client,
+        &format!("SELECT count(DISTINCT (g * 7919) % 1000000007) FROM generate_series(1, {n}) g"),
+    )
+    .await;
+    assert_eq!(distinct, n);
+    let spilled = server.http_get("/metrics");
+    eprintln!(
+        "{}",
+        spilled
+            .lines()
+            .filter(|l| l.contains("spill"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // An aggregate that cannot spill fails on its own.
+    let error = client
+        .simple_query("SELECT length(string_agg(g::text, ',')) FROM generate_series(1, 20000000) g")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().unwrap().code(), "53200", "{error:?}");
+    assert_alive(&mut server).await;
+    assert_eq!(
+        support::query_i64(&client, "SELECT sum(v) FROM kept").await,
+        6
+    );
+}
