@@ -136,6 +136,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_VIEW_MAX_OPEN_GROUPS")]
     pub view_max_open_groups: Option<usize>,
 
+    /// The folder whose files sources may name in properties such as
+    /// `properties.ssl.ca.location` (relative names are taken in it); without it, sources can
+    /// name no files [default: none]
+    #[arg(long, env = "SLUICEDB_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
     /// Memory queries may hold together, e.g. '512MiB', '2GB'; sorts, joins and aggregates
     /// spill to disk beyond their share, and a query that still needs more fails with 53200
     /// [default: a quarter of the machine's or the cgroup's memory]
@@ -239,6 +245,8 @@ pub struct Config {
     pub copy_pending_bytes_max: usize,
     /// The size of the memory pool every query draws from, in bytes.
     pub memory_limit: u64,
+    /// The folder sources' file properties must point into.
+    pub secrets_dir: Option<PathBuf>,
     /// Open groups a view may hold before it stops taking input.
     pub view_max_open_groups: usize,
     /// Create the demo pipeline at startup.
@@ -296,6 +304,7 @@ impl ServeArgs {
             copy_batch_rows: self.copy_batch_rows.or(lower.copy_batch_rows),
             view_max_open_groups: self.view_max_open_groups.or(lower.view_max_open_groups),
             memory_limit: self.memory_limit.or(lower.memory_limit),
+            secrets_dir: self.secrets_dir.or(lower.secrets_dir),
             demo: self.demo.or(lower.demo),
             log: self.log.or(lower.log),
         }
@@ -376,6 +385,7 @@ impl ServeArgs {
             copy_batch_rows,
             copy_pending_bytes_max: DEFAULT_COPY_PENDING_BYTES_MAX,
             memory_limit,
+            secrets_dir: self.secrets_dir,
             view_max_open_groups: self
                 .view_max_open_groups
                 .unwrap_or(DEFAULT_VIEW_MAX_OPEN_GROUPS)

@@ -374,7 +374,8 @@ impl Database {
                 ddl::create_table(&self.storage, create.clone()).await
             }
             Statement::CreateSource(create) => {
-                ddl::create_source(&self.storage, &self.sources, create.clone()).await
+                let secrets = self.config.secrets_dir.as_deref();
+                ddl::create_source(&self.storage, &self.sources, create.clone(), secrets).await
             }
             Statement::DropSource {
                 names,

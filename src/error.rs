@@ -105,6 +105,9 @@ pub enum Error {
         reason: String,
         hint: Option<String>,
     },
+    /// Something the caller may not do or name (SQLSTATE 42501).
+    #[error("{0}")]
+    InsufficientPrivilege(String),
     /// An expression nested deeper than planning can follow (`crate::sql::depth`).
     #[error("stack depth limit exceeded")]
     StackDepth,
@@ -150,6 +153,7 @@ impl Error {
             Error::Connector { .. } => "08001",
             Error::CorruptState { .. } => "XX001",
             Error::StackDepth => "54001",
+            Error::InsufficientPrivilege(_) => "42501",
             Error::Config(_) => "F0000",
             Error::Internal(_) => "XX000",
         }
@@ -197,6 +201,7 @@ impl Error {
             | Error::Connector { .. }
             | Error::CorruptState { .. }
             | Error::StackDepth
+            | Error::InsufficientPrivilege(_)
             | Error::Config(_)
             | Error::Internal(_) => None,
         }
@@ -231,6 +236,7 @@ impl Error {
                 crate::sql::depth::MAX_DEPTH
             )),
             Error::Syntax(_)
+            | Error::InsufficientPrivilege(_)
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }
             | Error::DuplicateColumn { .. }

@@ -16,6 +16,7 @@ pub mod datagen;
 pub mod decode;
 pub mod dedup;
 pub mod kafka;
+pub mod kafka_properties;
 pub mod options;
 pub mod runner;
 pub mod stats;

@@ -3,6 +3,7 @@
 //! Each change is one manifest commit, so it is all-or-nothing and visible to every session once
 //! it returns.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::StringArray;
@@ -18,8 +19,8 @@ use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
 use crate::error::{Error, Result};
 use crate::source::Sources;
-use crate::source::kafka;
 use crate::source::options::{Connector, SourceSettings, canonical_options};
+use crate::source::{kafka, kafka_properties};
 use crate::sql::parser::{check_unique, table_name};
 use crate::sql::{AlterView, CreateSource, CreateTable, CreateView, Statement, normalize_ident};
 use crate::storage::{Manifest, SourceState, Storage, TableState, ViewState};
@@ -321,10 +322,12 @@ pub async fn drop_views(
     })
 }
 
+/// Creates a source; files its properties name must lie in `secrets_dir`.
 pub async fn create_source(
     storage: &Storage,
     sources: &Sources,
     create: CreateSource,
+    secrets_dir: Option<&Path>,
 ) -> Result<Output> {
     let done = Output::Command {
         tag: "CREATE SOURCE",
@@ -333,9 +336,11 @@ pub async fn create_source(
     if create.if_not_exists && storage.manifest().has_relation(&create.name) {
         return Ok(done);
     }
+    let mut options = canonical_options(&create)?;
+    kafka_properties::resolve_files(&mut options, secrets_dir)?;
     let mut def = SourceDef {
         id: 0,
-        options: canonical_options(&create)?,
+        options,
         name: create.name,
         columns: create.columns,
         watermark: create.watermark,

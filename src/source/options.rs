@@ -71,7 +71,8 @@ pub struct KafkaSettings {
     pub topic: String,
     pub bootstrap_servers: String,
     pub startup: StartupMode,
-    /// `properties.*` keys, without the prefix, passed to librdkafka as they are.
+    /// `properties.*` keys, without the prefix, passed to librdkafka: only those
+    /// [`super::kafka_properties`] allows.
     pub properties: Vec<(String, String)>,
 }
 
@@ -285,11 +286,14 @@ fn kafka_settings(options: &BTreeMap<String, String>) -> Result<KafkaSettings> {
             "\"scan.startup.timestamp.millis\" needs scan.startup.mode = 'timestamp'".into(),
         ));
     }
-    let properties = options
+    let properties: Vec<(String, String)> = options
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("properties.")?.to_string(), v.clone())))
         .filter(|(k, _)| k != "bootstrap.server")
         .collect();
+    for (key, _) in &properties {
+        super::kafka_properties::check(key)?;
+    }
     Ok(KafkaSettings {
         topic,
         bootstrap_servers,

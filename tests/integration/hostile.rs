@@ -238,3 +238,89 @@ async fn queries_spill_or_fail_with_53200_within_the_memory_limit() {
         6
     );
 }
+
+/// `properties.*` of a source went to librdkafka as given: `plugin.library.paths` made it load
+/// a library inside the server, whose constructor ran as the server's user. Only an allow-list
+/// passes now, and files must lie in `--secrets-dir`, refused before any client is built.
+#[tokio::test]
+async fn source_properties_cannot_load_code_or_read_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("ca.pem"), "not a certificate").unwrap();
+    // A library whose constructor leaves a mark: loading it is running code.
+    let marker = dir.path().join("loaded");
+    let source = dir.path().join("plugin.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void mark(void) {{ \
+             FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f); }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let library = dir.path().join("plugin.so");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start(
+        &[
+            "--storage",
+            storage.to_str().unwrap(),
+            "--secrets-dir",
+            secrets.to_str().unwrap(),
+        ],
+        &log,
+    );
+    let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
+    let create = |property: &str, value: &str| {
+        format!(
+            "CREATE SOURCE s (v INT) WITH (connector = 'kafka', topic = 't', \
+             properties.bootstrap.server = '127.0.0.1:1', properties.{property} = '{value}', \
+             properties.socket.connection.setup.timeout.ms = '1000') FORMAT PLAIN ENCODE JSON"
+        )
+    };
+    let library = library.to_str().unwrap();
+    assert_eq!(
+        sqlstate(&client, &create("plugin.library.paths", library)).await,
+        "42501"
+    );
+    assert_eq!(
+        sqlstate(&client, &create("sasl.kerberos.kinit.cmd", "touch /tmp/x")).await,
+        "42501"
+    );
+    assert!(!marker.exists(), "the library was loaded");
+    // Files: only inside the secrets folder, with one answer whether the file exists or not.
+    for outside in ["/etc/passwd", "/nonexistent/ca.pem", "../secrets/ca.pem"] {
+        let error = client
+            .simple_query(&create("ssl.ca.location", outside))
+            .await
+            .unwrap_err();
+        let error = error.as_db_error().unwrap();
+        assert_eq!(error.code().code(), "42501");
+        assert!(!error.message().contains(outside), "{}", error.message());
+    }
+    // Unknown and managed properties: 22023.
+    assert_eq!(
+        sqlstate(&client, &create("group.id", "other")).await,
+        "22023"
+    );
+    assert_eq!(
+        sqlstate(&client, &create("interceptors", "x")).await,
+        "22023"
+    );
+    // A file in the secrets folder passes the check; the dead broker then fails the CREATE.
+    assert_eq!(
+        sqlstate(&client, &create("ssl.ca.location", "ca.pem")).await,
+        "08001"
+    );
+    assert!(!marker.exists());
+    assert_alive(&mut server).await;
+}
