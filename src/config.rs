@@ -69,6 +69,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
+    /// How long a client may take to log in, from connecting to its last authentication
+    /// message, e.g. '10s' [default: 10s]
+    #[arg(long, env = "SLUICEDB_AUTHENTICATION_TIMEOUT")]
+    pub authentication_timeout: Option<String>,
+
     /// How Postgres clients log in: 'none' (anyone who reaches the port) or 'scram-sha-256'
     /// (a password of the `[users]` table of the config file) [default: none]
     #[arg(long, env = "SLUICEDB_AUTH")]
@@ -233,6 +238,7 @@ pub struct Config {
     pub pg_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub max_connections: usize,
+    pub authentication_timeout: std::time::Duration,
     pub access: Access,
     pub manifests_retained: usize,
     pub checkpoint_interval: std::time::Duration,
@@ -285,6 +291,7 @@ impl ServeArgs {
             s3_secret_access_key: self.s3_secret_access_key.or(lower.s3_secret_access_key),
             s3_allow_http: self.s3_allow_http.or(lower.s3_allow_http),
             max_connections: self.max_connections.or(lower.max_connections),
+            authentication_timeout: self.authentication_timeout.or(lower.authentication_timeout),
             auth: self.auth.or(lower.auth),
             users: self.users.or(lower.users),
             allow_remote_without_auth: self
@@ -336,6 +343,11 @@ impl ServeArgs {
             "60s",
         )?;
         let gc_grace = duration("gc_grace", &self.gc_grace, "1h")?;
+        let authentication_timeout = duration(
+            "authentication_timeout",
+            &self.authentication_timeout,
+            "10s",
+        )?;
         let compaction_target_bytes = parse_size(
             "compaction_target_size",
             self.compaction_target_size.as_deref().unwrap_or("128MB"),
@@ -357,6 +369,7 @@ impl ServeArgs {
         )?;
         Ok(Config {
             access,
+            authentication_timeout,
             checkpoint_interval,
             storage_startup_timeout,
             compaction_interval,

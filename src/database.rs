@@ -180,7 +180,7 @@ impl Database {
             .map_err(|e| Error::from(*e))?;
         PgCatalog::install(&ctx, DATABASE_NAME, Arc::clone(&storage))?;
         crate::pg::function_signatures::register(&ctx).await?;
-        let backends = Arc::new(Backends::default());
+        let backends = Arc::new(Backends::new(config.max_connections));
         backends.install(&ctx)?;
         crate::pg::functions::register(&ctx);
         crate::pg::introspection::register(&ctx);

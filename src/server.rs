@@ -6,6 +6,7 @@
 
 pub mod backends;
 pub mod cancel;
+pub mod connection;
 pub mod copy_in;
 pub mod copy_out;
 pub mod encode;
@@ -36,6 +37,9 @@ use session::{ConnectionHandlers, Session};
 use tokio_rustls::TlsAcceptor;
 
 /// How long a terminated connection's running statement has to send its FATAL error.
+/// The fewest connections that may be logging in at once, whatever `max_connections` is.
+const MIN_LOGIN_SLOTS: usize = 256;
+
 const TERMINATE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The demo pipeline of `serve --demo`.
@@ -60,6 +64,7 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Config(e.to_string()))?;
         let max_connections = config.max_connections;
+        let login_timeout = config.authentication_timeout;
         let (gate, tls) = Gate::new(&config.access)?;
         let gate = Arc::new(gate);
         let demo = config.demo;
@@ -79,6 +84,7 @@ impl Server {
             Arc::clone(&db),
             Listener {
                 max_connections,
+                login_timeout,
                 gate,
                 tls,
             },
@@ -136,9 +142,13 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 /// What every accepted Postgres connection shares.
 struct Listener {
     max_connections: usize,
+    login_timeout: std::time::Duration,
     gate: Arc<Gate>,
     tls: Option<TlsAcceptor>,
 }
+
+/// How long a connection refused at accept may take to read its error.
+const REFUSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn accept_pg(
     listener: TcpListener,
@@ -148,11 +158,15 @@ async fn accept_pg(
 ) {
     let Listener {
         max_connections,
+        login_timeout,
         gate,
         tls,
     } = shared;
     let backends = db.backends();
-    let slots = Arc::new(Semaphore::new(max_connections));
+    // Connections that have not logged in yet have slots of their own, so sockets that connect
+    // and say nothing cannot take the logged-in ones (`max_connections`, counted by `backends`).
+    let logins = max_connections.saturating_mul(2).max(MIN_LOGIN_SLOTS);
+    let login_slots = Arc::new(Semaphore::new(logins));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -167,13 +181,15 @@ async fn accept_pg(
             }
         };
         let _ = socket.set_nodelay(true);
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        let Ok(login_slot) = Arc::clone(&login_slots).try_acquire_owned() else {
             metrics::CONNECTIONS_REFUSED.add(1);
-            tracing::warn!(%peer, max_connections, "connection refused: too many connections");
-            tokio::spawn(pgwire::tokio::process_socket(
+            tracing::warn!(%peer, logins, "connection refused: too many connections logging in");
+            tokio::spawn(connection::serve(
                 socket,
                 tls.clone(),
                 Arc::new(TooManyConnections),
+                REFUSAL_TIMEOUT,
+                None,
             ));
             continue;
         };
@@ -185,12 +201,11 @@ async fn accept_pg(
         });
         let tls = tls.clone();
         tokio::spawn(async move {
-            let connection = pgwire::tokio::process_socket(socket, tls, handlers);
+            let connection =
+                connection::serve(socket, tls, handlers, login_timeout, Some(login_slot));
             tokio::pin!(connection);
             let closed = tokio::select! {
                 closed = &mut connection => closed,
-                // A running statement ends with FATAL 57P01, which closes the connection (given
-                // a moment to send it); an idle connection is closed at once.
                 () = session.terminated() => match session.is_running() {
                     true => tokio::time::timeout(TERMINATE_GRACE, &mut connection)
                         .await
@@ -201,7 +216,6 @@ async fn accept_pg(
             if let Err(e) = closed {
                 tracing::debug!(%peer, error = %e, "connection closed with an error");
             }
-            drop(slot);
         });
     }
 }

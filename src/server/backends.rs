@@ -28,9 +28,11 @@ use crate::catalog::snapshot::{Snapshot, SnapshotTable};
 use crate::sql::Statement;
 
 /// Every live connection, by pid.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Backends {
     by_pid: Mutex<HashMap<i32, Arc<Backend>>>,
+    /// `max_connections`: logged-in connections beyond it are refused.
+    max: usize,
 }
 
 /// One connection.
@@ -56,7 +58,19 @@ struct Activity {
 }
 
 impl Backends {
-    /// Adds a connection that has logged in.
+    pub fn new(max_connections: usize) -> Self {
+        Backends {
+            by_pid: Mutex::default(),
+            max: max_connections,
+        }
+    }
+
+    /// Whether `max_connections` connections are logged in.
+    pub fn is_full(&self) -> bool {
+        self.lock().len() >= self.max
+    }
+
+    /// Adds a connection that has logged in, unless `max_connections` are already there.
     pub fn register(
         &self,
         pid: i32,
@@ -64,7 +78,7 @@ impl Backends {
         user: String,
         client: SocketAddr,
         signal: Arc<CancelSignal>,
-    ) -> Arc<Backend> {
+    ) -> Option<Arc<Backend>> {
         let now = Utc::now();
         let backend = Arc::new(Backend {
             pid,
@@ -81,8 +95,12 @@ impl Backends {
                 active: false,
             }),
         });
-        self.lock().insert(pid, Arc::clone(&backend));
-        backend
+        let mut by_pid = self.lock();
+        if by_pid.len() >= self.max {
+            return None;
+        }
+        by_pid.insert(pid, Arc::clone(&backend));
+        Some(backend)
     }
 
     pub fn unregister(&self, pid: i32) {

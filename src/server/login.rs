@@ -189,6 +189,11 @@ impl StartupHandler for Login {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let PgWireFrontendMessage::Startup(_) = &message
+            && self.session.no_room()
+        {
+            return Err(too_many_clients(client));
+        }
+        if let PgWireFrontendMessage::Startup(_) = &message
             && self.gate.tls_required
             && !client.is_secure()
         {
@@ -230,11 +235,20 @@ impl StartupHandler for Login {
                     })?;
             }
         }
-        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
-            self.session.started(client);
+        // Others may have logged in since the startup message.
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+            && !self.session.started(client)
+        {
+            return Err(too_many_clients(client));
         }
         Ok(())
     }
+}
+
+fn too_many_clients<C: ClientInfo>(client: &C) -> PgWireError {
+    metrics::CONNECTIONS_REFUSED.add(1);
+    tracing::warn!(peer = %client.socket_addr(), "connection refused: too many connections");
+    fatal("53300", "sorry, too many clients already".into())
 }
 
 fn fatal(code: &str, message: String) -> PgWireError {

@@ -94,18 +94,28 @@ impl Session {
 
     /// Lists the connection (for cancel requests and `pg_stat_activity`) once its login has
     /// succeeded.
-    pub fn started<C: ClientInfo>(&self, client: &C) {
+    /// Whether `max_connections` connections are logged in already: a new one is refused at its
+    /// startup message, as Postgres does.
+    pub fn no_room(&self) -> bool {
+        self.backends.is_full()
+    }
+
+    /// Whether there was room: `max_connections` connections may be logged in at once.
+    pub fn started<C: ClientInfo>(&self, client: &C) -> bool {
         let (pid, secret) = client.pid_and_secret_key();
         let user = client.metadata().get("user").cloned().unwrap_or_default();
         tracing::debug!(pid, user, "connection started");
-        let backend = self.backends.register(
+        let registered = self.backends.register(
             pid,
             secret.to_bytes(),
             user,
             client.socket_addr(),
             Arc::clone(&self.signal),
         );
-        let _ = self.backend.set(backend);
+        match registered {
+            Some(backend) => self.backend.set(backend).is_ok(),
+            None => false,
+        }
     }
 
     /// Resolves once `pg_terminate_backend` named this connection.

@@ -324,3 +324,189 @@ async fn source_properties_cannot_load_code_or_read_files() {
     assert!(!marker.exists());
     assert_alive(&mut server).await;
 }
+
+/// A startup packet for `user`, protocol 3.0.
+fn startup_packet(user: &str) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (key, value) in [("user", user), ("database", "sluice")] {
+        body.extend(key.as_bytes());
+        body.push(0);
+        body.extend(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend(body);
+    packet
+}
+
+/// A typed frontend message.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut message = vec![kind];
+    message.extend(((body.len() + 4) as u32).to_be_bytes());
+    message.extend(body);
+    message
+}
+
+/// Everything the server sends until it closes the socket (or 5 s pass).
+fn read_to_close(socket: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match socket.read(&mut chunk) {
+            Ok(0) | Err(_) => return received,
+            Ok(n) => received.extend(&chunk[..n]),
+        }
+    }
+}
+
+/// With SCRAM on, a client that sent its startup packet and then a Query header announcing a
+/// gigabyte was buffered in full during authentication: six of them took the server from 79 MB
+/// to the OOM killer. Before login a message may have 64 KiB (the startup packet 10 000 bytes);
+/// more is refused with 08P01 at its header. Sockets that say nothing take no logged-in slot
+/// and are closed after `--authentication-timeout`.
+#[tokio::test]
+async fn before_login_a_connection_holds_a_few_kib_and_not_for_long() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let config = dir.path().join("sluicedb.toml");
+    std::fs::write(
+        &config,
+        "auth = \"scram-sha-256\"\n[users]\nalice = \"secret\"\n",
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start(
+        &[
+            "--storage",
+            storage.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--authentication-timeout",
+            "2s",
+            "--max-connections",
+            "10",
+        ],
+        &log,
+    );
+    let port = server.pg_port;
+    let before = server.rss_bytes();
+    for _ in 0..6 {
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        socket.write_all(&startup_packet("alice")).unwrap();
+        let mut header = vec![b'Q'];
+        header.extend(0x3FFF_FFF0u32.to_be_bytes());
+        socket.write_all(&header).unwrap();
+        // Refused at the header, before a byte of the body is taken.
+        let answer = read_to_close(&mut socket);
+        assert!(
+            String::from_utf8_lossy(&answer).contains("08P01"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let chunk = vec![b'x'; 1 << 20];
+        let taken = (0..64)
+            .take_while(|_| socket.write_all(&chunk).is_ok())
+            .count();
+        assert!(taken < 64, "the server took a 64 MiB body");
+    }
+    let after = server.rss_bytes();
+    eprintln!("RSS {} MiB before, {} MiB after", before >> 20, after >> 20);
+    assert!(
+        after < before + (64 << 20),
+        "RSS grew from {before} to {after}"
+    );
+    // An oversized startup packet: 08P01 too.
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.write_all(&20_000u32.to_be_bytes()).unwrap();
+    socket.write_all(&196_608u32.to_be_bytes()).unwrap();
+    assert!(String::from_utf8_lossy(&read_to_close(&mut socket)).contains("08P01"));
+
+    // A Query in the middle of SASL: 08P01 at once, not a wait for the timeout.
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.write_all(&startup_packet("alice")).unwrap();
+    socket.write_all(&message(b'Q', b"SELECT 1\0")).unwrap();
+    let asked = Instant::now();
+    assert!(String::from_utf8_lossy(&read_to_close(&mut socket)).contains("08P01"));
+    assert!(asked.elapsed() < Duration::from_secs(1));
+
+    // More silent sockets than --max-connections: a real client still logs in.
+    let started = Instant::now();
+    let mut silent: Vec<_> = (0..30)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let select_1 = || {
+        let psql = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "alice",
+            ])
+            .args(["-d", "sluice", "-c", "SELECT 1"])
+            .env("PGPASSWORD", "secret")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&psql.stdout).trim(),
+            "1",
+            "{}",
+            String::from_utf8_lossy(&psql.stderr)
+        );
+    };
+    select_1();
+    // …and the silent ones are closed once the authentication timeout passes.
+    for socket in &mut silent {
+        read_to_close(socket);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "silent sockets stayed {waited:?}"
+    );
+    assert!(!server.exited());
+    let answered = Instant::now();
+    select_1();
+    assert!(answered.elapsed() < Duration::from_secs(1));
+}
+
+/// Malformed messages after login: a Bind announcing more values than it carries made pgwire
+/// panic in the connection task (the socket just dropped), an unknown message type was
+/// ignored. Both are answered with 08P01 now, and the server goes on.
+#[tokio::test]
+async fn malformed_messages_after_login_get_08p01() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let connect = || {
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.pg_port)).unwrap();
+        socket.write_all(&startup_packet("sluice")).unwrap();
+        socket
+    };
+    let mut socket = connect();
+    socket
+        .write_all(&message(b'P', b"\0SELECT $1::int\0\0\0"))
+        .unwrap();
+    // Five values announced, one carried.
+    let mut bind = b"\0\0\0\0\0\x05".to_vec();
+    bind.extend(1i32.to_be_bytes());
+    bind.push(b'1');
+    socket.write_all(&message(b'B', &bind)).unwrap();
+    socket.write_all(&message(b'S', b"")).unwrap();
+    assert!(String::from_utf8_lossy(&read_to_close(&mut socket)).contains("08P01"));
+    let mut socket = connect();
+    socket.write_all(&message(b'z', b"")).unwrap();
+    assert!(String::from_utf8_lossy(&read_to_close(&mut socket)).contains("08P01"));
+    assert_alive(&mut server).await;
+}

@@ -232,6 +232,14 @@ impl ServerProcess {
             .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// The resident memory of the process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
     /// Whether the process has ended.
     pub fn exited(&mut self) -> bool {
         self.child.try_wait().unwrap().is_some()
