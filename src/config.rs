@@ -74,6 +74,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_AUTHENTICATION_TIMEOUT")]
     pub authentication_timeout: Option<String>,
 
+    /// The longest a statement may run before it is cancelled (57014), for connections that do
+    /// not SET statement_timeout themselves, e.g. '5 min'; 0 for no limit [default: 0]
+    #[arg(long, env = "SLUICEDB_STATEMENT_TIMEOUT")]
+    pub statement_timeout: Option<String>,
+
     /// How Postgres clients log in: 'none' (anyone who reaches the port) or 'scram-sha-256'
     /// (a password of the `[users]` table of the config file) [default: none]
     #[arg(long, env = "SLUICEDB_AUTH")]
@@ -239,6 +244,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub max_connections: usize,
     pub authentication_timeout: std::time::Duration,
+    /// The default `statement_timeout` of every connection; `None` for no limit.
+    pub statement_timeout: Option<std::time::Duration>,
     pub access: Access,
     pub manifests_retained: usize,
     pub checkpoint_interval: std::time::Duration,
@@ -292,6 +299,7 @@ impl ServeArgs {
             s3_allow_http: self.s3_allow_http.or(lower.s3_allow_http),
             max_connections: self.max_connections.or(lower.max_connections),
             authentication_timeout: self.authentication_timeout.or(lower.authentication_timeout),
+            statement_timeout: self.statement_timeout.or(lower.statement_timeout),
             auth: self.auth.or(lower.auth),
             users: self.users.or(lower.users),
             allow_remote_without_auth: self
@@ -367,9 +375,14 @@ impl ServeArgs {
             (self.tls_cert, self.tls_key),
             self.tls_required.unwrap_or(false),
         )?;
+        let statement_timeout = match self.statement_timeout.as_deref().map(str::trim) {
+            None | Some("0") => None,
+            Some(_) => Some(duration("statement_timeout", &self.statement_timeout, "")?),
+        };
         Ok(Config {
             access,
             authentication_timeout,
+            statement_timeout: statement_timeout.filter(|t| !t.is_zero()),
             checkpoint_interval,
             storage_startup_timeout,
             compaction_interval,

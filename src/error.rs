@@ -80,6 +80,8 @@ pub enum Error {
     Plan(String),
     #[error("canceling statement due to user request")]
     QueryCanceled,
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
     /// `pg_terminate_backend` named this connection; the error closes it.
     #[error("terminating connection due to administrator command")]
     Terminated,
@@ -145,7 +147,7 @@ impl Error {
             Error::CantChangeSetting(_) => "55P02",
             Error::DependentObjects { .. } => "2BP01",
             Error::Plan(_) => "42000",
-            Error::QueryCanceled => "57014",
+            Error::QueryCanceled | Error::StatementTimeout => "57014",
             Error::Terminated => "57P01",
             Error::ProtocolViolation(_) => "08P01",
             Error::ResourcesExhausted(_) => "53200",
@@ -195,6 +197,7 @@ impl Error {
             | Error::UndefinedCursor(_)
             | Error::Plan(_)
             | Error::QueryCanceled
+            | Error::StatementTimeout
             | Error::Terminated
             | Error::ProtocolViolation(_)
             | Error::ResourcesExhausted(_)
@@ -255,6 +258,7 @@ impl Error {
             | Error::UndefinedCursor(_)
             | Error::Plan(_)
             | Error::QueryCanceled
+            | Error::StatementTimeout
             | Error::Terminated
             | Error::ProtocolViolation(_)
             | Error::ResourcesExhausted(_)

@@ -10,6 +10,7 @@ pub mod connection;
 pub mod copy_in;
 pub mod copy_out;
 pub mod encode;
+pub mod hangup;
 pub mod http;
 pub mod login;
 pub mod parameters;
@@ -200,12 +201,14 @@ async fn accept_pg(
             login,
         });
         let tls = tls.clone();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         tokio::spawn(async move {
             let connection =
                 connection::serve(socket, tls, handlers, login_timeout, Some(login_slot));
             tokio::pin!(connection);
             let closed = tokio::select! {
                 closed = &mut connection => closed,
+                () = hangup::cancel_on_hangup(fd, &session) => Ok(()),
                 () = session.terminated() => match session.is_running() {
                     true => tokio::time::timeout(TERMINATE_GRACE, &mut connection)
                         .await

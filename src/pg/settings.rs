@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -162,6 +163,31 @@ pub fn current(metadata: &HashMap<String, String>, name: &str) -> Option<String>
         return Some(value.clone());
     }
     known.and_then(default_value)
+}
+
+/// Settings that are durations, in milliseconds when given without a unit.
+const TIMEOUTS: &[&str] = &[
+    "statement_timeout",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "lock_timeout",
+];
+
+/// A timeout setting of the connection, if it was set (to zero for none).
+pub fn timeout(metadata: &HashMap<String, String>, name: &str) -> Option<Option<Duration>> {
+    let value = metadata.get(&key(canonical(name)?))?;
+    parse_timeout(value)
+}
+
+/// Postgres' reading of a duration setting: `2000` (ms), `2s`, `'1 min'`; zero for none.
+fn parse_timeout(value: &str) -> Option<Option<Duration>> {
+    let value = value.trim();
+    let duration = match value.parse::<f64>() {
+        Ok(ms) if (0.0..=f64::from(i32::MAX)).contains(&ms) => Duration::from_millis(ms as u64),
+        Ok(_) => return None,
+        Err(_) => crate::source::options::parse_duration(value, value).ok()?,
+    };
+    Some((!duration.is_zero()).then_some(duration))
 }
 
 /// How the connection's results are spelled: pgwire's options from its settings, and its
@@ -321,6 +347,11 @@ fn set_statement(set: &Set, metadata: &mut HashMap<String, String>) -> Result<Ap
         {
             return Err(Error::InvalidParameter(format!(
                 "invalid value for parameter \"TimeZone\": \"{value}\""
+            )));
+        }
+        if TIMEOUTS.contains(&name.as_str()) && parse_timeout(&value).is_none() {
+            return Err(Error::InvalidParameter(format!(
+                "invalid value for parameter \"{name}\": \"{value}\""
             )));
         }
         metadata.insert(key(&name), value);
@@ -582,6 +613,18 @@ fn set_config_call(function: &Function) -> Option<(String, String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_read_as_postgres_reads_them() {
+        let ms = |n| Some(Some(Duration::from_millis(n)));
+        assert_eq!(parse_timeout("2000"), ms(2000));
+        assert_eq!(parse_timeout("2s"), ms(2000));
+        assert_eq!(parse_timeout("1 min"), ms(60_000));
+        assert_eq!(parse_timeout("0"), Some(None));
+        for bad in ["soon", "-1", "1 fortnight", "99999999999"] {
+            assert_eq!(parse_timeout(bad), None, "{bad}");
+        }
+    }
 
     fn run(sql: &str, metadata: &mut HashMap<String, String>) -> Result<Applied> {
         let statement = crate::sql::parser::parse(sql).unwrap().pop().unwrap();

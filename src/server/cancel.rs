@@ -5,7 +5,10 @@
 //! only interrupts the planning phase, not the streaming of rows that follows, so every
 //! connection here has a [`CancelSignal`] that the statement, its row stream and COPY all watch.
 
+use std::time::Duration;
+
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::error::Error;
 
@@ -38,6 +41,7 @@ impl CancelSignal {
         CancelToken {
             receiver,
             terminate: self.terminate.subscribe(),
+            deadline: None,
         }
     }
 
@@ -57,26 +61,48 @@ impl CancelSignal {
     }
 }
 
-/// Resolves when the statement it was made for is cancelled.
+/// Resolves when the statement it was made for is cancelled, or its `statement_timeout` passes.
 #[derive(Debug, Clone)]
 pub struct CancelToken {
     receiver: watch::Receiver<u64>,
     terminate: watch::Receiver<bool>,
+    deadline: Option<Instant>,
 }
 
 impl CancelToken {
-    /// Waits for a cancel request; never returns if none comes.
+    /// The same token, also cancelled once `timeout` (the statement's `statement_timeout`)
+    /// has passed from now.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.deadline = timeout.map(|t| Instant::now() + t);
+        self
+    }
+
+    /// Waits for a cancel request or the deadline; never returns if neither comes.
     pub async fn cancelled(mut self) {
-        if self.receiver.changed().await.is_err() {
-            std::future::pending::<()>().await;
+        let deadline = async {
+            match self.deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = self.receiver.changed() => if changed.is_err() {
+                std::future::pending::<()>().await;
+            },
+            () = deadline => {}
         }
     }
 
     /// What a cancelled statement answers: FATAL 57P01 when the connection is being
-    /// terminated (the error closes it), else "canceling statement due to user request".
+    /// terminated (the error closes it), 57014 for a cancel request or the statement timeout.
     pub fn error(&self) -> Error {
-        match *self.terminate.borrow() {
-            true => Error::Terminated,
+        if *self.terminate.borrow() {
+            return Error::Terminated;
+        }
+        match self.deadline.is_some_and(|d| Instant::now() >= d)
+            && !self.receiver.has_changed().unwrap_or(true)
+        {
+            true => Error::StatementTimeout,
             false => Error::QueryCanceled,
         }
     }

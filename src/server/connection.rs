@@ -7,6 +7,8 @@
 //! login completes and refuses, with `08P01` as Postgres does, a startup packet over 10 000 bytes
 //! or any later message over 64 KiB. `authentication_timeout` bounds the whole login, and a
 //! message pgwire cannot decode (or panics on) ends the connection with `08P01`, not silently.
+//! After login, `idle_in_transaction_session_timeout` closes a connection left inside a
+//! transaction block (25P03).
 
 use std::io;
 use std::pin::Pin;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use futures::{FutureExt, SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState, PgWireServerHandlers};
 use pgwire::error::ErrorInfo;
+use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::process_message;
 use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, negotiate_tls, process_error};
@@ -25,6 +28,8 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Framed, FramedParts};
+
+use crate::pg::settings;
 
 /// The largest startup packet Postgres accepts (`MAX_STARTUP_PACKET_LENGTH`).
 const MAX_STARTUP_PACKET: usize = 10_000;
@@ -72,17 +77,28 @@ pub async fn serve<H: PgWireServerHandlers>(
             socket.get_mut().logged_in();
             login_slot.take();
         }
+        let idle_limit = idle_in_transaction_timeout(&socket);
         // pgwire's decoder has panicked on malformed messages; that ends this connection only.
         let next = std::panic::AssertUnwindSafe(socket.next()).catch_unwind();
-        let message = match logging_in {
-            true => tokio::select! {
+        let message = match (logging_in, idle_limit) {
+            (true, _) => tokio::select! {
                 () = &mut deadline => {
                     let error = fatal("08P01", "authentication timed out: the login took too long");
                     return refuse(&mut socket, error).await;
                 }
                 message = next => message,
             },
-            false => next.await,
+            (false, Some(limit)) => tokio::select! {
+                () = tokio::time::sleep(limit) => {
+                    let error = fatal(
+                        "25P03",
+                        "terminating connection due to idle-in-transaction timeout",
+                    );
+                    return refuse(&mut socket, error).await;
+                }
+                message = next => message,
+            },
+            (false, None) => next.await,
         };
         let message = match message {
             Ok(Some(Ok(message))) => message,
@@ -135,6 +151,16 @@ where
         socket.state(),
         PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
     )
+}
+
+/// `idle_in_transaction_session_timeout`, when the connection is inside a transaction block.
+fn idle_in_transaction_timeout<T: 'static, S>(
+    socket: &Framed<T, PgWireMessageServerCodec<S>>,
+) -> Option<Duration> {
+    if socket.transaction_status() == TransactionStatus::Idle {
+        return None;
+    }
+    settings::timeout(socket.metadata(), "idle_in_transaction_session_timeout").flatten()
 }
 
 fn fatal(code: &str, message: &str) -> ErrorInfo {

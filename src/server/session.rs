@@ -123,6 +123,11 @@ impl Session {
         self.signal.terminated().await;
     }
 
+    /// Cancels the running statement, as a CancelRequest would.
+    pub fn cancel(&self) {
+        self.signal.cancel();
+    }
+
     /// Whether a statement is running (or streaming its rows).
     pub fn is_running(&self) -> bool {
         self.backend.get().is_some_and(|b| b.is_running())
@@ -196,7 +201,9 @@ impl Session {
             _ => None,
         };
         let statement = bound.as_ref().unwrap_or(statement);
-        let token = self.signal.token();
+        let timeout = settings::timeout(client.metadata(), "statement_timeout")
+            .unwrap_or(self.db.config().statement_timeout);
+        let token = self.signal.token().with_timeout(timeout);
         let output = tokio::select! {
             output = self.db.execute(statement, params) => output,
             () = token.clone().cancelled() => Err(token.error()),

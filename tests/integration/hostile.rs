@@ -510,3 +510,125 @@ async fn malformed_messages_after_login_get_08p01() {
     assert!(String::from_utf8_lossy(&read_to_close(&mut socket)).contains("08P01"));
     assert_alive(&mut server).await;
 }
+
+/// A statement that runs until stopped, its result column named `marker`.
+fn runaway(marker: &str) -> String {
+    format!(
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) \
+         SELECT count(*) AS {marker} FROM r"
+    )
+}
+
+/// Whether a statement whose text contains `marker` is active on the server.
+async fn active(client: &tokio_postgres::Client, marker: &str) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%{marker}%' \
+         AND query NOT LIKE '%pg_stat_activity%'"
+    );
+    support::query_i64(client, &sql).await > 0
+}
+
+/// `statement_timeout` was accepted, shown and ignored; a client killed mid-statement left it
+/// running forever; `pg_terminate_backend` took seconds to reach its client. Now the timeout
+/// cancels with 57014, a vanished client's statement is cancelled within a second, and a
+/// terminated client hears 57P01 at once.
+#[tokio::test]
+async fn no_statement_outlives_its_timeout_or_its_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], server.pg_port).into();
+    let client = support::connect(addr).await;
+    assert_eq!(
+        sqlstate(&client, "SET statement_timeout = 'soon'").await,
+        "22023"
+    );
+    client
+        .batch_execute("SET statement_timeout = '1s'")
+        .await
+        .unwrap();
+    let shown = client.simple_query("SHOW statement_timeout").await.unwrap();
+    let tokio_postgres::SimpleQueryMessage::Row(row) = &shown[1] else {
+        panic!("{shown:?}")
+    };
+    assert_eq!(row.get(0), Some("1s"));
+    let started = Instant::now();
+    let error = client.simple_query(&runaway("timed")).await.unwrap_err();
+    let error = error.as_db_error().unwrap();
+    assert_eq!(error.code().code(), "57014");
+    assert_eq!(
+        error.message(),
+        "canceling statement due to statement timeout"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+
+    // A client killed while its statement runs.
+    let mut psql = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.pg_port.to_string(),
+            "-U",
+            "sluice",
+        ])
+        .args(["-d", "sluice", "-c", &runaway("killed_client")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_for(Duration::from_secs(10), "the statement to run", || async {
+        active(&client, "killed_client").await.then_some(())
+    })
+    .await;
+    psql.kill().unwrap();
+    psql.wait().unwrap();
+    let killed = Instant::now();
+    support::wait_for(Duration::from_secs(5), "the statement to stop", || async {
+        (!active(&client, "killed_client").await).then_some(())
+    })
+    .await;
+    eprintln!("disconnect to cancel: {:?}", killed.elapsed());
+
+    // A terminated client hears at once.
+    let victim = support::connect(addr).await;
+    let pid = support::query_i64(&victim, "SELECT pg_backend_pid()::bigint").await;
+    let running = tokio::spawn(async move {
+        let error = victim.simple_query(&runaway("terminated")).await;
+        (error.map(|_| ()).unwrap_err(), Instant::now())
+    });
+    support::wait_for(Duration::from_secs(10), "the statement to run", || async {
+        active(&client, "terminated").await.then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    client
+        .simple_query(&format!("SELECT pg_terminate_backend({pid})"))
+        .await
+        .unwrap();
+    let (error, heard) = running.await.unwrap();
+    let latency = heard - asked;
+    eprintln!("terminate to client: {latency:?}");
+    assert_eq!(error.as_db_error().unwrap().code().code(), "57P01");
+    assert!(latency < Duration::from_secs(1), "{latency:?}");
+    assert!(!active(&client, "terminated").await);
+
+    // A connection left idle inside a transaction is closed.
+    let idle = support::connect(addr).await;
+    idle.batch_execute("SET idle_in_transaction_session_timeout = '500ms'; BEGIN")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(idle.simple_query("SELECT 1").await.is_err());
+    assert_alive(&mut server).await;
+}
