@@ -22,12 +22,21 @@ pub enum Error {
     DuplicateRelation { kind: &'static str, name: String },
     #[error("column \"{name}\" does not exist")]
     UndefinedColumn { name: String },
+    /// A field taken of a value that has none (`b.value` of an integer); 42703 as in Postgres.
+    #[error("{0}")]
+    UndefinedField(String),
     #[error("column \"{name}\" specified more than once")]
     DuplicateColumn { name: String },
     #[error("function {name} does not exist")]
     UndefinedFunction { name: String },
     #[error("{message}")]
     InvalidText {
+        message: String,
+        detail: Option<String>,
+    },
+    /// Bytes that are not UTF-8, or a NUL, in text input (22021 as in Postgres).
+    #[error("{message}")]
+    InvalidEncoding {
         message: String,
         detail: Option<String>,
     },
@@ -110,6 +119,9 @@ pub enum Error {
     /// Something the caller may not do or name (SQLSTATE 42501).
     #[error("{0}")]
     InsufficientPrivilege(String),
+    /// A SELECT with more result columns than Postgres allows (54011).
+    #[error("{0}")]
+    TooManyColumns(String),
     /// An expression nested deeper than planning can follow (`crate::sql::depth`).
     #[error("stack depth limit exceeded")]
     StackDepth,
@@ -128,10 +140,11 @@ impl Error {
             Error::Syntax(_) => "42601",
             Error::UndefinedRelation { .. } => "42P01",
             Error::DuplicateRelation { .. } => "42P07",
-            Error::UndefinedColumn { .. } => "42703",
+            Error::UndefinedColumn { .. } | Error::UndefinedField(_) => "42703",
             Error::DuplicateColumn { .. } => "42701",
             Error::UndefinedFunction { .. } => "42883",
             Error::InvalidText { .. } => "22P02",
+            Error::InvalidEncoding { .. } => "22021",
             Error::InvalidDatetime { .. } => "22007",
             Error::DatatypeMismatch { .. } => "42804",
             Error::NumericOutOfRange(_) => "22003",
@@ -155,6 +168,7 @@ impl Error {
             Error::Connector { .. } => "08001",
             Error::CorruptState { .. } => "XX001",
             Error::StackDepth => "54001",
+            Error::TooManyColumns(_) => "54011",
             Error::InsufficientPrivilege(_) => "42501",
             Error::Config(_) => "F0000",
             Error::Internal(_) => "XX000",
@@ -164,9 +178,9 @@ impl Error {
     /// A sentence with more detail, where it helps.
     pub fn detail(&self) -> Option<String> {
         match self {
-            Error::InvalidText { detail, .. } | Error::InvalidDatetime { detail, .. } => {
-                detail.clone()
-            }
+            Error::InvalidText { detail, .. }
+            | Error::InvalidEncoding { detail, .. }
+            | Error::InvalidDatetime { detail, .. } => detail.clone(),
             Error::DependentObjects { dependents, .. } => Some(
                 dependents
                     .iter()
@@ -181,6 +195,7 @@ impl Error {
             | Error::UndefinedRelation { .. }
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }
+            | Error::UndefinedField(_)
             | Error::DuplicateColumn { .. }
             | Error::UndefinedFunction { .. }
             | Error::DatatypeMismatch { .. }
@@ -204,6 +219,7 @@ impl Error {
             | Error::Connector { .. }
             | Error::CorruptState { .. }
             | Error::StackDepth
+            | Error::TooManyColumns(_)
             | Error::InsufficientPrivilege(_)
             | Error::Config(_)
             | Error::Internal(_) => None,
@@ -238,13 +254,16 @@ impl Error {
                 "Simplify the statement: an expression may nest at most {} operators deep.",
                 crate::sql::depth::MAX_DEPTH
             )),
+            Error::TooManyColumns(_) => None,
             Error::Syntax(_)
             | Error::InsufficientPrivilege(_)
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }
+            | Error::UndefinedField(_)
             | Error::DuplicateColumn { .. }
             | Error::UndefinedFunction { .. }
             | Error::InvalidText { .. }
+            | Error::InvalidEncoding { .. }
             | Error::InvalidDatetime { .. }
             | Error::NumericOutOfRange(_)
             | Error::DivisionByZero
@@ -325,6 +344,9 @@ impl Error {
             other => match other.strip_backtrace() {
                 m if m.contains("scalar subquery returned more than one row") => {
                     Error::SubqueryRows
+                }
+                m if m.contains("cannot access field") => {
+                    Error::UndefinedField(lowercase_first(&m))
                 }
                 m => Error::Internal(lowercase_first(&m)),
             },
@@ -478,6 +500,9 @@ fn from_plan_message(message: &str) -> Error {
 
 fn from_execution_message(message: &str) -> Error {
     let lower = message.to_ascii_lowercase();
+    if lower.contains("cannot access field") {
+        return Error::UndefinedField(lowercase_first(message));
+    }
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return Error::DivisionByZero;
     }

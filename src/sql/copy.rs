@@ -255,7 +255,7 @@ impl CopyDecoder {
     }
 
     fn text_fields(&self, record: &[u8], line: u64) -> Result<Vec<Option<String>>> {
-        let text = std::str::from_utf8(record).map_err(|_| self.not_utf8(line))?;
+        let text = utf8(record).ok_or_else(|| self.not_utf8(line))?;
         text.split(self.format.delimiter as char)
             .map(|raw| match raw == self.format.null {
                 true => Ok(None),
@@ -287,7 +287,7 @@ impl CopyDecoder {
         fields
             .iter()
             .map(|f| {
-                let text = std::str::from_utf8(f).map_err(|_| self.not_utf8(line))?;
+                let text = utf8(f).ok_or_else(|| self.not_utf8(line))?;
                 Ok(if text == self.format.null {
                     None
                 } else {
@@ -297,8 +297,9 @@ impl CopyDecoder {
             .collect()
     }
 
+    /// Bytes that are not UTF-8, or a NUL, which no Postgres text value holds.
     fn not_utf8(&self, line: u64) -> Error {
-        Error::InvalidText {
+        Error::InvalidEncoding {
             message: "invalid byte sequence for encoding \"UTF8\"".into(),
             detail: Some(format!("COPY {}, line {line}.", self.table.name)),
         }
@@ -336,6 +337,13 @@ impl CopyDecoder {
             other => Error::Internal(other.to_string()),
         })
     }
+}
+
+/// `bytes` as text, if they are UTF-8 without a NUL.
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| !t.contains('\0'))
 }
 
 fn field_pg_type(table: &TableDef, index: usize) -> String {
@@ -377,6 +385,12 @@ fn bad_value(
         (Some(row), Some(strings)) => (row, strings.value(row).to_string()),
         _ => (0, String::new()),
     };
+    let integer = matches!(pg_type, "smallint" | "integer" | "bigint");
+    if integer && value.trim().parse::<i128>().is_ok() {
+        return Error::NumericOutOfRange(format!(
+            "value \"{value}\" is out of range for type {pg_type}"
+        ));
+    }
     let message = format!("invalid input syntax for type {pg_type}: \"{value}\"");
     let detail = Some(format!(
         "COPY {table}, line {}, column {column}.",
@@ -390,7 +404,7 @@ fn bad_value(
 }
 
 /// Undoes the backslash escapes of Postgres' text format. `\xNN` and `\ooo` are bytes, as in
-/// Postgres: `caf\xc3\xa9` is `café`; `None` if the bytes are not UTF-8.
+/// Postgres: `caf\xc3\xa9` is `café`; `None` if the bytes are not UTF-8 or hold a NUL.
 fn unescape_text(raw: &str) -> Option<String> {
     if !raw.contains('\\') {
         return Some(raw.to_string());
@@ -436,7 +450,7 @@ fn unescape_text(raw: &str) -> Option<String> {
             None => out.push(b'\\'),
         }
     }
-    String::from_utf8(out).ok()
+    utf8(&out).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -544,8 +558,15 @@ mod tests {
         assert_eq!(unescape_text(r"caf\303\251").as_deref(), Some("café"));
         assert_eq!(unescape_text(r"\101\tb\\").as_deref(), Some("A\tb\\"));
         assert_eq!(unescape_text(r"\xzz").as_deref(), Some("xzz"));
+        assert_eq!(unescape_text(r"ab\000c"), None, "a NUL");
+        assert_eq!(unescape_text(r"ab\x00c"), None, "a NUL");
         assert_eq!(unescape_text(r"\xff"), None);
+        // Postgres: 22021 invalid byte sequence for encoding "UTF8".
         let error = decode(text(), &["1\tcaf\\xe9\tt\t\\N\n"]).unwrap_err();
-        assert_eq!(error.sqlstate(), "22P02");
+        assert_eq!(error.sqlstate(), "22021");
+        let error = decode(text(), &["1\tab\\000c\tt\t\\N\n"]).unwrap_err();
+        assert_eq!(error.sqlstate(), "22021");
+        let error = decode(text(), &["99999999999\tx\tt\t\\N\n"]).unwrap_err();
+        assert_eq!(error.sqlstate(), "22003");
     }
 }

@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, UnaryOperator, Value, Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, Expr, Query, SetExpr, UnaryOperator, Value, Visit, VisitMut, Visitor,
+    VisitorMut,
 };
 
 use super::Statement;
@@ -31,6 +32,10 @@ use crate::error::{Error, Result};
 /// (2 MB `max_stack_depth`) answers `1+1+…` with 4 000 terms and refuses 5 000; DataFusion's
 /// planning time grows with the square of the depth, so the limit is lower here.
 pub const MAX_DEPTH: usize = 1_000;
+
+/// The most result columns a SELECT may have, as in Postgres (`MaxTupleAttributeNumber`):
+/// planning time grows faster than the column count, so 65 535 `$n` columns took minutes.
+pub const MAX_COLUMNS: usize = 1_664;
 
 /// AND/OR chains shorter than this are left as written.
 const MIN_CHAIN: usize = 8;
@@ -50,9 +55,17 @@ pub fn bound(statement: &mut Statement) -> Result<()> {
 /// [`bound`] for any sqlparser node (a statement, a query, an expression).
 pub fn bound_node<N: Visit + VisitMut>(node: &mut N) -> Result<()> {
     let _ = VisitMut::visit(node, &mut Flatten);
-    let mut measure = Depth { depth: 0 };
+    let mut measure = Depth {
+        depth: 0,
+        too_wide: false,
+    };
     if Visit::visit(&*node, &mut measure).is_continue() {
         return Ok(());
+    }
+    if measure.too_wide {
+        return Err(Error::TooManyColumns(format!(
+            "target lists can have at most {MAX_COLUMNS} entries"
+        )));
     }
     let _ = VisitMut::visit(node, &mut Dismantle);
     Err(Error::StackDepth)
@@ -241,10 +254,28 @@ fn null() -> Expr {
 
 struct Depth {
     depth: usize,
+    too_wide: bool,
 }
 
 impl Visitor for Depth {
     type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        let mut bodies = vec![query.body.as_ref()];
+        while let Some(body) = bodies.pop() {
+            match body {
+                SetExpr::Select(select) if select.projection.len() > MAX_COLUMNS => {
+                    self.too_wide = true;
+                    return ControlFlow::Break(());
+                }
+                SetExpr::SetOperation { left, right, .. } => {
+                    bodies.extend([left.as_ref(), right.as_ref()])
+                }
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
         self.depth += 1;
@@ -343,6 +374,18 @@ mod tests {
         );
         let statement = one(&sql).unwrap();
         assert!(statement.starts_with("SELECT 1 WHERE c0 AND c1 AND c2"));
+    }
+
+    #[test]
+    fn wide_selects_are_refused_with_54011() {
+        let columns = |n| format!("SELECT {}", chain(n, |i| format!("${}", i + 1), ", "));
+        assert!(one(&columns(MAX_COLUMNS)).is_ok());
+        assert_eq!(
+            one(&columns(MAX_COLUMNS + 1)).unwrap_err().sqlstate(),
+            "54011"
+        );
+        let union = format!("SELECT 1 UNION ALL ({})", columns(65_535));
+        assert_eq!(one(&union).unwrap_err().sqlstate(), "54011");
     }
 
     #[test]

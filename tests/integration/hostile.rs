@@ -632,3 +632,47 @@ async fn no_statement_outlives_its_timeout_or_its_client() {
     assert!(idle.simple_query("SELECT 1").await.is_err());
     assert_alive(&mut server).await;
 }
+
+/// Inputs a user sends by mistake, answered with Postgres' SQLSTATE instead of XX000 or
+/// silence: 65 535 result columns (planning took minutes while other clients waited), a field
+/// of a non-composite value, NUL bytes and out-of-range integers in COPY.
+#[tokio::test]
+async fn user_errors_are_answered_as_postgres_answers_them() {
+    use futures::SinkExt;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
+    let wide = format!(
+        "SELECT {}",
+        chain(65_535, |i| format!("${}::int", i + 1), ", ")
+    );
+    let started = Instant::now();
+    let error = client.prepare(&wide).await.unwrap_err();
+    assert_eq!(error.code().unwrap().code(), "54011");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        sqlstate(&client, "SELECT b.value FROM generate_series(1, 200) b").await,
+        "42703"
+    );
+    client
+        .batch_execute("CREATE TABLE c (i INT, s TEXT)")
+        .await
+        .unwrap();
+    for (rows, code) in [("1\tab\\000c\n", "22021"), ("99999999999\tx\n", "22003")] {
+        let sink = client
+            .copy_in::<_, bytes::Bytes>("COPY c FROM STDIN")
+            .await
+            .unwrap();
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from(rows)).await.unwrap();
+        let error = sink.as_mut().finish().await.unwrap_err();
+        assert_eq!(error.code().unwrap().code(), code, "{rows:?}");
+    }
+    assert_eq!(
+        support::query_i64(&client, "SELECT count(*) FROM c").await,
+        0
+    );
+    assert_alive(&mut server).await;
+}
