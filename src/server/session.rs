@@ -16,19 +16,28 @@ use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
-use pgwire::api::copy::CopyHandler;
+use pgwire::api::copy::{
+    CopyHandler, send_copy_both_response, send_copy_in_response, send_copy_out_response,
+};
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{
+    ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
+    send_ready_for_query,
+};
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 
 use super::backends::{Backend, Backends};
@@ -131,6 +140,24 @@ impl Session {
     /// Whether a statement is running (or streaming its rows).
     pub fn is_running(&self) -> bool {
         self.backend.get().is_some_and(|b| b.is_running())
+    }
+
+    /// Parses and runs the text of one statement of a Query message.
+    async fn run_text<C>(&self, client: &mut C, text: &str) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut statements = parser::parse(text).inspect_err(log_error)?;
+        match (statements.pop(), statements.is_empty()) {
+            (Some(statement), true) => {
+                self.run(client, &statement, None, &Format::UnifiedText)
+                    .await
+            }
+            _ => Err(Error::Internal(format!("not one statement: {text}")).into()),
+        }
     }
 
     /// Runs one statement and encodes its output.
@@ -255,34 +282,106 @@ fn log_error(error: &Error) {
 
 #[async_trait]
 impl SimpleQueryHandler for Session {
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    /// Runs the statements of one Query message one at a time, sending each one's response
+    /// before the next runs. pgwire's default runs them all first and holds every response
+    /// until the last (100 000 `SELECT 1;` held 2 GB before a byte was sent).
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = parser::parse(query).inspect_err(log_error)?;
-        if statements.is_empty() {
-            return Ok(vec![Response::EmptyQuery]);
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
         }
-        let mut responses = Vec::with_capacity(statements.len());
-        for statement in &statements {
-            match self
-                .run(client, statement, None, &Format::UnifiedText)
-                .await
-            {
-                Ok(response) => responses.push(response),
-                Err(PgWireError::UserError(info)) => {
-                    // Postgres skips the rest of a multi-statement query after an error.
-                    responses.push(Response::Error(info));
-                    break;
-                }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut status = client.transaction_status();
+        let texts = parser::split(&query.query).inspect_err(log_error)?;
+        if texts.is_empty() {
+            send_response(client, Response::EmptyQuery, &mut status).await?;
+        }
+        for text in &texts {
+            let response = match self.run_text(client, text).await {
+                Ok(response) => response,
+                Err(PgWireError::UserError(info)) => Response::Error(info),
                 Err(other) => return Err(other),
+            };
+            // Postgres skips the rest of a multi-statement query after an error.
+            let failed = matches!(response, Response::Error(_));
+            send_response(client, response, &mut status).await?;
+            if failed {
+                break;
             }
         }
-        Ok(responses)
+        // A COPY in progress answers ReadyForQuery when it ends.
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            client.set_transaction_status(status);
+            send_ready_for_query(client, status).await?;
+        }
+        Ok(())
     }
+
+    /// Never called: `on_query` answers Query messages itself.
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Err(Error::Internal("queries are answered by Session::on_query".into()).into())
+    }
+}
+
+/// Sends one statement's response, as pgwire's default query loop does, and follows the
+/// transaction status it implies.
+async fn send_response<C>(
+    client: &mut C,
+    response: Response,
+    status: &mut TransactionStatus,
+) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    match response {
+        Response::EmptyQuery => {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?
+        }
+        Response::Query(results) => send_query_response(client, results, true).await?,
+        Response::Execution(tag) => send_execution_response(client, tag).await?,
+        Response::TransactionStart(tag) => {
+            send_execution_response(client, tag).await?;
+            *status = status.to_in_transaction_state();
+        }
+        Response::TransactionEnd(tag) => {
+            send_execution_response(client, tag).await?;
+            *status = status.to_idle_state();
+        }
+        Response::Error(error) => {
+            client
+                .feed(PgWireBackendMessage::ErrorResponse((*error).into()))
+                .await?;
+            *status = status.to_error_state();
+        }
+        Response::CopyIn(copy) => {
+            send_copy_in_response(client, copy).await?;
+            client.set_state(PgWireConnectionState::CopyInProgress(false));
+        }
+        Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
+        Response::CopyBoth(copy) => {
+            send_copy_both_response(client, copy).await?;
+            client.set_state(PgWireConnectionState::CopyInProgress(false));
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
