@@ -6,6 +6,16 @@ use std::time::{Duration, Instant};
 
 use crate::support::{self, ServerProcess};
 
+/// The real binary on a fresh data folder (gone with the returned directory), with `extra` flags.
+fn start(extra: &[&str]) -> (tempfile::TempDir, ServerProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let mut args = vec!["--storage", storage.to_str().unwrap()];
+    args.extend(extra);
+    let server = ServerProcess::start(&args, &dir.path().join("server.log"));
+    (dir, server)
+}
+
 /// The server answers `SELECT 1` within a second.
 async fn assert_alive(server: &mut ServerProcess) {
     assert!(!server.exited(), "the server died");
@@ -35,10 +45,7 @@ async fn sqlstate(client: &tokio_postgres::Client, sql: &str) -> String {
 /// what stays too deep is refused with 54001 — in queries, prepared statements and views.
 #[tokio::test]
 async fn deep_expressions_answer_or_fail_with_54001_and_never_abort() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("data");
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let (_dir, mut server) = start(&[]);
     let addr = ([127, 0, 0, 1], server.pg_port).into();
     let client = support::connect(addr).await;
 
@@ -148,10 +155,7 @@ async fn deep_expressions_answer_or_fail_with_54001_and_never_abort() {
 /// 250-level expression for seconds, others are answered at once.
 #[tokio::test]
 async fn slow_planning_does_not_stall_other_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("data");
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let (_dir, mut server) = start(&[]);
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], server.pg_port).into();
     let setup = support::connect(addr).await;
     setup
@@ -191,18 +195,7 @@ async fn slow_planning_does_not_stall_other_connections() {
 /// the kernel killed it, and every pipeline with it.
 #[tokio::test]
 async fn queries_spill_or_fail_with_53200_within_the_memory_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("data");
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start(
-        &[
-            "--storage",
-            storage.to_str().unwrap(),
-            "--memory-limit",
-            "32MiB",
-        ],
-        &log,
-    );
+    let (_dir, mut server) = start(&["--memory-limit", "32MiB"]);
     let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
     client
         .batch_execute("CREATE TABLE kept (v INT); INSERT INTO kept VALUES (1), (2), (3)")
@@ -485,10 +478,7 @@ async fn before_login_a_connection_holds_a_few_kib_and_not_for_long() {
 #[tokio::test]
 async fn malformed_messages_after_login_get_08p01() {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("data");
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let (_dir, mut server) = start(&[]);
     let connect = || {
         let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.pg_port)).unwrap();
         socket.write_all(&startup_packet("sluice")).unwrap();
@@ -534,10 +524,7 @@ async fn active(client: &tokio_postgres::Client, marker: &str) -> bool {
 /// terminated client hears 57P01 at once.
 #[tokio::test]
 async fn no_statement_outlives_its_timeout_or_its_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("data");
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let (_dir, mut server) = start(&[]);
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], server.pg_port).into();
     let client = support::connect(addr).await;
     assert_eq!(
@@ -639,10 +626,7 @@ async fn no_statement_outlives_its_timeout_or_its_client() {
 #[tokio::test]
 async fn user_errors_are_answered_as_postgres_answers_them() {
     use futures::SinkExt;
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("data");
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let (_dir, mut server) = start(&[]);
     let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
     let wide = format!(
         "SELECT {}",
@@ -683,10 +667,7 @@ async fn user_errors_are_answered_as_postgres_answers_them() {
 /// plans a `SELECT 1` in about 3 ms), where holding them cost 140 MiB.
 #[tokio::test]
 async fn many_statements_in_one_query_are_answered_one_by_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("data");
-    let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start(&["--storage", storage.to_str().unwrap()], &log);
+    let (_dir, mut server) = start(&[]);
     let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
     let n = 10_000;
     let before = server.peak_rss_bytes();
