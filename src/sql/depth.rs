@@ -398,6 +398,12 @@ mod tests {
                 let error = one(&deep).unwrap_err();
                 assert_eq!(error.sqlstate(), "54001", "{n} terms");
             }
+            // Nesting Postgres answers: 200 NOTs, 400 parentheses; much deeper is 54001.
+            let nots = format!("SELECT {}true", "NOT ".repeat(200));
+            assert!(one(&nots).is_ok());
+            let parens = |n| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
+            assert!(one(&parens(400)).is_ok());
+            assert_eq!(one(&parens(5_000)).unwrap_err().sqlstate(), "54001");
             let view = format!(
                 "CREATE MATERIALIZED VIEW v AS SELECT * FROM t WHERE v < {}",
                 chain(5_000, |_| "1".into(), "+")

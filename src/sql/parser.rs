@@ -36,7 +36,7 @@ pub fn split(sql: &str) -> Result<Vec<String>> {
     let rewritten = super::view::rewrite_flink_windows(sql);
     let sql = rewritten.as_deref().unwrap_or(sql);
     let mut offsets = LineOffsets::new(sql);
-    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    let mut parser = new_parser(sql)?;
     let mut texts = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -108,8 +108,17 @@ impl<'a> LineOffsets<'a> {
     }
 }
 
+/// A parser of `sql` that allows nesting (`NOT NOT …`, parentheses) as deep as
+/// [`super::depth::MAX_DEPTH`]: sqlparser's default of 50 refused what Postgres answers, and its
+/// recursion grows its stack on the heap, so only the depth bound after parsing matters.
+fn new_parser(sql: &str) -> Result<Parser<'static>> {
+    Ok(Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(super::depth::MAX_DEPTH)
+        .try_with_sql(sql)?)
+}
+
 fn parse_with_extensions(sql: &str) -> Result<Vec<Statement>> {
-    let mut parser = Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)?;
+    let mut parser = new_parser(sql)?;
     let mut statements = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
