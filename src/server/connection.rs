@@ -302,8 +302,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for PreLogin<T> {
         if let Poll::Ready(Ok(())) = &polled
             && !matches!(self.frame, Frame::Open)
         {
-            let filled = buf.filled()[before..].to_vec();
-            self.track(&filled)?;
+            self.track(&buf.filled()[before..])?;
         }
         polled
     }
