@@ -14,6 +14,7 @@ pub mod hangup;
 pub mod http;
 pub mod login;
 pub mod parameters;
+pub mod scram;
 pub mod session;
 
 use std::net::SocketAddr;

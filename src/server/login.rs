@@ -10,26 +10,26 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures::Sink;
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::{SCRAM_ITERATIONS, ScramAuth, gen_salted_password};
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
-    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
 };
 use pgwire::api::{
     ClientInfo, PgWireConnectionState, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
+use super::scram::{self, Exchange, Failure, Verifier};
 use super::session::Session;
 use crate::config::{Access, AuthMethod};
 use crate::error::{Error, Result};
@@ -38,29 +38,42 @@ use crate::metrics;
 /// The login settings every connection shares, prepared once at startup.
 pub struct Gate {
     auth: AuthMethod,
-    passwords: Arc<Passwords>,
-    /// The certificate chain as PEM, for SCRAM channel binding.
-    certificate: Option<Vec<u8>>,
+    /// The config's users and their verifiers.
+    users: HashMap<String, Verifier>,
+    /// The TLS certificate's `tls-server-end-point` hash, for SCRAM channel binding.
+    certificate_hash: Option<Vec<u8>>,
     tls_required: bool,
-    pids: Arc<RandomPidSecretKeyGenerator>,
+    pids: RandomPidSecretKeyGenerator,
 }
 
 impl Gate {
-    /// Reads the certificate and key and derives each user's SCRAM secret.
+    /// Reads the certificate and key and derives each user's SCRAM verifier.
     pub fn new(access: &Access) -> Result<(Self, Option<TlsAcceptor>)> {
-        let (certificate, acceptor) = match &access.tls {
+        let (certificate_hash, acceptor) = match &access.tls {
             Some((cert, key)) => {
                 let (pem, acceptor) = tls_acceptor(cert, key)?;
-                (Some(pem), Some(acceptor))
+                let hash = scram::certificate_hash(&pem);
+                if hash.is_none() {
+                    // Without channel binding plain SCRAM still works; log and go on.
+                    tracing::warn!(
+                        "TLS certificate's signature algorithm unusable for SCRAM channel binding"
+                    );
+                }
+                (hash, Some(acceptor))
             }
             None => (None, None),
         };
+        let users = access
+            .users
+            .iter()
+            .map(|(name, password)| (name.clone(), Verifier::new(password)))
+            .collect();
         let gate = Gate {
             auth: access.auth,
-            passwords: Arc::new(Passwords::new(&access.users)),
-            certificate,
+            users,
+            certificate_hash,
             tls_required: access.tls_required,
-            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
+            pids: RandomPidSecretKeyGenerator::default(),
         };
         Ok((gate, acceptor))
     }
@@ -70,23 +83,28 @@ impl Gate {
         Login {
             session,
             gate: Arc::clone(self),
-            sasl: OnceLock::new(),
+            scram: Mutex::new(None),
         }
     }
 
-    /// A SCRAM exchange; with channel binding only over TLS, as libpq refuses it otherwise.
-    fn sasl(&self, secure: bool) -> Sasl {
-        let mut scram = ScramAuth::new(Arc::clone(&self.passwords) as Arc<dyn AuthSource>);
-        scram.set_iterations(SCRAM_ITERATIONS);
-        if let Some(pem) = self.certificate.as_ref().filter(|_| secure) {
-            // Without channel binding plain SCRAM still works; log and go on.
-            if let Err(e) = scram.configure_certificate(pem) {
-                tracing::warn!(error = %e, "TLS certificate unusable for SCRAM channel binding");
-            }
-        }
-        SASLAuthStartupHandler::new(Arc::new(server_parameters()))
-            .with_scram(scram)
-            .with_pid_secret_key_generator(Arc::clone(&self.pids) as Arc<dyn PidSecretKeyGenerator>)
+    /// Whether `user` and `password` are a user's credentials (HTTP Basic).
+    pub fn check_password(&self, user: &str, password: &str) -> bool {
+        self.users
+            .get(user)
+            .is_some_and(|verifier| verifier.matches(password))
+    }
+
+    /// Whether the listeners ask for credentials.
+    pub fn requires_password(&self) -> bool {
+        self.auth == AuthMethod::ScramSha256
+    }
+
+    /// `user`'s verifier; an unknown user gets one no password matches.
+    fn verifier(&self, user: &str) -> Verifier {
+        self.users
+            .get(user)
+            .cloned()
+            .unwrap_or_else(Verifier::unguessable)
     }
 }
 
@@ -131,49 +149,12 @@ fn server_parameters() -> DefaultServerParameterProvider {
     parameters
 }
 
-/// Each user's SCRAM secret: a random salt and the password salted with it.
-#[derive(Debug)]
-struct Passwords {
-    users: HashMap<String, Password>,
-}
-
-impl Passwords {
-    fn new(users: &std::collections::BTreeMap<String, String>) -> Self {
-        let users = users
-            .iter()
-            .map(|(name, password)| (name.clone(), salted(password)))
-            .collect();
-        Passwords { users }
-    }
-}
-
-fn salted(password: &str) -> Password {
-    let salt = rand::random::<[u8; 16]>().to_vec();
-    let secret = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-    Password::new(Some(salt), secret)
-}
-
-#[async_trait]
-impl AuthSource for Passwords {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        // An unknown user gets a secret no password matches, so the exchange runs to its end
-        // and fails exactly as a wrong password does.
-        let user = login.user().unwrap_or_default();
-        Ok(self.users.get(user).cloned().unwrap_or_else(|| {
-            let unguessable: [u8; 32] = rand::random();
-            salted(&String::from_utf8_lossy(&unguessable))
-        }))
-    }
-}
-
-type Sasl = SASLAuthStartupHandler<DefaultServerParameterProvider>;
-
 /// The startup of one connection: TLS check, login, then the connection's cancel key.
 pub struct Login {
     session: Arc<Session>,
     gate: Arc<Gate>,
-    /// The SCRAM exchange in progress, made at the startup message once TLS is known.
-    sasl: OnceLock<Sasl>,
+    /// The SCRAM exchange in progress, once the client's first message is answered.
+    scram: Mutex<Option<Exchange>>,
 }
 
 #[async_trait]
@@ -188,60 +169,130 @@ impl StartupHandler for Login {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let PgWireFrontendMessage::Startup(_) = &message
-            && self.session.no_room()
-        {
-            return Err(too_many_clients(client));
-        }
-        if let PgWireFrontendMessage::Startup(_) = &message
-            && self.gate.tls_required
-            && !client.is_secure()
-        {
-            metrics::LOGINS_FAILED.add(1);
-            return Err(fatal(
-                "28000",
-                "connection without TLS refused: this server requires sslmode=require or stronger"
-                    .into(),
-            ));
-        }
-        match self.gate.auth {
-            AuthMethod::None => {
-                if let PgWireFrontendMessage::Startup(startup) = &message {
-                    protocol_negotiation(client, startup).await?;
-                    save_startup_parameters_to_metadata(client, startup);
-                    let (pid, secret) = self.gate.pids.generate(client);
-                    client.set_pid_and_secret_key(pid, secret);
-                    finish_authentication(client, &server_parameters()).await?;
+        match message {
+            PgWireFrontendMessage::Startup(startup) => {
+                if self.session.no_room() {
+                    return Err(too_many_clients(client));
+                }
+                if self.gate.tls_required && !client.is_secure() {
+                    metrics::LOGINS_FAILED.add(1);
+                    return Err(fatal(
+                        "28000",
+                        "connection without TLS refused: this server requires sslmode=require or stronger"
+                            .into(),
+                    ));
+                }
+                protocol_negotiation(client, &startup).await?;
+                save_startup_parameters_to_metadata(client, &startup);
+                match self.gate.auth {
+                    AuthMethod::None => self.finish(client).await?,
+                    AuthMethod::ScramSha256 => {
+                        client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                        let mut mechanisms = vec![scram::SCRAM_SHA_256.to_owned()];
+                        if self.certificate_hash(client).is_some() {
+                            mechanisms.push(scram::SCRAM_SHA_256_PLUS.to_owned());
+                        }
+                        client
+                            .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                                mechanisms,
+                            )))
+                            .await?;
+                    }
                 }
             }
-            AuthMethod::ScramSha256 => {
-                let secure = client.is_secure();
-                self.sasl
-                    .get_or_init(|| self.gate.sasl(secure))
-                    .on_startup(client, message)
-                    .await
-                    .map_err(|e| match e {
-                        // pgwire names the user of the SCRAM message, which libpq leaves empty.
-                        PgWireError::InvalidPassword(_) => {
-                            let user = client.metadata().get("user").map_or("", String::as_str);
-                            metrics::LOGINS_FAILED.add(1);
-                            tracing::warn!(user, peer = %client.socket_addr(), "password authentication failed");
-                            fatal(
-                                "28P01",
-                                format!("password authentication failed for user \"{user}\""),
-                            )
-                        }
-                        other => other,
-                    })?;
+            PgWireFrontendMessage::PasswordMessageFamily(message)
+                if self.gate.auth == AuthMethod::ScramSha256 =>
+            {
+                self.on_sasl(client, message).await?;
             }
-        }
-        // Others may have logged in since the startup message.
-        if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
-            && !self.session.started(client)
-        {
-            return Err(too_many_clients(client));
+            _ => {}
         }
         Ok(())
+    }
+}
+
+impl Login {
+    /// One SASL message: the client's first (answered with the server's first) or its final
+    /// (checked, then the login finishes).
+    async fn on_sasl<C>(&self, client: &mut C, message: PasswordMessageFamily) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        let pending = self.scram.lock().expect("scram lock").take();
+        let reply = match pending {
+            None => {
+                let first = message.into_sasl_initial_response()?;
+                let verifier = self.gate.verifier(&user);
+                let (exchange, reply) = Exchange::start(
+                    &first.auth_method,
+                    first.data.as_deref().unwrap_or_default(),
+                    verifier,
+                    self.certificate_hash(client),
+                )
+                .map_err(|failure| self.refused(client, &user, failure))?;
+                *self.scram.lock().expect("scram lock") = Some(exchange);
+                Authentication::SASLContinue(reply.into())
+            }
+            Some(exchange) => {
+                let last = message.into_sasl_response()?;
+                let reply = exchange
+                    .finish(&last.data)
+                    .map_err(|failure| self.refused(client, &user, failure))?;
+                Authentication::SASLFinal(reply.into())
+            }
+        };
+        let done = matches!(reply, Authentication::SASLFinal(_));
+        client
+            .send(PgWireBackendMessage::Authentication(reply))
+            .await?;
+        if done {
+            self.finish(client).await?;
+        }
+        Ok(())
+    }
+
+    /// The certificate hash to bind to, over TLS only (libpq refuses binding otherwise).
+    fn certificate_hash<C: ClientInfo>(&self, client: &C) -> Option<&[u8]> {
+        self.gate
+            .certificate_hash
+            .as_deref()
+            .filter(|_| client.is_secure())
+    }
+
+    /// Gives the connection its cancel key and reports the server's parameters; refuses it if
+    /// others took the last slot meanwhile.
+    async fn finish<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (pid, secret) = self.gate.pids.generate(client);
+        client.set_pid_and_secret_key(pid, secret);
+        if !self.session.started(client) {
+            return Err(too_many_clients(client));
+        }
+        finish_authentication(client, &server_parameters()).await
+    }
+
+    fn refused<C: ClientInfo>(&self, client: &C, user: &str, failure: Failure) -> PgWireError {
+        metrics::LOGINS_FAILED.add(1);
+        match failure {
+            Failure::WrongPassword => {
+                tracing::warn!(user, peer = %client.socket_addr(), "password authentication failed");
+                fatal(
+                    "28P01",
+                    format!("password authentication failed for user \"{user}\""),
+                )
+            }
+            Failure::ChannelBinding(reason) => fatal("28000", reason.into()),
+            Failure::Malformed(reason) => {
+                fatal("08P01", format!("malformed SCRAM message: {reason}"))
+            }
+        }
     }
 }
 
