@@ -40,7 +40,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_PG_LISTEN")]
     pub pg_listen: Option<SocketAddr>,
 
-    /// Address of the HTTP listener for /healthz and /metrics [default: 127.0.0.1:5481]
+    /// Address of the HTTP listener for /healthz and /metrics; with `auth` on, every route but
+    /// /healthz asks for HTTP Basic credentials [default: 127.0.0.1:5481]
     #[arg(long, env = "SLUICEDB_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
 
@@ -367,8 +368,11 @@ impl ServeArgs {
         let pg_listen = self
             .pg_listen
             .unwrap_or_else(|| parse_addr(DEFAULT_PG_LISTEN));
+        let http_listen = self
+            .http_listen
+            .unwrap_or_else(|| parse_addr(DEFAULT_HTTP_LISTEN));
         let access = access(
-            pg_listen,
+            [pg_listen, http_listen],
             self.auth,
             self.users,
             self.allow_remote_without_auth.unwrap_or(false),
@@ -400,9 +404,7 @@ impl ServeArgs {
                 allow_http: self.s3_allow_http.or(aws.allow_http).unwrap_or(false),
             },
             pg_listen,
-            http_listen: self
-                .http_listen
-                .unwrap_or_else(|| parse_addr(DEFAULT_HTTP_LISTEN)),
+            http_listen,
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             manifests_retained: self
                 .manifests_retained
@@ -422,9 +424,9 @@ impl ServeArgs {
     }
 }
 
-/// Checks the login settings against each other and the listen address.
+/// Checks the login settings against each other and the listen addresses (Postgres, HTTP).
 fn access(
-    pg_listen: SocketAddr,
+    listen: [SocketAddr; 2],
     auth: Option<AuthMethod>,
     users: Option<BTreeMap<String, String>>,
     allow_remote_without_auth: bool,
@@ -445,9 +447,13 @@ fn access(
             "user \"{name}\" has an empty password"
         )));
     }
-    if auth == AuthMethod::None && !pg_listen.ip().is_loopback() && !allow_remote_without_auth {
+    let remote = listen.iter().find(|address| !address.ip().is_loopback());
+    if let Some(address) = remote
+        && auth == AuthMethod::None
+        && !allow_remote_without_auth
+    {
         return Err(Error::Config(format!(
-            "refusing to listen on {pg_listen} without authentication: anyone who can reach it \
+            "refusing to listen on {address} without authentication: anyone who can reach it \
              could read and change everything. Set auth = \"scram-sha-256\" with a [users] \
              table, or pass --allow-remote-without-auth"
         )));
@@ -545,6 +551,11 @@ mod tests {
             "{open}"
         );
         assert!(resolve("pg_listen = \"0.0.0.0:5480\"\nallow_remote_without_auth = true").is_ok());
+        let metrics_open = resolve("http_listen = \"0.0.0.0:5481\"").unwrap_err();
+        assert!(
+            metrics_open.to_string().contains("0.0.0.0:5481"),
+            "{metrics_open}"
+        );
         let scram = "pg_listen = \"0.0.0.0:5480\"\nauth = \"scram-sha-256\"";
         assert!(resolve(scram).is_err(), "scram without users");
         let config = resolve(&format!("{scram}\n[users]\ngrafana = \"s3cret\"")).unwrap();

@@ -87,18 +87,17 @@ impl Server {
             Listener {
                 max_connections,
                 login_timeout,
-                gate,
+                gate: Arc::clone(&gate),
                 tls,
             },
             stopped.clone(),
         ));
-        let http_db = Arc::clone(&db);
+        let http_router = http::router(Arc::clone(&db), gate);
         let http_task = tokio::spawn(async move {
             let mut stopped = stopped;
-            let serve = axum::serve(http, http::router(Arc::clone(&http_db)))
-                .with_graceful_shutdown(async move {
-                    while stopped.changed().await.is_ok() && !*stopped.borrow() {}
-                });
+            let serve = axum::serve(http, http_router).with_graceful_shutdown(async move {
+                while stopped.changed().await.is_ok() && !*stopped.borrow() {}
+            });
             if let Err(e) = serve.await {
                 tracing::warn!(error = %e, "http listener stopped");
             }

@@ -155,7 +155,25 @@ async fn scram_passwords_and_tls() {
         unknown.contains("password authentication failed for user \"mallory\""),
         "{unknown}"
     );
-    let metrics = support::http_get(server.http_addr(), "/metrics");
+    // HTTP asks for the same credentials, on every route but /healthz.
+    let basic = |credentials: &str| {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        format!("Authorization: Basic {encoded}\r\n")
+    };
+    let http = server.http_addr();
+    assert_eq!(support::http_request(http, "/healthz", "").0, 200);
+    assert_eq!(support::http_request(http, "/metrics", "").0, 401);
+    assert_eq!(
+        support::http_request(http, "/metrics", &basic("alice:wonderland")).0,
+        401
+    );
+    assert_eq!(
+        support::http_request(http, "/metrics", &basic("mallory:x")).0,
+        401
+    );
+    let (status, metrics) = support::http_request(http, "/metrics", &basic("alice:wonder land"));
+    assert_eq!(status, 200, "{metrics}");
     // Counters are per process, and other tests in it may fail logins too.
     let failed: u64 = metrics
         .lines()

@@ -275,14 +275,29 @@ impl ServerProcess {
 
 /// The body of an HTTP GET (blocking; small answers such as /metrics).
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    http_request(addr, path, "").1
+}
+
+/// The status code and body of an HTTP GET with `headers` (each ending in CRLF).
+pub fn http_request(addr: SocketAddr, path: &str, headers: &str) -> (u16, String) {
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    write!(socket, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     socket.read_to_string(&mut response).unwrap();
-    response
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {response:?}"));
+    let body = response
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
-        .unwrap_or(response)
+        .unwrap_or(response);
+    (status, body)
 }
 
 fn spawn(args: &[String], log: &Path, env: &[(&str, &str)]) -> Child {
