@@ -129,9 +129,7 @@ fn plan(query: &str) -> ViewPlan {
         let create = format!(
             "CREATE TABLE clicks ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) APPEND ONLY"
         );
-        for statement in parse(&create).unwrap() {
-            db.execute(&statement, None).await.unwrap();
-        }
+        db.execute_script(&create).await.unwrap();
         let Some(Statement::CreateView(view)) =
             parse(&format!("CREATE MATERIALIZED VIEW v AS {query} EMIT ON WINDOW CLOSE"))
                 .unwrap()

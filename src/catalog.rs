@@ -7,6 +7,7 @@
 //! manifest on every lookup, so a table appears to every session the moment its `CREATE` commits.
 
 pub mod provider;
+pub mod roles;
 pub mod snapshot;
 pub mod source;
 pub mod system;

@@ -6,6 +6,7 @@
 
 pub mod ddl;
 mod offload;
+pub mod privileges;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingF
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use futures::{StreamExt, TryStreamExt};
@@ -31,6 +32,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::catalog::provider::PublicSchema;
+use crate::catalog::roles::{Principal, Privilege, Roles};
 use crate::catalog::system::{self, SystemSchema};
 use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
@@ -76,6 +78,13 @@ pub enum Output {
     },
 }
 
+impl Output {
+    /// A command tag without a row count.
+    pub fn command(tag: &'static str) -> Self {
+        Output::Command { tag, rows: None }
+    }
+}
+
 /// A `COPY FROM STDIN` waiting for its data.
 #[derive(Debug, Clone)]
 pub struct CopyIn {
@@ -93,6 +102,7 @@ pub struct Database {
     checkpoints: Arc<Checkpoints>,
     /// The live connections (`pg_stat_activity`, cancel and terminate).
     backends: Arc<Backends>,
+    roles: Arc<Roles>,
     /// The tasks running checkpoints and storage maintenance every interval.
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     config: Config,
@@ -180,8 +190,9 @@ impl Database {
             .map_err(|e| Error::from(*e))?;
         PgCatalog::install(&ctx, DATABASE_NAME, Arc::clone(&storage))?;
         crate::pg::function_signatures::register(&ctx).await?;
+        let roles = Arc::new(Roles::new(&config.access, Arc::clone(&storage)));
         let backends = Arc::new(Backends::new(config.max_connections));
-        backends.install(&ctx)?;
+        backends.install(&ctx, Arc::clone(&roles))?;
         crate::pg::functions::register(&ctx);
         crate::pg::introspection::register(&ctx);
         // `now()` is a timestamptz in Postgres. DataFusion gives it a zone only when the zone is
@@ -196,6 +207,7 @@ impl Database {
             views,
             checkpoints,
             backends,
+            roles,
             background: std::sync::Mutex::new(Vec::new()),
             config,
         });
@@ -278,8 +290,14 @@ impl Database {
 
     /// `EXPLAIN CREATE MATERIALIZED VIEW`: DataFusion's logical plan with the window node, and
     /// the streaming pipeline, as rows `(plan_type, plan)`.
-    pub async fn explain_view(&self, create: &CreateView) -> Result<LogicalPlan> {
+    pub async fn explain_view(
+        &self,
+        create: &CreateView,
+        principal: &Principal,
+    ) -> Result<LogicalPlan> {
         let plan = self.plan_view(&create.query, create.emit_on_close).await?;
+        let manifest = self.storage.manifest();
+        privileges::require(&manifest, principal, &plan.input.name, Privilege::Select)?;
         let rows = vec![
             vec![
                 "logical_plan".to_string(),
@@ -312,7 +330,8 @@ impl Database {
             {
                 continue;
             }
-            if let Output::Rows(mut rows) = self.execute(&statement, None).await? {
+            let principal = Principal::server();
+            if let Output::Rows(mut rows) = self.execute(&statement, None, &principal).await? {
                 while let Some(batch) = rows.next().await {
                     batch?;
                 }
@@ -363,52 +382,64 @@ impl Database {
         &self.config
     }
 
-    /// Runs one statement. `params` binds `$1…` of a prepared statement.
+    pub fn roles(&self) -> &Arc<Roles> {
+        &self.roles
+    }
+
+    /// Runs one statement as `principal`. `params` binds `$1…` of a prepared statement.
     pub async fn execute(
         &self,
         statement: &Statement,
         params: Option<ParamValues>,
+        principal: &Principal,
     ) -> Result<Output> {
         match statement {
             Statement::CreateTable(create) => {
-                ddl::create_table(&self.storage, create.clone()).await
+                ddl::create_table(&self.storage, create.clone(), principal).await
             }
             Statement::CreateSource(create) => {
                 let secrets = self.config.secrets_dir.as_deref();
-                ddl::create_source(&self.storage, &self.sources, create.clone(), secrets).await
+                ddl::create_source(
+                    &self.storage,
+                    &self.sources,
+                    create.clone(),
+                    secrets,
+                    principal,
+                )
+                .await
             }
             Statement::DropSource {
                 names,
                 if_exists,
                 cascade,
-            } => ddl::drop_sources(self, names, *if_exists, *cascade).await,
-            Statement::CreateView(create) => ddl::create_view(self, create).await,
+            } => ddl::drop_sources(self, names, *if_exists, *cascade, principal).await,
+            Statement::CreateView(create) => ddl::create_view(self, create, principal).await,
             Statement::ExplainView(create) => {
-                let plan = self.explain_view(create).await?;
-                Ok(Output::Rows(self.run(plan).await?))
+                let plan = self.explain_view(create, principal).await?;
+                Ok(Output::Rows(self.run(plan, principal).await?))
             }
             Statement::DropView {
                 names,
                 if_exists,
                 cascade,
-            } => ddl::drop_views(self, names, *if_exists, *cascade).await,
-            Statement::AlterView { name, action } => ddl::alter_view(self, name, action).await,
+            } => ddl::drop_views(self, names, *if_exists, *cascade, principal).await,
+            Statement::AlterView { name, action } => {
+                ddl::alter_view(self, name, action, principal).await
+            }
             Statement::ShowSources
             | Statement::ShowCreateSource(_)
             | Statement::ShowViews
             | Statement::ShowCreateView(_) => {
                 let plan = ddl::show_catalog(&self.storage, statement)?
                     .ok_or_else(|| Error::Internal("not a SHOW statement".into()))?;
-                Ok(Output::Rows(self.run(plan).await?))
+                Ok(Output::Rows(self.run(plan, principal).await?))
             }
             Statement::Flush => {
+                privileges::require_flush(principal)?;
                 self.checkpoints.checkpoint("flush").await?;
-                Ok(Output::Command {
-                    tag: "FLUSH",
-                    rows: None,
-                })
+                Ok(Output::command("FLUSH"))
             }
-            Statement::Standard(stmt) => self.execute_standard(stmt, params).await,
+            Statement::Standard(stmt) => self.execute_standard(stmt, params, principal).await,
         }
     }
 
@@ -416,7 +447,9 @@ impl Database {
         &self,
         stmt: &SqlStatement,
         params: Option<ParamValues>,
+        principal: &Principal,
     ) -> Result<Output> {
+        let (storage, roles) = (&self.storage, &self.roles);
         match stmt {
             SqlStatement::Drop {
                 object_type: ObjectType::Table,
@@ -424,7 +457,24 @@ impl Database {
                 names,
                 cascade,
                 ..
-            } => ddl::drop_tables(self, names, *if_exists, *cascade).await,
+            } => ddl::drop_tables(self, names, *if_exists, *cascade, principal).await,
+            SqlStatement::Drop {
+                object_type: ObjectType::Role,
+                if_exists,
+                names,
+                ..
+            } => privileges::drop_roles(storage, roles, principal, names, *if_exists).await,
+            SqlStatement::CreateRole(create) => {
+                privileges::create_role(storage, roles, principal, create).await
+            }
+            SqlStatement::AlterRole { name, operation } => {
+                let name = crate::sql::normalize_ident(name);
+                privileges::alter_role(storage, roles, principal, &name, operation).await
+            }
+            SqlStatement::Grant(grant) => privileges::grant(storage, roles, principal, grant).await,
+            SqlStatement::Revoke(revoke) => {
+                privileges::revoke(storage, roles, principal, revoke).await
+            }
             SqlStatement::Copy {
                 source,
                 to: false,
@@ -441,6 +491,8 @@ impl Database {
                     return Err(Error::unsupported("COPY (query) FROM", None));
                 };
                 let table = ddl::table(&self.storage, &table_name(name)?)?;
+                let manifest = self.storage.manifest();
+                privileges::require(&manifest, principal, &table.name, Privilege::Insert)?;
                 let columns = ddl::column_indices(&table, columns)?;
                 let format = CopyFormat::from_options(options, legacy_options)?;
                 Ok(Output::CopyIn(CopyIn {
@@ -476,7 +528,9 @@ impl Database {
                         Parser::parse_sql(&PostgreSqlDialect {}, &sql)?.remove(0)
                     }
                 };
-                let rows = self.run(self.plan(&query).await?).await?;
+                let plan = self.plan(&query).await?;
+                privileges::check_plan(&self.storage.manifest(), principal, &plan)?;
+                let rows = self.run(plan, principal).await?;
                 Ok(Output::CopyOut { rows, format })
             }
             SqlStatement::Copy { .. } => Err(Error::unsupported(
@@ -494,8 +548,10 @@ impl Database {
             }),
             SqlStatement::Insert(_) => {
                 let plan = self.plan(stmt).await?;
+                privileges::check_plan(&self.storage.manifest(), principal, &plan)?;
                 let plan = bind(plan, params)?;
-                let batches: Vec<RecordBatch> = self.run(plan).await?.try_collect().await?;
+                let batches: Vec<RecordBatch> =
+                    self.run(plan, principal).await?.try_collect().await?;
                 Ok(Output::Command {
                     tag: "INSERT",
                     rows: Some(inserted_rows(&batches)),
@@ -509,8 +565,10 @@ impl Database {
                 Some("Tables are append-only; write new rows with INSERT or COPY."),
             )),
             _ => {
-                let plan = bind(self.plan(stmt).await?, params)?;
-                let rows = self.run(plan).await?;
+                let plan = self.plan(stmt).await?;
+                privileges::check_plan(&self.storage.manifest(), principal, &plan)?;
+                let plan = bind(plan, params)?;
+                let rows = self.run(plan, principal).await?;
                 Ok(Output::Rows(match postgres_names(stmt) {
                     Some(names) => relabel(rows, &names),
                     None => rows,
@@ -519,17 +577,21 @@ impl Database {
         }
     }
 
-    /// Executes a plan as a stream of batches.
-    async fn run(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
-        let ctx = self.ctx.clone();
-        offload::off_workers(async move {
-            Ok(ctx
-                .execute_logical_plan(plan)
-                .await?
-                .execute_stream()
-                .await?)
-        })
-        .await
+    /// Executes a plan as a stream of batches, as `principal` (which functions and catalog
+    /// tables that answer per caller find in the session's configuration).
+    async fn run(
+        &self,
+        plan: LogicalPlan,
+        principal: &Principal,
+    ) -> Result<SendableRecordBatchStream> {
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .options_mut()
+            .extensions
+            .insert(principal.clone());
+        offload::off_workers(async move { Ok(DataFrame::new(state, plan).execute_stream().await?) })
+            .await
     }
 
     /// Plans a standard statement, refusing anything that would change state outside our

@@ -116,6 +116,19 @@ pub enum Error {
         reason: String,
         hint: Option<String>,
     },
+    #[error("role \"{0}\" does not exist")]
+    UndefinedRole(String),
+    #[error("role \"{0}\" already exists")]
+    DuplicateRole(String),
+    /// A role name Postgres keeps for itself (`public`, `pg_…`), 42939.
+    #[error("{0}")]
+    ReservedName(String),
+    /// A DROP ROLE of a role that owns relations or holds privileges on them.
+    #[error("role \"{name}\" cannot be dropped because some objects depend on it")]
+    RoleInUse {
+        name: String,
+        dependents: Vec<String>,
+    },
     /// Something the caller may not do or name (SQLSTATE 42501).
     #[error("{0}")]
     InsufficientPrivilege(String),
@@ -170,6 +183,10 @@ impl Error {
             Error::StackDepth => "54001",
             Error::TooManyColumns(_) => "54011",
             Error::InsufficientPrivilege(_) => "42501",
+            Error::UndefinedRole(_) => "42704",
+            Error::DuplicateRole(_) => "42710",
+            Error::ReservedName(_) => "42939",
+            Error::RoleInUse { .. } => "2BP01",
             Error::Config(_) => "F0000",
             Error::Internal(_) => "XX000",
         }
@@ -188,6 +205,7 @@ impl Error {
                     .collect::<Vec<_>>()
                     .join("\n"),
             ),
+            Error::RoleInUse { dependents, .. } => Some(dependents.join("\n")),
             Error::Storage { retryable, .. } => retryable.then(|| {
                 "The storage backend did not answer; the statement had no effect.".to_string()
             }),
@@ -221,6 +239,9 @@ impl Error {
             | Error::StackDepth
             | Error::TooManyColumns(_)
             | Error::InsufficientPrivilege(_)
+            | Error::UndefinedRole(_)
+            | Error::DuplicateRole(_)
+            | Error::ReservedName(_)
             | Error::Config(_)
             | Error::Internal(_) => None,
         }
@@ -257,6 +278,10 @@ impl Error {
             Error::TooManyColumns(_) => None,
             Error::Syntax(_)
             | Error::InsufficientPrivilege(_)
+            | Error::UndefinedRole(_)
+            | Error::DuplicateRole(_)
+            | Error::ReservedName(_)
+            | Error::RoleInUse { .. }
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }
             | Error::UndefinedField(_)

@@ -71,6 +71,7 @@ impl Server {
         let gate = Arc::new(gate);
         let demo = config.demo;
         let db = Database::open(config).await?;
+        gate.set_roles(Arc::clone(db.roles()));
         if demo {
             db.execute_script(DEMO_SQL).await?;
             tracing::info!(

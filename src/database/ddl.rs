@@ -13,7 +13,8 @@ use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use sqlparser::ast::{Ident, ObjectName, ShowCreateObject, Statement as SqlStatement};
 
-use super::{Database, Output};
+use super::{Database, Output, privileges};
+use crate::catalog::roles::{Principal, Privilege};
 use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
@@ -26,7 +27,12 @@ use crate::sql::{AlterView, CreateSource, CreateTable, CreateView, Statement, no
 use crate::storage::{Manifest, SourceState, Storage, TableState, ViewState};
 use crate::view::Replay;
 
-pub async fn create_table(storage: &Storage, create: CreateTable) -> Result<Output> {
+pub async fn create_table(
+    storage: &Storage,
+    create: CreateTable,
+    principal: &Principal,
+) -> Result<Output> {
+    privileges::require_create(principal)?;
     let done = Output::Command {
         tag: "CREATE TABLE",
         rows: None,
@@ -48,6 +54,7 @@ pub async fn create_table(storage: &Storage, create: CreateTable) -> Result<Outp
             }
             let def = TableDef::new(m.next_table_id, create);
             m.next_table_id += 1;
+            m.privileges.insert(def.name.clone(), principal.new_acl());
             m.tables.insert(
                 def.name.clone(),
                 TableState {
@@ -66,15 +73,20 @@ pub async fn drop_tables(
     names: &[ObjectName],
     if_exists: bool,
     cascade: bool,
+    principal: &Principal,
 ) -> Result<Output> {
     let names: Vec<String> = names.iter().map(table_name).collect::<Result<_>>()?;
     let storage = db.storage();
     let mut removed = (Vec::new(), Vec::new());
     storage
         .commit(|m| {
-            removed = remove_relations(m, "table", &names, if_exists, cascade, |m, n| {
-                m.tables.remove(n)
-            })?;
+            let drop = Drop {
+                names: &names,
+                if_exists,
+                cascade,
+                principal,
+            };
+            removed = remove_relations(m, "table", drop, |m, n| m.tables.remove(n))?;
             Ok(())
         })
         .await?;
@@ -86,21 +98,31 @@ pub async fn drop_tables(
     })
 }
 
-/// Removes the relations `names` of one kind from `m` with `remove`, and the views reading
-/// them (see [`drop_dependents`]). Returns the removed relations and the removed views.
+/// What a DROP names, and who asks.
+struct Drop<'a> {
+    names: &'a [String],
+    if_exists: bool,
+    cascade: bool,
+    principal: &'a Principal,
+}
+
+/// Removes the relations a DROP names (of one kind) from `m` with `remove`, and the views
+/// reading them (see [`drop_dependents`]), with their privileges. Only their owner may.
+/// Returns the removed relations and the removed views.
 fn remove_relations<S>(
     m: &mut Manifest,
     kind: &'static str,
-    names: &[String],
-    if_exists: bool,
-    cascade: bool,
+    drop: Drop,
     remove: impl Fn(&mut Manifest, &str) -> Option<S>,
 ) -> Result<(Vec<S>, Vec<ViewState>)> {
     let (mut removed, mut views) = (Vec::new(), Vec::new());
-    for name in names {
+    for name in drop.names {
+        if m.relation_kind(name) == Some(kind) {
+            privileges::require_owner(m, drop.principal, name)?;
+        }
         match remove(m, name) {
             Some(state) => removed.push(state),
-            None if if_exists => continue,
+            None if drop.if_exists => continue,
             None => {
                 return Err(Error::UndefinedRelation {
                     kind,
@@ -108,7 +130,8 @@ fn remove_relations<S>(
                 });
             }
         }
-        views.extend(drop_dependents(m, kind, name, names, cascade)?);
+        m.privileges.remove(name);
+        views.extend(drop_dependents(m, kind, name, drop.names, drop.cascade)?);
     }
     Ok((removed, views))
 }
@@ -140,6 +163,7 @@ fn drop_dependents(
         }
         for dependent in dependents {
             removed.extend(m.views.remove(&dependent));
+            m.privileges.remove(&dependent);
             queue.push(dependent);
         }
     }
@@ -155,7 +179,12 @@ async fn forget_views(db: &Database, dropped: &[ViewState]) {
     }
 }
 
-pub async fn create_view(db: &Database, create: &CreateView) -> Result<Output> {
+pub async fn create_view(
+    db: &Database,
+    create: &CreateView,
+    principal: &Principal,
+) -> Result<Output> {
+    privileges::require_create(principal)?;
     let done = Output::Command {
         tag: "CREATE MATERIALIZED VIEW",
         rows: None,
@@ -165,6 +194,12 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Output> {
         return Ok(done);
     }
     let plan = db.plan_view(&create.query, create.emit_on_close).await?;
+    privileges::require(
+        &storage.manifest(),
+        principal,
+        &plan.input.name,
+        Privilege::Select,
+    )?;
     let mut def = ViewDef {
         id: 0,
         name: create.name.clone(),
@@ -204,6 +239,7 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Output> {
             }
             def.id = m.next_table_id;
             m.next_table_id += 1;
+            m.privileges.insert(def.name.clone(), principal.new_acl());
             m.views.insert(
                 def.name.clone(),
                 ViewState {
@@ -228,7 +264,13 @@ pub async fn create_view(db: &Database, create: &CreateView) -> Result<Output> {
 }
 
 /// `ALTER MATERIALIZED VIEW name SET (retention = …) | RESET (retention) | REBUILD`.
-pub async fn alter_view(db: &Database, name: &str, action: &AlterView) -> Result<Output> {
+pub async fn alter_view(
+    db: &Database,
+    name: &str,
+    action: &AlterView,
+    principal: &Principal,
+) -> Result<Output> {
+    privileges::require_owner(&db.storage().manifest(), principal, name)?;
     let undefined = || Error::UndefinedRelation {
         kind: "materialized view",
         name: name.to_string(),
@@ -301,14 +343,18 @@ pub async fn drop_views(
     names: &[String],
     if_exists: bool,
     cascade: bool,
+    principal: &Principal,
 ) -> Result<Output> {
     let mut removed = (Vec::new(), Vec::new());
     db.storage()
         .commit(|m| {
-            removed =
-                remove_relations(m, "materialized view", names, if_exists, cascade, |m, n| {
-                    m.views.remove(n)
-                })?;
+            let drop = Drop {
+                names,
+                if_exists,
+                cascade,
+                principal,
+            };
+            removed = remove_relations(m, "materialized view", drop, |m, n| m.views.remove(n))?;
             Ok(())
         })
         .await?;
@@ -328,7 +374,9 @@ pub async fn create_source(
     sources: &Sources,
     create: CreateSource,
     secrets_dir: Option<&Path>,
+    principal: &Principal,
 ) -> Result<Output> {
+    privileges::require_create(principal)?;
     let done = Output::Command {
         tag: "CREATE SOURCE",
         rows: None,
@@ -367,6 +415,7 @@ pub async fn create_source(
             }
             def.id = m.next_table_id;
             m.next_table_id += 1;
+            m.privileges.insert(def.name.clone(), principal.new_acl());
             m.sources.insert(
                 def.name.clone(),
                 SourceState {
@@ -392,13 +441,18 @@ pub async fn drop_sources(
     names: &[String],
     if_exists: bool,
     cascade: bool,
+    principal: &Principal,
 ) -> Result<Output> {
     let mut removed = (Vec::new(), Vec::new());
     db.storage()
         .commit(|m| {
-            removed = remove_relations(m, "source", names, if_exists, cascade, |m, n| {
-                m.sources.remove(n)
-            })?;
+            let drop = Drop {
+                names,
+                if_exists,
+                cascade,
+                principal,
+            };
+            removed = remove_relations(m, "source", drop, |m, n| m.sources.remove(n))?;
             Ok(())
         })
         .await?;

@@ -78,6 +78,7 @@ const SETTINGS: &[(&str, &str)] = &[
 const READ_ONLY: &[&str] = &[
     "block_size",
     "integer_datetimes",
+    "is_superuser",
     "lc_collate",
     "lc_ctype",
     "max_function_args",
@@ -128,6 +129,15 @@ fn canonical(name: &str) -> Option<&'static str> {
 }
 
 /// The key a setting is kept under in the connection's metadata (pgwire's, lower case).
+/// Where login records whether the connection's role is a superuser.
+const SUPERUSER_KEY: &str = "is_superuser";
+
+/// Records at login whether the connection's role is a superuser (`SHOW is_superuser`).
+pub fn set_superuser(metadata: &mut HashMap<String, String>, superuser: bool) {
+    let value = if superuser { "on" } else { "off" };
+    metadata.insert(SUPERUSER_KEY.to_string(), value.to_string());
+}
+
 fn key(name: &str) -> String {
     name.to_ascii_lowercase()
 }
@@ -156,6 +166,13 @@ pub fn defaults() -> impl Iterator<Item = (&'static str, String, bool)> {
 /// The value a connection sees: what it set (or sent at startup), else the default.
 pub fn current(metadata: &HashMap<String, String>, name: &str) -> Option<String> {
     let known = canonical(name);
+    // Read-only, but the connection's own: set at login.
+    if known == Some("is_superuser") {
+        return metadata
+            .get(SUPERUSER_KEY)
+            .cloned()
+            .or_else(|| default_value(name));
+    }
     let name = known.map_or_else(|| name.to_string(), str::to_string);
     if known.is_none_or(|n| !READ_ONLY.contains(&n))
         && let Some(value) = metadata.get(&key(&name))

@@ -18,13 +18,17 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::messages::cancel::CancelRequest;
 
 use super::cancel::CancelSignal;
+use crate::catalog::roles::{Principal, Roles};
 use crate::catalog::snapshot::{Snapshot, SnapshotTable};
+use crate::error::Error;
 use crate::sql::Statement;
 
 /// Every live connection, by pid.
@@ -115,47 +119,15 @@ impl Backends {
         self.by_pid.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `pg_cancel_backend`: whether `pid` is a connection (its running statement, if any, stops).
-    fn cancel(&self, pid: i32) -> bool {
-        self.get(pid).inspect(|b| b.signal.cancel()).is_some()
-    }
-
-    /// `pg_terminate_backend`: whether `pid` is a connection (it stops and closes).
-    fn terminate(&self, pid: i32) -> bool {
-        self.get(pid)
-            .inspect(|b| {
-                tracing::info!(pid, "terminating connection on request");
-                b.signal.terminate();
-            })
-            .is_some()
-    }
-
     /// Installs `pg_stat_activity` and the functions that stop connections.
-    pub fn install(self: &Arc<Self>, ctx: &SessionContext) -> Result<()> {
-        for (name, stop) in [
-            (
-                "pg_cancel_backend",
-                Backends::cancel as fn(&Backends, i32) -> bool,
-            ),
-            ("pg_terminate_backend", Backends::terminate),
-        ] {
-            let backends = Arc::clone(self);
-            ctx.register_udf(create_udf(
-                name,
-                vec![DataType::Int64],
-                DataType::Boolean,
-                Volatility::Volatile,
-                Arc::new(move |args: &[ColumnarValue]| {
-                    let pids = ColumnarValue::values_to_arrays(args)?;
-                    let stopped: BooleanArray = datafusion::common::cast::as_int64_array(&pids[0])?
-                        .iter()
-                        .map(|pid| {
-                            pid.map(|pid| i32::try_from(pid).is_ok_and(|pid| stop(&backends, pid)))
-                        })
-                        .collect();
-                    crate::pg::functions::scalar_if_scalar(args, Arc::new(stopped))
-                }),
-            ));
+    pub fn install(self: &Arc<Self>, ctx: &SessionContext, roles: Arc<Roles>) -> Result<()> {
+        for stop in [Stop::Cancel, Stop::Terminate] {
+            ctx.register_udf(ScalarUDF::new_from_impl(StopBackend {
+                stop,
+                backends: Arc::clone(self),
+                roles: Arc::clone(&roles),
+                signature: Signature::exact(vec![DataType::Int64], Volatility::Volatile),
+            }));
         }
         let pg_catalog = ctx
             .catalog(crate::catalog::DATABASE_NAME)
@@ -241,6 +213,110 @@ impl CancelHandler for Backends {
     }
 }
 
+/// What a stop function does to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Stop {
+    /// `pg_cancel_backend`: its running statement, if any, stops.
+    Cancel,
+    /// `pg_terminate_backend`: it stops and closes.
+    Terminate,
+}
+
+/// `pg_cancel_backend(pid)` and `pg_terminate_backend(pid)`: whether `pid` is a connection.
+/// As in Postgres, a role may stop its own connections, a superuser any.
+#[derive(Debug)]
+struct StopBackend {
+    stop: Stop,
+    backends: Arc<Backends>,
+    roles: Arc<Roles>,
+    signature: Signature,
+}
+
+impl PartialEq for StopBackend {
+    fn eq(&self, other: &Self) -> bool {
+        self.stop == other.stop
+    }
+}
+
+impl Eq for StopBackend {}
+
+impl std::hash::Hash for StopBackend {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.stop.hash(state);
+    }
+}
+
+impl StopBackend {
+    /// Stops `pid` if `caller` may; whether it is a connection.
+    fn stop(&self, caller: &Principal, pid: i32) -> Result<bool> {
+        let Some(backend) = self.backends.get(pid) else {
+            return Ok(false);
+        };
+        let (what, whose) = match self.stop {
+            Stop::Cancel => ("cancel superuser query", "whose query is being canceled"),
+            Stop::Terminate => (
+                "terminate superuser process",
+                "whose process is being terminated",
+            ),
+        };
+        if !caller.superuser {
+            let refused = if self.roles.principal(&backend.user).superuser {
+                Some(format!("must be a superuser to {what}"))
+            } else if backend.user != caller.name {
+                Some(format!(
+                    "must be a member of the role {whose} or member of pg_signal_backend"
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = refused {
+                return Err(DataFusionError::from(Error::InsufficientPrivilege(message)));
+            }
+        }
+        match self.stop {
+            Stop::Cancel => backend.signal.cancel(),
+            Stop::Terminate => {
+                tracing::info!(pid, by = caller.name, "terminating connection on request");
+                backend.signal.terminate();
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl ScalarUDFImpl for StopBackend {
+    fn name(&self) -> &str {
+        match self.stop {
+            Stop::Cancel => "pg_cancel_backend",
+            Stop::Terminate => "pg_terminate_backend",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let caller = Principal::of(&args.config_options);
+        let pids = ColumnarValue::values_to_arrays(&args.args)?;
+        let stopped = datafusion::common::cast::as_int64_array(&pids[0])?
+            .iter()
+            .map(|pid| {
+                pid.map(|pid| match i32::try_from(pid) {
+                    Ok(pid) => self.stop(&caller, pid),
+                    Err(_) => Ok(false),
+                })
+                .transpose()
+            })
+            .collect::<Result<BooleanArray>>()?;
+        crate::pg::functions::scalar_if_scalar(&args.args, Arc::new(stopped))
+    }
+}
+
 /// `pg_stat_activity`, one row per connection.
 #[derive(Debug)]
 struct ActivityTable {
@@ -286,7 +362,10 @@ impl Snapshot for ActivityTable {
         Arc::clone(&self.schema)
     }
 
-    async fn rows(&self, _state: &dyn datafusion::catalog::Session) -> Result<RecordBatch> {
+    /// As in Postgres, a role other than a superuser sees only who and where of others'
+    /// connections: what they run reads `<insufficient privilege>`.
+    async fn rows(&self, state: &dyn datafusion::catalog::Session) -> Result<RecordBatch> {
+        let caller = Principal::of(state.config().options());
         let mut backends: Vec<Arc<Backend>> = self.backends.lock().values().cloned().collect();
         backends.sort_by_key(|b| b.pid);
         let activities: Vec<Activity> = backends
@@ -294,6 +373,11 @@ impl Snapshot for ActivityTable {
             .map(|b| b.activity.lock().unwrap_or_else(|e| e.into_inner()).clone())
             .collect();
         let n = backends.len();
+        let visible: Vec<bool> = backends
+            .iter()
+            .map(|b| caller.superuser || b.user == caller.name)
+            .collect();
+        let shown = |i: usize| visible[i];
         let text = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
             Arc::new((0..n).map(f).collect::<StringArray>())
         };
@@ -316,34 +400,37 @@ impl Snapshot for ActivityTable {
             int(&|_| None),
             text(&|i| Some(backends[i].user.clone())),
             text(&|i| Some(activities[i].application_name.clone())),
-            text(&|i| Some(backends[i].client.ip().to_string())),
+            text(&|i| shown(i).then(|| backends[i].client.ip().to_string())),
             text(&|_| None),
-            int(&|i| Some(i32::from(backends[i].client.port()))),
-            time(&|i| Some(backends[i].started)),
+            int(&|i| shown(i).then(|| i32::from(backends[i].client.port()))),
+            time(&|i| shown(i).then_some(backends[i].started)),
             time(&|i| {
-                activities[i]
-                    .active
+                (shown(i) && activities[i].active)
                     .then_some(activities[i].query_start)
                     .flatten()
             }),
-            time(&|i| activities[i].query_start),
-            time(&|i| Some(activities[i].state_change)),
+            time(&|i| shown(i).then_some(activities[i].query_start).flatten()),
+            time(&|i| shown(i).then_some(activities[i].state_change)),
             text(&|_| None),
             text(&|_| None),
             text(&|i| {
-                Some(
-                    if activities[i].active {
-                        "active"
-                    } else {
-                        "idle"
+                shown(i).then(|| {
+                    match activities[i].active {
+                        true => "active",
+                        false => "idle",
                     }
-                    .to_string(),
-                )
+                    .to_string()
+                })
             }),
             text(&|_| None),
             text(&|_| None),
             Arc::new(datafusion::arrow::array::Int64Array::new_null(n)),
-            text(&|i| Some(activities[i].query.clone())),
+            text(&|i| {
+                Some(match shown(i) {
+                    true => activities[i].query.clone(),
+                    false => "<insufficient privilege>".to_string(),
+                })
+            }),
             text(&|_| Some("client backend".to_string())),
         ];
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt};
@@ -31,9 +31,11 @@ use tokio_rustls::rustls::ServerConfig;
 
 use super::scram::{self, Exchange, Failure, Verifier};
 use super::session::Session;
+use crate::catalog::roles::Roles;
 use crate::config::{Access, AuthMethod};
 use crate::error::{Error, Result};
 use crate::metrics;
+use crate::pg::settings;
 
 /// The login settings every connection shares, prepared once at startup.
 pub struct Gate {
@@ -44,6 +46,8 @@ pub struct Gate {
     certificate_hash: Option<Vec<u8>>,
     tls_required: bool,
     pids: RandomPidSecretKeyGenerator,
+    /// The catalog's roles, once the database is open.
+    roles: OnceLock<Arc<Roles>>,
 }
 
 impl Gate {
@@ -74,6 +78,7 @@ impl Gate {
             certificate_hash,
             tls_required: access.tls_required,
             pids: RandomPidSecretKeyGenerator::default(),
+            roles: OnceLock::new(),
         };
         Ok((gate, acceptor))
     }
@@ -87,11 +92,21 @@ impl Gate {
         }
     }
 
-    /// Whether `user` and `password` are a user's credentials (HTTP Basic).
+    /// Lets the catalog's roles log in too.
+    pub fn set_roles(&self, roles: Arc<Roles>) {
+        let _ = self.roles.set(roles);
+    }
+
+    /// Whether `user` and `password` are the credentials of a user who may log in (HTTP
+    /// Basic).
     pub fn check_password(&self, user: &str, password: &str) -> bool {
-        self.users
-            .get(user)
-            .is_some_and(|verifier| verifier.matches(password))
+        self.may_log_in(user) && self.verifier(user).matches(password)
+    }
+
+    /// Whether `user` may log in: any name but a role made with NOLOGIN.
+    fn may_log_in(&self, user: &str) -> bool {
+        let catalog_role = self.roles.get().and_then(|roles| roles.login(user));
+        catalog_role.is_none_or(|(login, _)| login)
     }
 
     /// Whether the listeners ask for credentials.
@@ -99,11 +114,16 @@ impl Gate {
         self.auth == AuthMethod::ScramSha256
     }
 
-    /// `user`'s verifier; an unknown user gets one no password matches.
+    /// `user`'s verifier; an unknown user, or a role without a password, gets one no password
+    /// matches.
     fn verifier(&self, user: &str) -> Verifier {
-        self.users
-            .get(user)
-            .cloned()
+        if let Some(verifier) = self.users.get(user) {
+            return verifier.clone();
+        }
+        self.roles
+            .get()
+            .and_then(|roles| roles.login(user))
+            .and_then(|(_, password)| Verifier::parse(password.as_deref()?))
             .unwrap_or_else(Verifier::unguessable)
     }
 }
@@ -270,12 +290,24 @@ impl Login {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        if !self.gate.may_log_in(&user) {
+            metrics::LOGINS_FAILED.add(1);
+            return Err(fatal(
+                "28000",
+                format!("role \"{user}\" is not permitted to log in"),
+            ));
+        }
         let (pid, secret) = self.gate.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret);
         if !self.session.started(client) {
             return Err(too_many_clients(client));
         }
-        finish_authentication(client, &server_parameters()).await
+        let superuser = self.session.is_superuser(&user);
+        settings::set_superuser(client.metadata_mut(), superuser);
+        let mut parameters = server_parameters();
+        parameters.is_superuser = superuser;
+        finish_authentication(client, &parameters).await
     }
 
     fn refused<C: ClientInfo>(&self, client: &C, user: &str, failure: Failure) -> PgWireError {

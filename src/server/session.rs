@@ -46,6 +46,7 @@ use super::copy_in::CopyInProgress;
 use super::encode;
 use super::login::Login;
 use super::parameters::{self, Parameter};
+use crate::catalog::roles::Principal;
 use crate::database::{Database, Output, ddl, plans_rows, result_schema};
 use crate::error::Error;
 use crate::metrics;
@@ -107,6 +108,11 @@ impl Session {
     /// startup message, as Postgres does.
     pub fn no_room(&self) -> bool {
         self.backends.is_full()
+    }
+
+    /// Whether `user` is a superuser now.
+    pub fn is_superuser(&self, user: &str) -> bool {
+        self.db.roles().principal(user).superuser
     }
 
     /// Whether there was room: `max_connections` connections may be logged in at once.
@@ -231,8 +237,9 @@ impl Session {
         let timeout = settings::timeout(client.metadata(), "statement_timeout")
             .unwrap_or(self.db.config().statement_timeout);
         let token = self.signal.token().with_timeout(timeout);
+        let principal = principal(&self.db, client);
         let output = tokio::select! {
-            output = self.db.execute(statement, params) => output,
+            output = self.db.execute(statement, params, &principal) => output,
             () = token.clone().cancelled() => Err(token.error()),
         };
         let output = output.inspect_err(log_error)?;
@@ -268,6 +275,12 @@ where
             .await?;
     }
     Ok(())
+}
+
+/// The role a connection's next statement runs as, as the catalog has it now.
+fn principal<C: ClientInfo>(db: &Database, client: &C) -> Principal {
+    let user = client.metadata().get("user").map_or("", String::as_str);
+    db.roles().principal(user)
 }
 
 fn log_error(error: &Error) {
@@ -433,7 +446,9 @@ impl QueryParser for StatementParser {
                 plan = Some(self.db.plan(described).await.inspect_err(log_error)?);
             }
         } else if let Statement::ExplainView(create) = &statement {
-            plan = Some(self.db.explain_view(create).await.inspect_err(log_error)?);
+            let principal = principal(&self.db, client);
+            let explained = self.db.explain_view(create, &principal).await;
+            plan = Some(explained.inspect_err(log_error)?);
         } else {
             plan = ddl::show_catalog(self.db.storage(), &statement).inspect_err(log_error)?;
         }

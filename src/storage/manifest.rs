@@ -12,6 +12,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::roles::{Acl, RoleDef};
 use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
@@ -48,6 +49,12 @@ pub struct Manifest {
     /// compactions may push out.
     #[serde(default)]
     pub last_checkpoint: u64,
+    /// Roles made with `CREATE ROLE`, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleDef>,
+    /// Owners and grants of tables, sources and views, by relation name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub privileges: BTreeMap<String, Acl>,
 }
 
 /// Checkpoint records a manifest keeps.
@@ -157,6 +164,8 @@ impl Manifest {
             late_rows: Vec::new(),
             checkpoints: Vec::new(),
             last_checkpoint: 0,
+            roles: BTreeMap::new(),
+            privileges: BTreeMap::new(),
         }
     }
 
@@ -213,6 +222,19 @@ impl Manifest {
         self.tables.contains_key(name)
             || self.sources.contains_key(name)
             || self.views.contains_key(name)
+    }
+
+    /// The kind of relation `name` is, as Postgres' messages name it; `None` if there is none.
+    pub fn relation_kind(&self, name: &str) -> Option<&'static str> {
+        if self.tables.contains_key(name) {
+            Some("table")
+        } else if self.sources.contains_key(name) {
+            Some("source")
+        } else if self.views.contains_key(name) {
+            Some("materialized view")
+        } else {
+            None
+        }
     }
 
     /// The views reading `name`.
