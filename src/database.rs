@@ -183,14 +183,23 @@ impl Database {
         )?;
         catalog.register_schema(
             information_schema::SCHEMA_NAME,
-            Arc::new(InformationSchema::new(ctx.state().catalog_list().clone())),
+            Arc::new(InformationSchema::new(
+                ctx.state().catalog_list().clone(),
+                Arc::clone(&storage),
+            )),
         )?;
         crate::stream::functions::register(&ctx, &storage);
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
-        PgCatalog::install(&ctx, DATABASE_NAME, Arc::clone(&storage))?;
-        crate::pg::function_signatures::register(&ctx).await?;
         let roles = Arc::new(Roles::new(&config.access, Arc::clone(&storage)));
+        PgCatalog::install(
+            &ctx,
+            DATABASE_NAME,
+            Arc::clone(&storage),
+            Arc::clone(&roles),
+        )?;
+        crate::pg::roles::register(&ctx, Arc::clone(&roles));
+        crate::pg::function_signatures::register(&ctx).await?;
         let backends = Arc::new(Backends::new(config.max_connections));
         backends.install(&ctx, Arc::clone(&roles))?;
         crate::pg::functions::register(&ctx);
@@ -590,6 +599,8 @@ impl Database {
             .options_mut()
             .extensions
             .insert(principal.clone());
+        // Functions evaluated while planning read the options as of this mark.
+        state.mark_start_execution();
         offload::off_workers(async move { Ok(DataFrame::new(state, plan).execute_stream().await?) })
             .await
     }

@@ -40,6 +40,7 @@ pub mod names;
 pub mod overflow;
 pub mod pg_catalog;
 pub mod rewrite;
+pub mod roles;
 pub mod settings;
 pub mod single_value;
 pub mod sort_keys;

@@ -150,14 +150,15 @@ impl Principal {
             })
     }
 
-    /// The principal a statement's DataFusion configuration carries; a superuser where none
-    /// does (the server's own queries).
+    /// The principal a statement's DataFusion configuration carries; a role that may do
+    /// nothing where none does, so a path that forgets to say who runs a statement fails
+    /// closed.
     pub fn of(options: &ConfigOptions) -> Principal {
         options
             .extensions
             .get::<Principal>()
             .cloned()
-            .unwrap_or_else(Principal::server)
+            .unwrap_or_default()
     }
 }
 
@@ -209,6 +210,11 @@ impl Roles {
         }
     }
 
+    /// The newest manifest, where roles and grants are.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.storage.manifest()
+    }
+
     /// Whether `name` is a role: a config user or one of the manifest.
     pub fn exists(&self, m: &Manifest, name: &str) -> bool {
         self.config_users.contains(name) || m.roles.contains_key(name)
@@ -252,19 +258,21 @@ impl Roles {
             .map(|role| (role.login, role.password.clone()))
     }
 
-    /// Every role, config users first, as `pg_roles` lists them: name and role.
-    pub fn all(&self) -> Vec<(String, RoleDef)> {
+    /// Every role, config users first, as `pg_roles` lists them: name and role. A name the
+    /// server trusts (`auth = none`) is a superuser role to the caller using it.
+    pub fn all(&self, caller: &Principal) -> Vec<(String, RoleDef)> {
         let m = self.storage.manifest();
-        let config = self.config_users.iter().map(|name| {
-            let role = RoleDef {
-                login: true,
-                superuser: true,
-                create: true,
-                password: None,
-            };
-            (name.clone(), role)
-        });
+        let superuser = RoleDef {
+            login: true,
+            superuser: true,
+            create: true,
+            password: None,
+        };
+        let trusted = (self.trust && !caller.name.is_empty() && !self.exists(&m, &caller.name))
+            .then(|| caller.name.clone());
+        let config = self.config_users.iter().cloned().chain(trusted);
         config
+            .map(|name| (name, superuser.clone()))
             .chain(m.roles.iter().map(|(n, r)| (n.clone(), r.clone())))
             .collect()
     }

@@ -16,7 +16,7 @@ use sqlparser::ast::{
 };
 
 use super::Output;
-use crate::catalog::roles::{Acl, PUBLIC, Principal, Privilege, RoleDef, Roles};
+use crate::catalog::roles::{PUBLIC, Principal, Privilege, RoleDef, Roles};
 use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
 use crate::error::{Error, Result};
 use crate::server::scram::Verifier;

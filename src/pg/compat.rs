@@ -260,8 +260,8 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
                  WHERE visible_ns.nspname IN ('public', 'pg_catalog')), ({relation})), false)"
             ))
         }
-        // No object has access privileges yet (relacl, nspacl, attacl, … are NULL, and
-        // datafusion-pg-catalog types some as text): psql's \dp and \dn+ print them joined.
+        // Only relations have access privileges (nspacl, attacl, … are NULL, and
+        // datafusion-pg-catalog types some as text): psql's \dn+ prints them joined.
         ("array_to_string", FunctionArguments::List(_))
             if unnamed_args(function)
                 .and_then(|args| args.first().copied())
@@ -351,7 +351,7 @@ fn like_with_backslash_escape(expr: &Expr) -> Option<Expr> {
     Some(rewritten)
 }
 
-/// A catalog column of access privileges (`c.relacl`, `nspacl`).
+/// A catalog column of access privileges other than `relacl` (`nspacl`, `attacl`).
 fn is_privileges_column(expr: &Expr) -> bool {
     let name = match expr {
         Expr::Identifier(ident) => &ident.value,
@@ -361,7 +361,8 @@ fn is_privileges_column(expr: &Expr) -> bool {
         },
         _ => return false,
     };
-    name.len() > 3 && name.to_ascii_lowercase().ends_with("acl")
+    let name = name.to_ascii_lowercase();
+    name.len() > 3 && name.ends_with("acl") && name != "relacl"
 }
 
 /// datafusion-pg-catalog functions whose oid or code arguments are `integer` only.

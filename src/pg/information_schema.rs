@@ -17,8 +17,11 @@ use datafusion::catalog::{CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 
+use crate::catalog::roles::{PUBLIC, Principal, Privilege};
 use crate::catalog::snapshot::{Snapshot, SnapshotTable};
 use crate::catalog::types::pg_type_names;
+use crate::catalog::{DATABASE_NAME, SCHEMA_NAME as SCHEMA_NAME_PUBLIC};
+use crate::storage::{Manifest, Storage};
 
 pub const SCHEMA_NAME: &str = "information_schema";
 
@@ -32,9 +35,13 @@ enum View {
     TableConstraints,
     KeyColumnUsage,
     ReferentialConstraints,
+    /// Grants on relations: `table_privileges` shows those to the caller or PUBLIC,
+    /// `role_table_grants` those to or by the caller (a superuser sees all).
+    TablePrivileges,
+    RoleTableGrants,
 }
 
-const VIEWS: [(&str, View); 7] = [
+const VIEWS: [(&str, View); 9] = [
     ("tables", View::Tables),
     ("columns", View::Columns),
     ("schemata", View::Schemata),
@@ -42,17 +49,20 @@ const VIEWS: [(&str, View); 7] = [
     ("table_constraints", View::TableConstraints),
     ("key_column_usage", View::KeyColumnUsage),
     ("referential_constraints", View::ReferentialConstraints),
+    ("table_privileges", View::TablePrivileges),
+    ("role_table_grants", View::RoleTableGrants),
 ];
 
 /// The `information_schema` of one catalog (database).
 #[derive(Debug)]
 pub struct InformationSchema {
     catalogs: Arc<dyn CatalogProviderList>,
+    storage: Arc<Storage>,
 }
 
 impl InformationSchema {
-    pub fn new(catalogs: Arc<dyn CatalogProviderList>) -> Self {
-        InformationSchema { catalogs }
+    pub fn new(catalogs: Arc<dyn CatalogProviderList>, storage: Arc<Storage>) -> Self {
+        InformationSchema { catalogs, storage }
     }
 }
 
@@ -67,6 +77,7 @@ impl SchemaProvider for InformationSchema {
             Arc::new(SnapshotTable(InformationView {
                 view: *view,
                 catalogs: Arc::clone(&self.catalogs),
+                storage: Arc::clone(&self.storage),
             })) as Arc<dyn TableProvider>
         }))
     }
@@ -80,6 +91,7 @@ impl SchemaProvider for InformationSchema {
 struct InformationView {
     view: View,
     catalogs: Arc<dyn CatalogProviderList>,
+    storage: Arc<Storage>,
 }
 
 fn text_fields(names: &[&str]) -> Vec<Field> {
@@ -194,6 +206,16 @@ fn schema_of(view: View) -> SchemaRef {
             "update_rule",
             "delete_rule",
         ]),
+        View::TablePrivileges | View::RoleTableGrants => text_fields(&[
+            "grantor",
+            "grantee",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "privilege_type",
+            "is_grantable",
+            "with_hierarchy",
+        ]),
     };
     Arc::new(Schema::new(fields))
 }
@@ -208,7 +230,20 @@ struct Relation {
 }
 
 impl InformationView {
-    async fn relations(&self) -> Result<Vec<Relation>> {
+    /// The relations the caller may see: as in Postgres, ours only where it holds a privilege.
+    async fn relations(&self, caller: &Principal) -> Result<Vec<Relation>> {
+        let manifest = self.storage.manifest();
+        let mut relations = self.all_relations().await?;
+        relations.retain(|r| {
+            r.schema != SCHEMA_NAME_PUBLIC
+                || Privilege::ALL
+                    .iter()
+                    .any(|p| caller.may(&manifest, &r.name, *p))
+        });
+        Ok(relations)
+    }
+
+    async fn all_relations(&self) -> Result<Vec<Relation>> {
         let mut relations = Vec::new();
         for catalog_name in self.catalogs.catalog_names() {
             let Some(catalog) = self.catalogs.catalog(&catalog_name) else {
@@ -235,11 +270,11 @@ impl InformationView {
         Ok(relations)
     }
 
-    async fn batch(&self) -> Result<RecordBatch> {
+    async fn batch(&self, caller: &Principal) -> Result<RecordBatch> {
         let schema = schema_of(self.view);
         let columns: Vec<ArrayRef> = match self.view {
             View::Tables => {
-                let relations = self.relations().await?;
+                let relations = self.relations(caller).await?;
                 let text = |f: fn(&Relation) -> Option<String>| text_column(&relations, f);
                 vec![
                     text(|r| Some(r.catalog.clone())),
@@ -265,7 +300,7 @@ impl InformationView {
                     text(|_| None),
                 ]
             }
-            View::Columns => columns_arrays(&self.relations().await?),
+            View::Columns => columns_arrays(&self.relations(caller).await?),
             View::Schemata => {
                 let mut rows = Vec::new();
                 for catalog_name in self.catalogs.catalog_names() {
@@ -290,7 +325,7 @@ impl InformationView {
             }
             View::Views => {
                 let relations: Vec<Relation> = self
-                    .relations()
+                    .relations(caller)
                     .await?
                     .into_iter()
                     .filter(|r| r.kind == TableType::View)
@@ -312,9 +347,63 @@ impl InformationView {
             View::TableConstraints | View::KeyColumnUsage | View::ReferentialConstraints => {
                 return Ok(RecordBatch::new_empty(schema));
             }
+            View::TablePrivileges | View::RoleTableGrants => {
+                let all = grants(&self.storage.manifest());
+                let to_public = matches!(self.view, View::TablePrivileges);
+                let rows: Vec<Grant> = all
+                    .into_iter()
+                    .filter(|g| {
+                        caller.superuser
+                            || g.grantee == caller.name
+                            || (to_public && g.grantee == "PUBLIC")
+                            || (!to_public && g.grantor == caller.name)
+                    })
+                    .collect();
+                let text = |f: fn(&Grant) -> Option<String>| text_column(&rows, f);
+                vec![
+                    text(|g| Some(g.grantor.clone())),
+                    text(|g| Some(g.grantee.clone())),
+                    text(|_| Some(DATABASE_NAME.to_string())),
+                    text(|_| Some(SCHEMA_NAME_PUBLIC.to_string())),
+                    text(|g| Some(g.table.clone())),
+                    text(|g| Some(g.privilege.name().to_string())),
+                    text(|g| Some(yes_no(g.grantable))),
+                    text(|g| Some(yes_no(g.privilege == Privilege::Select))),
+                ]
+            }
         };
         Ok(RecordBatch::try_new(schema, columns)?)
     }
+}
+
+/// One row of the privilege views.
+struct Grant {
+    grantor: String,
+    grantee: String,
+    table: String,
+    privilege: Privilege,
+    grantable: bool,
+}
+
+/// Every grant on our relations, the owners' own first, as Postgres lists them.
+fn grants(m: &Manifest) -> Vec<Grant> {
+    let mut rows = Vec::new();
+    for (table, acl) in &m.privileges {
+        let Some(owner) = &acl.owner else { continue };
+        let grant = |grantee: &str, privilege: Privilege, grantable: bool| Grant {
+            grantor: owner.clone(),
+            grantee: grantee.to_string(),
+            table: table.clone(),
+            privilege,
+            grantable,
+        };
+        rows.extend(Privilege::ALL.map(|p| grant(owner, p, true)));
+        for (grantee, privileges) in &acl.grants {
+            let grantee = if grantee == PUBLIC { "PUBLIC" } else { grantee };
+            rows.extend(privileges.iter().map(|p| grant(grantee, *p, false)));
+        }
+    }
+    rows
 }
 
 /// A text column with one value per row.
@@ -401,7 +490,7 @@ impl Snapshot for InformationView {
         schema_of(self.view)
     }
 
-    async fn rows(&self, _state: &dyn datafusion::catalog::Session) -> Result<RecordBatch> {
-        self.batch().await
+    async fn rows(&self, state: &dyn datafusion::catalog::Session) -> Result<RecordBatch> {
+        self.batch(&Principal::of(state.config().options())).await
     }
 }

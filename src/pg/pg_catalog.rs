@@ -10,17 +10,17 @@
 //! `attnum = ANY(ix.indkey)` to plan (datafusion-pg-catalog types them as text).
 //! `pg_get_viewdef(oid)` answers with a materialized view's query; the oids are the ones the
 //! last `pg_class` scan handed out, which is where every client learns them. `pg_settings`
-//! lists the settings SET and SHOW know (datafusion-pg-catalog's has one row), and `pg_roles`
-//! the roles of `pg_authid` (its own is empty).
+//! lists the settings SET and SHOW know (datafusion-pg-catalog's has one row); `pg_authid` and
+//! `pg_roles` list the roles there are (see [`crate::pg::roles`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array,
+    Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder, new_null_array,
 };
-use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::MemTable;
@@ -36,8 +36,10 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 
 use crate::catalog::SCHEMA_NAME;
-use crate::catalog::snapshot::{Snapshot, SnapshotTable};
-use crate::storage::Storage;
+use crate::catalog::roles::Roles;
+use crate::catalog::snapshot::SnapshotTable;
+use crate::pg::roles::RolesTable;
+use crate::storage::{Manifest, Storage};
 
 /// The oids `pg_class` gave our materialized views, by oid.
 type ViewOids = Arc<Mutex<HashMap<i32, String>>>;
@@ -47,6 +49,7 @@ type ViewOids = Arc<Mutex<HashMap<i32, String>>>;
 pub struct PgCatalog {
     inner: Arc<dyn SchemaProvider>,
     storage: Arc<Storage>,
+    roles: Arc<Roles>,
     view_oids: ViewOids,
     /// Tables the server adds (`pg_stat_activity`).
     added: std::sync::RwLock<HashMap<String, Arc<dyn TableProvider>>>,
@@ -54,7 +57,12 @@ pub struct PgCatalog {
 
 impl PgCatalog {
     /// Layers the corrections over the `pg_catalog` schema of `ctx`'s catalog `database`.
-    pub fn install(ctx: &SessionContext, database: &str, storage: Arc<Storage>) -> Result<()> {
+    pub fn install(
+        ctx: &SessionContext,
+        database: &str,
+        storage: Arc<Storage>,
+        roles: Arc<Roles>,
+    ) -> Result<()> {
         let catalog = ctx
             .catalog(database)
             .ok_or_else(|| DataFusionError::Internal(format!("catalog {database} missing")))?;
@@ -73,6 +81,7 @@ impl PgCatalog {
         let corrected = PgCatalog {
             inner,
             storage,
+            roles,
             view_oids,
             added: Default::default(),
         };
@@ -107,12 +116,12 @@ impl SchemaProvider for PgCatalog {
         if name == "pg_settings" {
             return table.map(|t| settings_table(&t.schema())).transpose();
         }
-        if name == "pg_roles" {
-            let authid = self.inner.table("pg_authid").await?;
-            return Ok(table.zip(authid).map(|(roles, authid)| {
-                Arc::new(SnapshotTable(PgRoles {
+        if name == "pg_roles" || name == "pg_authid" {
+            return Ok(table.map(|roles| {
+                Arc::new(SnapshotTable(RolesTable {
                     schema: roles.schema(),
-                    authid,
+                    roles: Arc::clone(&self.roles),
+                    masked: name == "pg_roles",
                 })) as Arc<dyn TableProvider>
             }));
         }
@@ -311,7 +320,31 @@ fn mark_materialized(
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// Columns Postgres' `pg_class` has and datafusion-pg-catalog's lacks, all NULL here.
+/// `relacl` of our relations: their grants as `aclitem` text (psql's `\dp`).
+fn with_privileges(batch: &RecordBatch, public: i32, manifest: &Manifest) -> Result<RecordBatch> {
+    let names: &StringArray = column(batch, "relname")?;
+    let namespace = batch
+        .column_by_name("relnamespace")
+        .and_then(|c| c.as_primitive_opt::<Int32Type>())
+        .ok_or_else(|| DataFusionError::Internal("pg_class.relnamespace missing".into()))?;
+    let mut acl = ListBuilder::new(StringBuilder::new());
+    for i in 0..batch.num_rows() {
+        let items = (!names.is_null(i) && namespace.value(i) == public)
+            .then(|| manifest.privileges.get(names.value(i))?.aclitems())
+            .flatten();
+        match items {
+            Some(items) => acl.append_value(items.into_iter().map(Some)),
+            None => acl.append_null(),
+        }
+    }
+    let index = batch.schema().index_of("relacl")?;
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(acl.finish());
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// Columns Postgres' `pg_class` has and datafusion-pg-catalog's lacks, NULL here but
+/// `relacl` of relations with grants.
 const MISSING: [&str; 2] = ["reloptions", "relacl"];
 
 fn text_array() -> DataType {
@@ -353,7 +386,8 @@ impl TableProvider for PgClass {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let views: HashSet<String> = self.storage.manifest().views.keys().cloned().collect();
+        let manifest = self.storage.manifest();
+        let views: HashSet<String> = manifest.views.keys().cloned().collect();
         let classes = rows(self.classes.as_ref(), state).await?;
         let public = public_oid(&rows(self.namespaces.as_ref(), state).await?)?;
         let schema = self.schema();
@@ -361,11 +395,12 @@ impl TableProvider for PgClass {
         let classes = classes
             .iter()
             .map(|batch| {
-                let batch = match public {
-                    Some(public) => mark_materialized(batch, public, &views, &mut view_oids)?,
-                    None => batch.clone(),
+                let Some(public) = public else {
+                    return add_missing_columns(batch, &schema);
                 };
-                add_missing_columns(&batch, &schema)
+                let batch = mark_materialized(batch, public, &views, &mut view_oids)?;
+                let batch = add_missing_columns(&batch, &schema)?;
+                with_privileges(&batch, public, &manifest)
             })
             .collect::<Result<Vec<_>>>()?;
         *self.view_oids.lock().unwrap_or_else(|e| e.into_inner()) = view_oids;
@@ -374,42 +409,6 @@ impl TableProvider for PgClass {
             self.schema(),
             projection.cloned(),
         )?)
-    }
-}
-
-/// `pg_roles` as Postgres defines it, a view of `pg_authid` with the password hidden
-/// (datafusion-pg-catalog's is empty, so psql's `\du` listed no roles).
-#[derive(Debug)]
-struct PgRoles {
-    schema: SchemaRef,
-    authid: Arc<dyn TableProvider>,
-}
-
-#[async_trait]
-impl Snapshot for PgRoles {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    async fn rows(&self, state: &dyn Session) -> Result<RecordBatch> {
-        let authid = rows(self.authid.as_ref(), state).await?;
-        let authid = concat_batches(&self.authid.schema(), &authid)?;
-        let columns = self
-            .schema
-            .fields()
-            .iter()
-            .map(
-                |field| match (field.name().as_str(), authid.column_by_name(field.name())) {
-                    ("rolpassword", _) => cast(
-                        &StringArray::from(vec!["********"; authid.num_rows()]),
-                        field.data_type(),
-                    ),
-                    (_, Some(values)) => cast(values, field.data_type()),
-                    (_, None) => Ok(new_null_array(field.data_type(), authid.num_rows())),
-                },
-            )
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
 

@@ -2,11 +2,12 @@
 //! the TLS listener settings.
 //!
 //! `auth = none` lets in whoever reaches the port (the embedded default, on loopback only: see
-//! [`crate::config`]). `auth = scram-sha-256` runs Postgres' SASL exchange with pgwire's SCRAM
-//! implementation against the users of the config file; a wrong password and an unknown user
-//! fail alike, after the full exchange, with Postgres' 28P01 wording, so a client cannot tell
-//! which names exist. Over TLS the certificate is also offered for channel binding
-//! (SCRAM-SHA-256-PLUS), which libpq uses when it can.
+//! [`crate::config`]). `auth = scram-sha-256` runs Postgres' SASL exchange ([`super::scram`])
+//! against the users of the config file and the roles of the catalog; a wrong password and an
+//! unknown user fail alike, after the full exchange, with Postgres' 28P01 wording, so a client
+//! cannot tell which names exist. A role made with NOLOGIN is refused with 28000. Over TLS the
+//! certificate is also offered for channel binding (SCRAM-SHA-256-PLUS), which libpq uses when
+//! it can.
 
 use std::collections::HashMap;
 use std::fmt::Debug;

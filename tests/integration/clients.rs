@@ -394,7 +394,7 @@ async fn psql_meta_commands() {
             &["View definition:", "tumble(demo_clicks, ts"],
         ),
         ("\\d+ psql_t", &["Storage", "plain", "extended"]),
-        ("\\du", &["postgres", "Superuser", "Member of"]),
+        ("\\du", &["sluice", "Superuser", "Member of"]),
         (
             "\\df abs",
             &["pg_catalog | abs", "double precision", "func"],

@@ -20,6 +20,7 @@
 //!   retention, and REBUILD of a view whose state file is gone.
 //! - `reads`: views polled without pause while they ingest (broker and COPY), windows close,
 //!   checkpoints commit and compaction runs: each poll sees every group exactly once.
+//! - `roles`: a read-only role, an owner's grants and revokes, over SCRAM and a restart.
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
 mod access;
@@ -34,6 +35,7 @@ mod maintenance;
 mod persistence;
 mod protocol;
 mod reads;
+mod roles;
 mod slt;
 mod sources;
 mod support;
