@@ -3,13 +3,15 @@
 //! pgwire's `process_socket` decodes every message with its after-login limits (a 1 GiB Query)
 //! during authentication too, and waits 60 s for a login: six clients that sent a startup packet
 //! and then a Query header announcing a gigabyte made the server buffer 2 GB. Here the same loop
-//! runs over a socket wrapped in [`PreLogin`], which reads message frames as they arrive until the
-//! login completes and refuses, with `08P01` as Postgres does, a startup packet over 10 000 bytes
-//! or any later message over 64 KiB. `authentication_timeout` bounds the whole login, and a
+//! runs over a socket wrapped in [`Frames`], which follows message frames as they arrive: until
+//! the login completes it refuses, with `08P01` as Postgres does, a startup packet over 10 000
+//! bytes or any later message over 64 KiB; after it, it checks that the text of each Query and
+//! Parse is UTF-8, which pgwire's decoder would silently replace (Postgres: `22021`). `authentication_timeout` bounds the whole login, and a
 //! message pgwire cannot decode (or panics on) ends the connection with `08P01`, not silently.
 //! After login, `idle_in_transaction_session_timeout` closes a connection left inside a
 //! transaction block (25P03).
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -55,7 +57,7 @@ pub async fn serve<H: PgWireServerHandlers>(
         return Ok(());
     };
     let parts = socket.into_parts();
-    let mut guarded = FramedParts::new(PreLogin::new(parts.io), parts.codec);
+    let mut guarded = FramedParts::new(Frames::new(parts.io), parts.codec);
     guarded.read_buf = parts.read_buf;
     guarded.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(guarded);
@@ -126,6 +128,20 @@ pub async fn serve<H: PgWireServerHandlers>(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
+        let has_text = matches!(
+            message,
+            PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Parse(_)
+        );
+        if has_text && let Some(invalid) = socket.get_mut().invalid_text() {
+            let error = ErrorInfo::new(
+                "ERROR".into(),
+                "22021".into(),
+                format!("invalid byte sequence for encoding \"UTF8\": {invalid}"),
+            );
+            let error = pgwire::error::PgWireError::UserError(Box::new(error));
+            process_error(&mut socket, error, wait_for_sync).await?;
+            continue;
+        }
         let processed = process_message(
             message,
             &mut socket,
@@ -173,7 +189,7 @@ fn malformed(reason: &str) -> ErrorInfo {
 
 /// Tells the client why, then closes.
 async fn refuse<S: 'static>(
-    socket: &mut Framed<PreLogin<MaybeTls>, PgWireMessageServerCodec<S>>,
+    socket: &mut Framed<Frames<MaybeTls>, PgWireMessageServerCodec<S>>,
     error: ErrorInfo,
 ) -> io::Result<()> {
     tracing::debug!(peer = %socket.socket_addr(), code = %error.code, message = %error.message, "connection refused");
@@ -183,10 +199,14 @@ async fn refuse<S: 'static>(
     socket.close().await.or(Ok(()))
 }
 
-/// A socket that checks the length of every message it reads until the login completes.
-pub struct PreLogin<T> {
+/// A socket that follows the frames of the messages it reads: it checks the length of every
+/// message until the login completes, and the text of Query and Parse messages after it.
+pub struct Frames<T> {
     inner: T,
     frame: Frame,
+    logged_in: bool,
+    /// Per Query or Parse read so far and not yet taken: its first invalid bytes, if any.
+    texts: VecDeque<Option<String>>,
 }
 
 /// Where the reader is in the stream of messages.
@@ -194,46 +214,158 @@ pub struct PreLogin<T> {
 enum Frame {
     /// Reading the 4-byte length of an untyped packet (startup, SSL or cancel request): `have`
     /// bytes of it so far.
-    UntypedHeader { have: usize, len: [u8; 4] },
-    /// Reading the type byte and 4-byte length of a message.
-    TypedHeader { have: usize, len: [u8; 4] },
-    /// Skipping the rest of a message; `typed` tells what comes after it.
-    Body { left: usize, typed: bool },
-    /// Logged in: nothing is checked any more.
-    Open,
+    UntypedHeader { have: usize, len: [u8; 4], kind: u8 },
+    /// Reading the type byte (`kind`) and 4-byte length of a message.
+    TypedHeader { have: usize, len: [u8; 4], kind: u8 },
+    /// Reading the rest of a message; `typed` tells what comes after it, `text` checks its text.
+    Body {
+        left: usize,
+        typed: bool,
+        text: Option<TextCheck>,
+    },
 }
 
-impl<T> PreLogin<T> {
+/// The UTF-8 check of one message's text, fed as it arrives.
+#[derive(Debug, Clone, Copy)]
+struct TextCheck {
+    /// Bytes of a character that may continue in the next chunk.
+    pending: [u8; 3],
+    pending_len: usize,
+    /// NUL bytes after which the text ends (a Parse's name and query; then binary OIDs).
+    strings_left: Option<u8>,
+    invalid: Option<([u8; 4], usize)>,
+}
+
+impl TextCheck {
+    fn of(kind: u8) -> Option<Self> {
+        let strings_left = match kind {
+            b'Q' => None,
+            b'P' => Some(2),
+            _ => return None,
+        };
+        Some(TextCheck {
+            pending: [0; 3],
+            pending_len: 0,
+            strings_left,
+            invalid: None,
+        })
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.invalid.is_some() || self.strings_left == Some(0) {
+            return;
+        }
+        let mut text = &bytes[..];
+        if let Some(left) = self.strings_left.as_mut() {
+            let mut end = text.len();
+            for (i, _) in text.iter().enumerate().filter(|(_, b)| **b == 0) {
+                *left -= 1;
+                if *left == 0 {
+                    end = i;
+                    break;
+                }
+            }
+            text = &text[..end];
+        }
+        let mut joined = self.pending[..self.pending_len].to_vec();
+        joined.extend_from_slice(text);
+        self.pending_len = 0;
+        match std::str::from_utf8(&joined) {
+            Ok(_) => {}
+            Err(e) => {
+                let start = e.valid_up_to();
+                let bad = match e.error_len() {
+                    Some(n) => n,
+                    // A character cut at the chunk's end, unless the text ends here.
+                    None if self.strings_left != Some(0) => {
+                        let tail = &joined[start..];
+                        self.pending[..tail.len()].copy_from_slice(tail);
+                        self.pending_len = tail.len();
+                        return;
+                    }
+                    None => joined.len() - start,
+                };
+                self.fail(&joined[start..start + bad]);
+            }
+        }
+    }
+
+    fn fail(&mut self, bytes: &[u8]) {
+        let mut kept = [0; 4];
+        let n = bytes.len().min(4);
+        kept[..n].copy_from_slice(&bytes[..n]);
+        self.invalid = Some((kept, n));
+    }
+
+    /// At the message's end: its first invalid bytes as Postgres shows them (`0xff 0xfe`).
+    fn finish(mut self) -> Option<String> {
+        if self.pending_len > 0 && self.invalid.is_none() {
+            let pending = self.pending;
+            self.fail(&pending[..self.pending_len]);
+        }
+        let (bytes, n) = self.invalid?;
+        Some(
+            bytes[..n]
+                .iter()
+                .map(|b| format!("0x{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+}
+
+impl<T> Frames<T> {
     fn new(inner: T) -> Self {
-        PreLogin {
+        Frames {
             inner,
             frame: Frame::UntypedHeader {
                 have: 0,
                 len: [0; 4],
+                kind: 0,
             },
+            logged_in: false,
+            texts: VecDeque::new(),
         }
     }
 
+    /// From now on messages may be as long as pgwire takes them.
     fn logged_in(&mut self) {
-        self.frame = Frame::Open;
+        self.logged_in = true;
+    }
+
+    /// Whether the Query or Parse just decoded had text that is not UTF-8: its first invalid
+    /// bytes.
+    fn invalid_text(&mut self) -> Option<String> {
+        self.texts.pop_front().flatten()
     }
 
     /// Follows the frames through `bytes`, refusing a message longer than allowed.
     fn track(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
-            let (typed, mut have, mut len) = match self.frame {
-                Frame::Open => return Ok(()),
-                Frame::Body { left, typed } => {
+            let (typed, mut have, mut len, mut kind) = match self.frame {
+                Frame::Body {
+                    left,
+                    typed,
+                    mut text,
+                } => {
                     let n = left.min(bytes.len());
+                    if let Some(text) = text.as_mut() {
+                        text.feed(&bytes[..n]);
+                    }
                     bytes = &bytes[n..];
                     self.frame = match left - n {
-                        0 => next_header(typed),
-                        left => Frame::Body { left, typed },
+                        0 => {
+                            if let Some(text) = text {
+                                self.texts.push_back(text.finish());
+                            }
+                            next_header(typed)
+                        }
+                        left => Frame::Body { left, typed, text },
                     };
                     continue;
                 }
-                Frame::UntypedHeader { have, len } => (false, have, len),
-                Frame::TypedHeader { have, len } => (true, have, len),
+                Frame::UntypedHeader { have, len, kind } => (false, have, len, kind),
+                Frame::TypedHeader { have, len, kind } => (true, have, len, kind),
             };
             // A typed header starts with the type byte, which the length does not count.
             let header = 4 + usize::from(typed);
@@ -241,21 +373,24 @@ impl<T> PreLogin<T> {
             for &b in &bytes[..n] {
                 if have + 4 >= header {
                     len[have + 4 - header] = b;
+                } else {
+                    kind = b;
                 }
                 have += 1;
             }
             bytes = &bytes[n..];
             if have < header {
                 self.frame = match typed {
-                    true => Frame::TypedHeader { have, len },
-                    false => Frame::UntypedHeader { have, len },
+                    true => Frame::TypedHeader { have, len, kind },
+                    false => Frame::UntypedHeader { have, len, kind },
                 };
                 continue;
             }
             let length = i32::from_be_bytes(len);
-            let limit = match typed {
-                true => MAX_LOGIN_MESSAGE,
-                false => MAX_STARTUP_PACKET,
+            let limit = match (self.logged_in, typed) {
+                (true, _) => i32::MAX as usize,
+                (false, true) => MAX_LOGIN_MESSAGE,
+                (false, false) => MAX_STARTUP_PACKET,
             };
             let length = usize::try_from(length)
                 .ok()
@@ -269,9 +404,18 @@ impl<T> PreLogin<T> {
             // After a startup packet come typed messages; after an SSL or GSS request
             // (8 bytes), another untyped packet.
             let typed = typed || length > 8;
+            let text = match self.logged_in && typed {
+                true => TextCheck::of(kind),
+                false => None,
+            };
             self.frame = match length - 4 {
-                0 => next_header(typed),
-                left => Frame::Body { left, typed },
+                0 => {
+                    if let Some(text) = text {
+                        self.texts.push_back(text.finish());
+                    }
+                    next_header(typed)
+                }
+                left => Frame::Body { left, typed, text },
             };
         }
         Ok(())
@@ -279,19 +423,14 @@ impl<T> PreLogin<T> {
 }
 
 fn next_header(typed: bool) -> Frame {
+    let (have, len, kind) = (0, [0; 4], 0);
     match typed {
-        true => Frame::TypedHeader {
-            have: 0,
-            len: [0; 4],
-        },
-        false => Frame::UntypedHeader {
-            have: 0,
-            len: [0; 4],
-        },
+        true => Frame::TypedHeader { have, len, kind },
+        false => Frame::UntypedHeader { have, len, kind },
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for PreLogin<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for Frames<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -299,16 +438,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for PreLogin<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &polled
-            && !matches!(self.frame, Frame::Open)
-        {
+        if let Poll::Ready(Ok(())) = &polled {
             self.track(&buf.filled()[before..])?;
         }
         polled
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for PreLogin<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Frames<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -353,24 +490,67 @@ mod tests {
         ]
         .concat();
         for chunk in [1, 3, 7, 1000, ok.len()] {
-            let mut reader = PreLogin::new(());
+            let mut reader = Frames::new(());
             for piece in ok.chunks(chunk) {
                 reader.track(piece).unwrap();
             }
             assert!(matches!(reader.frame, Frame::TypedHeader { have: 0, .. }));
         }
         let too_big = [startup(90), typed(b'Q', 0x3FFF_FFF0)].concat();
-        let mut reader = PreLogin::new(());
+        let mut reader = Frames::new(());
         // Refused at the header, before a byte of the body arrives.
         assert!(reader.track(&too_big[..95]).is_err());
-        let mut reader = PreLogin::new(());
+        let mut reader = Frames::new(());
         assert!(reader.track(&10_001u32.to_be_bytes()).is_err());
-        let mut reader = PreLogin::new(());
+        let mut reader = Frames::new(());
         assert!(reader.track(&[0, 0, 0, 2]).is_err(), "a length under 4");
         // After login nothing is checked.
-        let mut reader = PreLogin::new(());
+        let mut reader = Frames::new(());
         reader.track(&startup(90)).unwrap();
         reader.logged_in();
         reader.track(&typed(b'Q', 0x3FFF_FFF0)[..5]).unwrap();
+    }
+
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut message = vec![kind];
+        message.extend((body.len() as u32 + 4).to_be_bytes());
+        message.extend(body);
+        message
+    }
+
+    #[test]
+    fn finds_invalid_utf8_in_queries_and_parses_in_any_chunking() {
+        let stream: Vec<u8> = [
+            message(b'Q', "SELECT 'é€😀'\0".as_bytes()),
+            message(b'Q', b"SELECT '\xff\xfe'\0"),
+            message(b'd', b"\xff binary copy data"),
+            // A Parse's text is its two strings; the parameter types after them are binary.
+            message(b'P', b"\0SELECT $1\0\0\x01\x00\x00\x00\xa0"),
+            message(b'P', b"s\xe2\x82\0SELECT 1\0\0\0"),
+            message(b'Q', b"SELECT '\xe2\x82'\0"),
+        ]
+        .concat();
+        let expected = [
+            None,
+            Some("0xff"),
+            None,
+            Some("0xe2 0x82"),
+            Some("0xe2 0x82"),
+        ];
+        for chunk in [1, 2, 3, 5, stream.len()] {
+            let mut reader = Frames::new(());
+            reader.track(&startup(90)).unwrap();
+            reader.logged_in();
+            let mut found = Vec::new();
+            for piece in stream.chunks(chunk) {
+                reader.track(piece).unwrap();
+                while let Some(text) = reader.texts.pop_front() {
+                    found.push(text);
+                }
+            }
+            let expected: Vec<Option<String>> =
+                expected.iter().map(|e| e.map(str::to_string)).collect();
+            assert_eq!(found, expected, "chunks of {chunk}");
+        }
     }
 }

@@ -35,7 +35,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
-use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
@@ -523,6 +523,46 @@ impl ExtendedQueryHandler for Session {
             }
         }
         self._on_describe(client, message).await
+    }
+
+    /// pgwire's Bind, with Postgres' check that it supplies as many values as the statement
+    /// has parameters (pgwire took extra values, and planned with the missing ones unbound).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Arc<Prepared>>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let statement = client.portal_store().get_statement(name);
+        let required = match &statement {
+            Some(Entry::Value(stored)) => stored.statement.parameters.len(),
+            Some(Entry::Empty) => 0,
+            None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+        };
+        if message.parameters.len() != required {
+            let shown = message.statement_name.as_deref().unwrap_or_default();
+            return Err(Error::ProtocolViolation(format!(
+                "bind message supplies {} parameters, but prepared statement \"{shown}\" requires {required}",
+                message.parameters.len()
+            ))
+            .into());
+        }
+        match statement {
+            Some(Entry::Value(stored)) => {
+                let portal = Portal::try_new(&message, stored)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            _ => {
+                let portal = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+                client.portal_store().put_empty_portal(portal);
+            }
+        }
+        client
+            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
+        Ok(())
     }
 
     async fn do_query<C>(

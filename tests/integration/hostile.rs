@@ -479,9 +479,10 @@ async fn before_login_a_connection_holds_a_few_kib_and_not_for_long() {
 
 /// Malformed messages after login: a Bind announcing more values than it carries made pgwire
 /// panic in the connection task (the socket just dropped), an unknown message type was
-/// ignored. Both are answered with 08P01 now, and the server goes on.
+/// ignored. Both are answered with 08P01 now, and the server goes on. Text that is not UTF-8
+/// (22021) and a Bind with the wrong number of values (08P01) leave the connection usable.
 #[tokio::test]
-async fn malformed_messages_after_login_get_08p01() {
+async fn malformed_messages_after_login_get_sqlstates() {
     use std::io::Write;
     let (_dir, mut server) = start(&[]);
     let connect = || {
@@ -503,7 +504,65 @@ async fn malformed_messages_after_login_get_08p01() {
     let mut socket = connect();
     socket.write_all(&message(b'z', b"")).unwrap();
     assert!(String::from_utf8_lossy(&read_to_close(&mut socket)).contains("08P01"));
+
+    // Errors the connection survives: text that is not UTF-8 (pgwire replaced it with U+FFFD
+    // and ran it), a Bind with more or fewer values than the statement has parameters.
+    let mut socket = connect();
+    let answers = |socket: &mut std::net::TcpStream, messages: &[Vec<u8>]| {
+        socket.write_all(&messages.concat()).unwrap();
+        String::from_utf8_lossy(&read_until_ready(socket)).into_owned()
+    };
+    let sync = message(b'S', b"");
+    answers(&mut socket, &[]);
+    let bad_query = answers(&mut socket, &[message(b'Q', b"SELECT 'caf\xe9'\0")]);
+    assert!(
+        bad_query.contains("22021") && bad_query.contains("0xe9"),
+        "{bad_query}"
+    );
+    let bad_parse = answers(
+        &mut socket,
+        &[message(b'P', b"\0SELECT '\xff'\0\0\0"), sync.clone()],
+    );
+    assert!(bad_parse.contains("22021"), "{bad_parse}");
+    let parse = message(b'P', b"\0SELECT $1::int\0\0\0");
+    for values in [0u16, 2] {
+        let mut bind = b"\0\0\0\0".to_vec();
+        bind.extend(values.to_be_bytes());
+        for _ in 0..values {
+            bind.extend(1i32.to_be_bytes());
+            bind.push(b'1');
+        }
+        bind.extend(0u16.to_be_bytes());
+        let answer = answers(
+            &mut socket,
+            &[parse.clone(), message(b'B', &bind), sync.clone()],
+        );
+        let expected = format!("bind message supplies {values} parameters");
+        assert!(
+            answer.contains("08P01") && answer.contains(&expected),
+            "{answer}"
+        );
+    }
+    let fine = answers(&mut socket, &[message(b'Q', "SELECT 'café'\0".as_bytes())]);
+    assert!(fine.contains("café") && !fine.contains("08P01"), "{fine}");
     assert_alive(&mut server).await;
+}
+
+/// What a connection answers up to its next ReadyForQuery.
+fn read_until_ready(socket: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !received.ends_with(b"Z\0\0\0\x05I") {
+        match socket.read(&mut chunk) {
+            Ok(0) | Err(_) => panic!("no ReadyForQuery in {received:?}"),
+            Ok(n) => received.extend(&chunk[..n]),
+        }
+    }
+    received
 }
 
 /// A statement that runs until stopped, its result column named `marker`.
