@@ -255,7 +255,7 @@ impl TextCheck {
         if self.invalid.is_some() || self.strings_left == Some(0) {
             return;
         }
-        let mut text = &bytes[..];
+        let mut text = bytes;
         if let Some(left) = self.strings_left.as_mut() {
             let mut end = text.len();
             for (i, _) in text.iter().enumerate().filter(|(_, b)| **b == 0) {
