@@ -21,6 +21,7 @@ pub const DEFAULT_PG_LISTEN: &str = "127.0.0.1:5480";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:5481";
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+pub const DEFAULT_SUPERUSER_RESERVED_CONNECTIONS: usize = 3;
 pub const DEFAULT_MANIFESTS_RETAINED: usize = 10;
 pub const DEFAULT_COPY_BATCH_ROWS: usize = 65_536;
 const DEFAULT_VIEW_MAX_OPEN_GROUPS: usize = 10_000_000;
@@ -69,6 +70,11 @@ pub struct ServeArgs {
     /// Most concurrent Postgres connections; more are refused [default: 100]
     #[arg(long, env = "SLUICEDB_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// Connections of `max_connections` kept for superusers, so an administrator can still
+    /// log in when clients took every other slot [default: 3]
+    #[arg(long, env = "SLUICEDB_SUPERUSER_RESERVED_CONNECTIONS")]
+    pub superuser_reserved_connections: Option<usize>,
 
     /// How long a client may take to log in, from connecting to its last authentication
     /// message, e.g. '10s' [default: 10s]
@@ -244,6 +250,7 @@ pub struct Config {
     pub pg_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub max_connections: usize,
+    pub superuser_reserved_connections: usize,
     pub authentication_timeout: std::time::Duration,
     /// The default `statement_timeout` of every connection; `None` for no limit.
     pub statement_timeout: Option<std::time::Duration>,
@@ -299,6 +306,9 @@ impl ServeArgs {
             s3_secret_access_key: self.s3_secret_access_key.or(lower.s3_secret_access_key),
             s3_allow_http: self.s3_allow_http.or(lower.s3_allow_http),
             max_connections: self.max_connections.or(lower.max_connections),
+            superuser_reserved_connections: self
+                .superuser_reserved_connections
+                .or(lower.superuser_reserved_connections),
             authentication_timeout: self.authentication_timeout.or(lower.authentication_timeout),
             statement_timeout: self.statement_timeout.or(lower.statement_timeout),
             auth: self.auth.or(lower.auth),
@@ -365,6 +375,17 @@ impl ServeArgs {
             Some(size) => parse_size("memory_limit", size)?,
             None => memory::default_limit().0,
         };
+        let max_connections = self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        // The default leaves room for one ordinary connection, however few there are.
+        let superuser_reserved_connections = self.superuser_reserved_connections.unwrap_or(
+            DEFAULT_SUPERUSER_RESERVED_CONNECTIONS.min(max_connections.saturating_sub(1)),
+        );
+        if superuser_reserved_connections >= max_connections {
+            return Err(Error::Config(format!(
+                "superuser_reserved_connections ({superuser_reserved_connections}) must be less \
+                 than max_connections ({max_connections})"
+            )));
+        }
         let pg_listen = self
             .pg_listen
             .unwrap_or_else(|| parse_addr(DEFAULT_PG_LISTEN));
@@ -405,7 +426,8 @@ impl ServeArgs {
             },
             pg_listen,
             http_listen,
-            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_connections,
+            superuser_reserved_connections,
             manifests_retained: self
                 .manifests_retained
                 .unwrap_or(DEFAULT_MANIFESTS_RETAINED)
@@ -551,6 +573,18 @@ mod tests {
             "{open}"
         );
         assert!(resolve("pg_listen = \"0.0.0.0:5480\"\nallow_remote_without_auth = true").is_ok());
+        let reserved = resolve("max_connections = 3\nsuperuser_reserved_connections = 3");
+        assert!(
+            reserved
+                .unwrap_err()
+                .to_string()
+                .contains("less than max_connections")
+        );
+        let few = resolve("max_connections = 2").unwrap();
+        assert_eq!(
+            few.superuser_reserved_connections, 1,
+            "the default leaves one slot"
+        );
         let metrics_open = resolve("http_listen = \"0.0.0.0:5481\"").unwrap_err();
         assert!(
             metrics_open.to_string().contains("0.0.0.0:5481"),

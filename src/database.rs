@@ -200,7 +200,10 @@ impl Database {
         )?;
         crate::pg::roles::register(&ctx, Arc::clone(&roles));
         crate::pg::function_signatures::register(&ctx).await?;
-        let backends = Arc::new(Backends::new(config.max_connections));
+        let backends = Arc::new(Backends::new(
+            config.max_connections,
+            config.superuser_reserved_connections,
+        ));
         backends.install(&ctx, Arc::clone(&roles))?;
         crate::pg::functions::register(&ctx);
         crate::pg::introspection::register(&ctx);

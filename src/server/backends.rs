@@ -37,6 +37,29 @@ pub struct Backends {
     by_pid: Mutex<HashMap<i32, Arc<Backend>>>,
     /// `max_connections`: logged-in connections beyond it are refused.
     max: usize,
+    /// `superuser_reserved_connections`: the last of them are for superusers.
+    reserved: usize,
+}
+
+/// Why a connection that logged in was refused (FATAL 53300).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// `max_connections` are logged in.
+    All,
+    /// Only the slots kept for superusers are left.
+    Reserved,
+}
+
+impl Full {
+    /// Postgres 15's words.
+    pub fn message(self) -> &'static str {
+        match self {
+            Full::All => "sorry, too many clients already",
+            Full::Reserved => {
+                "remaining connection slots are reserved for non-replication superuser connections"
+            }
+        }
+    }
 }
 
 /// One connection.
@@ -62,10 +85,11 @@ struct Activity {
 }
 
 impl Backends {
-    pub fn new(max_connections: usize) -> Self {
+    pub fn new(max_connections: usize, superuser_reserved: usize) -> Self {
         Backends {
             by_pid: Mutex::default(),
             max: max_connections,
+            reserved: superuser_reserved,
         }
     }
 
@@ -74,15 +98,17 @@ impl Backends {
         self.lock().len() >= self.max
     }
 
-    /// Adds a connection that has logged in, unless `max_connections` are already there.
+    /// Adds a connection that has logged in, unless `max_connections` are already there (or,
+    /// for a role other than a superuser, all but the reserved ones).
     pub fn register(
         &self,
         pid: i32,
         secret: Bytes,
         user: String,
+        superuser: bool,
         client: SocketAddr,
         signal: Arc<CancelSignal>,
-    ) -> Option<Arc<Backend>> {
+    ) -> Result<Arc<Backend>, Full> {
         let now = Utc::now();
         let backend = Arc::new(Backend {
             pid,
@@ -101,10 +127,13 @@ impl Backends {
         });
         let mut by_pid = self.lock();
         if by_pid.len() >= self.max {
-            return None;
+            return Err(Full::All);
+        }
+        if !superuser && by_pid.len() + self.reserved >= self.max {
+            return Err(Full::Reserved);
         }
         by_pid.insert(pid, Arc::clone(&backend));
-        Some(backend)
+        Ok(backend)
     }
 
     pub fn unregister(&self, pid: i32) {

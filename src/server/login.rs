@@ -30,6 +30,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
+use super::backends::Full;
 use super::scram::{self, Exchange, Failure, Verifier};
 use super::session::Session;
 use crate::catalog::roles::Roles;
@@ -193,7 +194,7 @@ impl StartupHandler for Login {
         match message {
             PgWireFrontendMessage::Startup(startup) => {
                 if self.session.no_room() {
-                    return Err(too_many_clients(client));
+                    return Err(too_many_clients(client, Full::All));
                 }
                 if self.gate.tls_required && !client.is_secure() {
                     metrics::LOGINS_FAILED.add(1);
@@ -301,10 +302,10 @@ impl Login {
         }
         let (pid, secret) = self.gate.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret);
-        if !self.session.started(client) {
-            return Err(too_many_clients(client));
-        }
         let superuser = self.session.is_superuser(&user);
+        if let Err(full) = self.session.started(client, superuser) {
+            return Err(too_many_clients(client, full));
+        }
         settings::set_superuser(client.metadata_mut(), superuser);
         let mut parameters = server_parameters();
         parameters.is_superuser = superuser;
@@ -329,10 +330,10 @@ impl Login {
     }
 }
 
-fn too_many_clients<C: ClientInfo>(client: &C) -> PgWireError {
+fn too_many_clients<C: ClientInfo>(client: &C, full: Full) -> PgWireError {
     metrics::CONNECTIONS_REFUSED.add(1);
-    tracing::warn!(peer = %client.socket_addr(), "connection refused: too many connections");
-    fatal("53300", "sorry, too many clients already".into())
+    tracing::warn!(peer = %client.socket_addr(), reason = full.message(), "connection refused");
+    fatal("53300", full.message().into())
 }
 
 fn fatal(code: &str, message: String) -> PgWireError {

@@ -40,6 +40,7 @@ use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 
+use super::backends::Full;
 use super::backends::{Backend, Backends};
 use super::cancel::CancelSignal;
 use super::copy_in::CopyInProgress;
@@ -115,22 +116,21 @@ impl Session {
         self.db.roles().principal(user).superuser
     }
 
-    /// Whether there was room: `max_connections` connections may be logged in at once.
-    pub fn started<C: ClientInfo>(&self, client: &C) -> bool {
+    /// Registers the connection of `user` (`superuser` or not), if there is room:
+    /// `max_connections` may be logged in at once, the last reserved for superusers.
+    pub fn started<C: ClientInfo>(&self, client: &C, superuser: bool) -> Result<(), Full> {
         let (pid, secret) = client.pid_and_secret_key();
         let user = client.metadata().get("user").cloned().unwrap_or_default();
         tracing::debug!(pid, user, "connection started");
-        let registered = self.backends.register(
+        let backend = self.backends.register(
             pid,
             secret.to_bytes(),
             user,
+            superuser,
             client.socket_addr(),
             Arc::clone(&self.signal),
-        );
-        match registered {
-            Some(backend) => self.backend.set(backend).is_ok(),
-            None => false,
-        }
+        )?;
+        self.backend.set(backend).map_err(|_| Full::All)
     }
 
     /// Resolves once `pg_terminate_backend` named this connection.

@@ -384,4 +384,56 @@ async fn connections_over_the_limit_get_fatal_53300() {
     // The connection that got in still works.
     assert_eq!(first.simple_query("SELECT 1").await.unwrap().len(), 3);
     server.shutdown().await;
+
+    // The last slots are kept for superusers, so an administrator gets in when clients took
+    // the rest (a role's name gets its rights even without a password, on loopback).
+    let args = sluicedb::config::ServeArgs {
+        storage: Some(dir.path().to_string_lossy().into_owned()),
+        pg_listen: Some("127.0.0.1:0".parse().unwrap()),
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        max_connections: Some(3),
+        superuser_reserved_connections: Some(1),
+        ..Default::default()
+    };
+    let config = args.resolve(sluicedb::config::AwsEnv::default()).unwrap();
+    let server = sluicedb::server::Server::start(config).await.unwrap();
+    let addr = server.pg_addr();
+    let admin = support::connect(addr).await;
+    admin
+        .batch_execute("CREATE ROLE dashboard LOGIN")
+        .await
+        .unwrap();
+    let url = |user: &str| format!("host={} port={} user={user}", addr.ip(), addr.port());
+    let connect = |user: &'static str| {
+        let url = url(user);
+        async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        }
+    };
+    let dashboard = connect("dashboard").await.unwrap();
+    let refused = |error: tokio_postgres::Error| {
+        let db = error.as_db_error().expect("a FATAL ErrorResponse").clone();
+        (db.code().code().to_string(), db.message().to_string())
+    };
+    let (code, message) = refused(connect("dashboard").await.err().expect("reserved"));
+    assert_eq!(code, "53300");
+    assert!(
+        message.contains("reserved for non-replication superuser"),
+        "{message}"
+    );
+    let second_admin = connect("sluice")
+        .await
+        .expect("a superuser takes the reserved slot");
+    let (code, message) = refused(connect("sluice").await.err().expect("full"));
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("53300", "sorry, too many clients already")
+    );
+    for client in [&admin, &dashboard, &second_admin] {
+        assert_eq!(client.simple_query("SELECT 1").await.unwrap().len(), 3);
+    }
+    drop((admin, dashboard, second_admin));
+    server.shutdown().await;
 }
