@@ -417,7 +417,7 @@ async fn connections_over_the_limit_get_fatal_53300() {
         let db = error.as_db_error().expect("a FATAL ErrorResponse").clone();
         (db.code().code().to_string(), db.message().to_string())
     };
-    let (code, message) = refused(connect("dashboard").await.err().expect("reserved"));
+    let (code, message) = refused(connect("dashboard").await.expect_err("reserved"));
     assert_eq!(code, "53300");
     assert!(
         message.contains("reserved for non-replication superuser"),
@@ -426,7 +426,7 @@ async fn connections_over_the_limit_get_fatal_53300() {
     let second_admin = connect("sluice")
         .await
         .expect("a superuser takes the reserved slot");
-    let (code, message) = refused(connect("sluice").await.err().expect("full"));
+    let (code, message) = refused(connect("sluice").await.expect_err("full"));
     assert_eq!(
         (code.as_str(), message.as_str()),
         ("53300", "sorry, too many clients already")
