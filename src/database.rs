@@ -206,6 +206,7 @@ impl Database {
         ));
         backends.install(&ctx, Arc::clone(&roles))?;
         crate::pg::functions::register(&ctx);
+        crate::pg::bytea_functions::register(&ctx);
         crate::pg::introspection::register(&ctx);
         // `now()` is a timestamptz in Postgres. DataFusion gives it a zone only when the zone is
         // SET, which re-creates the time functions with the new setting; the builder does not.

@@ -27,6 +27,7 @@
 
 pub mod arrays;
 pub mod bytea;
+pub mod bytea_functions;
 pub mod casts;
 pub mod coercion;
 pub mod compat;

@@ -767,6 +767,13 @@ FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = 'diff_t'::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum;
 
+-- bytea, as rejected_rows.raw is read
+SELECT length('\xff00'::bytea), octet_length('\xff00'::bytea), length('héllo'), octet_length('héllo');
+SELECT encode('\xff005c41'::bytea, 'escape'), encode('\x00ff'::bytea, 'hex'), encode('abc'::bytea, 'base64');
+SELECT encode(convert_to(repeat('sluice', 20), 'UTF8'), 'base64');
+SELECT convert_from('\xc3a9'::bytea, 'UTF8'), convert_from('\xe9'::bytea, 'LATIN1'), convert_to('é', 'LATIN1');
+SELECT length(NULL::bytea), encode(NULL::bytea, 'hex'), convert_from(NULL::bytea, 'UTF8');
+
 -- errors
 SET TimeZone = 'Nowhere/Special';
 SELECT * FROM no_such_table;
@@ -786,3 +793,6 @@ SELECT 1 FROM diff_t a, diff_t a;
 SELECT id FROM diff_t ORDER BY 9;
 SELECT * FROM diff_t LIMIT -1;
 SELECT 'a' LIKE 'a' ESCAPE 'ab';
+SELECT convert_from('\xff00'::bytea, 'UTF8');
+SELECT convert_from('abc'::bytea, 'EBCDIC');
+SELECT encode('abc'::bytea, 'rot13');

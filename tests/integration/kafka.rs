@@ -216,6 +216,15 @@ async fn kafka_events_arrive_exactly_once_and_bad_records_are_kept() {
         .await
         .unwrap();
     assert!(sample.get::<_, String>(0).starts_with("{\"event_id\""));
+    // The raw bytes read as Postgres bytea does.
+    let readable = query_i64(
+        &client,
+        "SELECT count(*) FROM sluice_catalog.rejected_rows WHERE source = 'clicks' \
+         AND convert_from(raw, 'UTF8') = raw_text AND length(raw) = octet_length(raw_text) \
+         AND encode(raw, 'escape') = raw_text",
+    )
+    .await;
+    assert_eq!(readable, bad.len() as i64);
     assert!(
         sample.get::<_, String>(1).contains("user_id"),
         "{}",
