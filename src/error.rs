@@ -116,6 +116,12 @@ pub enum Error {
         reason: String,
         hint: Option<String>,
     },
+    /// A pattern the regular-expression engine refuses (2201B).
+    #[error("{0}")]
+    InvalidRegex(String),
+    /// A substring or overlay position or length out of bounds (22011).
+    #[error("{0}")]
+    SubstringError(String),
     #[error("role \"{0}\" does not exist")]
     UndefinedRole(String),
     #[error("role \"{0}\" already exists")]
@@ -183,6 +189,8 @@ impl Error {
             Error::StackDepth => "54001",
             Error::TooManyColumns(_) => "54011",
             Error::InsufficientPrivilege(_) => "42501",
+            Error::InvalidRegex(_) => "2201B",
+            Error::SubstringError(_) => "22011",
             Error::UndefinedRole(_) => "42704",
             Error::DuplicateRole(_) => "42710",
             Error::ReservedName(_) => "42939",
@@ -242,6 +250,8 @@ impl Error {
             | Error::UndefinedRole(_)
             | Error::DuplicateRole(_)
             | Error::ReservedName(_)
+            | Error::InvalidRegex(_)
+            | Error::SubstringError(_)
             | Error::Config(_)
             | Error::Internal(_) => None,
         }
@@ -282,6 +292,8 @@ impl Error {
             | Error::DuplicateRole(_)
             | Error::ReservedName(_)
             | Error::RoleInUse { .. }
+            | Error::InvalidRegex(_)
+            | Error::SubstringError(_)
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }
             | Error::UndefinedField(_)
@@ -366,15 +378,15 @@ impl Error {
             DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(lowercase_first(m)),
             DataFusionError::Plan(m) => from_plan_message(m),
             DataFusionError::Execution(m) => from_execution_message(m),
-            other => match other.strip_backtrace() {
-                m if m.contains("scalar subquery returned more than one row") => {
-                    Error::SubqueryRows
-                }
-                m if m.contains("cannot access field") => {
-                    Error::UndefinedField(lowercase_first(&m))
-                }
-                m => Error::Internal(lowercase_first(&m)),
-            },
+            other => {
+                let message = other.strip_backtrace();
+                // DataFusion's own words around the reason.
+                let message = message
+                    .strip_prefix("External error: ")
+                    .or_else(|| message.strip_prefix("Internal error: "))
+                    .unwrap_or(&message);
+                from_execution_message(message)
+            }
         }
     }
 }
@@ -477,6 +489,14 @@ fn from_arrow(error: &ArrowError) -> Error {
         ArrowError::InvalidArgumentError(m) if m.contains("too large to store") => {
             Error::NumericOutOfRange(lowercase_first(m))
         }
+        // datafusion-pg-catalog looks a `'name'::regclass` up with a scalar subquery, whose
+        // NULL for an unknown name fails its non-nullable column; Postgres says 42P01.
+        ArrowError::InvalidArgumentError(m) if m.contains("'regclass'") => {
+            Error::UndefinedRelation {
+                kind: "relation",
+                name: "given to ::regclass".into(),
+            }
+        }
         ArrowError::IoError(m, _) => Error::Storage {
             message: lowercase_first(m),
             retryable: false,
@@ -507,6 +527,9 @@ fn from_plan_message(message: &str) -> Error {
         let name = message.split('\'').nth(1).unwrap_or(message).to_string();
         return Error::UndefinedFunction { name };
     }
+    if lower.contains("failed to match any signature") {
+        return from_execution_message(message);
+    }
     if lower.contains("coerc")
         || lower.contains("cannot infer")
         || lower.contains("no function matches")
@@ -523,30 +546,66 @@ fn from_plan_message(message: &str) -> Error {
     Error::Plan(lowercase_first(message))
 }
 
+/// DataFusion's execution errors are about the values a statement was given, nearly always:
+/// each known one gets Postgres' SQLSTATE, and what is left is XX000.
 fn from_execution_message(message: &str) -> Error {
     let lower = message.to_ascii_lowercase();
+    let text = || lowercase_first(message);
     if lower.contains("cannot access field") {
-        return Error::UndefinedField(lowercase_first(message));
+        return Error::UndefinedField(text());
     }
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return Error::DivisionByZero;
     }
     if lower.contains("overflow") {
-        return Error::NumericOutOfRange(lowercase_first(message));
+        return Error::NumericOutOfRange(text());
     }
     if lower.contains("scalar subquery returned more than one row") {
         return Error::SubqueryRows;
     }
-    if lower.contains("negative number") || lower.contains("out of range") {
-        return Error::InvalidParameter(lowercase_first(message));
+    if lower.contains("regex parse error") {
+        let reason = message.lines().last().unwrap_or(message).trim();
+        return Error::InvalidRegex(format!("invalid regular expression: {reason}"));
     }
-    if lower.contains("cast") || lower.contains("parse") {
-        return Error::InvalidText {
-            message: lowercase_first(message),
+    if lower.contains("negative count not allowed") || lower.contains("overlay start position") {
+        return Error::SubstringError(text());
+    }
+    if lower.contains("error parsing timestamp") || lower.contains("error parsing date") {
+        return Error::InvalidDatetime {
+            message: text(),
             detail: None,
         };
     }
-    Error::Internal(lowercase_first(message))
+    if lower.contains("step can't be 0") {
+        return Error::InvalidParameter("step size cannot equal zero".into());
+    }
+    if lower.contains("failed to match any signature") {
+        let name = message.split('\'').nth(1).unwrap_or("a function");
+        return Error::UndefinedFunction {
+            name: format!("{name}(…) with these argument types"),
+        };
+    }
+    const INVALID_ARGUMENTS: &[&str] = &[
+        "negative number",
+        "out of range",
+        "granularity",
+        "not supported",
+        "not recognized",
+        "invalid unicode scalar value",
+        "must not be zero",
+        "must be at least",
+        "requires a positive integer",
+    ];
+    if INVALID_ARGUMENTS.iter().any(|p| lower.contains(p)) {
+        return Error::InvalidParameter(text());
+    }
+    if lower.contains("cast") || lower.contains("parse") {
+        return Error::InvalidText {
+            message: text(),
+            detail: None,
+        };
+    }
+    Error::Internal(text())
 }
 
 /// Postgres messages start lowercase; DataFusion's and Arrow's often do not.
@@ -601,6 +660,45 @@ mod tests {
         };
         let e = Error::from(DataFusionError::from(inner).context("while inserting"));
         assert_eq!(e.sqlstate(), "42P07");
+
+        // Execution errors a user's arguments cause, as DataFusion words them.
+        for (message, code) in [
+            ("unsupported date_trunc granularity: 'foo'", "22023"),
+            ("date part 'FOO' not supported", "22023"),
+            (
+                "Error parsing timestamp from 'x' using format '%Y'",
+                "22007",
+            ),
+            ("step can't be 0 for function generate_series", "22023"),
+            ("invalid Unicode scalar value: -1", "22023"),
+            ("field position must not be zero", "22023"),
+            ("negative count not allowed: -1", "22011"),
+            ("overlay start position must be at least 1: 0", "22011"),
+            ("NTILE requires a positive integer", "22023"),
+            (
+                "Cast error: Cannot cast string 'x' to value of Int32 type",
+                "22P02",
+            ),
+        ] {
+            let e = Error::from(DataFusionError::Execution(message.into()));
+            assert_eq!(e.sqlstate(), code, "{message}");
+        }
+        let regex = DataFusionError::External(
+            "regex parse error:\n    (\n    ^\nerror: unclosed group".into(),
+        );
+        assert_eq!(
+            Error::from(regex).to_string(),
+            "invalid regular expression: error: unclosed group"
+        );
+        let signature = DataFusionError::Internal(
+            "Function 'md5' failed to match any signature, errors: …".into(),
+        );
+        assert_eq!(Error::from(signature).sqlstate(), "42883");
+        // What is left is ours to fix: XX000.
+        let e = Error::from(DataFusionError::Execution(
+            "a state we never expected".into(),
+        ));
+        assert_eq!(e.sqlstate(), "XX000");
     }
 
     #[test]

@@ -722,6 +722,26 @@ async fn user_errors_are_answered_as_postgres_answers_them() {
         support::query_i64(&client, "SELECT count(*) FROM c").await,
         0
     );
+    // What a sweep of DataFusion's errors found answered XX000, each with Postgres' SQLSTATE
+    // (the same class where DataFusion's reason is coarser than Postgres').
+    for (sql, code) in [
+        ("SELECT date_trunc('fortnight', now())", "22023"),
+        ("SELECT extract(fortnight from now())", "22023"),
+        ("SELECT to_timestamp('x', 'YYYY')", "22007"),
+        ("SELECT 'no_such_relation'::regclass", "42P01"),
+        ("SELECT generate_series(1, 10, 0)", "22023"),
+        ("SELECT chr(-1)", "22023"),
+        ("SELECT regexp_replace('a', '(', 'b')", "2201B"),
+        ("SELECT 'a' ~ '('", "2201B"),
+        ("SELECT split_part('a', ',', 0)", "22023"),
+        ("SELECT substr('abc', 1, -1)", "22011"),
+        ("SELECT overlay('abc' placing 'x' from 0)", "22011"),
+        ("SELECT ntile(0) OVER () FROM c", "22023"),
+        ("SELECT md5(1)", "42883"),
+        ("SELECT convert_from('\\xff'::bytea, 'UTF8')", "22021"),
+    ] {
+        assert_eq!(sqlstate(&client, sql).await, code, "{sql}");
+    }
     assert_alive(&mut server).await;
 }
 
