@@ -771,3 +771,70 @@ fn inserted_rows(batches: &[RecordBatch]) -> u64 {
         .filter(|c| !c.is_empty())
         .map_or(0, |c| c.value(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sql::mutate::{Edit, mutated};
+
+    /// Fuzz target: planning any query, however mangled, answers within 10 s, on a plan or an
+    /// error: no statement overflows a stack, hangs the planner or takes the process down (a
+    /// panic inside planning is that statement's XX000). `scripts/fuzz` runs it longer.
+    #[test]
+    fn fuzz_plan() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_stack_size(crate::THREAD_STACK_SIZE)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let args = crate::config::ServeArgs {
+            storage: Some(dir.path().to_string_lossy().into_owned()),
+            pg_listen: Some("127.0.0.1:0".parse().unwrap()),
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        };
+        let config = args.resolve(crate::config::AwsEnv::default()).unwrap();
+        let db = runtime.block_on(async {
+            let db = Database::open(config).await.unwrap();
+            db.execute_script(
+                "CREATE TABLE t (id BIGINT NOT NULL, name TEXT, ts TIMESTAMPTZ, a INT, \
+                 WATERMARK FOR ts AS ts - INTERVAL '1' SECOND);
+                 CREATE TABLE cf (id BIGINT NOT NULL, name TEXT);
+                 CREATE TABLE wide (i INT, b BIGINT);",
+            )
+            .await
+            .unwrap();
+            db
+        });
+        // The database is only read here; a failing input fails the whole test.
+        let (db, runtime) = (
+            std::panic::AssertUnwindSafe(&db),
+            std::panic::AssertUnwindSafe(&runtime),
+        );
+        bolero::check!()
+            .with_type::<(u16, Vec<Edit>)>()
+            .for_each(|(index, edits)| {
+                let sql = mutated(*index, edits);
+                let Ok(statements) = crate::sql::parser::parse(&sql) else {
+                    return;
+                };
+                for statement in statements {
+                    let Statement::Standard(stmt) = &statement else {
+                        continue;
+                    };
+                    if !matches!(**stmt, SqlStatement::Query(_)) {
+                        continue;
+                    }
+                    let planned = runtime.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(10), db.plan(stmt)).await
+                    });
+                    assert!(planned.is_ok(), "planning took over 10 s: {sql}");
+                }
+            });
+        runtime.block_on(db.shutdown());
+    }
+}

@@ -9,6 +9,8 @@
 pub mod copy;
 pub mod depth;
 pub mod interval;
+#[cfg(test)]
+pub(crate) mod mutate;
 pub mod parser;
 pub mod source;
 pub mod view;

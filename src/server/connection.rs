@@ -553,4 +553,42 @@ mod tests {
             assert_eq!(found, expected, "chunks of {chunk}");
         }
     }
+
+    /// Fuzz target: however a byte stream is cut into reads, the frames followed, the limits
+    /// refused and the invalid text found are the same, and nothing panics.
+    #[test]
+    fn fuzz_frames() {
+        type Followed = (std::result::Result<(), String>, VecDeque<Option<String>>);
+        fn follow<'a>(logged_in: bool, mut pieces: impl Iterator<Item = &'a [u8]>) -> Followed {
+            let mut reader = Frames::new(());
+            if logged_in {
+                reader.track(&startup(90)).unwrap();
+                reader.logged_in();
+            }
+            let outcome = pieces.try_for_each(|piece| reader.track(piece));
+            (outcome.map_err(|e| e.to_string()), reader.texts)
+        }
+        bolero::check!()
+            .with_type::<(bool, Vec<u8>, Vec<u8>)>()
+            .for_each(|(logged_in, stream, cuts)| {
+                let whole = follow(*logged_in, std::iter::once(stream.as_slice()));
+                let mut rest = stream.as_slice();
+                let mut cut = cuts.iter().map(|&n| usize::from(n).max(1));
+                let pieces = std::iter::from_fn(|| {
+                    if rest.is_empty() {
+                        return None;
+                    }
+                    let n = cut.next().unwrap_or(rest.len()).min(rest.len());
+                    let (piece, after) = rest.split_at(n);
+                    rest = after;
+                    Some(piece)
+                });
+                let chunked = follow(*logged_in, pieces);
+                // A refused stream stops at the refusal; both must refuse alike.
+                assert_eq!(whole.0, chunked.0);
+                if whole.0.is_ok() {
+                    assert_eq!(whole.1, chunked.1);
+                }
+            });
+    }
 }

@@ -483,4 +483,46 @@ mod tests {
         assert_eq!(out.batch.num_rows(), 3);
         assert_eq!(out.batch.column(0).null_count(), 1);
     }
+
+    /// Fuzz target: every record of a chunk becomes a row or a rejection, never both or
+    /// neither, and no payload makes decoding panic. Payloads are valid events with bytes
+    /// changed, and raw bytes.
+    #[test]
+    fn fuzz_json_records() {
+        let valid = r#"{"id": 7, "page": "/a", "amount": 1.5, "ts": "2026-01-01T00:00:00Z"}"#;
+        bolero::check!()
+            .with_type::<Vec<(Vec<(u8, u8)>, Option<Vec<u8>>)>>()
+            .for_each(|records| {
+                let mut d = decoder(
+                    "CREATE SOURCE s (id BIGINT NOT NULL, page VARCHAR, amount DOUBLE PRECISION, \
+                     ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) WITH (connector = 'kafka')",
+                );
+                let payloads: Vec<Vec<u8>> = records
+                    .iter()
+                    .map(|(edits, raw)| match raw {
+                        Some(raw) => raw.clone(),
+                        None => {
+                            let mut payload = valid.as_bytes().to_vec();
+                            for &(at, byte) in edits {
+                                let at = usize::from(at) % payload.len();
+                                payload[at] = byte;
+                            }
+                            payload
+                        }
+                    })
+                    .collect();
+                let input: Vec<Record<'_>> = payloads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| Record {
+                        offset: i as i64,
+                        timestamp_ms: None,
+                        key: None,
+                        payload: Some(p),
+                    })
+                    .collect();
+                let out = d.decode(0, &input).unwrap();
+                assert_eq!(out.batch.num_rows() + out.rejected.len(), input.len());
+            });
+    }
 }

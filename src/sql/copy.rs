@@ -569,4 +569,46 @@ mod tests {
         let error = decode(text(), &["99999999999\tx\tt\t\\N\n"]).unwrap_err();
         assert_eq!(error.sqlstate(), "22003");
     }
+
+    /// Fuzz target: COPY input decodes to the same rows, or fails with the same error,
+    /// whatever CopyData chunks it arrives in, and never panics.
+    #[test]
+    fn fuzz_copy_chunking() {
+        let csv = || {
+            let option = sqlparser::ast::CopyOption::Format(sqlparser::ast::Ident::new("csv"));
+            CopyFormat::from_options(&[option], &[]).unwrap()
+        };
+        bolero::check!()
+            .with_type::<(bool, Vec<u8>, Vec<u8>)>()
+            .for_each(|(is_csv, input, cuts)| {
+                let format = || if *is_csv { csv() } else { text() };
+                let run = |pieces: Vec<&[u8]>| -> std::result::Result<String, String> {
+                    let mut decoder = CopyDecoder::new(table(), vec![0, 1, 2, 3], format(), 3);
+                    let mut batches = Vec::new();
+                    for piece in pieces {
+                        batches.extend(decoder.push(piece).map_err(|e| e.to_string())?);
+                    }
+                    batches.extend(decoder.finish().map_err(|e| e.to_string())?);
+                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    let shown = pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+                    Ok(format!("{rows} rows\n{shown}"))
+                };
+                let whole = run(vec![input.as_slice()]);
+                let mut pieces = Vec::new();
+                let mut rest = input.as_slice();
+                for &cut in cuts {
+                    let n = usize::from(cut).min(rest.len());
+                    let (piece, after) = rest.split_at(n);
+                    pieces.push(piece);
+                    rest = after;
+                }
+                pieces.push(rest);
+                let chunked = run(pieces);
+                match (&whole, &chunked) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b),
+                    (Err(a), Err(b)) => assert_eq!(a, b),
+                    _ => panic!("whole: {whole:?}\nchunked: {chunked:?}"),
+                }
+            });
+    }
 }

@@ -398,4 +398,18 @@ mod tests {
         assert!(matches!(statements[1], Statement::Flush));
         assert!(parse("  ;  ").unwrap().is_empty());
     }
+
+    /// Fuzz target: no statement text makes parsing panic or overflow a stack (every one
+    /// parses or is an error with a SQLSTATE). `scripts/fuzz` runs it longer.
+    #[test]
+    fn fuzz_parse() {
+        use crate::sql::mutate::{Edit, mutated};
+        bolero::check!()
+            .with_type::<(u16, Vec<Edit>)>()
+            .for_each(|(index, edits)| {
+                if let Err(e) = parse(&mutated(*index, edits)) {
+                    assert_ne!(e.sqlstate(), "XX000", "{e}");
+                }
+            });
+    }
 }
