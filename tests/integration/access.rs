@@ -37,23 +37,8 @@ fn certificate(dir: &Path) -> (String, String) {
 /// certificate's path, for `sslrootcert`.
 async fn start_with_tls(dir: &Path, config: &str) -> (Server, String) {
     let (cert, key) = certificate(dir);
-    let file = dir.join("sluicedb.toml");
-    std::fs::write(
-        &file,
-        format!("tls_cert = \"{cert}\"\ntls_key = \"{key}\"\n{config}"),
-    )
-    .unwrap();
-    let args = ServeArgs {
-        storage: Some(dir.join("data").to_string_lossy().into_owned()),
-        pg_listen: Some("127.0.0.1:0".parse().unwrap()),
-        http_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Default::default()
-    };
-    let config = args
-        .or(ServeArgs::from_toml_file(&file).unwrap())
-        .resolve(AwsEnv::default())
-        .unwrap();
-    (Server::start(config).await.unwrap(), cert)
+    let toml = format!("tls_cert = \"{cert}\"\ntls_key = \"{key}\"\n{config}");
+    (support::start_with_config_file(dir, &toml).await, cert)
 }
 
 /// Runs `psql -c sql` with a libpq connection string and a password, off the async runtime.
@@ -156,11 +141,7 @@ async fn scram_passwords_and_tls() {
         "{unknown}"
     );
     // HTTP asks for the same credentials, on every route but /healthz.
-    let basic = |credentials: &str| {
-        use base64::Engine;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-        format!("Authorization: Basic {encoded}\r\n")
-    };
+    let basic = support::basic_auth;
     let http = server.http_addr();
     assert_eq!(support::http_request(http, "/healthz", "").0, 200);
     assert_eq!(support::http_request(http, "/metrics", "").0, 401);

@@ -7,30 +7,14 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use sluicedb::config::{AwsEnv, ServeArgs};
 use sluicedb::server::Server;
 use tokio_postgres::{Client, NoTls};
 
 use crate::support;
 
 async fn start(dir: &Path) -> Server {
-    let file = dir.join("sluicedb.toml");
-    std::fs::write(
-        &file,
-        "auth = \"scram-sha-256\"\n[users]\nsluice = \"admin secret\"\n",
-    )
-    .unwrap();
-    let args = ServeArgs {
-        storage: Some(dir.join("data").to_string_lossy().into_owned()),
-        pg_listen: Some("127.0.0.1:0".parse().unwrap()),
-        http_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Default::default()
-    };
-    let config = args
-        .or(ServeArgs::from_toml_file(&file).unwrap())
-        .resolve(AwsEnv::default())
-        .unwrap();
-    Server::start(config).await.unwrap()
+    let config = "auth = \"scram-sha-256\"\n[users]\nsluice = \"admin secret\"\n";
+    support::start_with_config_file(dir, config).await
 }
 
 async fn login(
@@ -222,11 +206,7 @@ async fn a_read_only_role_reads_what_it_was_granted_and_nothing_else() {
     );
 
     // HTTP takes a role's credentials too.
-    let basic = |credentials: &str| {
-        use base64::Engine;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-        format!("Authorization: Basic {encoded}\r\n")
-    };
+    let basic = support::basic_auth;
     let http = server.http_addr();
     assert_eq!(
         support::http_request(http, "/metrics", &basic("reader:read only")).0,

@@ -72,15 +72,35 @@ pub fn unique_prefix(name: &str) -> String {
 
 /// An in-process server on free ports over `storage`.
 pub async fn start_server(storage: &str) -> Server {
+    start_configured(storage, ServeArgs::default()).await
+}
+
+/// An in-process server on free ports over `dir/data`, configured by `toml` (written to
+/// `dir/sluicedb.toml`, as a user would).
+pub async fn start_with_config_file(dir: &Path, toml: &str) -> Server {
+    let file = dir.join("sluicedb.toml");
+    std::fs::write(&file, toml).unwrap();
+    let storage = dir.join("data").to_string_lossy().into_owned();
+    start_configured(&storage, ServeArgs::from_toml_file(&file).unwrap()).await
+}
+
+async fn start_configured(storage: &str, file: ServeArgs) -> Server {
     let args = ServeArgs {
         storage: Some(storage.to_string()),
         pg_listen: Some("127.0.0.1:0".parse().unwrap()),
         http_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
     };
-    Server::start(args.resolve(AwsEnv::default()).unwrap())
+    Server::start(args.or(file).resolve(AwsEnv::default()).unwrap())
         .await
         .unwrap()
+}
+
+/// An `Authorization` header line with HTTP Basic `user:password` credentials.
+pub fn basic_auth(credentials: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    format!("Authorization: Basic {encoded}\r\n")
 }
 
 /// A connected tokio-postgres client whose connection task runs in the background.
