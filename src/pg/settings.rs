@@ -23,8 +23,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use pgwire::types::format::FormatOptions;
 use sqlparser::ast::{
     CastKind, CloseCursor, DataType as SqlType, DiscardObject, Expr, Function, Ident, Reset,
-    SelectItem, Set, SetExpr, Statement as SqlStatement, Value, visit_expressions,
-    visit_expressions_mut,
+    SelectItem, Set, SetExpr, SetSessionAuthorizationParamKind, Statement as SqlStatement, Value,
+    visit_expressions, visit_expressions_mut,
 };
 
 use crate::database::Output;
@@ -129,6 +129,28 @@ fn canonical(name: &str) -> Option<&'static str> {
 }
 
 /// The key a setting is kept under in the connection's metadata (pgwire's, lower case).
+/// `SET ROLE name` and `SET SESSION AUTHORIZATION name`: to one's own role they change
+/// nothing; to another, which needs a membership (none exist) or a superuser, they are
+/// refused, since a statement always runs as the role that logged in.
+fn switch_role(metadata: &HashMap<String, String>, role: &Ident) -> Result<Applied> {
+    let name = crate::sql::normalize_ident(role);
+    if metadata.get("user") == Some(&name) {
+        return Ok(Applied {
+            output: Output::command("SET"),
+            report: Vec::new(),
+        });
+    }
+    match metadata.get(SUPERUSER_KEY).map(String::as_str) {
+        Some("on") => Err(Error::unsupported(
+            "SET ROLE to another role",
+            Some("Connect as that role."),
+        )),
+        _ => Err(Error::InsufficientPrivilege(format!(
+            "permission denied to set role \"{name}\""
+        ))),
+    }
+}
+
 /// Where login records whether the connection's role is a superuser.
 const SUPERUSER_KEY: &str = "is_superuser";
 
@@ -246,6 +268,13 @@ pub fn apply(
                     report,
                 })
             }
+            // Back to the role that logged in, which every statement runs as anyway.
+            Reset::ConfigurationParameter(name)
+                if ["role", "session_authorization"]
+                    .contains(&name.to_string().to_ascii_lowercase().as_str()) =>
+            {
+                Ok(command("RESET"))
+            }
             Reset::ConfigurationParameter(name) => {
                 let name = name.to_string();
                 writable(&name).map(|name| {
@@ -334,9 +363,22 @@ fn set_statement(set: &Set, metadata: &mut HashMap<String, String>) -> Result<Ap
         Set::SetNames { charset_name, .. } => {
             ("client_encoding".to_string(), charset_name.value.clone())
         }
+        Set::SetRole {
+            role_name: Some(role),
+            ..
+        } => return switch_role(metadata, role),
+        Set::SetSessionAuthorization(param) => {
+            if let SetSessionAuthorizationParamKind::User(role) = &param.kind {
+                return switch_role(metadata, role);
+            }
+            return Ok(Applied {
+                output: Output::command("SET"),
+                report: Vec::new(),
+            });
+        }
         // Every transaction here is read-only work at read committed; accepting the request
-        // is what Postgres does for these levels.
-        Set::SetTransaction { .. } | Set::SetSessionAuthorization(_) | Set::SetRole { .. } => {
+        // is what Postgres does for these levels. `SET ROLE NONE` is the role one has.
+        Set::SetTransaction { .. } | Set::SetRole { .. } => {
             return Ok(Applied {
                 output: Output::Command {
                     tag: "SET",

@@ -100,6 +100,8 @@ async fn a_read_only_role_reads_what_it_was_granted_and_nothing_else() {
         "ALTER ROLE reader SUPERUSER",
         "GRANT SELECT ON payroll TO reader",
         "DROP ROLE etl",
+        "SET ROLE sluice",
+        "SET SESSION AUTHORIZATION sluice",
     ] {
         assert_eq!(refused(&reader, sql).await, "42501", "{sql}");
     }
@@ -114,6 +116,11 @@ async fn a_read_only_role_reads_what_it_was_granted_and_nothing_else() {
         code(refused_prepared.expect("prepared read of payroll refused")),
         "42501"
     );
+
+    reader
+        .batch_execute("SET ROLE reader; SET ROLE NONE; RESET ROLE")
+        .await
+        .unwrap();
 
     // The catalogs tell it the truth.
     let shown = reader.simple_query("SHOW is_superuser").await.unwrap();
