@@ -398,7 +398,12 @@ impl<T> Frames<T> {
                 .ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("a message of {length} bytes before login (at most {limit})"),
+                        match self.logged_in {
+                            true => format!("a message length of {length} bytes"),
+                            false => format!(
+                                "a message of {length} bytes before login (at most {limit})"
+                            ),
+                        },
                     )
                 })?;
             // After a startup packet come typed messages; after an SSL or GSS request
