@@ -536,8 +536,14 @@ impl ExtendedQueryHandler for Session {
     {
         let name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
         let statement = client.portal_store().get_statement(name);
+        // As in Postgres: the parameters the statement names, or as many as Parse typed (a
+        // driver's query we answer with an equivalent may no longer name them all).
         let required = match &statement {
-            Some(Entry::Value(stored)) => stored.statement.parameters.len(),
+            Some(Entry::Value(stored)) => stored
+                .statement
+                .parameters
+                .len()
+                .max(stored.parameter_types.len()),
             Some(Entry::Empty) => 0,
             None => return Err(PgWireError::StatementNotFound(name.to_owned())),
         };
