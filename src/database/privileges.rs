@@ -544,18 +544,12 @@ pub async fn grant(
     if grant.with_grant_option {
         return Err(Error::unsupported("WITH GRANT OPTION", None));
     }
-    storage
-        .commit(|m| {
-            let change = change(
-                m,
-                roles,
-                &grant.privileges,
-                grant.objects.as_ref(),
-                &grant.grantees,
-            )?;
-            apply_change(m, roles, principal, &change, true)
-        })
-        .await?;
+    let named = (
+        &grant.privileges,
+        grant.objects.as_ref(),
+        &grant.grantees[..],
+    );
+    commit_change(storage, roles, principal, named, true).await?;
     Ok(Output::command("GRANT"))
 }
 
@@ -565,19 +559,31 @@ pub async fn revoke(
     principal: &Principal,
     revoke: &Revoke,
 ) -> Result<Output> {
+    let named = (
+        &revoke.privileges,
+        revoke.objects.as_ref(),
+        &revoke.grantees[..],
+    );
+    commit_change(storage, roles, principal, named, false).await?;
+    Ok(Output::command("REVOKE"))
+}
+
+/// Checks what a GRANT (`grant`) or REVOKE names against the manifest it changes, and
+/// changes it.
+async fn commit_change(
+    storage: &Storage,
+    roles: &Roles,
+    principal: &Principal,
+    (privileges, objects, grantees): (&Privileges, Option<&GrantObjects>, &[Grantee]),
+    grant: bool,
+) -> Result<()> {
     storage
         .commit(|m| {
-            let change = change(
-                m,
-                roles,
-                &revoke.privileges,
-                revoke.objects.as_ref(),
-                &revoke.grantees,
-            )?;
-            apply_change(m, roles, principal, &change, false)
+            let change = change(m, roles, privileges, objects, grantees)?;
+            apply_change(m, roles, principal, &change, grant)
         })
         .await?;
-    Ok(Output::command("REVOKE"))
+    Ok(())
 }
 
 fn apply_change(

@@ -167,46 +167,42 @@ impl ScalarUDFImpl for ByteaFunction {
             }
             Kind::Encode => {
                 let (bytes, formats) = (binary(&arrays[0])?, text(&arrays[1])?);
-                let encoded = (0..bytes.len())
-                    .map(|i| {
-                        if bytes.is_null(i) || formats.is_null(i) {
-                            return Ok(None);
-                        }
-                        encode(bytes.value(i), formats.value(i)).map(Some)
-                    })
-                    .collect::<Result<StringArray, Error>>()
-                    .map_err(DataFusionError::from)?;
-                Arc::new(encoded)
+                let encoded = each_row(&bytes, &formats, |i| {
+                    encode(bytes.value(i), formats.value(i))
+                })?;
+                Arc::new(StringArray::from(encoded))
             }
             Kind::ConvertFrom => {
                 let (bytes, encodings) = (binary(&arrays[0])?, text(&arrays[1])?);
-                let converted = (0..bytes.len())
-                    .map(|i| {
-                        if bytes.is_null(i) || encodings.is_null(i) {
-                            return Ok(None);
-                        }
-                        convert_from(bytes.value(i), encodings.value(i)).map(Some)
-                    })
-                    .collect::<Result<StringArray, Error>>()
-                    .map_err(DataFusionError::from)?;
-                Arc::new(converted)
+                let converted = each_row(&bytes, &encodings, |i| {
+                    convert_from(bytes.value(i), encodings.value(i))
+                })?;
+                Arc::new(StringArray::from(converted))
             }
             Kind::ConvertTo => {
                 let (strings, encodings) = (text(&arrays[0])?, text(&arrays[1])?);
-                let converted = (0..strings.len())
-                    .map(|i| {
-                        if strings.is_null(i) || encodings.is_null(i) {
-                            return Ok(None);
-                        }
-                        convert_to(strings.value(i), encodings.value(i)).map(Some)
-                    })
-                    .collect::<Result<Vec<Option<Vec<u8>>>, Error>>()
-                    .map_err(DataFusionError::from)?;
+                let converted = each_row(&strings, &encodings, |i| {
+                    convert_to(strings.value(i), encodings.value(i))
+                })?;
                 Arc::new(BinaryArray::from_iter(converted))
             }
         };
         crate::pg::functions::scalar_if_scalar(&args.args, values)
     }
+}
+
+/// `f` of every row of two arguments; NULL where either is NULL, as these functions are strict.
+fn each_row<T>(
+    first: &dyn Array,
+    second: &dyn Array,
+    f: impl Fn(usize) -> Result<T, Error>,
+) -> Result<Vec<Option<T>>> {
+    (0..first.len())
+        .map(|i| match first.is_null(i) || second.is_null(i) {
+            true => Ok(None),
+            false => f(i).map(Some).map_err(DataFusionError::from),
+        })
+        .collect()
 }
 
 fn binary(array: &ArrayRef) -> Result<BinaryArray> {
