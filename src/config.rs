@@ -159,8 +159,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICEDB_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
 
-    /// Memory queries may hold together, e.g. '512MiB', '2GB'; sorts, joins and aggregates
-    /// spill to disk beyond their share, and a query that still needs more fails with 53200
+    /// Memory queries and streaming state may hold together, e.g. '512MiB', '2GB'; sorts,
+    /// joins and aggregates spill to disk beyond their share, a query that still needs more
+    /// fails with 53200, and a view or source whose state does not fit stalls until it does
     /// [default: a quarter of the machine's or the cgroup's memory]
     #[arg(long, env = "SLUICEDB_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
@@ -264,7 +265,7 @@ pub struct Config {
     pub copy_batch_rows: usize,
     /// Bytes of COPY input buffered before they are decoded and written.
     pub copy_pending_bytes_max: usize,
-    /// The size of the memory pool every query draws from, in bytes.
+    /// The size of the memory pool every query and all streaming state draw from, in bytes.
     pub memory_limit: u64,
     /// The folder sources' file properties must point into.
     pub secrets_dir: Option<PathBuf>,

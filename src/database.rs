@@ -58,6 +58,7 @@ use crate::sql::{CreateView, Statement};
 use crate::storage::{CheckpointRecord, Storage};
 use crate::stream::feed::Feeds;
 use crate::stream::plan::{ViewPlan, plan_view};
+use crate::stream::state_memory::StatePools;
 use crate::view::{Replay, Views, dependency_order};
 
 /// What a statement produced.
@@ -146,16 +147,19 @@ impl Database {
             .ok_or_else(|| Error::Internal("default catalog is missing".into()))?;
         let feeds = Arc::new(Feeds::default());
         let checkpoint_requested = Arc::new(tokio::sync::Notify::new());
+        let state_memory = StatePools::new(&ctx.runtime_env().memory_pool);
         let sources = Arc::new(Sources::new(
             Arc::clone(&storage),
             Arc::clone(&feeds),
             Arc::clone(&checkpoint_requested),
+            state_memory.clone(),
         ));
         let views = Arc::new(Views::new(
             Arc::clone(&storage),
             feeds,
             Arc::clone(&sources),
             config.view_max_open_groups,
+            state_memory,
         ));
         let checkpoints = Arc::new(Checkpoints::new(
             Arc::clone(&storage),

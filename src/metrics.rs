@@ -165,16 +165,32 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
     write_metric(
         &mut out,
         "sluicedb_query_memory_bytes",
-        "Memory running queries hold of their pool.",
+        "Memory running queries and streaming state (open windows, deduplication keys) hold of the pool.",
         "gauge",
         memory.reserved as i64,
     );
     write_metric(
         &mut out,
         "sluicedb_query_memory_limit_bytes",
-        "The size of the pool queries draw from (--memory-limit); beyond it they spill or fail with 53200.",
+        "The size of the pool queries and streaming state draw from (--memory-limit); beyond it queries spill or fail with 53200 and streams stall.",
         "gauge",
         memory.limit as i64,
+    );
+    let state: u64 = views.iter().map(|v| v.state_bytes).sum::<u64>()
+        + sources.iter().map(|s| s.state_bytes).sum::<u64>();
+    write_metric(
+        &mut out,
+        "sluicedb_state_memory_bytes",
+        "Memory streaming state (open windows, deduplication keys) holds of the pool.",
+        "gauge",
+        state as i64,
+    );
+    write_metric(
+        &mut out,
+        "sluicedb_state_memory_limit_bytes",
+        "The share of the pool streaming state may hold; beyond it views and sources stall.",
+        "gauge",
+        crate::stream::state_memory::state_limit(memory.limit) as i64,
     );
     for counter in [
         &QUERIES,
@@ -221,6 +237,19 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
                 }
             }
         }
+    }
+    let name = "sluicedb_source_state_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bytes of a source's deduplication keys.\n# TYPE {name} gauge"
+    );
+    for source in sources {
+        let _ = writeln!(
+            out,
+            "{name}{{source=\"{}\"}} {}",
+            escape_label(&source.source),
+            source.state_bytes
+        );
     }
     for (i, (name, kind, help)) in VIEW_METRICS.iter().enumerate() {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -33,6 +33,7 @@ use tokio::sync::Notify;
 
 use crate::storage::Storage;
 use crate::stream::feed::{Feed, Feeds};
+use crate::stream::state_memory::StatePools;
 pub use runner::{Reader, Resume, SourceHandle};
 
 /// A record that could not be decoded, kept whole.
@@ -80,6 +81,8 @@ pub struct Sources {
     feeds: Arc<Feeds>,
     /// Signalled by a runner whose pending rows are full, to ask for a checkpoint.
     checkpoint_requested: Arc<Notify>,
+    /// Where deduplication keys are held (the queries' pool).
+    memory: StatePools,
     running: Mutex<BTreeMap<String, Arc<SourceHandle>>>,
 }
 
@@ -88,11 +91,13 @@ impl Sources {
         storage: Arc<Storage>,
         feeds: Arc<Feeds>,
         checkpoint_requested: Arc<Notify>,
+        memory: StatePools,
     ) -> Self {
         Sources {
             storage,
             feeds,
             checkpoint_requested,
+            memory,
             running: Mutex::new(BTreeMap::new()),
         }
     }
@@ -112,6 +117,7 @@ impl Sources {
             reader,
             resume,
             Arc::clone(&self.checkpoint_requested),
+            &self.memory,
         )
     }
 

@@ -21,6 +21,7 @@ pub mod panes;
 pub mod plan;
 pub mod session;
 pub mod state;
+pub mod state_memory;
 pub mod window;
 
 use datafusion::arrow::record_batch::RecordBatch;

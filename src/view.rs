@@ -22,6 +22,7 @@ use crate::source::{Reader, Resume, SourceHandle, Sources};
 use crate::storage::{DataFile, Manifest, Storage};
 use crate::stream::feed::{Feed, Feeds};
 use crate::stream::plan::{RelationKind, ViewPlan};
+use crate::stream::state_memory::{StateMemory, StatePools};
 use late::LateRow;
 use pipeline::{Input, Pipeline};
 use stats::ViewStats;
@@ -187,6 +188,8 @@ pub struct Views {
     feeds: Arc<Feeds>,
     sources: Arc<Sources>,
     max_open_groups: usize,
+    /// Where views' open state is held (the queries' pool).
+    memory: StatePools,
     running: Mutex<BTreeMap<String, Arc<ViewHandle>>>,
 }
 
@@ -196,12 +199,14 @@ impl Views {
         feeds: Arc<Feeds>,
         sources: Arc<Sources>,
         max_open_groups: usize,
+        memory: StatePools,
     ) -> Self {
         Views {
             storage,
             feeds,
             sources,
             max_open_groups,
+            memory,
             running: Mutex::new(BTreeMap::new()),
         }
     }
@@ -346,6 +351,8 @@ impl Views {
             feed: Arc::clone(&feed),
             operator,
             max_open_groups: self.max_open_groups,
+            memory: StateMemory::new(&self.memory, format!("view {}", def.name)),
+            backfilling: true,
             max_event_time: checkpoint.as_ref().and_then(|c| c.max_event_time),
             pending_out: Vec::new(),
             pending_late: Vec::new(),

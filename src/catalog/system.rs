@@ -244,6 +244,7 @@ fn sources_schema() -> SchemaRef {
         field("rejected_rows", DataType::Int64),
         field("late_rows", DataType::Int64),
         field("duplicate_rows", DataType::Int64),
+        field("state_bytes", DataType::Int64),
         field("last_error", DataType::Utf8),
     ]))
 }
@@ -293,6 +294,9 @@ fn sources_batch(snapshots: &[Snapshot]) -> datafusion::arrow::error::Result<Rec
         count(&|p| Some(p.rejected as i64)),
         count(&|p| Some(p.late as i64)),
         count(&|p| Some(p.duplicates as i64)),
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|(s, _, _)| Some(s.state_bytes as i64)),
+        )),
         text(&|s| s.last_error.clone()),
     ];
     RecordBatch::try_new(sources_schema(), columns)

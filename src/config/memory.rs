@@ -1,10 +1,11 @@
 //! How much memory this process may use: the cgroup's limit where one is set (a container, a
-//! Kubernetes pod), else the machine's. The default `memory_limit` for queries is a share of it,
-//! so that on a 512 MiB pod a query fails with 53200 before the kernel kills every pipeline.
+//! Kubernetes pod), else the machine's. The default `memory_limit` (queries and streaming state)
+//! is a share of it, so that on a 512 MiB pod a query fails with 53200 and a view stalls before
+//! the kernel kills every pipeline.
 
-/// The share of the memory available that queries get by default. DataFusion does not account
-/// for every buffer a query holds (a 256 MiB pool peaked at about 410 MiB RSS), and views, COPY
-/// and sources live beside the queries.
+/// The share of the memory available that the pool gets by default. DataFusion does not account
+/// for every buffer a query holds (a 256 MiB pool peaked at about 410 MiB RSS), and pending rows,
+/// COPY batches and connections live beside the pool.
 const DEFAULT_SHARE: u64 = 4;
 
 /// The default query memory limit, and the memory it is a share of.

@@ -35,6 +35,8 @@ pub struct Deduplicator {
     time_column: Option<usize>,
     ttl_us: i64,
     seen: HashMap<String, i64>,
+    /// Bytes of the keys' text in `seen`.
+    key_bytes: usize,
     newest: i64,
     added_since_expiry: usize,
 }
@@ -46,6 +48,7 @@ impl Deduplicator {
             time_column,
             ttl_us: i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX),
             seen: HashMap::new(),
+            key_bytes: 0,
             newest: i64::MIN,
             added_since_expiry: 0,
         }
@@ -92,7 +95,7 @@ impl Deduplicator {
                 dropped += 1;
                 keep.push(false);
             } else {
-                self.seen.insert(key.to_string(), time);
+                self.remember(key, time);
                 self.added_since_expiry += 1;
                 keep.push(true);
             }
@@ -107,10 +110,30 @@ impl Deduplicator {
         Ok((kept, dropped))
     }
 
+    fn remember(&mut self, key: &str, time: i64) {
+        if self.seen.insert(key.to_string(), time).is_none() {
+            self.key_bytes += key.len();
+        }
+    }
+
     fn expire(&mut self) {
         let horizon = self.newest.saturating_sub(self.ttl_us);
-        self.seen.retain(|_, &mut time| time >= horizon);
+        let mut forgotten = 0;
+        self.seen.retain(|key, &mut time| {
+            let keep = time >= horizon;
+            if !keep {
+                forgotten += key.len();
+            }
+            keep
+        });
+        self.key_bytes -= forgotten;
         self.added_since_expiry = 0;
+    }
+
+    /// Bytes the keys hold: the table's slots and the keys' text.
+    pub fn size(&self) -> usize {
+        let slot = std::mem::size_of::<(String, i64)>() + 1;
+        self.seen.capacity() * slot + self.key_bytes
     }
 
     /// The keys as a batch `(key, time)`, for a checkpoint.
@@ -143,7 +166,7 @@ impl Deduplicator {
             .ok_or_else(invalid)?;
         for (key, time) in keys.iter().zip(times.values()) {
             if let Some(key) = key {
-                self.seen.insert(key.to_string(), *time);
+                self.remember(key, *time);
                 self.newest = self.newest.max(*time);
             }
         }
@@ -178,6 +201,7 @@ mod tests {
         let mut d = Deduplicator::new(0, Some(1), Duration::from_secs(3600));
         let (kept, dropped) = d.filter(&batch(&["a", "b", "a"], &[0, 1, 2])).unwrap();
         assert_eq!((kept.num_rows(), dropped), (2, 1));
+        assert!(d.size() >= 2);
         let mut restored = Deduplicator::new(0, Some(1), Duration::from_secs(3600));
         restored.restore(&d.to_batch().unwrap()).unwrap();
         // "b" again within the hour is a repeat; "a" two hours later is new.

@@ -36,12 +36,15 @@ use crate::error::{Error, Result};
 use crate::storage::{DataFile, Storage};
 use crate::stream::Message;
 use crate::stream::feed::Feed;
+use crate::stream::state_memory::{StateMemory, StatePools};
 
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
 /// Pending rows (retained events plus rejected records) that force a checkpoint.
 const PENDING_ROWS_MAX: usize = 1_000_000;
 /// Chunks in flight between connector and runner.
 const EVENTS_IN_FLIGHT: usize = 8;
+/// How often a source stalled on the memory pool looks whether it may go on.
+const STALL_RECHECK: Duration = Duration::from_millis(100);
 
 /// A rejected record as `sluice_catalog.rejected_rows` shows it.
 #[derive(Debug, Clone)]
@@ -132,7 +135,8 @@ pub struct Resume {
 
 impl SourceHandle {
     /// Starts the connector and the runner of a committed source. `requested` is signalled
-    /// when the pending rows are full and need a checkpoint.
+    /// when the pending rows are full and need a checkpoint; deduplication keys are held in
+    /// `memory`.
     pub fn start(
         def: SourceDef,
         storage: Arc<Storage>,
@@ -140,6 +144,7 @@ impl SourceHandle {
         reader: Reader,
         resume: Resume,
         requested: Arc<Notify>,
+        memory: &StatePools,
     ) -> Arc<Self> {
         let committed = resume.offsets;
         let settings = SourceSettings::from_def(&def);
@@ -189,6 +194,7 @@ impl SourceHandle {
                 .and_then(|s| s.dedup.clone())
                 .map(|d| (d, resume.dedup)),
             deduplicator: None,
+            memory: StateMemory::new(memory, format!("source {} (deduplication keys)", def.name)),
             requested,
             full: false,
             reader,
@@ -348,6 +354,8 @@ struct Runner {
     /// `dedup.key`/`dedup.ttl` and the keys of the last checkpoint, loaded when the runner starts.
     dedup: Option<(DedupSettings, Option<DataFile>)>,
     deduplicator: Option<Deduplicator>,
+    /// The deduplication keys' share of the memory pool; nothing is taken in while it is full.
+    memory: StateMemory,
     /// Signalled when the pending rows are full.
     requested: Arc<Notify>,
     /// The pending rows are full: nothing is taken in until a checkpoint drains them.
@@ -366,10 +374,12 @@ impl Runner {
             return;
         }
         let mut watermark_tick = tokio::time::interval(WATERMARK_INTERVAL);
+        let mut recheck = tokio::time::interval(STALL_RECHECK);
         let mut connected = true;
         loop {
+            let stalled = self.stalled();
             tokio::select! {
-                event = events.recv(), if connected && !self.full => {
+                event = events.recv(), if connected && !self.full && !stalled => {
                     connected = match event {
                         Some(event) => self.handle(event).await,
                         None => false,
@@ -400,8 +410,31 @@ impl Runner {
                     self.update_watermark().await;
                     self.full = self.pending.lock().await.is_full();
                 }
+                // Nothing else wakes a source stalled on the memory pool when queries free it.
+                _ = recheck.tick(), if stalled => {}
             }
         }
+    }
+
+    /// Whether the deduplication keys have no room in the memory pool; moves the status in
+    /// and out of `stalled`.
+    fn stalled(&mut self) -> bool {
+        let stalled = self.memory.exhausted();
+        if stalled != (self.stats.status() == super::stats::Status::Stalled) {
+            let reason = stalled.then(|| {
+                self.memory.stall_message(
+                    "the deduplication keys",
+                    "source",
+                    "Raise --memory-limit or shorten dedup.ttl.",
+                )
+            });
+            if self.stats.stalled(reason.as_deref())
+                && let Some(reason) = &reason
+            {
+                tracing::warn!(source = %self.def.name, "{reason}");
+            }
+        }
+        stalled
     }
 
     /// Builds the deduplicator from the last checkpoint's keys.
@@ -427,6 +460,8 @@ impl Runner {
             let batch = self.storage.read_state_file(&file, &owner, hint).await?;
             deduplicator.restore(&batch)?;
         }
+        self.memory.hold(deduplicator.size());
+        self.stats.set_state_bytes(deduplicator.size());
         self.deduplicator = Some(deduplicator);
         Ok(())
     }
@@ -555,6 +590,8 @@ impl Runner {
             Some(d) => match d.filter(&chunk.batch) {
                 Ok((kept, dropped)) => {
                     chunk.batch = kept;
+                    self.memory.hold(d.size());
+                    self.stats.set_state_bytes(d.size());
                     dropped
                 }
                 // Rows whose keys were not checked could be duplicates: none is taken in, and

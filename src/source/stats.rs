@@ -12,6 +12,9 @@ pub enum Status {
     Running,
     /// The connector hit an error (broker down, …) and is retrying; see `last_error`.
     Retrying,
+    /// Its deduplication keys do not fit the memory pool: takes no input until the pool has
+    /// room; see `last_error`.
+    Stalled,
     /// A bounded source read everything.
     Finished,
     /// Stopped for good, e.g. by `bad_data = 'fail'`; see `last_error`.
@@ -24,6 +27,7 @@ impl Status {
             Status::Starting => "starting",
             Status::Running => "running",
             Status::Retrying => "retrying",
+            Status::Stalled => "stalled",
             Status::Finished => "finished",
             Status::Failed => "failed",
         }
@@ -62,6 +66,8 @@ pub struct Snapshot {
     pub status: Status,
     pub last_error: Option<String>,
     pub watermark_us: Option<i64>,
+    /// Bytes its deduplication keys hold.
+    pub state_bytes: u64,
     pub partitions: BTreeMap<i32, PartitionStats>,
 }
 
@@ -79,6 +85,7 @@ impl SourceStats {
                 status: Status::Starting,
                 last_error: None,
                 watermark_us: None,
+                state_bytes: 0,
                 partitions: BTreeMap::new(),
             }),
         }
@@ -103,6 +110,28 @@ impl SourceStats {
 
     pub fn set_watermark(&self, watermark_us: Option<i64>) {
         self.with(|s| s.watermark_us = watermark_us);
+    }
+
+    pub fn set_state_bytes(&self, bytes: usize) {
+        self.with(|s| s.state_bytes = bytes as u64);
+    }
+
+    /// Moves in or out of `stalled` (a failed or finished source stays as it is). Returns
+    /// whether it moved.
+    pub fn stalled(&self, reason: Option<&str>) -> bool {
+        self.with(|s| match (reason, s.status) {
+            (Some(reason), Status::Starting | Status::Running | Status::Retrying) => {
+                s.status = Status::Stalled;
+                s.last_error = Some(reason.to_string());
+                true
+            }
+            (None, Status::Stalled) => {
+                s.status = Status::Running;
+                s.last_error = None;
+                true
+            }
+            _ => false,
+        })
     }
 
     /// The connector works (again): clears a retrying state and its error.

@@ -29,10 +29,13 @@ use crate::stream::Message;
 use crate::stream::aggregate::WindowAggregate;
 use crate::stream::feed::Feed;
 use crate::stream::plan::ViewPlan;
+use crate::stream::state_memory::StateMemory;
 
 /// Live results are refreshed at least this often while rows arrive.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a stalled view looks whether it may go on.
+const STALL_RECHECK: Duration = Duration::from_millis(100);
 
 /// Where the view's rows come from.
 pub enum Input {
@@ -62,6 +65,10 @@ pub struct Pipeline {
     pub operator: Option<WindowAggregate>,
     /// Open groups past which the view takes no more input (back-pressure, never dropping).
     pub max_open_groups: usize,
+    /// The open state's share of the memory pool; the view takes no input while it is full.
+    pub memory: StateMemory,
+    /// Still reading what the input held (the status a stall returns to).
+    pub backfilling: bool,
     /// The largest event time seen (a view over a table derives the table's watermark).
     pub max_event_time: Option<i64>,
     /// Final rows of a view without window, not yet handed on.
@@ -148,20 +155,19 @@ fn new_files(files: &[DataFile], seen: &mut HashSet<String>) -> Vec<DataFile> {
 impl Pipeline {
     pub async fn run(mut self, input: Input, mut requests: mpsc::Receiver<Request>) {
         // A view resumed from a checkpoint holds its restored state before any input.
-        if let Some(operator) = &self.operator {
-            let (groups, bytes) = (operator.open_groups(), operator.state_bytes());
-            self.stats.update(|s| {
-                s.open_groups = groups as u64;
-                s.state_bytes = bytes as u64;
-            });
-        }
-        let mut live = match self.backfill(input).await {
-            Ok(live) => live,
+        self.account();
+        let mut live = match self.backfill(input, &mut requests).await {
+            Ok(Some(live)) => live,
+            Ok(None) => return,
             Err(e) => return self.fail(e),
         };
-        self.stats.update(|s| s.status = Status::Running);
+        self.backfilling = false;
+        if self.stats.status() == Status::Backfilling {
+            self.stats.update(|s| s.status = Status::Running);
+        }
         let mut refresh_tick = tokio::time::interval(REFRESH_INTERVAL);
         refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck = tokio::time::interval(STALL_RECHECK);
         let mut dirty = false;
         let mut connected = true;
         loop {
@@ -191,6 +197,8 @@ impl Pipeline {
                     dirty = false;
                     self.refresh().await
                 }
+                // Nothing else wakes a view stalled on the memory pool when queries free it.
+                _ = recheck.tick(), if stalled => Ok(()),
             };
             if let Err(e) = step {
                 return self.fail(e);
@@ -198,34 +206,87 @@ impl Pipeline {
         }
     }
 
-    /// Whether the open state reached its limit; moves the status in and out of `stalled`.
-    fn stalled(&self) -> bool {
+    /// Whether the open state reached its limit (open groups, or no room in the memory pool);
+    /// moves the status in and out of `stalled`.
+    fn stalled(&mut self) -> bool {
         let groups = self
             .operator
             .as_ref()
             .map_or(0, WindowAggregate::open_groups);
-        let stalled = groups >= self.max_open_groups;
-        let status = self.stats.status();
-        match (stalled, status) {
-            (true, Status::Running) => {
-                let message = format!(
-                    "{groups} open groups reached view_max_open_groups ({}); the view takes no \
-                     input until windows close. Raise the limit or use shorter windows.",
-                    self.max_open_groups
-                );
+        let at_group_limit = groups >= self.max_open_groups;
+        let stalled = at_group_limit || self.memory.exhausted();
+        match (stalled, self.stats.status()) {
+            (true, Status::Running | Status::Backfilling) => {
+                let message = match at_group_limit {
+                    true => format!(
+                        "{groups} open groups reached view_max_open_groups ({}); the view takes \
+                         no input until windows close. Raise the limit or use shorter windows.",
+                        self.max_open_groups
+                    ),
+                    false => self.memory.stall_message(
+                        "the view's open state",
+                        "view",
+                        "Raise --memory-limit, or use shorter windows or fewer keys.",
+                    ),
+                };
                 tracing::warn!(view = %self.def.name, "{message}");
                 self.stats.update(|s| {
                     s.status = Status::Stalled;
                     s.last_error = Some(message);
                 });
             }
-            (false, Status::Stalled) => self.stats.update(|s| {
-                s.status = Status::Running;
-                s.last_error = None;
-            }),
+            (false, Status::Stalled) => {
+                let status = match self.backfilling {
+                    true => Status::Backfilling,
+                    false => Status::Running,
+                };
+                self.stats.update(|s| {
+                    s.status = status;
+                    s.last_error = None;
+                });
+            }
             _ => {}
         }
         stalled
+    }
+
+    /// Waits while the view is stalled during its backfill. A stop request ends the wait
+    /// (`false`); a table's checkpoint barrier fails, since the view cannot yet say which
+    /// files it has read.
+    async fn wait_for_room(&mut self, requests: &mut mpsc::Receiver<Request>) -> bool {
+        while self.stalled() {
+            tokio::select! {
+                _ = tokio::time::sleep(STALL_RECHECK) => {}
+                request = requests.recv() => match request {
+                    Some(Request::Barrier(barrier)) => barrier.report(
+                        Participant::View(self.def.name.clone()),
+                        Err(Error::Internal(format!(
+                            "view \"{}\" is stalled in its backfill",
+                            self.def.name
+                        ))),
+                    ),
+                    Some(Request::Stop(ack)) => {
+                        let _ = ack.send(());
+                        return false;
+                    }
+                    None => return false,
+                },
+            }
+        }
+        true
+    }
+
+    /// Brings the open-state numbers and the state's share of the memory pool up to date.
+    fn account(&mut self) {
+        let (groups, bytes) = self
+            .operator
+            .as_ref()
+            .map_or((0, 0), |o| (o.open_groups(), o.state_bytes()));
+        self.memory.hold(bytes);
+        self.stats.update(|s| {
+            s.open_groups = groups as u64;
+            s.state_bytes = bytes as u64;
+        });
     }
 
     fn fail(&self, error: Error) {
@@ -233,8 +294,13 @@ impl Pipeline {
         self.stats.failed(&error.to_string());
     }
 
-    /// Reads what the input held when the view subscribed; returns the live input.
-    async fn backfill(&mut self, input: Input) -> Result<Live> {
+    /// Reads what the input held when the view subscribed; returns the live input, or `None`
+    /// when asked to stop while stalled.
+    async fn backfill(
+        &mut self,
+        input: Input,
+        requests: &mut mpsc::Receiver<Request>,
+    ) -> Result<Option<Live>> {
         let (files, batches, watermark, live) = match input {
             Input::Feed {
                 files,
@@ -280,12 +346,18 @@ impl Pipeline {
         };
         for file in files {
             for batch in self.storage.read_file(&file).await? {
+                if !self.wait_for_room(requests).await {
+                    return Ok(None);
+                }
                 progress(&self.stats, batch.num_rows());
                 self.take_rows(&batch)?;
             }
             self.table_watermark().await?;
         }
         for batch in batches {
+            if !self.wait_for_room(requests).await {
+                return Ok(None);
+            }
             progress(&self.stats, batch.num_rows());
             self.take_rows(&batch)?;
         }
@@ -296,7 +368,7 @@ impl Pipeline {
         if total > 0 {
             tracing::info!(view = %self.def.name, rows = total, seconds = started.elapsed().as_secs_f64(), "view backfill done");
         }
-        Ok(live)
+        Ok(Some(live))
     }
 
     async fn take(&mut self, message: Message) -> Result<()> {
@@ -346,24 +418,23 @@ impl Pipeline {
         for step in &self.plan.pre {
             current = step.apply(&current)?;
         }
-        let (late, groups, bytes) = match &mut self.operator {
+        let late = match &mut self.operator {
             Some(operator) => {
                 let late = operator.push(&current)?;
                 let watermark = operator.watermark();
-                let late = late_rows(
+                late_rows(
                     &self.def.name,
                     &self.def.input,
                     &current,
                     &late,
                     self.plan.window.as_ref().and_then(|w| w.time_column),
                     watermark,
-                )?;
-                (late, operator.open_groups(), operator.state_bytes())
+                )?
             }
             None => {
                 let out = self.finish_rows(current)?;
                 self.pending_out.extend(out);
-                (Vec::new(), 0, 0)
+                Vec::new()
             }
         };
         let late_count = late.len() as u64;
@@ -371,9 +442,8 @@ impl Pipeline {
         self.stats.update(|s| {
             s.rows_in += rows as u64;
             s.rows_late += late_count;
-            s.open_groups = groups as u64;
-            s.state_bytes = bytes as u64;
         });
+        self.account();
         Ok(())
     }
 
@@ -410,8 +480,12 @@ impl Pipeline {
             true => None,
             false => Some(self.live_rows()?),
         };
+        let any_closed = !windows.is_empty();
         for batch in windows {
             closed.extend(self.finish_rows(batch)?);
+        }
+        if any_closed {
+            self.account();
         }
         self.publish(closed, Some(watermark), live).await;
         if let Some(w) = output_watermark {

@@ -7,8 +7,8 @@ pub enum Status {
     /// Reading what its input already held.
     Backfilling,
     Running,
-    /// Holding `view_max_open_groups` open groups: takes no input (its source waits) until
-    /// windows close; see `last_error`.
+    /// Holding `view_max_open_groups` open groups, or state that does not fit the memory pool:
+    /// takes no input (its source waits) until there is room; see `last_error`.
     Stalled,
     /// Stopped by an error; see `last_error`.
     Failed,

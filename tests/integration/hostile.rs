@@ -237,6 +237,134 @@ async fn queries_spill_or_fail_with_53200_within_the_memory_limit() {
     );
 }
 
+/// A view's status and last error.
+async fn view_status(client: &tokio_postgres::Client, view: &str) -> (String, String) {
+    let row = client
+        .query_one(
+            "SELECT status, coalesce(last_error, '') FROM sluice_catalog.materialized_views \
+             WHERE view = $1",
+            &[&view],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Streaming state draws from the same pool as queries. Before, a view's open windows grew
+/// without bound beside `--memory-limit`. Now a view whose state fills its share stalls (its
+/// input waits, nothing is dropped) while readers still get answers; a second view stalls
+/// beside it; dropping the first gives the second room, and it goes on to the exact count.
+#[tokio::test]
+async fn streaming_state_stalls_at_the_memory_limit_and_goes_on_when_it_has_room() {
+    let (_dir, mut server) = start(&["--memory-limit", "8MiB"]);
+    let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (k BIGINT, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) APPEND ONLY;
+             CREATE MATERIALIZED VIEW wide AS SELECT window_start, k, count(*) AS n
+               FROM TUMBLE(t, ts, INTERVAL '1' HOUR) GROUP BY window_start, k",
+        )
+        .await
+        .unwrap();
+    // One open window with a group per key, a commit at a time.
+    let (commits, keys) = (40, 5_000);
+    for i in 0..commits {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT value + {}, TIMESTAMPTZ '2026-01-01T00:00:00Z' \
+                 FROM generate_series(1, {keys})",
+                i * keys
+            ))
+            .await
+            .unwrap();
+    }
+    let total = commits * keys;
+    let (_, error) = support::wait_for(Duration::from_secs(60), "wide to stall", || async {
+        Some(view_status(&client, "wide").await).filter(|(status, _)| status == "stalled")
+    })
+    .await;
+    assert!(error.contains("--memory-limit"), "{error}");
+    // Readers still get answers, and what the view took in is all there, once.
+    let taken = support::query_i64(
+        &client,
+        "SELECT rows_in FROM sluice_catalog.materialized_views WHERE view = 'wide'",
+    )
+    .await;
+    assert!(taken > 0 && taken < total as i64, "{taken} of {total}");
+    // (The live results catch up within a refresh.)
+    support::wait_for(
+        Duration::from_secs(5),
+        "wide to show what it took in",
+        || async {
+            let shown = support::query_i64(&client, "SELECT sum(n) FROM wide").await;
+            assert!(shown <= taken, "{shown} of {taken}");
+            (shown == taken).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        support::query_i64(&client, "SELECT count(*) FROM t").await,
+        total as i64
+    );
+    let metrics = server.http_get("/metrics");
+    let state = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluicedb_view_state_bytes{view=\"wide\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_default();
+    // It stalled past its share, 6 of the 8 MiB.
+    assert!(state > 5.0 * 1024.0 * 1024.0, "{state}\n{metrics}");
+    // A view with tiny state has no room either while `wide` holds the state's share.
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW narrow AS SELECT window_start, count(*) AS n
+               FROM TUMBLE(t, ts, INTERVAL '1' HOUR) GROUP BY window_start",
+        )
+        .await
+        .unwrap();
+    support::wait_for(Duration::from_secs(30), "narrow to stall", || async {
+        (view_status(&client, "narrow").await.0 == "stalled").then_some(())
+    })
+    .await;
+    client
+        .batch_execute("DROP MATERIALIZED VIEW wide")
+        .await
+        .unwrap();
+    support::wait_for(
+        Duration::from_secs(60),
+        "narrow to count every row",
+        || async {
+            let counted =
+                support::query_i64(&client, "SELECT coalesce(sum(n), 0) FROM narrow").await;
+            (counted == total as i64 && view_status(&client, "narrow").await.0 == "running")
+                .then_some(())
+        },
+    )
+    .await;
+    // A source's deduplication keys are state too: a million distinct keys do not fit.
+    client
+        .batch_execute(
+            "CREATE SOURCE ids (id BIGINT) WITH (connector = 'datagen', datagen.rows = '1000000', \
+             fields.id.kind = 'sequence', dedup.key = 'id')",
+        )
+        .await
+        .unwrap();
+    let source = "SELECT status, last_error, state_bytes, rows_in FROM sluice_catalog.sources \
+                  WHERE source = 'ids'";
+    let row = support::wait_for(Duration::from_secs(60), "ids to stall", || async {
+        let row = client.query_one(source, &[]).await.unwrap();
+        (row.get::<_, String>(0) == "stalled").then_some(row)
+    })
+    .await;
+    let (error, held, read): (String, i64, i64) = (row.get(1), row.get(2), row.get(3));
+    assert!(error.contains("deduplication keys"), "{error}");
+    assert!(
+        held > 5 << 20 && read < 1_000_000,
+        "{held} bytes, {read} rows"
+    );
+    assert_alive(&mut server).await;
+}
+
 /// `properties.*` of a source went to librdkafka as given: `plugin.library.paths` made it load
 /// a library inside the server, whose constructor ran as the server's user. Only an allow-list
 /// passes now, and files must lie in `--secrets-dir`, refused before any client is built.
