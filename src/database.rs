@@ -19,6 +19,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
@@ -60,6 +61,7 @@ use crate::stream::feed::Feeds;
 use crate::stream::plan::{ViewPlan, plan_view};
 use crate::stream::state_memory::StatePools;
 use crate::view::{Replay, Views, dependency_order};
+use offload::Interruptible;
 
 /// What a statement produced.
 pub enum Output {
@@ -125,15 +127,7 @@ impl Database {
             .with_config(session_config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_analyzer_rules(vec![
-                Arc::new(IntegerLiterals),
-                Arc::new(BooleanText),
-                Arc::new(ResolveGroupingFunction::new()),
-                Arc::new(TypeCoercion::new()),
-                Arc::new(ArrayText),
-                Arc::new(RoundingCasts),
-                Arc::new(ByteaText),
-            ])
+            .with_analyzer_rules(analyzer_rules())
             .with_optimizer_rules(optimizer_rules())
             .with_physical_optimizer_rule(Arc::new(CheckedArithmetic))
             .build();
@@ -645,7 +639,25 @@ impl Database {
     }
 }
 
-/// DataFusion's optimizer rules, with [`BareAggregates`] right after expression simplification.
+/// Our analyzer rules around DataFusion's, each [`Interruptible`].
+fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+    let rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![
+        Arc::new(IntegerLiterals),
+        Arc::new(BooleanText),
+        Arc::new(ResolveGroupingFunction::new()),
+        Arc::new(TypeCoercion::new()),
+        Arc::new(ArrayText),
+        Arc::new(RoundingCasts),
+        Arc::new(ByteaText),
+    ];
+    rules
+        .into_iter()
+        .map(|rule| Arc::new(Interruptible(rule)) as Arc<dyn AnalyzerRule + Send + Sync>)
+        .collect()
+}
+
+/// DataFusion's optimizer rules, with [`BareAggregates`] right after expression simplification,
+/// each [`Interruptible`].
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules = Optimizer::new().rules;
     let at = rules
@@ -654,6 +666,9 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
         .map_or(0, |i| i + 1);
     rules.insert(at, Arc::new(BareAggregates));
     rules
+        .into_iter()
+        .map(|rule| Arc::new(Interruptible(rule)) as Arc<dyn OptimizerRule + Send + Sync>)
+        .collect()
 }
 
 /// DataFusion's runtime: one memory pool of `memory_limit` for every query, fair between the

@@ -237,6 +237,31 @@ async fn queries_spill_or_fail_with_53200_within_the_memory_limit() {
     );
 }
 
+/// A statement given up while it is planned stops planning. Before, the client had its 57014
+/// but the planning thread ran on to its end, seconds of a core.
+#[tokio::test]
+async fn a_statement_given_up_while_planned_stops_planning() {
+    let (_dir, mut server) = start(&[]);
+    let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
+    // OR terms that do not become an IN list: the optimizer works on them for seconds (about
+    // 8 s on this machine's debug build).
+    let filter = chain(5_000, |i| format!("g + {i} = {}", 2 * i), " OR ");
+    client
+        .batch_execute("SET statement_timeout = '3s'")
+        .await
+        .unwrap();
+    let sql = format!("SELECT count(*) FROM generate_series(1, 10) g WHERE {filter}");
+    assert_eq!(sqlstate(&client, &sql).await, "57014");
+    let before = server.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = server.cpu_seconds() - before;
+    assert!(
+        used < 0.5,
+        "{used:.2} s of CPU in the 2 s after the statement was given up"
+    );
+    assert_alive(&mut server).await;
+}
+
 /// A view's status and last error.
 async fn view_status(client: &tokio_postgres::Client, view: &str) -> (String, String) {
     let row = client
