@@ -119,6 +119,9 @@ pub enum Error {
     /// A pattern the regular-expression engine refuses (2201B).
     #[error("{0}")]
     InvalidRegex(String),
+    /// `$n` in a statement sent without values for it (42P02).
+    #[error("there is no parameter {0}")]
+    UndefinedParameter(String),
     /// A substring or overlay position or length out of bounds (22011).
     #[error("{0}")]
     SubstringError(String),
@@ -190,6 +193,7 @@ impl Error {
             Error::TooManyColumns(_) => "54011",
             Error::InsufficientPrivilege(_) => "42501",
             Error::InvalidRegex(_) => "2201B",
+            Error::UndefinedParameter(_) => "42P02",
             Error::SubstringError(_) => "22011",
             Error::UndefinedRole(_) => "42704",
             Error::DuplicateRole(_) => "42710",
@@ -251,6 +255,7 @@ impl Error {
             | Error::DuplicateRole(_)
             | Error::ReservedName(_)
             | Error::InvalidRegex(_)
+            | Error::UndefinedParameter(_)
             | Error::SubstringError(_)
             | Error::Config(_)
             | Error::Internal(_) => None,
@@ -293,6 +298,7 @@ impl Error {
             | Error::ReservedName(_)
             | Error::RoleInUse { .. }
             | Error::InvalidRegex(_)
+            | Error::UndefinedParameter(_)
             | Error::SubstringError(_)
             | Error::DuplicateRelation { .. }
             | Error::UndefinedColumn { .. }
@@ -554,6 +560,12 @@ fn from_execution_message(message: &str) -> Error {
     if lower.contains("cannot access field") {
         return Error::UndefinedField(text());
     }
+    // "Placeholder '$1' was not provided a value for execution."
+    if let Some((_, rest)) = message.split_once("laceholder '")
+        && let Some((name, _)) = rest.split_once("' was not provided")
+    {
+        return Error::UndefinedParameter(name.to_string());
+    }
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return Error::DivisionByZero;
     }
@@ -694,6 +706,14 @@ mod tests {
             "Function 'md5' failed to match any signature, errors: …".into(),
         );
         assert_eq!(Error::from(signature).sqlstate(), "42883");
+        let parameter = DataFusionError::Internal(
+            "Placeholder '$2' was not provided a value for execution.".into(),
+        );
+        let e = Error::from(parameter);
+        assert_eq!(
+            (e.to_string().as_str(), e.sqlstate()),
+            ("there is no parameter $2", "42P02")
+        );
         // What is left is ours to fix: XX000.
         let e = Error::from(DataFusionError::Execution(
             "a state we never expected".into(),

@@ -892,6 +892,7 @@ async fn user_errors_are_answered_as_postgres_answers_them() {
         ("SELECT ntile(0) OVER () FROM c", "22023"),
         ("SELECT md5(1)", "42883"),
         ("SELECT convert_from('\\xff'::bytea, 'UTF8')", "22021"),
+        ("SELECT $1::int", "42P02"),
     ] {
         assert_eq!(sqlstate(&client, sql).await, code, "{sql}");
     }
