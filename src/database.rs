@@ -437,6 +437,9 @@ impl Database {
             Statement::AlterView { name, action } => {
                 ddl::alter_view(self, name, action, principal).await
             }
+            Statement::ResetSourceOffsets { name, to } => {
+                ddl::reset_source_offsets(self, name, *to, principal).await
+            }
             Statement::ShowSources
             | Statement::ShowCreateSource(_)
             | Statement::ShowViews

@@ -81,7 +81,7 @@ pub static LOGINS_FAILED: Counter = Counter::new(
 );
 
 /// Per source and partition numbers, labelled `source` and `partition`.
-const SOURCE_METRICS: [(&str, &str, &str); 7] = [
+const SOURCE_METRICS: [(&str, &str, &str); 8] = [
     (
         "sluicedb_source_rows_total",
         "counter",
@@ -116,6 +116,11 @@ const SOURCE_METRICS: [(&str, &str, &str); 7] = [
         "sluicedb_source_watermark_seconds",
         "gauge",
         "Event-time watermark of a source partition, Unix seconds.",
+    ),
+    (
+        "sluicedb_source_partition_stopped",
+        "gauge",
+        "1 while a source partition is not read because its offset is out of the broker's range (see ALTER SOURCE ... RESET OFFSETS).",
     ),
 ];
 
@@ -226,7 +231,8 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
                     3 => Some(p.late as f64),
                     4 => p.next_offset.map(|o| o as f64),
                     5 => p.lag().map(|l| l as f64),
-                    _ => p.watermark_us.map(|w| w as f64 / 1e6),
+                    6 => p.watermark_us.map(|w| w as f64 / 1e6),
+                    _ => Some(if p.stopped.is_some() { 1.0 } else { 0.0 }),
                 };
                 if let Some(value) = value {
                     let _ = writeln!(

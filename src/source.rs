@@ -68,6 +68,11 @@ pub enum Event {
         start: Option<i64>,
     },
     Chunk(Chunk),
+    /// A stopped partition is read again from `next`, as `ALTER SOURCE … RESET OFFSETS` said.
+    Repositioned {
+        partition: i32,
+        next: i64,
+    },
     /// A bounded source read everything.
     Finished,
     /// The connector cannot go on.

@@ -45,6 +45,12 @@ pub enum Statement {
         name: String,
         action: AlterView,
     },
+    /// `ALTER SOURCE name RESET OFFSETS TO EARLIEST | LATEST`: where its stopped partitions
+    /// (offsets out of the broker's range) go on.
+    ResetSourceOffsets {
+        name: String,
+        to: crate::source::kafka::ResetTo,
+    },
     /// `SHOW MATERIALIZED VIEWS`.
     ShowViews,
     /// `SHOW CREATE MATERIALIZED VIEW name`.

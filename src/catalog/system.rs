@@ -272,7 +272,13 @@ fn sources_batch(snapshots: &[Snapshot]) -> datafusion::arrow::error::Result<Rec
         text(&|s| Some(s.source.clone())),
         text(&|s| Some(s.connector.clone())),
         Arc::new(Int32Array::from_iter(rows.iter().map(|(_, p, _)| *p))),
-        text(&|s| Some(s.status.as_str().to_string())),
+        // A stopped partition says so on its row, with its reason.
+        Arc::new(StringArray::from_iter(rows.iter().map(|(s, _, p)| {
+            match p.is_some_and(|p| p.stopped.is_some()) {
+                true => Some("stopped".to_string()),
+                false => Some(s.status.as_str().to_string()),
+            }
+        }))),
         count(&|p| Some(p.rows_in as i64)),
         count(&|p| Some(p.bytes_in as i64)),
         count(&|p| p.next_offset),
@@ -297,7 +303,10 @@ fn sources_batch(snapshots: &[Snapshot]) -> datafusion::arrow::error::Result<Rec
         Arc::new(Int64Array::from_iter(
             rows.iter().map(|(s, _, _)| Some(s.state_bytes as i64)),
         )),
-        text(&|s| s.last_error.clone()),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(s, _, p)| {
+            p.and_then(|p| p.stopped.clone())
+                .or_else(|| s.last_error.clone())
+        }))),
     ];
     RecordBatch::try_new(sources_schema(), columns)
 }

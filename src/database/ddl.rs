@@ -19,8 +19,9 @@ use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
 use crate::error::{Error, Result};
-use crate::source::Sources;
+use crate::source::kafka::ResetTo;
 use crate::source::options::{Connector, SourceSettings, canonical_options};
+use crate::source::{SourceHandle, Sources};
 use crate::source::{kafka, kafka_properties};
 use crate::sql::parser::{check_unique, table_name};
 use crate::sql::{AlterView, CreateSource, CreateTable, CreateView, Statement, normalize_ident};
@@ -261,6 +262,73 @@ pub async fn create_view(
         }
     }
     Ok(done)
+}
+
+/// How long `ALTER SOURCE … RESET OFFSETS` waits for the readers to move.
+const RESET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `ALTER SOURCE name RESET OFFSETS TO EARLIEST | LATEST`: the partitions stopped at an offset
+/// out of the broker's range go on from the broker's first or next offset, in every reader of
+/// the source (its own, and those of views reading its topic themselves). Partitions that read
+/// on are not touched: moving them would skip or re-read records.
+pub async fn reset_source_offsets(
+    db: &Database,
+    name: &str,
+    to: ResetTo,
+    principal: &Principal,
+) -> Result<Output> {
+    let manifest = db.storage().manifest();
+    privileges::require_owner(&manifest, principal, name)?;
+    if manifest.source(name).is_none() {
+        return Err(Error::UndefinedRelation {
+            kind: "source",
+            name: name.to_string(),
+        });
+    }
+    let stopped = |reader: &SourceHandle| {
+        reader
+            .stats
+            .snapshot()
+            .partitions
+            .values()
+            .any(|p| p.stopped.is_some())
+    };
+    let private = db
+        .views()
+        .all()
+        .into_iter()
+        .filter_map(|v| v.reader().cloned())
+        .filter(|r| r.name() == name);
+    let readers: Vec<Arc<SourceHandle>> = db
+        .sources()
+        .get(name)
+        .into_iter()
+        .chain(private)
+        .filter(|r| stopped(r))
+        .collect();
+    if readers.is_empty() {
+        return Err(Error::NotReady(format!(
+            "no partition of source \"{name}\" is stopped: RESET OFFSETS moves only partitions \
+             stopped at an offset out of the broker's range"
+        )));
+    }
+    for reader in &readers {
+        reader.reset_offsets(to);
+    }
+    let deadline = std::time::Instant::now() + RESET_TIMEOUT;
+    while readers.iter().any(|r| stopped(r)) {
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Connector {
+                message: format!(
+                    "the readers of source \"{name}\" did not reset their offsets within {}s",
+                    RESET_TIMEOUT.as_secs()
+                ),
+                hint: Some("Check the broker in sluice_catalog.sources, then retry.".into()),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(Output::command("ALTER SOURCE"))
 }
 
 /// `ALTER MATERIALIZED VIEW name SET (retention = …) | RESET (retention) | REBUILD`.

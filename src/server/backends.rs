@@ -218,6 +218,7 @@ fn query_text(statement: &Statement) -> String {
         Statement::ExplainView(_) => "EXPLAIN CREATE MATERIALIZED VIEW".into(),
         Statement::DropView { .. } => "DROP MATERIALIZED VIEW".into(),
         Statement::AlterView { .. } => "ALTER MATERIALIZED VIEW".into(),
+        Statement::ResetSourceOffsets { .. } => "ALTER SOURCE".into(),
         Statement::ShowViews => "SHOW MATERIALIZED VIEWS".into(),
         Statement::ShowCreateView(_) => "SHOW CREATE MATERIALIZED VIEW".into(),
         Statement::ShowSources => "SHOW SOURCES".into(),

@@ -12,10 +12,16 @@
 //! reaches the broker and nothing is dropped. Broker failures are retried by librdkafka; the
 //! source shows them as `retrying` with the error, and a record delivered twice (offset already
 //! taken) is skipped.
+//!
+//! An offset out of the broker's range (the topic was re-created or restored with fewer records
+//! than the source read, or records expired before they were read) is never silently skipped
+//! or re-read: librdkafka is told to report it (`auto.offset.reset = error`), and the partition
+//! stops, with its reason in `sluice_catalog.sources`, until `ALTER SOURCE … RESET OFFSETS TO
+//! EARLIEST | LATEST` says where to go on.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -25,6 +31,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc;
 
 use super::Event;
@@ -41,6 +48,17 @@ const POLL_IDLE: Duration = Duration::from_millis(100);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 const METADATA_REFRESH: Duration = Duration::from_secs(10);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often positions are checked against the watermarks of the last fetches.
+const RANGE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a partition's first and next offsets are read for a range check.
+#[derive(Debug, Clone, Copy)]
+enum Watermarks {
+    /// Asked of the broker (ListOffsets).
+    Broker,
+    /// As the last fetch responses gave them (no request; unknown before the first fetch).
+    LastFetch,
+}
 
 /// Receives librdkafka's statistics (high watermarks from fetch responses) and errors.
 struct SourceContext {
@@ -94,7 +112,8 @@ fn client_config(source: &str, settings: &KafkaSettings) -> ClientConfig {
         .set("client.id", "sluicedb")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        // Never jump silently: an offset out of range stops its partition (see the module doc).
+        .set("auto.offset.reset", "error")
         .set("statistics.interval.ms", "1000");
     for (key, value) in &settings.properties {
         config.set(key, value);
@@ -160,6 +179,16 @@ pub async fn check_topic(source: &str, settings: &KafkaSettings) -> Result<()> {
     .map_err(|e| Error::Internal(format!("topic check did not finish: {e}")))?
 }
 
+/// Where `ALTER SOURCE … RESET OFFSETS` moves a source's stopped partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+}
+
+/// A reset asked of a running reader, taken at its next turn.
+pub type ResetRequest = Arc<Mutex<Option<ResetTo>>>;
+
 /// The consumer thread of one source.
 pub struct KafkaReader {
     pub source: String,
@@ -171,6 +200,7 @@ pub struct KafkaReader {
     pub events: mpsc::Sender<Event>,
     pub stats: Arc<SourceStats>,
     pub stop: Arc<AtomicBool>,
+    pub reset: ResetRequest,
 }
 
 impl KafkaReader {
@@ -187,11 +217,21 @@ impl KafkaReader {
         // Where each assigned partition is read next: its start (the startup mode, resolved
         // where possible) until a record arrives, then the offset after the last one.
         let mut positions: BTreeMap<i32, Offset> = BTreeMap::new();
+        // Partitions whose offset is out of the broker's range, not read until a reset.
+        let mut stopped: BTreeSet<i32> = BTreeSet::new();
         let mut initial = true;
         let mut next_refresh = Instant::now();
+        let mut next_range_check = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            let reset = self.reset.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(to) = reset
+                && let Err(e) = self.reposition(&consumer, &mut positions, &mut stopped, to)
+            {
+                // Asked again by the statement that waits for it, or by the user.
+                tracing::warn!(source = %self.source, error = %e, "cannot reset offsets");
+            }
             if Instant::now() >= next_refresh {
-                match self.assign_new_partitions(&consumer, &mut positions, initial) {
+                match self.refresh_partitions(&consumer, &mut positions, &stopped, initial) {
                     Ok(()) => {
                         initial = false;
                         backoff = Duration::from_millis(500);
@@ -208,19 +248,42 @@ impl KafkaReader {
                     }
                 }
             }
-            let records = self.poll_chunk(&consumer);
+            let (records, out_of_range) = self.poll_chunk(&consumer);
             if !records.is_empty() && !self.hand_over(records, &mut positions) {
                 return;
+            }
+            // librdkafka's report is checked against the broker's offsets (and re-assigning
+            // restarts the fetch of partitions it stopped that are in range); otherwise the
+            // watermarks of the last fetches are checked every second, since a broker may answer
+            // a fetch out of range with no records and no error (tansu does).
+            let checked = if out_of_range {
+                self.stop_out_of_range(&consumer, &positions, &mut stopped, Watermarks::Broker)
+                    .map(|_| true)
+            } else if Instant::now() >= next_range_check {
+                next_range_check = Instant::now() + RANGE_CHECK_INTERVAL;
+                self.stop_out_of_range(&consumer, &positions, &mut stopped, Watermarks::LastFetch)
+            } else {
+                Ok(false)
+            };
+            let checked = match checked {
+                Ok(true) => self.assign(&consumer, &positions, &stopped),
+                other => other.map(|_| ()),
+            };
+            if let Err(e) = checked
+                && self.stats.retrying(&e.to_string())
+            {
+                tracing::warn!(source = %self.source, error = %e, "cannot check kafka offsets; retrying");
             }
         }
     }
 
     /// Assigns partitions not yet read: from the committed offset if there is one, else from
     /// the startup mode (first time) or the beginning (partitions added later).
-    fn assign_new_partitions(
+    fn refresh_partitions(
         &self,
         consumer: &SourceConsumer,
         positions: &mut BTreeMap<i32, Offset>,
+        stopped: &BTreeSet<i32>,
         initial: bool,
     ) -> Result<()> {
         let all = partitions(consumer, &self.settings)?;
@@ -228,9 +291,6 @@ impl KafkaReader {
             .into_iter()
             .filter(|p| !positions.contains_key(p))
             .collect();
-        if new.is_empty() {
-            return Ok(());
-        }
         let topic = &self.settings.topic;
         let mut start: BTreeMap<i32, Offset> = BTreeMap::new();
         let mut by_time = TopicPartitionList::new();
@@ -277,16 +337,14 @@ impl KafkaReader {
                 start.insert(element.partition(), offset);
             }
         }
-        // `assign` replaces the assignment: partitions already read resume at our position.
-        let mut assignment = TopicPartitionList::new();
-        for (&p, &offset) in positions.iter().chain(&start) {
-            assignment
-                .add_partition_offset(topic, p, offset)
-                .map_err(kafka_error)?;
-        }
-        consumer.assign(&assignment).map_err(kafka_error)?;
         for (&p, &offset) in &start {
             positions.insert(p, offset);
+        }
+        if start.is_empty() {
+            return Ok(());
+        }
+        self.assign(consumer, positions, stopped)?;
+        for (&p, &offset) in &start {
             tracing::info!(source = %self.source, partition = p, start = ?offset, "reading kafka partition");
             let start = match offset {
                 Offset::Offset(o) => Some(o),
@@ -304,8 +362,132 @@ impl KafkaReader {
         Ok(())
     }
 
-    /// Polls until a chunk is full, has lingered long enough, or nothing more is queued.
-    fn poll_chunk(&self, consumer: &SourceConsumer) -> Vec<OwnedRecord> {
+    /// Reads every partition but the stopped ones, each from its position. (`assign` replaces
+    /// the assignment: partitions already read resume at our position.)
+    fn assign(
+        &self,
+        consumer: &SourceConsumer,
+        positions: &BTreeMap<i32, Offset>,
+        stopped: &BTreeSet<i32>,
+    ) -> Result<()> {
+        let mut assignment = TopicPartitionList::new();
+        for (&p, &offset) in positions.iter().filter(|(p, _)| !stopped.contains(p)) {
+            assignment
+                .add_partition_offset(&self.settings.topic, p, offset)
+                .map_err(kafka_error)?;
+        }
+        consumer.assign(&assignment).map_err(kafka_error)
+    }
+
+    /// Stops each partition whose position the broker does not hold (the caller re-assigns);
+    /// whether any stopped.
+    fn stop_out_of_range(
+        &self,
+        consumer: &SourceConsumer,
+        positions: &BTreeMap<i32, Offset>,
+        stopped: &mut BTreeSet<i32>,
+        watermarks: Watermarks,
+    ) -> Result<bool> {
+        let mut any = false;
+        for (&p, offset) in positions.iter() {
+            let Offset::Offset(next) = *offset else {
+                continue;
+            };
+            if stopped.contains(&p) {
+                continue;
+            }
+            let (low, high) = match watermarks {
+                Watermarks::Broker => consumer
+                    .fetch_watermarks(&self.settings.topic, p, METADATA_TIMEOUT)
+                    .map_err(kafka_error)?,
+                Watermarks::LastFetch => match self.last_fetched_watermarks(consumer, p) {
+                    Some(known) => known,
+                    None => continue,
+                },
+            };
+            self.stats.partition(p, |s| s.high_watermark = Some(high));
+            if (low..=high).contains(&next) {
+                continue;
+            }
+            let what = match next > high {
+                true => format!(
+                    "the broker holds offsets up to {high} of partition {p}, but the source \
+                     has read up to {next}: the topic was re-created or restored"
+                ),
+                false => format!(
+                    "offsets {next} to {low} of partition {p} are gone from the broker (expired \
+                     or deleted) before the source read them"
+                ),
+            };
+            let message = format!(
+                "{what}. The partition is not read until ALTER SOURCE {} RESET OFFSETS TO \
+                 EARLIEST | LATEST.",
+                self.source
+            );
+            tracing::error!(source = %self.source, partition = p, "{message}");
+            self.stats.partition(p, |s| s.stopped = Some(message));
+            stopped.insert(p);
+            any = true;
+        }
+        Ok(any)
+    }
+
+    /// A partition's first and next offsets as librdkafka last learnt them (the next offset
+    /// from each fetch response); `None` before it knows both.
+    fn last_fetched_watermarks(
+        &self,
+        consumer: &SourceConsumer,
+        partition: i32,
+    ) -> Option<(i64, i64)> {
+        let topic = std::ffi::CString::new(self.settings.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client lives as long as `consumer`; `topic` is a valid C string for the
+        // call, and librdkafka writes the two offsets through the pointers, nothing else.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        let known = err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            && low >= 0
+            && high >= 0;
+        known.then_some((low, high))
+    }
+
+    /// Moves the stopped partitions to the broker's first or next offset and reads them again.
+    fn reposition(
+        &self,
+        consumer: &SourceConsumer,
+        positions: &mut BTreeMap<i32, Offset>,
+        stopped: &mut BTreeSet<i32>,
+        to: ResetTo,
+    ) -> Result<()> {
+        while let Some(&p) = stopped.first() {
+            let (low, high) = consumer
+                .fetch_watermarks(&self.settings.topic, p, METADATA_TIMEOUT)
+                .map_err(kafka_error)?;
+            let next = match to {
+                ResetTo::Earliest => low,
+                ResetTo::Latest => high,
+            };
+            tracing::info!(source = %self.source, partition = p, next, "offsets reset");
+            positions.insert(p, Offset::Offset(next));
+            stopped.remove(&p);
+            let repositioned = Event::Repositioned { partition: p, next };
+            if self.events.blocking_send(repositioned).is_err() {
+                return Ok(());
+            }
+        }
+        self.assign(consumer, positions, stopped)
+    }
+
+    /// Polls until a chunk is full, has lingered long enough, or nothing more is queued; and
+    /// whether librdkafka reported an offset out of range.
+    fn poll_chunk(&self, consumer: &SourceConsumer) -> (Vec<OwnedRecord>, bool) {
         let mut records = Vec::new();
         let mut deadline: Option<Instant> = None;
         while records.len() < CHUNK_RECORDS_MAX {
@@ -325,6 +507,16 @@ impl KafkaReader {
                         payload: message.payload().map(<[u8]>::to_vec),
                     });
                 }
+                Some(Err(e))
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange
+                        )
+                    ) =>
+                {
+                    return (records, true);
+                }
                 Some(Err(e)) => {
                     let message = e.to_string();
                     if self.stats.retrying(&message) {
@@ -340,7 +532,7 @@ impl KafkaReader {
         if !records.is_empty() {
             self.stats.running();
         }
-        records
+        (records, false)
     }
 
     /// Splits the chunk by partition and hands each part to its decode worker. False when

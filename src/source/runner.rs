@@ -24,7 +24,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use tokio::sync::{Notify, mpsc};
 
 use super::dedup::{DedupSettings, Deduplicator};
-use super::kafka::KafkaReader;
+use super::kafka::{KafkaReader, ResetRequest, ResetTo};
 use super::options::{BadData, Connector, SourceSettings};
 use super::stats::SourceStats;
 use super::watermark::WatermarkTracker;
@@ -100,6 +100,8 @@ pub struct SourceHandle {
     feed: Arc<Feed>,
     pending: Arc<tokio::sync::Mutex<Pending>>,
     stop: Arc<AtomicBool>,
+    /// `ALTER SOURCE … RESET OFFSETS` for the connector's reader.
+    reset: ResetRequest,
     worker: Worker,
 }
 
@@ -161,6 +163,7 @@ impl SourceHandle {
         let stats = Arc::new(SourceStats::new(&def.name, connector));
         let (events, events_rx) = mpsc::channel(EVENTS_IN_FLIGHT);
         let stop = Arc::new(AtomicBool::new(false));
+        let reset = ResetRequest::default();
         let pending = Arc::new(tokio::sync::Mutex::new(Pending {
             offsets: committed.clone(),
             ..Pending::default()
@@ -174,7 +177,11 @@ impl SourceHandle {
             }
         };
         if let Some(settings) = &settings {
-            spawn_connector(&def, settings, &committed, events, &stats, &stop);
+            let control = Control {
+                stop: Arc::clone(&stop),
+                reset: Arc::clone(&reset),
+            };
+            spawn_connector(&def, settings, &committed, events, &stats, control);
         }
         let runner = Runner {
             tracker: WatermarkTracker::new(
@@ -215,8 +222,15 @@ impl SourceHandle {
             feed,
             pending,
             stop,
+            reset,
             worker,
         })
+    }
+
+    /// Asks the reader to read its stopped partitions again from `to`; the partitions'
+    /// `stopped` clears once it has.
+    pub fn reset_offsets(&self, to: ResetTo) {
+        *self.reset.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
     }
 
     pub fn name(&self) -> &str {
@@ -285,13 +299,19 @@ impl Drop for SourceHandle {
     }
 }
 
+/// What the rest of the database tells a running connector.
+struct Control {
+    stop: Arc<AtomicBool>,
+    reset: ResetRequest,
+}
+
 fn spawn_connector(
     def: &SourceDef,
     settings: &SourceSettings,
     committed: &BTreeMap<i32, i64>,
     events: mpsc::Sender<Event>,
     stats: &Arc<SourceStats>,
-    stop: &Arc<AtomicBool>,
+    control: Control,
 ) {
     match &settings.connector {
         Connector::Kafka(kafka) => {
@@ -309,7 +329,8 @@ fn spawn_connector(
                 committed: committed.clone(),
                 events,
                 stats: Arc::clone(stats),
-                stop: Arc::clone(stop),
+                stop: control.stop,
+                reset: control.reset,
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("kafka-{}", def.name))
@@ -324,7 +345,7 @@ fn spawn_connector(
                 datagen.clone(),
                 start,
                 events,
-                Arc::clone(stop),
+                control.stop,
             ));
         }
     }
@@ -554,6 +575,14 @@ impl Runner {
                 };
                 self.stats
                     .partition(partition, |p| p.next_offset = p.next_offset.or(next));
+                true
+            }
+            Event::Repositioned { partition, next } => {
+                self.pending.lock().await.offsets.insert(partition, next);
+                self.stats.partition(partition, |p| {
+                    p.next_offset = Some(next);
+                    p.stopped = None;
+                });
                 true
             }
             Event::Chunk(chunk) => {

@@ -49,12 +49,16 @@ pub struct PartitionStats {
     /// This partition's event-time watermark, epoch microseconds.
     pub watermark_us: Option<i64>,
     pub idle: bool,
+    /// Why the partition is not read (its offset is out of the broker's range), until
+    /// `ALTER SOURCE … RESET OFFSETS`.
+    pub stopped: Option<String>,
 }
 
 impl PartitionStats {
-    /// Records the broker has that the source has not read yet.
+    /// Records the broker has that the source has not read yet; negative when the broker holds
+    /// fewer than the source has read (the topic was re-created or restored).
     pub fn lag(&self) -> Option<i64> {
-        Some((self.high_watermark? - self.next_offset.unwrap_or(0)).max(0))
+        Some(self.high_watermark? - self.next_offset.unwrap_or(0))
     }
 }
 

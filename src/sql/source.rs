@@ -1,4 +1,5 @@
-//! The source statements: `CREATE SOURCE`, `DROP SOURCE`, `SHOW SOURCES`, `SHOW CREATE SOURCE`.
+//! The source statements: `CREATE SOURCE`, `DROP SOURCE`, `SHOW SOURCES`, `SHOW CREATE SOURCE`,
+//! `ALTER SOURCE … RESET OFFSETS TO EARLIEST | LATEST`.
 //!
 //! RisingWave's grammar is canonical; Flink's spellings parse too. The `WITH (…)` keys are kept
 //! as written (lowercased); `source::options` resolves aliases and checks values, so the parser
@@ -12,6 +13,7 @@ use sqlparser::tokenizer::Token;
 use super::parser::{parse_columns, peek_word, table_name};
 use super::{CreateSource, Include, IncludeKind, Statement, normalize_ident};
 use crate::error::{Error, Result};
+use crate::source::kafka::ResetTo;
 
 /// Parses a source statement if one starts here; `None` leaves the parser untouched.
 pub fn parse_source_statement(parser: &mut Parser) -> Result<Option<Statement>> {
@@ -25,6 +27,11 @@ pub fn parse_source_statement(parser: &mut Parser) -> Result<Option<Statement>> 
         parser.next_token();
         parser.next_token();
         return parse_drop_source(parser).map(Some);
+    }
+    if parser.peek_keyword(Keyword::ALTER) && source_at(1) {
+        parser.next_token();
+        parser.next_token();
+        return parse_reset_offsets(parser).map(Some);
     }
     if parser.peek_keyword(Keyword::SHOW) && peek_word(parser, 1, "sources") {
         parser.next_token();
@@ -165,6 +172,37 @@ pub(super) fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>
     }
 }
 
+/// After `ALTER SOURCE`: `name RESET OFFSETS TO EARLIEST | LATEST`.
+fn parse_reset_offsets(parser: &mut Parser) -> Result<Statement> {
+    let name = source_name(&parser.parse_object_name(false)?)?;
+    let expected = |parser: &mut Parser, what: &str| {
+        Error::Syntax(format!(
+            "syntax error at or near \"{}\": expected {what}",
+            parser.peek_token().token
+        ))
+    };
+    if !(parser.parse_keyword(Keyword::RESET) && peek_word(parser, 0, "offsets")) {
+        return Err(expected(parser, "RESET OFFSETS TO EARLIEST | LATEST"));
+    }
+    parser.next_token();
+    if !parser.parse_keyword(Keyword::TO) {
+        return Err(expected(parser, "TO"));
+    }
+    let to = match parser
+        .peek_token()
+        .token
+        .to_string()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "earliest" => ResetTo::Earliest,
+        "latest" => ResetTo::Latest,
+        _ => return Err(expected(parser, "EARLIEST or LATEST")),
+    };
+    parser.next_token();
+    Ok(Statement::ResetSourceOffsets { name, to })
+}
+
 /// After `DROP SOURCE`.
 fn parse_drop_source(parser: &mut Parser) -> Result<Statement> {
     let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
@@ -190,6 +228,33 @@ mod tests {
         match parse(sql).unwrap().pop() {
             Some(Statement::CreateSource(c)) => c,
             other => panic!("not a CREATE SOURCE: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_offset_resets() {
+        for (sql, want) in [
+            (
+                "ALTER SOURCE s RESET OFFSETS TO EARLIEST",
+                ResetTo::Earliest,
+            ),
+            (
+                "alter source public.s reset offsets to latest",
+                ResetTo::Latest,
+            ),
+        ] {
+            match parse(sql).unwrap().pop() {
+                Some(Statement::ResetSourceOffsets { name, to }) => {
+                    assert_eq!((name.as_str(), to), ("s", want))
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        for sql in [
+            "ALTER SOURCE s RESET OFFSETS TO NOWHERE",
+            "ALTER SOURCE s SET x",
+        ] {
+            assert_eq!(parse(sql).unwrap_err().sqlstate(), "42601", "{sql}");
         }
     }
 

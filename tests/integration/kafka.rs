@@ -690,3 +690,118 @@ async fn a_broker_restart_loses_nothing_and_reads_nothing_twice() {
     );
     server.shutdown().await;
 }
+
+async fn delete_topic(kafka: &str, topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.delete_topics(&[topic], &options).await.unwrap() {
+        result.unwrap();
+    }
+}
+
+/// The broker holds fewer records than a source read (its topic was re-created while the
+/// server was down). Before, the source skipped every record below its position: status
+/// `running`, lag 0, nothing logged. Now the partition stops and says why (status, error,
+/// negative lag, /metrics) until `ALTER SOURCE … RESET OFFSETS` says where to go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_offset_out_of_range_stops_its_partition_until_reset() {
+    let Some(kafka) = kafka_target() else { return };
+    let topic = unique_topic("recreated");
+    create_topic(&kafka, &topic, 1).await;
+    let ids = |range: std::ops::Range<i64>| -> Vec<(i32, String)> {
+        range.map(|i| (0, format!(r#"{{"id": {i}}}"#))).collect()
+    };
+    produce(&producer(&kafka, "5"), &topic, &ids(0..50)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path().to_str().unwrap()).await;
+    let client = connect(server.pg_addr()).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE ids (id BIGINT) WITH (connector = 'kafka', topic = '{topic}', \
+             properties.bootstrap.server = '{kafka}', scan.startup.mode = 'earliest', \
+             retain = 'true') FORMAT PLAIN ENCODE JSON"
+        ))
+        .await
+        .unwrap();
+    let count = "SELECT count(*) FROM ids";
+    wait_for(Duration::from_secs(30), "the first 50 ids", || async {
+        (query_i64(&client, count).await == 50).then_some(())
+    })
+    .await;
+    // Nothing to reset while every partition reads.
+    let error = client
+        .batch_execute("ALTER SOURCE ids RESET OFFSETS TO EARLIEST")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().unwrap().code(), "55000", "{error:?}");
+    server.shutdown().await;
+
+    // The topic comes back with 10 records: offsets 0 to 9, where the source read up to 50.
+    delete_topic(&kafka, &topic).await;
+    wait_for(
+        Duration::from_secs(30),
+        "the topic to be re-created",
+        || async {
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                .set("bootstrap.servers", &kafka)
+                .create()
+                .unwrap();
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+            let created = admin
+                .create_topics(
+                    &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+                    &options,
+                )
+                .await
+                .unwrap();
+            created.into_iter().all(|r| r.is_ok()).then_some(())
+        },
+    )
+    .await;
+    produce(&producer(&kafka, "5"), &topic, &ids(1_000..1_010)).await;
+    let server = start_server(dir.path().to_str().unwrap()).await;
+    let client = connect(server.pg_addr()).await;
+    let status = "SELECT status, last_error, lag FROM sluice_catalog.sources WHERE source = 'ids'";
+    let row = wait_for(Duration::from_secs(30), "the partition to stop", || async {
+        let row = client.query_one(status, &[]).await.unwrap();
+        (row.get::<_, String>(0) == "stopped").then_some(row)
+    })
+    .await;
+    let error: String = row.get(1);
+    assert!(
+        error.contains("re-created or restored") && error.contains("RESET OFFSETS"),
+        "{error}"
+    );
+    // Negative: the broker holds fewer records than the source read.
+    assert_eq!(row.get::<_, Option<i64>>(2), Some(10 - 50));
+    let metrics = http_get(server.http_addr(), "/metrics");
+    assert!(
+        metrics.contains("sluicedb_source_partition_stopped{source=\"ids\",partition=\"0\"} 1\n"),
+        "{metrics}"
+    );
+    // Nothing was skipped or re-read meanwhile.
+    assert_eq!(query_i64(&client, count).await, 50);
+    client
+        .batch_execute("ALTER SOURCE ids RESET OFFSETS TO EARLIEST")
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the re-created topic's ids",
+        || async { (query_i64(&client, count).await == 60).then_some(()) },
+    )
+    .await;
+    let row = client.query_one(status, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "running");
+    assert_eq!(row.get::<_, Option<String>>(1), None);
+    // Each id once: the first 50 and the new 10.
+    let sum = "SELECT CAST(sum(id) AS BIGINT) FROM ids";
+    assert_eq!(
+        query_i64(&client, sum).await,
+        (0..50).sum::<i64>() + (1_000..1_010).sum::<i64>()
+    );
+    server.shutdown().await;
+}
