@@ -381,6 +381,14 @@ impl Error {
                 message: lowercase_first(&e.to_string()),
                 retryable: false,
             },
+            // Reading a Parquet file whose object the store did not give (down, frozen, gone):
+            // the store's failure, not ours.
+            DataFusionError::ParquetError(e) if e.to_string().contains("Object Store error") => {
+                Error::Storage {
+                    message: format!("cannot read from the object store: {e}"),
+                    retryable: true,
+                }
+            }
             DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(lowercase_first(m)),
             DataFusionError::Plan(m) => from_plan_message(m),
             DataFusionError::Execution(m) => from_execution_message(m),
@@ -709,6 +717,15 @@ mod tests {
         let parameter = DataFusionError::Internal(
             "Placeholder '$2' was not provided a value for execution.".into(),
         );
+        let parquet = DataFusionError::ParquetError(Box::new(
+            datafusion::parquet::errors::ParquetError::General(
+                "Failed to fetch metadata for file t.parquet: Object Store error: Generic S3 \
+                 error: Error performing GET http://s3/t.parquet - HTTP error: error sending \
+                 request"
+                    .into(),
+            ),
+        ));
+        assert_eq!(Error::from(parquet).sqlstate(), "58030");
         let e = Error::from(parameter);
         assert_eq!(
             (e.to_string().as_str(), e.sqlstate()),

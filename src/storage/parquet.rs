@@ -16,7 +16,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -60,13 +60,30 @@ pub async fn write_file(
     }))
 }
 
-/// Reads a whole Parquet file (one object GET, decoded in memory).
+/// A whole file is read in ranges of at most this size, a few at once, so that every request
+/// ends well within the store's request timeout however large compaction made the file.
+const READ_RANGE_BYTES: u64 = 8 << 20;
+const READ_RANGES_IN_FLIGHT: usize = 4;
+
+/// Reads a whole Parquet file (decoded in memory).
 pub async fn read_file(store: Arc<dyn ObjectStore>, file: &DataFile) -> Result<Vec<RecordBatch>> {
-    let bytes = store
-        .get(&Path::from(file.path.as_str()))
-        .await?
-        .bytes()
-        .await?;
+    let path = Path::from(file.path.as_str());
+    let bytes = if file.size_bytes <= READ_RANGE_BYTES {
+        store.get(&path).await?.bytes().await?
+    } else {
+        let ranges = (0..file.size_bytes)
+            .step_by(READ_RANGE_BYTES as usize)
+            .map(|start| start..(start + READ_RANGE_BYTES).min(file.size_bytes));
+        let parts: Vec<bytes::Bytes> = futures::stream::iter(ranges)
+            .map(|range| {
+                let (store, path) = (Arc::clone(&store), path.clone());
+                async move { store.get_range(&path, range).await }
+            })
+            .buffered(READ_RANGES_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        bytes::Bytes::from(parts.concat())
+    };
     ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(parquet_error)?
         .build()
@@ -184,4 +201,55 @@ pub fn scan(
         .with_limit(limit)
         .build();
     Ok(DataSourceExec::from_data_source(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, BinaryArray};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use object_store::memory::InMemory;
+    use rand::{RngCore, SeedableRng};
+
+    #[tokio::test]
+    async fn a_file_larger_than_one_range_reads_whole() {
+        // Incompressible values, so the file is as large as they are: three ranges.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let values: Vec<Vec<u8>> = (0..20)
+            .map(|_| {
+                let mut value = vec![0u8; 1 << 20];
+                rng.fill_bytes(&mut value);
+                value
+            })
+            .collect();
+        let column = BinaryArray::from_iter_values(values.iter());
+        let batch = RecordBatch::try_from_iter([("v", Arc::new(column) as _)]).unwrap();
+        let mut file = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        assert!(file.len() as u64 > 2 * READ_RANGE_BYTES);
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let data = DataFile {
+            path: "big.parquet".into(),
+            size_bytes: file.len() as u64,
+            rows: 20,
+            windows_end: None,
+        };
+        store
+            .put(&Path::from("big.parquet"), file.into())
+            .await
+            .unwrap();
+        let read = read_file(store, &data).await.unwrap();
+        let read: Vec<Vec<u8>> = read
+            .iter()
+            .flat_map(|b| {
+                let column = b.column(0).as_any().downcast_ref::<BinaryArray>().unwrap();
+                (0..column.len())
+                    .map(|i| column.value(i).to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(read, values);
+    }
 }

@@ -26,6 +26,10 @@ const PROBE_WRITERS: usize = 8;
 const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
 const S3_RETRIES_MAX: usize = 4;
 const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One request, body included; a frozen endpoint (connections accepted, nothing answered)
+/// fails a statement after two of these, within 20 s, not after object_store's 30 s default
+/// (then without a retry). Parquet reads are ranges of a file, far below this at any speed.
+const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Builds the store rooted at the configured folder or bucket prefix.
 pub fn open_store(location: &StorageLocation, s3: &S3Settings) -> Result<Arc<dyn ObjectStore>> {
@@ -44,7 +48,9 @@ pub fn open_store(location: &StorageLocation, s3: &S3Settings) -> Result<Arc<dyn
                 retry_timeout: S3_RETRY_TIMEOUT,
                 ..RetryConfig::default()
             };
-            let client = ClientOptions::new().with_connect_timeout(S3_CONNECT_TIMEOUT);
+            let client = ClientOptions::new()
+                .with_connect_timeout(S3_CONNECT_TIMEOUT)
+                .with_timeout(S3_REQUEST_TIMEOUT);
             let mut builder = AmazonS3Builder::new()
                 .with_retry(retry)
                 .with_client_options(client)

@@ -10,16 +10,13 @@
 //! `SLUICEDB_CRASH_POINTS` sets the number of crashes (default 20; 100 for the benchmark note).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::kafka::{create_topic, produce, producer, unique_topic};
-use crate::support::{self, ServerProcess, kafka_target, s3_target};
+use crate::support::{self, Link, ServerProcess, TcpRelay, kafka_target, s3_target};
 
 const EVENTS: i64 = 200_000;
 const PARTITIONS: i32 = 4;
@@ -137,47 +134,6 @@ fn number(server: &ServerProcess, sql: &str) -> i64 {
         .unwrap_or(i64::MIN)
 }
 
-/// A TCP forwarder to the S3 server whose `down` switch refuses and cuts every connection:
-/// from SluiceDB's side, the S3 endpoint is gone.
-struct Outage {
-    addr: std::net::SocketAddr,
-    down: Arc<AtomicBool>,
-}
-
-impl Outage {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let down = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&down);
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if flag.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection closes at once
-                }
-                let target = target.clone();
-                let flag = Arc::clone(&flag);
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
-                    let cut = async {
-                        while !flag.load(Ordering::SeqCst) {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    };
-                    tokio::select! {
-                        _ = copy => {}
-                        _ = cut => {}
-                    }
-                });
-            }
-        });
-        Outage { addr, down }
-    }
-}
-
 /// Where two sorted row lists differ, in a line: counts and the first rows only on each side.
 fn difference(actual: &[String], expected: &[String]) -> String {
     let actual_set: std::collections::BTreeSet<&String> = actual.iter().collect();
@@ -196,7 +152,7 @@ fn difference(actual: &[String], expected: &[String]) -> String {
     )
 }
 
-async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage>) {
+async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&TcpRelay>) {
     let Some(kafka) = kafka_target() else { return };
     let crashes: usize = std::env::var("SLUICEDB_CRASH_POINTS")
         .ok()
@@ -299,9 +255,9 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&Outage
             && i == crashes / 2
         {
             // The S3 endpoint goes away for 30 s while the server runs; it must wait, not skip.
-            outage.down.store(true, Ordering::SeqCst);
+            outage.set(Link::Down);
             tokio::time::sleep(Duration::from_secs(30)).await;
-            outage.down.store(false, Ordering::SeqCst);
+            outage.set(Link::Up);
             // The outage was felt: a round failed, or one waited through it.
             let felt = number(
                 &server,
@@ -440,7 +396,7 @@ fn s3_args(endpoint: &str, bucket: &str, name: &str) -> Vec<String> {
 async fn crashes_change_nothing_on_s3_even_with_s3_down_for_30_seconds() {
     let Some(s3) = s3_target() else { return };
     let target = s3.endpoint.trim_start_matches("http://").to_string();
-    let outage = Outage::start(target).await;
+    let outage = TcpRelay::start(target).await;
     let endpoint = format!("http://{}", outage.addr);
     crash_run(
         "s3",

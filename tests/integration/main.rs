@@ -11,8 +11,9 @@
 //! - `sources`: the datagen connector, exact and deterministic, across a restart.
 //! - `differential`: a corpus of statements on SluiceDB and on a real PostgreSQL 15, compared
 //!   name by name, type by type, byte by byte, over three protocol modes.
+//! - `faults`: the object store frozen: 58030 within 20 s, other connections answered.
 //! - `kafka`: Kafka sources against a real broker: exactly once, rejections, startup modes,
-//!   watermarks, a broker restart.
+//!   watermarks, a broker restart, a topic re-created behind the source's back.
 //! - `kafka_views`: the clickstream view over a real broker, on S3, across a SIGKILL.
 //! - `crash`: 200 000 events, 20 kill -9s and crashes inside checkpoints, local and S3 (with
 //!   S3 down for 30 s): the views equal the batch result of the distinct events.
@@ -28,6 +29,7 @@ mod checkpoints;
 mod clients;
 mod crash;
 mod differential;
+mod faults;
 mod hostile;
 mod kafka;
 mod kafka_views;

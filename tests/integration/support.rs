@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluicedb::config::{AwsEnv, ServeArgs};
@@ -388,4 +389,94 @@ pub async fn query_i64(client: &tokio_postgres::Client, sql: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     row.get::<_, Option<i64>>(0).unwrap_or(-1)
+}
+
+/// What a [`TcpRelay`] does with the bytes it relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Link {
+    Up,
+    /// Every connection refused and cut: the server is gone.
+    Down,
+    /// Connections accepted and held, nothing relayed: the server is stopped (SIGSTOP).
+    Frozen,
+}
+
+/// A TCP relay to a server (the S3 server, the broker) that a test can cut or freeze.
+pub struct TcpRelay {
+    pub addr: SocketAddr,
+    link: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl TcpRelay {
+    pub async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let link = Arc::new(std::sync::atomic::AtomicU8::new(Link::Up as u8));
+        let state = Arc::clone(&link);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if load(&state) == Link::Down {
+                    continue; // dropped: the connection closes at once
+                }
+                let (target, state) = (target.clone(), Arc::clone(&state));
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::select! {
+                        _ = pump(client_read, server_write, &state) => {}
+                        _ = pump(server_read, client_write, &state) => {}
+                    }
+                });
+            }
+        });
+        TcpRelay { addr, link }
+    }
+
+    pub fn set(&self, link: Link) {
+        self.link
+            .store(link as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn load(link: &std::sync::atomic::AtomicU8) -> Link {
+    match link.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => Link::Up,
+        1 => Link::Down,
+        _ => Link::Frozen,
+    }
+}
+
+/// Copies one direction while the link is up, holds the bytes while it is frozen, and ends
+/// (cutting the connection) once it is down.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    link: &std::sync::atomic::AtomicU8,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let down = || async {
+        while load(link) != Link::Down {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let mut buffer = vec![0u8; 64 << 10];
+    loop {
+        let n = tokio::select! {
+            read = from.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = down() => return,
+        };
+        while load(link) == Link::Frozen {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if load(link) == Link::Down || to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
 }

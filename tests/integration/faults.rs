@@ -1,0 +1,74 @@
+//! Faults of what SluiceDB depends on, arriving as they do: the broker's topic re-created
+//! (in `kafka`), the object store frozen. Each test checks what users see during the fault and
+//! that the server answers again, with nothing lost, once it is over.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Link, ServerProcess, TcpRelay, s3_target};
+
+/// A frozen S3 endpoint (its server stopped, connections held open). Before, a query of
+/// stored rows hung for the whole freeze, since no request timeout applied; now it fails with
+/// 58030 within 20 s while other connections are answered, and answers once S3 is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_object_store_fails_queries_with_58030_within_20_seconds() {
+    let Some(s3) = s3_target() else { return };
+    let relay = TcpRelay::start(s3.endpoint.trim_start_matches("http://").to_string()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("s3://{}/{}", s3.bucket, support::unique_prefix("frozen"));
+    let endpoint = format!("http://{}", relay.addr);
+    let mut server = ServerProcess::start(
+        &[
+            "--storage",
+            &storage,
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-allow-http",
+            "true",
+        ],
+        &dir.path().join("server.log"),
+    );
+    let addr = ([127, 0, 0, 1], server.pg_port).into();
+    let client = support::connect(addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (v INT); INSERT INTO t SELECT value FROM generate_series(1, 1000); \
+             FLUSH",
+        )
+        .await
+        .unwrap();
+    let sum = "SELECT CAST(sum(v) AS BIGINT) FROM t";
+    assert_eq!(support::query_i64(&client, sum).await, 500_500);
+
+    relay.set(Link::Frozen);
+    let started = Instant::now();
+    let frozen = tokio::spawn(async move {
+        let error = client.simple_query(sum).await.unwrap_err();
+        (error, started.elapsed())
+    });
+    // Meanwhile another connection is answered.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let other = support::connect(addr).await;
+    let answered = Instant::now();
+    assert_eq!(
+        support::query_i64(&other, "SELECT CAST(1 AS BIGINT)").await,
+        1
+    );
+    assert!(answered.elapsed() < Duration::from_secs(1));
+    let (error, took) = frozen.await.unwrap();
+    let error = error.as_db_error().expect("a server error").clone();
+    assert_eq!(error.code().code(), "58030", "{error:?}");
+    assert!(took < Duration::from_secs(20), "answered after {took:?}");
+    eprintln!(
+        "a query on the frozen store failed after {took:?}: {}",
+        error.message()
+    );
+
+    relay.set(Link::Up);
+    support::wait_for(Duration::from_secs(30), "reads once S3 is back", || async {
+        let answered = other.simple_query(sum).await.is_ok();
+        answered.then_some(())
+    })
+    .await;
+    assert_eq!(support::query_i64(&other, sum).await, 500_500);
+    assert!(!server.exited());
+}
