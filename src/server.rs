@@ -70,7 +70,15 @@ impl Server {
         let (gate, tls) = Gate::new(&config.access)?;
         let gate = Arc::new(gate);
         let demo = config.demo;
-        let db = Database::open(config).await?;
+        // Clients that connect while storage opens (slowly, when the store is down) hear why.
+        let (opened, opening) = tokio::sync::oneshot::channel();
+        let starting = tokio::spawn(refuse_while_starting(pg, tls.clone(), opening));
+        let db = Database::open(config).await;
+        let _ = opened.send(());
+        let pg = starting
+            .await
+            .map_err(|e| Error::Internal(format!("the listener task failed: {e}")))?;
+        let db = db?;
         gate.set_roles(Arc::clone(db.roles()));
         if demo {
             db.execute_script(DEMO_SQL).await?;
@@ -189,7 +197,7 @@ async fn accept_pg(
             tokio::spawn(connection::serve(
                 socket,
                 tls.clone(),
-                Arc::new(TooManyConnections),
+                Arc::new(TOO_MANY_CONNECTIONS),
                 REFUSAL_TIMEOUT,
                 None,
             ));
@@ -224,12 +232,26 @@ async fn accept_pg(
     }
 }
 
-/// Answers the startup of a connection over `max_connections` with Postgres' FATAL 53300,
-/// so the client reports why instead of a dropped socket.
-struct TooManyConnections;
+/// Answers a connection's startup with a FATAL error, so the client reports why instead of a
+/// dropped socket: 53300 over `max_connections`, 57P03 while the database opens.
+#[derive(Clone, Copy)]
+struct Refusal {
+    code: &'static str,
+    message: &'static str,
+}
+
+const TOO_MANY_CONNECTIONS: Refusal = Refusal {
+    code: "53300",
+    message: "sorry, too many clients already",
+};
+
+const STARTING_UP: Refusal = Refusal {
+    code: "57P03",
+    message: "the database system is starting up",
+};
 
 #[async_trait]
-impl StartupHandler for TooManyConnections {
+impl StartupHandler for Refusal {
     async fn on_startup<C>(
         &self,
         _client: &mut C,
@@ -240,14 +262,36 @@ impl StartupHandler for TooManyConnections {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let message = "sorry, too many clients already".to_string();
-        let info = ErrorInfo::new("FATAL".into(), "53300".into(), message);
+        let info = ErrorInfo::new("FATAL".into(), self.code.into(), self.message.into());
         Err(PgWireError::UserError(Box::new(info)))
     }
 }
 
-impl PgWireServerHandlers for TooManyConnections {
+impl PgWireServerHandlers for Refusal {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(TooManyConnections)
+        Arc::new(*self)
+    }
+}
+
+/// Refuses every connection with 57P03 until `opened` fires, then hands the listener back.
+async fn refuse_while_starting(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    mut opened: tokio::sync::oneshot::Receiver<()>,
+) -> TcpListener {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut opened => return listener,
+        };
+        if let Ok((socket, _)) = accepted {
+            tokio::spawn(connection::serve(
+                socket,
+                tls.clone(),
+                Arc::new(STARTING_UP),
+                REFUSAL_TIMEOUT,
+                None,
+            ));
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Faults of what SluiceDB depends on, arriving as they do: the broker's topic re-created
-//! (in `kafka`), the object store frozen. Each test checks what users see during the fault and
+//! (in `kafka`), the object store frozen, the object store down at start. Each test checks what users see during the fault and
 //! that the server answers again, with nothing lost, once it is over.
 
 use std::time::{Duration, Instant};
@@ -71,4 +71,63 @@ async fn a_frozen_object_store_fails_queries_with_58030_within_20_seconds() {
     .await;
     assert_eq!(support::query_i64(&other, sum).await, 500_500);
     assert!(!server.exited());
+}
+
+/// Started while S3 is down, the server opened its ports and answered nothing: clients hung
+/// in the listen queue. Now a client hears `57P03 the database system is starting up` at once,
+/// as from Postgres, and the server serves once S3 is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_with_the_object_store_down_clients_hear_57p03() {
+    let Some(s3) = s3_target() else { return };
+    let relay = TcpRelay::start(s3.endpoint.trim_start_matches("http://").to_string()).await;
+    relay.set(Link::Down);
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!(
+        "s3://{}/{}",
+        s3.bucket,
+        support::unique_prefix("down-at-start")
+    );
+    let endpoint = format!("http://{}", relay.addr);
+    let mut server = ServerProcess::spawn(
+        &[
+            "--storage",
+            &storage,
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-allow-http",
+            "true",
+        ],
+        &dir.path().join("server.log"),
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.pg_port));
+    let error = support::wait_for(
+        Duration::from_secs(10),
+        "an answer while starting",
+        || async {
+            let started = Instant::now();
+            let config = format!(
+                "host=127.0.0.1 port={} user=sluice dbname=sluice",
+                addr.port()
+            );
+            let connecting = tokio_postgres::connect(&config, tokio_postgres::NoTls);
+            // (Before, the connection waited in the listen queue as long as S3 was down.)
+            match tokio::time::timeout(Duration::from_secs(2), connecting).await {
+                Ok(Err(e)) if e.code().is_some() => Some((e, started.elapsed())),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let (error, took) = error;
+    assert_eq!(error.code().unwrap().code(), "57P03", "{error:?}");
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    assert!(!server.healthy());
+
+    relay.set(Link::Up);
+    server.wait_ready();
+    let client = support::connect(addr).await;
+    assert_eq!(
+        support::query_i64(&client, "SELECT CAST(1 AS BIGINT)").await,
+        1
+    );
 }

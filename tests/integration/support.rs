@@ -140,27 +140,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary with `extra` flags and waits for `/healthz`.
     pub fn start(extra: &[&str], log: &Path) -> Self {
-        let (pg_port, http_port) = (free_port(), free_port());
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--pg-listen".into(),
-            format!("127.0.0.1:{pg_port}"),
-            "--http-listen".into(),
-            format!("127.0.0.1:{http_port}"),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut process = ServerProcess {
-            child: spawn(&args, log, &[]),
-            pg_port,
-            http_port,
-            args,
-            log: log.into(),
-        };
+        let mut process = Self::spawn(extra, log);
         process.wait_ready();
         process
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until `/healthz` answers (panics if the process exits or takes over a minute).
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -169,7 +155,7 @@ impl ServerProcess {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok() {
+            if self.healthy() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -268,6 +254,38 @@ impl ServerProcess {
         let line = status.lines().find(|l| l.starts_with(key)).unwrap();
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kib * 1024
+    }
+
+    /// Whether `/healthz` answers: the database is open (while it opens, the Postgres port
+    /// answers 57P03 and the HTTP port nothing).
+    pub fn healthy(&self) -> bool {
+        let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", self.http_port)) else {
+            return false;
+        };
+        let _ = socket.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = socket.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let mut answer = [0u8; 12];
+        socket.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.")
+    }
+
+    /// Starts the binary with `extra` flags without waiting for it to be ready.
+    pub fn spawn(extra: &[&str], log: &Path) -> Self {
+        let (pg_port, http_port) = (free_port(), free_port());
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--pg-listen".into(),
+            format!("127.0.0.1:{pg_port}"),
+            "--http-listen".into(),
+            format!("127.0.0.1:{http_port}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        ServerProcess {
+            child: spawn(&args, log, &[]),
+            pg_port,
+            http_port,
+            args,
+            log: log.into(),
+        }
     }
 
     /// CPU time the process has used (user and system), in seconds.
