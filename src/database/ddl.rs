@@ -77,22 +77,15 @@ pub async fn drop_tables(
     principal: &Principal,
 ) -> Result<Output> {
     let names: Vec<String> = names.iter().map(table_name).collect::<Result<_>>()?;
-    let storage = db.storage();
-    let mut removed = (Vec::new(), Vec::new());
-    storage
-        .commit(|m| {
-            let drop = Drop {
-                names: &names,
-                if_exists,
-                cascade,
-                principal,
-            };
-            removed = remove_relations(m, "table", drop, |m, n| m.tables.remove(n))?;
-            Ok(())
-        })
-        .await?;
+    let drop = Drop {
+        names: &names,
+        if_exists,
+        cascade,
+        principal,
+    };
+    let (_, views) = commit_drop(db, "table", drop, |m, n| m.tables.remove(n)).await?;
     // The files go with garbage collection, after queries that listed them finish.
-    forget_views(db, &removed.1).await;
+    forget_views(db, &views).await;
     Ok(Output::Command {
         tag: "DROP TABLE",
         rows: None,
@@ -100,11 +93,29 @@ pub async fn drop_tables(
 }
 
 /// What a DROP names, and who asks.
+#[derive(Clone, Copy)]
 struct Drop<'a> {
     names: &'a [String],
     if_exists: bool,
     cascade: bool,
     principal: &'a Principal,
+}
+
+/// [`remove_relations`] as one commit: what it removed.
+async fn commit_drop<S>(
+    db: &Database,
+    kind: &'static str,
+    drop: Drop<'_>,
+    remove: impl Fn(&mut Manifest, &str) -> Option<S>,
+) -> Result<(Vec<S>, Vec<ViewState>)> {
+    let mut removed = (Vec::new(), Vec::new());
+    db.storage()
+        .commit(|m| {
+            removed = remove_relations(m, kind, drop, remove)?;
+            Ok(())
+        })
+        .await?;
+    Ok(removed)
 }
 
 /// Removes the relations a DROP names (of one kind) from `m` with `remove`, and the views
@@ -413,19 +424,13 @@ pub async fn drop_views(
     cascade: bool,
     principal: &Principal,
 ) -> Result<Output> {
-    let mut removed = (Vec::new(), Vec::new());
-    db.storage()
-        .commit(|m| {
-            let drop = Drop {
-                names,
-                if_exists,
-                cascade,
-                principal,
-            };
-            removed = remove_relations(m, "materialized view", drop, |m, n| m.views.remove(n))?;
-            Ok(())
-        })
-        .await?;
+    let drop = Drop {
+        names,
+        if_exists,
+        cascade,
+        principal,
+    };
+    let removed = commit_drop(db, "materialized view", drop, |m, n| m.views.remove(n)).await?;
     // The named views first: forget_views stops them last, after the views reading them.
     let (mut dropped, dependents) = removed;
     dropped.extend(dependents);
@@ -511,20 +516,14 @@ pub async fn drop_sources(
     cascade: bool,
     principal: &Principal,
 ) -> Result<Output> {
-    let mut removed = (Vec::new(), Vec::new());
-    db.storage()
-        .commit(|m| {
-            let drop = Drop {
-                names,
-                if_exists,
-                cascade,
-                principal,
-            };
-            removed = remove_relations(m, "source", drop, |m, n| m.sources.remove(n))?;
-            Ok(())
-        })
-        .await?;
-    let (dropped, dropped_views) = removed;
+    let drop = Drop {
+        names,
+        if_exists,
+        cascade,
+        principal,
+    };
+    let (dropped, dropped_views) =
+        commit_drop(db, "source", drop, |m, n| m.sources.remove(n)).await?;
     forget_views(db, &dropped_views).await;
     for state in &dropped {
         db.sources().remove(&state.def.name);

@@ -381,17 +381,6 @@ async fn crashes_change_nothing_on_a_local_folder() {
     crash_run("local", storage, None).await;
 }
 
-fn s3_args(endpoint: &str, bucket: &str, name: &str) -> Vec<String> {
-    vec![
-        "--storage".into(),
-        format!("s3://{bucket}/{}", support::unique_prefix(name)),
-        "--s3-endpoint".into(),
-        endpoint.into(),
-        "--s3-allow-http".into(),
-        "true".into(),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_change_nothing_on_s3_even_with_s3_down_for_30_seconds() {
     let Some(s3) = s3_target() else { return };
@@ -400,7 +389,7 @@ async fn crashes_change_nothing_on_s3_even_with_s3_down_for_30_seconds() {
     let endpoint = format!("http://{}", outage.addr);
     crash_run(
         "s3",
-        s3_args(&endpoint, &s3.bucket, "crash-s3"),
+        support::s3_args(&endpoint, &s3.bucket, "crash-s3"),
         Some(&outage),
     )
     .await;

@@ -4,7 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{self, Link, ServerProcess, TcpRelay, s3_target};
+use crate::support::{self, Link, S3Target, ServerProcess, TcpRelay, s3_target};
+
+/// A relay to the S3 server, a folder for the server's log, and the flags that store the
+/// server's data through the relay.
+async fn relayed_s3(s3: &S3Target, name: &str) -> (TcpRelay, tempfile::TempDir, Vec<String>) {
+    let relay = TcpRelay::start(s3.endpoint.trim_start_matches("http://").to_string()).await;
+    let args = support::s3_args(&format!("http://{}", relay.addr), &s3.bucket, name);
+    (relay, tempfile::tempdir().unwrap(), args)
+}
 
 /// A frozen S3 endpoint (its server stopped, connections held open). Before, a query of
 /// stored rows hung for the whole freeze, since no request timeout applied; now it fails with
@@ -12,21 +20,9 @@ use crate::support::{self, Link, ServerProcess, TcpRelay, s3_target};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_object_store_fails_queries_with_58030_within_20_seconds() {
     let Some(s3) = s3_target() else { return };
-    let relay = TcpRelay::start(s3.endpoint.trim_start_matches("http://").to_string()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let storage = format!("s3://{}/{}", s3.bucket, support::unique_prefix("frozen"));
-    let endpoint = format!("http://{}", relay.addr);
-    let mut server = ServerProcess::start(
-        &[
-            "--storage",
-            &storage,
-            "--s3-endpoint",
-            &endpoint,
-            "--s3-allow-http",
-            "true",
-        ],
-        &dir.path().join("server.log"),
-    );
+    let (relay, dir, args) = relayed_s3(&s3, "frozen").await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = ServerProcess::start(&args, &dir.path().join("server.log"));
     let addr = ([127, 0, 0, 1], server.pg_port).into();
     let client = support::connect(addr).await;
     client
@@ -79,26 +75,10 @@ async fn a_frozen_object_store_fails_queries_with_58030_within_20_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn started_with_the_object_store_down_clients_hear_57p03() {
     let Some(s3) = s3_target() else { return };
-    let relay = TcpRelay::start(s3.endpoint.trim_start_matches("http://").to_string()).await;
+    let (relay, dir, args) = relayed_s3(&s3, "down-at-start").await;
     relay.set(Link::Down);
-    let dir = tempfile::tempdir().unwrap();
-    let storage = format!(
-        "s3://{}/{}",
-        s3.bucket,
-        support::unique_prefix("down-at-start")
-    );
-    let endpoint = format!("http://{}", relay.addr);
-    let mut server = ServerProcess::spawn(
-        &[
-            "--storage",
-            &storage,
-            "--s3-endpoint",
-            &endpoint,
-            "--s3-allow-http",
-            "true",
-        ],
-        &dir.path().join("server.log"),
-    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = ServerProcess::spawn(&args, &dir.path().join("server.log"));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.pg_port));
     let error = support::wait_for(
         Duration::from_secs(10),

@@ -62,6 +62,18 @@ pub fn s3_target() -> Option<S3Target> {
     Some(S3Target { endpoint, bucket })
 }
 
+/// The flags that store a server's data under a new prefix of `bucket` at `endpoint`.
+pub fn s3_args(endpoint: &str, bucket: &str, name: &str) -> Vec<String> {
+    vec![
+        "--storage".into(),
+        format!("s3://{bucket}/{}", unique_prefix(name)),
+        "--s3-endpoint".into(),
+        endpoint.into(),
+        "--s3-allow-http".into(),
+        "true".into(),
+    ]
+}
+
 /// A storage prefix no other test run uses.
 pub fn unique_prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
