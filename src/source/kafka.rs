@@ -60,11 +60,18 @@ enum Watermarks {
     LastFetch,
 }
 
-/// Receives librdkafka's statistics (high watermarks from fetch responses) and errors.
+/// A partition leader that has sent nothing for this long is frozen or cut off: a healthy one
+/// answers every fetch within `fetch.wait.max.ms` (500 ms by default), data or not.
+const LEADER_SILENCE_US: i64 = 5_000_000;
+
+/// Receives librdkafka's statistics (high watermarks from fetch responses, how long each
+/// broker has been silent) and errors.
 struct SourceContext {
     topic: String,
     stats: Arc<SourceStats>,
     source: String,
+    /// The `retrying` error this context set for a silent leader, to clear when it answers.
+    silent: Mutex<Option<String>>,
 }
 
 impl ClientContext for SourceContext {
@@ -72,10 +79,40 @@ impl ClientContext for SourceContext {
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
+        let mut leaders = BTreeSet::new();
         for (id, partition) in &topic.partitions {
             if *id >= 0 && partition.hi_offset >= 0 {
                 self.stats
                     .partition(*id, |p| p.high_watermark = Some(partition.hi_offset));
+            }
+            if *id >= 0 {
+                leaders.insert(partition.leader);
+            }
+        }
+        let silent = statistics
+            .brokers
+            .values()
+            .find(|b| leaders.contains(&b.nodeid) && b.rxidle > LEADER_SILENCE_US)
+            .map(|b| {
+                format!(
+                    "kafka broker {} has not answered for over {} s (frozen, overloaded or \
+                     cut off); retrying",
+                    b.nodename,
+                    LEADER_SILENCE_US / 1_000_000
+                )
+            });
+        let mut set = self.silent.lock().unwrap_or_else(|e| e.into_inner());
+        match silent {
+            Some(message) => {
+                if self.stats.retrying(&message) {
+                    tracing::warn!(source = %self.source, error = %message, "kafka broker silent");
+                }
+                *set = Some(message);
+            }
+            None => {
+                if let Some(message) = set.take() {
+                    self.stats.recovered(&message);
+                }
             }
         }
     }
@@ -130,6 +167,7 @@ fn consumer(
         topic: settings.topic.clone(),
         stats,
         source: source.to_string(),
+        silent: Mutex::new(None),
     };
     client_config(source, settings)
         .create_with_context(context)

@@ -148,6 +148,16 @@ impl SourceStats {
         });
     }
 
+    /// The cause of `error` is gone: back to `running` unless another error came since.
+    pub fn recovered(&self, error: &str) {
+        self.with(|s| {
+            if s.status == Status::Retrying && s.last_error.as_deref() == Some(error) {
+                s.status = Status::Running;
+                s.last_error = None;
+            }
+        });
+    }
+
     /// A transient error; the connector retries. Returns whether it is new (worth a log line).
     pub fn retrying(&self, error: &str) -> bool {
         self.with(|s| {

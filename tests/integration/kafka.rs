@@ -586,6 +586,16 @@ impl OwnBroker {
         panic!("tansu did not start");
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the broker.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
@@ -600,22 +610,92 @@ impl Drop for OwnBroker {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_broker_restart_loses_nothing_and_reads_nothing_twice() {
-    let Some(_) = kafka_target() else { return };
+/// A broker of this test's own on a free port, or `None` where tansu is not installed (never
+/// in CI).
+fn own_broker() -> Option<(OwnBroker, String)> {
+    kafka_target()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let Some(mut broker) = OwnBroker::start(port, tempfile::tempdir().unwrap()) else {
+    let Some(broker) = OwnBroker::start(port, tempfile::tempdir().unwrap()) else {
         assert!(
             !crate::support::in_ci(),
             "SLUICEDB_TEST_TANSU and S3 are required"
         );
+        return None;
+    };
+    Some((broker, format!("127.0.0.1:{port}")))
+}
+
+/// A frozen broker (SIGSTOP: connections open, nothing answered). Before, the source said
+/// `running` for about 19 s, until a request timed out. Now it says `retrying`, naming the
+/// broker, within seconds; it reads on after SIGCONT, every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_broker_shows_retrying_and_nothing_is_lost() {
+    let Some((broker, kafka)) = own_broker() else {
         return;
     };
-    let kafka = format!("127.0.0.1:{port}");
+    let topic = unique_topic("frozen");
+    create_topic(&kafka, &topic, 1).await;
+    let ids = |range: std::ops::Range<i64>| -> Vec<(i32, String)> {
+        range.map(|i| (0, format!(r#"{{"id": {i}}}"#))).collect()
+    };
+    produce(&producer(&kafka, "5"), &topic, &ids(0..1_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path().to_str().unwrap()).await;
+    let client = connect(server.pg_addr()).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE ids (id BIGINT) WITH (connector = 'kafka', topic = '{topic}', \
+             properties.bootstrap.server = '{kafka}', retain = 'true') FORMAT PLAIN ENCODE JSON"
+        ))
+        .await
+        .unwrap();
+    let count = "SELECT count(*) FROM ids";
+    wait_for(Duration::from_secs(30), "the first ids", || async {
+        (query_i64(&client, count).await == 1_000).then_some(())
+    })
+    .await;
+    let status = "SELECT status, coalesce(last_error, '') FROM sluice_catalog.sources \
+                  WHERE source = 'ids'";
+    broker.signal("STOP");
+    let frozen = std::time::Instant::now();
+    let error = wait_for(Duration::from_secs(15), "the source to retry", || async {
+        let row = client.query_one(status, &[]).await.unwrap();
+        (row.get::<_, String>(0) == "retrying").then(|| row.get::<_, String>(1))
+    })
+    .await;
+    eprintln!(
+        "retrying {:?} after the broker froze: {error}",
+        frozen.elapsed()
+    );
+    assert!(error.contains("has not answered"), "{error}");
+    // Queries answer meanwhile.
+    assert_eq!(query_i64(&client, count).await, 1_000);
+    broker.signal("CONT");
+    produce(&producer(&kafka, "5"), &topic, &ids(1_000..2_000)).await;
+    wait_for(
+        Duration::from_secs(60),
+        "every id after the thaw",
+        || async {
+            let row = client.query_one(status, &[]).await.unwrap();
+            let running = row.get::<_, String>(0) == "running";
+            (running && query_i64(&client, count).await == 2_000).then_some(())
+        },
+    )
+    .await;
+    let distinct = "SELECT count(DISTINCT id) FROM ids";
+    assert_eq!(query_i64(&client, distinct).await, 2_000);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_restart_loses_nothing_and_reads_nothing_twice() {
+    let Some((mut broker, kafka)) = own_broker() else {
+        return;
+    };
     let topic = unique_topic("restart");
     create_topic(&kafka, &topic, 2).await;
     let base_ms = 1_767_225_600_000;
