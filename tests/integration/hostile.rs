@@ -252,12 +252,15 @@ async fn a_statement_given_up_while_planned_stops_planning() {
         .unwrap();
     let sql = format!("SELECT count(*) FROM generate_series(1, 10) g WHERE {filter}");
     assert_eq!(sqlstate(&client, &sql).await, "57014");
+    // The rule running when the flag rose finishes first (one rule over 5 000 terms took up
+    // to a second under CI's load); the rest of the plan, seconds more before, is not run.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let before = server.cpu_seconds();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let used = server.cpu_seconds() - before;
     assert!(
         used < 0.5,
-        "{used:.2} s of CPU in the 2 s after the statement was given up"
+        "{used:.2} s of CPU from 1.5 s to 3.5 s after the statement was given up"
     );
     assert_alive(&mut server).await;
 }
