@@ -629,6 +629,23 @@ fn own_broker() -> Option<(OwnBroker, String)> {
     Some((broker, format!("127.0.0.1:{port}")))
 }
 
+/// Records `{"id": i}` for each i of `range`, all to partition 0.
+fn ids(range: std::ops::Range<i64>) -> Vec<(i32, String)> {
+    range.map(|i| (0, format!(r#"{{"id": {i}}}"#))).collect()
+}
+
+/// Source `ids (id BIGINT)` over `topic`, keeping its events, from the earliest offset.
+async fn create_ids_source(client: &tokio_postgres::Client, topic: &str, kafka: &str) {
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE ids (id BIGINT) WITH (connector = 'kafka', topic = '{topic}', \
+             properties.bootstrap.server = '{kafka}', scan.startup.mode = 'earliest', \
+             retain = 'true') FORMAT PLAIN ENCODE JSON"
+        ))
+        .await
+        .unwrap();
+}
+
 /// A frozen broker (SIGSTOP: connections open, nothing answered). Before, the source said
 /// `running` for about 19 s, until a request timed out. Now it says `retrying`, naming the
 /// broker, within seconds; it reads on after SIGCONT, every event once.
@@ -639,20 +656,11 @@ async fn a_frozen_broker_shows_retrying_and_nothing_is_lost() {
     };
     let topic = unique_topic("frozen");
     create_topic(&kafka, &topic, 1).await;
-    let ids = |range: std::ops::Range<i64>| -> Vec<(i32, String)> {
-        range.map(|i| (0, format!(r#"{{"id": {i}}}"#))).collect()
-    };
     produce(&producer(&kafka, "5"), &topic, &ids(0..1_000)).await;
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path().to_str().unwrap()).await;
     let client = connect(server.pg_addr()).await;
-    client
-        .batch_execute(&format!(
-            "CREATE SOURCE ids (id BIGINT) WITH (connector = 'kafka', topic = '{topic}', \
-             properties.bootstrap.server = '{kafka}', retain = 'true') FORMAT PLAIN ENCODE JSON"
-        ))
-        .await
-        .unwrap();
+    create_ids_source(&client, &topic, &kafka).await;
     let count = "SELECT count(*) FROM ids";
     wait_for(Duration::from_secs(30), "the first ids", || async {
         (query_i64(&client, count).await == 1_000).then_some(())
@@ -791,21 +799,11 @@ async fn an_offset_out_of_range_stops_its_partition_until_reset() {
     let Some(kafka) = kafka_target() else { return };
     let topic = unique_topic("recreated");
     create_topic(&kafka, &topic, 1).await;
-    let ids = |range: std::ops::Range<i64>| -> Vec<(i32, String)> {
-        range.map(|i| (0, format!(r#"{{"id": {i}}}"#))).collect()
-    };
     produce(&producer(&kafka, "5"), &topic, &ids(0..50)).await;
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path().to_str().unwrap()).await;
     let client = connect(server.pg_addr()).await;
-    client
-        .batch_execute(&format!(
-            "CREATE SOURCE ids (id BIGINT) WITH (connector = 'kafka', topic = '{topic}', \
-             properties.bootstrap.server = '{kafka}', scan.startup.mode = 'earliest', \
-             retain = 'true') FORMAT PLAIN ENCODE JSON"
-        ))
-        .await
-        .unwrap();
+    create_ids_source(&client, &topic, &kafka).await;
     let count = "SELECT count(*) FROM ids";
     wait_for(Duration::from_secs(30), "the first 50 ids", || async {
         (query_i64(&client, count).await == 50).then_some(())
