@@ -194,13 +194,7 @@ async fn accept_pg(
         let Ok(login_slot) = Arc::clone(&login_slots).try_acquire_owned() else {
             metrics::CONNECTIONS_REFUSED.add(1);
             tracing::warn!(%peer, logins, "connection refused: too many connections logging in");
-            tokio::spawn(connection::serve(
-                socket,
-                tls.clone(),
-                Arc::new(TOO_MANY_CONNECTIONS),
-                REFUSAL_TIMEOUT,
-                None,
-            ));
+            refuse(socket, tls.clone(), TOO_MANY_CONNECTIONS);
             continue;
         };
         let session = Session::new(Arc::clone(&db), Arc::clone(&backends));
@@ -273,6 +267,17 @@ impl PgWireServerHandlers for Refusal {
     }
 }
 
+/// Answers the connection's startup with `refusal`, then closes it.
+fn refuse(socket: tokio::net::TcpStream, tls: Option<TlsAcceptor>, refusal: Refusal) {
+    tokio::spawn(connection::serve(
+        socket,
+        tls,
+        Arc::new(refusal),
+        REFUSAL_TIMEOUT,
+        None,
+    ));
+}
+
 /// Refuses every connection with 57P03 until `opened` fires, then hands the listener back.
 async fn refuse_while_starting(
     listener: TcpListener,
@@ -285,13 +290,7 @@ async fn refuse_while_starting(
             _ = &mut opened => return listener,
         };
         if let Ok((socket, _)) = accepted {
-            tokio::spawn(connection::serve(
-                socket,
-                tls.clone(),
-                Arc::new(STARTING_UP),
-                REFUSAL_TIMEOUT,
-                None,
-            ));
+            refuse(socket, tls.clone(), STARTING_UP);
         }
     }
 }
