@@ -49,6 +49,7 @@ use crate::pg::coercion::BooleanText;
 use crate::pg::information_schema::{self, InformationSchema};
 use crate::pg::literals::{BareAggregates, IntegerLiterals};
 use crate::pg::names::{postgres_names, rename, with_distinct_names};
+use crate::pg::numeric::NumericDivision;
 use crate::pg::overflow::CheckedArithmetic;
 use crate::pg::pg_catalog::PgCatalog;
 use crate::server::backends::Backends;
@@ -121,6 +122,10 @@ impl Database {
             .with_default_catalog_and_schema(DATABASE_NAME, SCHEMA_NAME)
             .with_create_default_catalog_and_schema(true);
         session_config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        session_config
+            .options_mut()
+            .sql_parser
+            .parse_float_as_decimal = true;
         let runtime = runtime(&config)?;
         storage.register(&runtime);
         let state = SessionStateBuilder::new()
@@ -205,6 +210,7 @@ impl Database {
         backends.install(&ctx, Arc::clone(&roles))?;
         crate::pg::functions::register(&ctx);
         crate::pg::bytea_functions::register(&ctx);
+        crate::pg::numeric::register(&ctx);
         crate::pg::introspection::register(&ctx);
         // `now()` is a timestamptz in Postgres. DataFusion gives it a zone only when the zone is
         // SET, which re-creates the time functions with the new setting; the builder does not.
@@ -649,6 +655,7 @@ fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
         Arc::new(BooleanText),
         Arc::new(ResolveGroupingFunction::new()),
         Arc::new(TypeCoercion::new()),
+        Arc::new(NumericDivision),
         Arc::new(ArrayText),
         Arc::new(RoundingCasts),
         Arc::new(ByteaText),

@@ -38,6 +38,7 @@ pub mod information_schema;
 pub mod introspection;
 pub mod literals;
 pub mod names;
+pub mod numeric;
 pub mod overflow;
 pub mod pg_catalog;
 pub mod rewrite;

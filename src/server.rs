@@ -13,6 +13,7 @@ pub mod encode;
 pub mod hangup;
 pub mod http;
 pub mod login;
+pub mod numeric;
 pub mod parameters;
 pub mod scram;
 pub mod session;

@@ -3,7 +3,7 @@
 //! casts an average or a ratio. [`RoundingCasts`] runs after type coercion and puts `round()`
 //! (half away from zero, Postgres' rule for numeric, exact on decimals) under every such cast.
 //! A double is rounded the same way, where Postgres rounds a float8 half to even: SluiceDB's
-//! doubles mostly stand for Postgres numerics (`2.5` literals, `avg(int)`), which round away.
+//! doubles often stand for Postgres numerics (`avg(int)`), which round away.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;

@@ -3,6 +3,8 @@
 //! [`BooleanText`] runs before DataFusion's type coercion and turns such literals into booleans
 //! with Postgres' spellings (`t`, `f`, `true`, `yes`, `on`, `1`, …).
 
+use std::sync::Arc;
+
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
@@ -24,7 +26,9 @@ impl AnalyzerRule for BooleanText {
 }
 
 /// Rewrites every expression of `plan` and its subqueries bottom-up with `rewrite`, which sees
-/// the schema of the node's inputs; output columns keep their names.
+/// the schema of the node's inputs; output columns keep their names. A rewrite may change an
+/// expression's type (a division of decimals): every node's schema is computed again, also
+/// above an unchanged node whose input changed.
 pub(crate) fn rewrite_expressions(
     plan: LogicalPlan,
     rewrite: fn(Expr, &DFSchema) -> Transformed<Expr>,
@@ -35,10 +39,17 @@ pub(crate) fn rewrite_expressions(
             schema.merge(input.schema());
         }
         let names = NamePreserver::new(&plan);
-        plan.map_expressions(|expr| {
+        let before = Arc::clone(plan.schema());
+        let rewritten = plan.map_expressions(|expr| {
             let name = names.save(&expr);
             let rewritten = expr.transform_up(|e| Ok(rewrite(e, &schema)))?;
             Ok(rewritten.update_data(|e| name.restore(e)))
+        })?;
+        let changed = rewritten.transformed;
+        let plan = rewritten.data.recompute_schema()?;
+        Ok(match changed || plan.schema() != &before {
+            true => Transformed::yes(plan),
+            false => Transformed::no(plan),
         })
     })
     .map(|t| t.data)

@@ -191,6 +191,9 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
     if let Some(epoch) = epoch_timestamp(expr) {
         return Some(epoch);
     }
+    if let Some(double) = out_of_decimal_range(expr) {
+        return Some(double);
+    }
     let Expr::Function(function) = expr else {
         return None;
     };
@@ -292,6 +295,32 @@ fn rewrite_expr(expr: &Expr) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// A numeric literal too large or too small for a decimal (`1e300`, past 10^±76), which
+/// DataFusion refuses, as a double: Postgres' numeric goes further, but a double holds it.
+fn out_of_decimal_range(expr: &Expr) -> Option<Expr> {
+    let Expr::Value(value) = expr else {
+        return None;
+    };
+    let Value::Number(number, _) = &value.value else {
+        return None;
+    };
+    let (mantissa, exponent) = number.split_once(['e', 'E'])?;
+    let exponent = exponent.parse::<i64>().ok()?;
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let significant = digits.trim_start_matches('0');
+    let length = i64::try_from(significant.len()).ok()?;
+    let scale = i64::try_from(fraction.len()).ok()? - exponent;
+    let decimal_digits = length.max(scale).max(length - scale);
+    (decimal_digits > 76 || scale < -76).then(|| Expr::Cast {
+        kind: sqlparser::ast::CastKind::Cast,
+        expr: Box::new(Expr::value(Value::SingleQuotedString(number.clone()))),
+        data_type: DataType::DoublePrecision,
+        array: false,
+        format: None,
+    })
 }
 
 /// `x LIKE 'a/_%' ESCAPE '/'` (SQLAlchemy's `startswith`, reflection queries): DataFusion takes

@@ -1,10 +1,9 @@
 //! Integer literals typed as Postgres types them: `1` is `integer` (int4) where it fits, as
-//! `-2147483648` does; past that `bigint`. DataFusion reads every integer literal as `bigint`,
-//! so `SELECT 1` described int8 and node-postgres returned the string '1', and `ARRAY[1, 2]`
-//! was an int8[]. [`IntegerLiterals`] runs before type coercion, which then widens an int4
-//! literal wherever it meets a bigint (`big > 5`) as Postgres does. `1.5` stays a double:
-//! DataFusion's `parse_float_as_decimal` would make it numeric, but its decimal division keeps
-//! 4 more digits (`1.0 / 3.0` = 0.33333) and its exponents stop at 10^±38.
+//! `-2147483648` does; past that `bigint`, and past that `numeric`. DataFusion reads every
+//! integer literal as `bigint`, so `SELECT 1` described int8 and node-postgres returned the
+//! string '1', and `ARRAY[1, 2]` was an int8[]. [`IntegerLiterals`] runs before type coercion, which then widens an int4
+//! literal wherever it meets a bigint (`big > 5`) as Postgres does. `1.5` is numeric
+//! (`parse_float_as_decimal`; see [`super::numeric`]), `1e3` too, at scale 0.
 
 use std::sync::Arc;
 
@@ -204,6 +203,19 @@ fn out_of_range(type_name: &str) -> DataFusionError {
 fn int4(expr: Expr) -> Transformed<Expr> {
     let narrow = |v: i64| i32::try_from(v).ok();
     match &expr {
+        // Past bigint, Postgres reads an integer as numeric (DataFusion: an unsigned bigint).
+        Expr::Literal(ScalarValue::UInt64(Some(v)), metadata) => Transformed::yes(Expr::Literal(
+            ScalarValue::Decimal128(Some(i128::from(*v)), 20, 0),
+            metadata.clone(),
+        )),
+        Expr::Literal(ScalarValue::Decimal128(Some(v), precision, scale), metadata)
+            if *scale < 0 =>
+        {
+            match whole_decimal(*v, *precision, *scale) {
+                Some(value) => Transformed::yes(Expr::Literal(value, metadata.clone())),
+                None => Transformed::no(expr),
+            }
+        }
         Expr::Literal(ScalarValue::Int64(Some(v)), metadata) => match narrow(*v) {
             Some(v) => {
                 Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v)), metadata.clone()))
@@ -224,4 +236,14 @@ fn int4(expr: Expr) -> Transformed<Expr> {
         },
         _ => Transformed::no(expr),
     }
+}
+
+/// `1e3` parses as 1 at scale -3; Postgres' numeric 1000 has scale 0, as clients expect
+/// (arrow-pg cannot send a negative scale).
+fn whole_decimal(value: i128, precision: u8, scale: i8) -> Option<ScalarValue> {
+    let zeros = u32::from(scale.unsigned_abs());
+    let precision = precision.checked_add(u8::try_from(zeros).ok()?)?;
+    let value = value.checked_mul(10_i128.checked_pow(zeros)?)?;
+    (precision <= datafusion::arrow::datatypes::DECIMAL128_MAX_PRECISION)
+        .then_some(ScalarValue::Decimal128(Some(value), precision, 0))
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DataType, Field, Schema};
+use datafusion::arrow::datatypes::{
+    DECIMAL128_MAX_PRECISION, DataType, Decimal128Type, Field, Schema,
+};
 use datafusion::arrow::error::ArrowError;
 use futures::{StreamExt, stream};
 use pgwire::api::Type;
@@ -23,6 +25,7 @@ use postgres_types::{IsNull, ToSql};
 
 use super::backends::Running;
 use super::cancel::CancelToken;
+use super::numeric::BinaryNumeric;
 use crate::database::Output;
 use crate::error::Error;
 use crate::pg::text::{self, TextStyle};
@@ -99,6 +102,14 @@ impl Rows {
                         field.format_options(),
                     )?
                 }
+                None if let Some(numeric) = binary_numeric(self.batch.column(column), self.row) => {
+                    self.encoder.encode_field_with_type_and_format(
+                        &numeric,
+                        field.datatype(),
+                        FieldFormat::Binary,
+                        field.format_options(),
+                    )?
+                }
                 None => arrow_pg::encoder::encode_value(
                     &mut self.encoder,
                     self.batch.column(column),
@@ -161,6 +172,19 @@ impl ToSql for Rendered<'_> {
     }
 
     postgres_types::to_sql_checked!();
+}
+
+/// `column`'s value at `row` when it is a decimal, encoded as Postgres does.
+fn binary_numeric(column: &dyn Array, row: usize) -> Option<BinaryNumeric> {
+    // A negative scale (never made by SQL) goes through arrow-pg.
+    let DataType::Decimal128(_, scale @ 0..) = column.data_type() else {
+        return None;
+    };
+    let decimals = column.as_primitive::<Decimal128Type>();
+    Some(BinaryNumeric {
+        value: decimals.is_valid(row).then(|| decimals.value(row)),
+        scale: *scale,
+    })
 }
 
 /// Whether `column` holds an empty array at `row`.

@@ -141,15 +141,18 @@ impl Shape {
     }
 }
 
-/// Every aggregate the issue names, over columns with NULLs, with and without FILTER.
+/// Every aggregate the issue names, over columns with NULLs, with and without FILTER, and
+/// numeric arithmetic over them (division at Postgres' scale, numeric literals, ceil).
 pub(crate) const AGGREGATES: &str = "count(*) AS n, count(v) AS nv, sum(v) AS sv, min(v) AS lo, max(v) AS hi, \
      avg(v) AS mean, count(DISTINCT user_id) AS users, approx_count_distinct(user_id) AS approx_users, \
      sum(amount) AS revenue, count(*) FILTER (WHERE v > 50) AS big, \
-     sum(amount) FILTER (WHERE k = 'a') AS revenue_a";
+     sum(amount) FILTER (WHERE k = 'a') AS revenue_a, \
+     sum(CAST(amount AS NUMERIC(8, 2)) * 2) / count(*) AS twice_mean_amount, \
+     ceil(sum(CAST(amount AS NUMERIC(8, 2)) * 1.5) / 7) AS scaled";
 
 /// The view's columns in the batch query's order.
-const COLUMNS: &str =
-    "ws, we, k, n, nv, sv, lo, hi, mean, users, approx_users, revenue, big, revenue_a";
+const COLUMNS: &str = "ws, we, k, n, nv, sv, lo, hi, mean, users, approx_users, revenue, big, \
+     revenue_a, twice_mean_amount, scaled";
 
 async fn rows(client: &Client, sql: &str) -> Vec<String> {
     client
