@@ -350,6 +350,9 @@ impl Checkpoints {
         };
         match self.round(id, &mut record, started).await {
             Ok(()) => {
+                crate::metrics::CHECKPOINTS_COMMITTED.add(1);
+                crate::metrics::CHECKPOINTS_FAILING.set(0);
+                crate::metrics::CHECKPOINT_COMMITTED_AT.set(chrono::Utc::now().timestamp());
                 tracing::debug!(
                     checkpoint = id,
                     ms = record.duration_ms,
@@ -359,6 +362,8 @@ impl Checkpoints {
                 Ok(record)
             }
             Err(e) => {
+                crate::metrics::CHECKPOINTS_FAILED.add(1);
+                crate::metrics::CHECKPOINTS_FAILING.add(1);
                 record.duration_ms = started.elapsed().as_millis() as u64;
                 let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
                 failures.push(Failure {

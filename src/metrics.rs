@@ -6,8 +6,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::source::stats::Snapshot;
-use crate::view::stats::Snapshot as ViewSnapshot;
+use crate::source::stats::{Snapshot, Status as SourceStatus};
+use crate::view::stats::{Snapshot as ViewSnapshot, Status as ViewStatus};
 
 /// A monotonically increasing count.
 pub struct Counter {
@@ -53,6 +53,10 @@ impl Gauge {
     pub fn add(&self, n: i64) {
         self.value.fetch_add(n, Ordering::Relaxed);
     }
+
+    pub fn set(&self, n: i64) {
+        self.value.store(n, Ordering::Relaxed);
+    }
 }
 
 pub static QUERIES: Counter = Counter::new(
@@ -74,6 +78,24 @@ pub static CONNECTIONS_ACTIVE: Gauge = Gauge::new(
 pub static CONNECTIONS_REFUSED: Counter = Counter::new(
     "sluicedb_connections_refused_total",
     "Connections refused because max_connections was reached.",
+);
+pub static CHECKPOINTS_COMMITTED: Counter =
+    Counter::new("sluicedb_checkpoints_total", "Checkpoint rounds committed.");
+pub static CHECKPOINTS_FAILED: Counter = Counter::new(
+    "sluicedb_checkpoint_failures_total",
+    "Checkpoint rounds that failed (see sluice_catalog.checkpoints); the previous checkpoint stays in force.",
+);
+pub static CHECKPOINTS_FAILING: Gauge = Gauge::new(
+    "sluicedb_checkpoint_consecutive_failures",
+    "Checkpoint rounds failed since the last committed one: above 0, nothing new is durable and recovery would replay more.",
+);
+pub static CHECKPOINT_COMMITTED_AT: Gauge = Gauge::new(
+    "sluicedb_checkpoint_last_committed_seconds",
+    "When the last checkpoint of this process committed, Unix seconds (0: none yet).",
+);
+pub static TLS_CERTIFICATE_EXPIRY: Gauge = Gauge::new(
+    "sluicedb_tls_certificate_expiry_seconds",
+    "When the TLS certificate (tls_cert) stops being valid, Unix seconds (0: no TLS).",
 );
 pub static LOGINS_FAILED: Counter = Counter::new(
     "sluicedb_logins_failed_total",
@@ -203,6 +225,8 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
         &TABLE_ROWS_WRITTEN,
         &CONNECTIONS_REFUSED,
         &LOGINS_FAILED,
+        &CHECKPOINTS_COMMITTED,
+        &CHECKPOINTS_FAILED,
     ] {
         write_metric(
             &mut out,
@@ -212,13 +236,51 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
             counter.get() as i64,
         );
     }
-    let gauge = &CONNECTIONS_ACTIVE;
-    write_metric(
+    for gauge in [
+        &CONNECTIONS_ACTIVE,
+        &CHECKPOINTS_FAILING,
+        &CHECKPOINT_COMMITTED_AT,
+        &TLS_CERTIFICATE_EXPIRY,
+    ] {
+        write_metric(
+            &mut out,
+            gauge.name,
+            gauge.help,
+            "gauge",
+            gauge.value.load(Ordering::Relaxed),
+        );
+    }
+    write_states(
         &mut out,
-        gauge.name,
-        gauge.help,
-        "gauge",
-        gauge.value.load(Ordering::Relaxed),
+        "sluicedb_source_status",
+        "1 for a source's current status (starting, running, retrying, stalled, finished, failed), 0 for the others; see sluice_catalog.sources.last_error.",
+        "source",
+        sources
+            .iter()
+            .map(|s| (s.source.as_str(), s.status.as_str())),
+        &SourceStatus::ALL.map(SourceStatus::as_str),
+    );
+    write_labelled(
+        &mut out,
+        ("sluicedb_source_errors_total", "counter"),
+        "Errors a source hit: each new cause of retrying (broker down or silent, …), and failing.",
+        "source",
+        sources.iter().map(|s| (s.source.as_str(), s.errors)),
+    );
+    write_states(
+        &mut out,
+        "sluicedb_view_status",
+        "1 for a view's current status (backfilling, running, stalled, failed), 0 for the others; see sluice_catalog.materialized_views.last_error.",
+        "view",
+        views.iter().map(|v| (v.view.as_str(), v.status.as_str())),
+        &ViewStatus::ALL.map(ViewStatus::as_str),
+    );
+    write_labelled(
+        &mut out,
+        ("sluicedb_view_errors_total", "counter"),
+        "Times a view failed.",
+        "view",
+        views.iter().map(|v| (v.view.as_str(), v.errors)),
     );
     for (i, (name, kind, help)) in SOURCE_METRICS.iter().enumerate() {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -244,19 +306,13 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
             }
         }
     }
-    let name = "sluicedb_source_state_bytes";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Bytes of a source's deduplication keys.\n# TYPE {name} gauge"
+    write_labelled(
+        &mut out,
+        ("sluicedb_source_state_bytes", "gauge"),
+        "Bytes of a source's deduplication keys.",
+        "source",
+        sources.iter().map(|s| (s.source.as_str(), s.state_bytes)),
     );
-    for source in sources {
-        let _ = writeln!(
-            out,
-            "{name}{{source=\"{}\"}} {}",
-            escape_label(&source.source),
-            source.state_bytes
-        );
-    }
     for (i, (name, kind, help)) in VIEW_METRICS.iter().enumerate() {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for view in views {
@@ -278,6 +334,46 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
         }
     }
     out
+}
+
+/// One series per object, labelled `label`.
+fn write_labelled<'a>(
+    out: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (object, value) in values {
+        let _ = writeln!(
+            out,
+            "{name}{{{label}=\"{}\"}} {value}",
+            escape_label(object)
+        );
+    }
+}
+
+/// An enumeration as Prometheus has them: a series per object and state, 1 for the current.
+fn write_states<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    current: impl Iterator<Item = (&'a str, &'a str)>,
+    states: &[&str],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (object, now) in current {
+        for state in states {
+            let _ = writeln!(
+                out,
+                "{name}{{{label}=\"{}\",status=\"{state}\"}} {}",
+                escape_label(object),
+                u8::from(*state == now)
+            );
+        }
+    }
 }
 
 fn escape_label(value: &str) -> String {

@@ -145,6 +145,7 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<(Vec<u8
     if chain.is_empty() {
         return Err(unreadable("certificate", cert, &"no certificate in it"));
     }
+    watch_expiry(cert, &pem);
     let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| unreadable("key", key, &e))?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
@@ -162,6 +163,56 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<(Vec<u8
             ))
         })?;
     Ok((pem, TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Certificates expire while servers run for months: a warning at start when the certificate
+/// is not valid now or ends within [`EXPIRY_WARNING_DAYS`], and its end in /metrics
+/// (`sluicedb_tls_certificate_expiry_seconds`) for alerts later.
+fn watch_expiry(path: &std::path::Path, pem: &[u8]) {
+    let Some(certificate) = x509_certificate::CapturedX509Certificate::from_pem_multiple(pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+    else {
+        return;
+    };
+    let (from, until) = (
+        certificate.validity_not_before(),
+        certificate.validity_not_after(),
+    );
+    metrics::TLS_CERTIFICATE_EXPIRY.set(until.timestamp());
+    if let Some(warning) = expiry_warning(from, until, chrono::Utc::now()) {
+        tracing::warn!(certificate = %path.display(), "{warning}");
+    }
+}
+
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+fn expiry_warning(
+    from: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let refused = "clients that verify it (sslmode=verify-ca or verify-full) refuse to connect";
+    if until < now {
+        return Some(format!(
+            "the TLS certificate expired on {}: {refused}",
+            until.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    if from > now {
+        return Some(format!(
+            "the TLS certificate is not valid before {}: {refused}",
+            from.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    let left = until - now;
+    (left < chrono::Duration::days(EXPIRY_WARNING_DAYS)).then(|| {
+        format!(
+            "the TLS certificate expires on {} (in {} days); renew it and restart",
+            until.format("%Y-%m-%d %H:%M UTC"),
+            left.num_days()
+        )
+    })
 }
 
 /// The parameters a Postgres server reports after login (`server_version` and the formats).
@@ -342,4 +393,32 @@ fn fatal(code: &str, message: String) -> PgWireError {
         code.into(),
         message,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_of_certificates_expired_expiring_or_not_yet_valid() {
+        let day = chrono::Duration::days(1);
+        let now = chrono::Utc::now();
+        let warning = |from, until| expiry_warning(from, until, now);
+        assert_eq!(warning(now - day * 100, now + day * 300), None);
+        assert!(
+            warning(now - day * 100, now - day)
+                .unwrap()
+                .contains("expired on")
+        );
+        assert!(
+            warning(now - day, now + day * 10)
+                .unwrap()
+                .contains("in 10 days")
+        );
+        assert!(
+            warning(now + day, now + day * 100)
+                .unwrap()
+                .contains("not valid before")
+        );
+    }
 }

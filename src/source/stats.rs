@@ -22,6 +22,15 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Starting,
+        Status::Running,
+        Status::Retrying,
+        Status::Stalled,
+        Status::Finished,
+        Status::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Starting => "starting",
@@ -73,6 +82,8 @@ pub struct Snapshot {
     /// Bytes its deduplication keys hold.
     pub state_bytes: u64,
     pub partitions: BTreeMap<i32, PartitionStats>,
+    /// Errors it hit: each new cause of `retrying`, and failing (`sluicedb_source_errors_total`).
+    pub errors: u64,
 }
 
 #[derive(Debug)]
@@ -91,6 +102,7 @@ impl SourceStats {
                 watermark_us: None,
                 state_bytes: 0,
                 partitions: BTreeMap::new(),
+                errors: 0,
             }),
         }
     }
@@ -167,6 +179,7 @@ impl SourceStats {
             let new = s.status != Status::Retrying || s.last_error.as_deref() != Some(error);
             s.status = Status::Retrying;
             s.last_error = Some(error.to_string());
+            s.errors += u64::from(new);
             new
         })
     }
@@ -175,6 +188,7 @@ impl SourceStats {
         self.with(|s| {
             s.status = Status::Failed;
             s.last_error = Some(error.to_string());
+            s.errors += 1;
         });
     }
 

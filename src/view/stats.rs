@@ -15,6 +15,13 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Backfilling,
+        Status::Running,
+        Status::Stalled,
+        Status::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Backfilling => "backfilling",
@@ -46,6 +53,8 @@ pub struct Snapshot {
     /// When the live results were last refreshed, epoch µs.
     pub refreshed_at_us: Option<i64>,
     pub last_error: Option<String>,
+    /// Times it failed (for `sluicedb_view_errors_total`).
+    pub errors: u64,
 }
 
 #[derive(Debug)]
@@ -69,6 +78,7 @@ impl ViewStats {
             backfill_rows_done: 0,
             refreshed_at_us: None,
             last_error: None,
+            errors: 0,
         }))
     }
 
@@ -88,6 +98,7 @@ impl ViewStats {
         self.update(|s| {
             s.status = Status::Failed;
             s.last_error = Some(error.to_string());
+            s.errors += 1;
         });
     }
 }

@@ -181,6 +181,21 @@ async fn tls_required_refuses_plaintext() {
     );
     let plain = refused(&psql(conninfo("disable"), "", "SELECT 1").await);
     assert!(plain.contains("requires sslmode=require"), "{plain}");
+    // The certificate's end, for alerts before it expires: openssl's `-days 1` from now.
+    let metrics = support::http_get(server.http_addr(), "/metrics");
+    let expiry = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sluicedb_tls_certificate_expiry_seconds ")?
+                .parse::<i64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no certificate expiry in {metrics}"));
+    let in_a_day = chrono::Utc::now().timestamp() + 86_400;
+    assert!(
+        (expiry - in_a_day).abs() < 600,
+        "expires at {expiry}, not about {in_a_day}"
+    );
     server.shutdown().await;
 }
 

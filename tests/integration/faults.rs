@@ -17,18 +17,23 @@ async fn relayed_s3(s3: &S3Target, name: &str) -> (TcpRelay, tempfile::TempDir, 
 /// A frozen S3 endpoint (its server stopped, connections held open). Before, a query of
 /// stored rows hung for the whole freeze, since no request timeout applied; now it fails with
 /// 58030 within 20 s while other connections are answered, and answers once S3 is back.
+/// `/metrics` shows the checkpoints failing meanwhile, and committing again after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_object_store_fails_queries_with_58030_within_20_seconds() {
     let Some(s3) = s3_target() else { return };
-    let (relay, dir, args) = relayed_s3(&s3, "frozen").await;
+    let (relay, dir, mut args) = relayed_s3(&s3, "frozen").await;
+    args.extend(["--checkpoint-interval".into(), "1s".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = ServerProcess::start(&args, &dir.path().join("server.log"));
     let addr = ([127, 0, 0, 1], server.pg_port).into();
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], server.http_port));
     let client = support::connect(addr).await;
+    // A source whose rows every checkpoint writes.
     client
         .batch_execute(
             "CREATE TABLE t (v INT); INSERT INTO t SELECT value FROM generate_series(1, 1000); \
-             FLUSH",
+             FLUSH; CREATE SOURCE ticks (n BIGINT) WITH (connector = 'datagen', \
+             rows.per.second = '100', retain = 'true')",
         )
         .await
         .unwrap();
@@ -58,6 +63,18 @@ async fn a_frozen_object_store_fails_queries_with_58030_within_20_seconds() {
         "a query on the frozen store failed after {took:?}: {}",
         error.message()
     );
+    let metric = |name: &'static str| {
+        let metrics = support::http_get(http, "/metrics");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("{name} not in {metrics}"))
+    };
+    support::wait_for(Duration::from_secs(30), "a checkpoint to fail", || async {
+        (metric("sluicedb_checkpoint_consecutive_failures ") > 0).then_some(())
+    })
+    .await;
+    assert!(metric("sluicedb_checkpoint_failures_total ") > 0);
 
     relay.set(Link::Up);
     support::wait_for(Duration::from_secs(30), "reads once S3 is back", || async {
@@ -66,6 +83,13 @@ async fn a_frozen_object_store_fails_queries_with_58030_within_20_seconds() {
     })
     .await;
     assert_eq!(support::query_i64(&other, sum).await, 500_500);
+    support::wait_for(
+        Duration::from_secs(30),
+        "a checkpoint to commit",
+        || async { (metric("sluicedb_checkpoint_consecutive_failures ") == 0).then_some(()) },
+    )
+    .await;
+    assert!(metric("sluicedb_checkpoints_total ") > 0);
     assert!(!server.exited());
 }
 

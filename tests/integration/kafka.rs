@@ -680,6 +680,15 @@ async fn a_frozen_broker_shows_retrying_and_nothing_is_lost() {
         frozen.elapsed()
     );
     assert!(error.contains("has not answered"), "{error}");
+    // Monitoring sees it too.
+    let metrics = http_get(server.http_addr(), "/metrics");
+    for line in [
+        "sluicedb_source_status{source=\"ids\",status=\"retrying\"} 1\n",
+        "sluicedb_source_status{source=\"ids\",status=\"running\"} 0\n",
+        "sluicedb_source_errors_total{source=\"ids\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
     // Queries answer meanwhile.
     assert_eq!(query_i64(&client, count).await, 1_000);
     broker.signal("CONT");
@@ -696,6 +705,9 @@ async fn a_frozen_broker_shows_retrying_and_nothing_is_lost() {
     .await;
     let distinct = "SELECT count(DISTINCT id) FROM ids";
     assert_eq!(query_i64(&client, distinct).await, 2_000);
+    let metrics = http_get(server.http_addr(), "/metrics");
+    let running = "sluicedb_source_status{source=\"ids\",status=\"running\"} 1\n";
+    assert!(metrics.contains(running), "{metrics}");
     server.shutdown().await;
 }
 
