@@ -393,13 +393,14 @@ impl Checkpoints {
                 Ok(Some((participant, Ok(report)))) => {
                     received.insert(participant, report);
                 }
-                // A store that did not answer stays a storage error (58030, retryable), so
-                // FLUSH says what the client can do about it.
+                // A store that did not answer stays a storage error (58030, retryable), and a
+                // full disk 53100, so FLUSH says what the client can do about it.
                 Ok(Some((participant, Err(e)))) => {
                     let message =
                         format!("checkpoint {id}: {participant} could not write its state: {e}");
                     return Err(match e {
                         Error::Storage { retryable, .. } => Error::Storage { message, retryable },
+                        e @ Error::DiskFull { .. } => e,
                         _ => Error::Internal(message),
                     });
                 }

@@ -102,6 +102,9 @@ pub enum Error {
     /// (timeouts, unreachable endpoint) that the same statement may succeed on later.
     #[error("storage error: {message}")]
     Storage { message: String, retryable: bool },
+    /// The local disk holding `place` (the data folder, spill files) is full.
+    #[error("could not write to {place}: No space left on device")]
+    DiskFull { place: String },
     /// An external system a source reads from (Kafka) cannot be reached or refuses.
     #[error("{message}")]
     Connector {
@@ -187,6 +190,7 @@ impl Error {
             Error::ProtocolViolation(_) => "08P01",
             Error::ResourcesExhausted(_) => "53200",
             Error::Storage { .. } => "58030",
+            Error::DiskFull { .. } => "53100",
             Error::Connector { .. } => "08001",
             Error::CorruptState { .. } => "XX001",
             Error::StackDepth => "54001",
@@ -246,6 +250,7 @@ impl Error {
             | Error::Terminated
             | Error::ProtocolViolation(_)
             | Error::ResourcesExhausted(_)
+            | Error::DiskFull { .. }
             | Error::Connector { .. }
             | Error::CorruptState { .. }
             | Error::StackDepth
@@ -282,6 +287,11 @@ impl Error {
             Error::Storage {
                 retryable: true, ..
             } => Some("Check that the object store is reachable, then retry.".to_string()),
+            Error::DiskFull { .. } => Some(
+                "Free space on that disk. Nothing was written; reads go on, and writes and \
+                 checkpoints succeed again once there is room."
+                    .to_string(),
+            ),
             Error::DependentObjects { .. } => {
                 Some("Use DROP … CASCADE to drop the dependent objects too.".to_string())
             }
@@ -340,11 +350,29 @@ impl Error {
     }
 
     pub fn storage(error: object_store::Error) -> Self {
+        if is_disk_full(&error) {
+            return Error::disk_full();
+        }
         let retryable = matches!(error, object_store::Error::Generic { .. });
         Error::Storage {
             message: lowercase_first(&error.to_string()),
             retryable,
         }
+    }
+
+    /// [`Error::DiskFull`], naming the data folder when storage is local.
+    pub fn disk_full() -> Self {
+        Error::DiskFull {
+            place: match DATA_FOLDER.get() {
+                Some(folder) => format!("the data folder \"{}\"", folder.display()),
+                None => "the local disk".into(),
+            },
+        }
+    }
+
+    /// Names the local data folder in [`Error::DiskFull`] messages (once, when storage opens).
+    pub fn set_data_folder(folder: &std::path::Path) {
+        let _ = DATA_FOLDER.set(folder.to_path_buf());
     }
 
     /// Classifies a DataFusion error by its root cause. Our own errors raised inside DataFusion
@@ -373,10 +401,12 @@ impl Error {
                 feature: lowercase_first(m),
                 hint: None,
             },
+            DataFusionError::ObjectStore(e) if is_disk_full(e.as_ref()) => Error::disk_full(),
             DataFusionError::ObjectStore(e) => Error::Storage {
                 message: lowercase_first(&e.to_string()),
                 retryable: matches!(e.as_ref(), object_store::Error::Generic { .. }),
             },
+            DataFusionError::IoError(e) if is_disk_full(e) => Error::disk_full(),
             DataFusionError::IoError(e) => Error::Storage {
                 message: lowercase_first(&e.to_string()),
                 retryable: false,
@@ -403,6 +433,26 @@ impl Error {
             }
         }
     }
+}
+
+/// The local data folder, for [`Error::DiskFull`] messages.
+static DATA_FOLDER: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Whether `error` or one of its causes is a full disk (or quota): ENOSPC, EDQUOT.
+pub(crate) fn is_disk_full(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 impl From<DataFusionError> for Error {
@@ -511,6 +561,7 @@ fn from_arrow(error: &ArrowError) -> Error {
                 name: "given to ::regclass".into(),
             }
         }
+        ArrowError::IoError(_, e) if is_disk_full(e) => Error::disk_full(),
         ArrowError::IoError(m, _) => Error::Storage {
             message: lowercase_first(m),
             retryable: false,

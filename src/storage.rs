@@ -124,7 +124,16 @@ impl Storage {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_nanos())
                         .unwrap_or_default();
-                    store::probe_conditional_create(store.as_ref(), nonce).await?;
+                    match store::probe_conditional_create(store.as_ref(), nonce).await {
+                        // Only a local folder fills up, and it honours conditional create:
+                        // start, serve reads, and refuse writes until there is room.
+                        Err(e @ Error::DiskFull { .. }) => tracing::warn!(
+                            error = %e,
+                            "the disk is full: reads are served, writes fail with 53100 until \
+                             there is room"
+                        ),
+                        other => other?,
+                    }
                     manifest::read_latest(store.as_ref()).await
                 }
             },

@@ -286,7 +286,7 @@ fn principal<C: ClientInfo>(db: &Database, client: &C) -> Principal {
 fn log_error(error: &Error) {
     metrics::QUERY_ERRORS.add(1);
     match error {
-        Error::Storage { .. } | Error::Internal(_) => {
+        Error::Storage { .. } | Error::DiskFull { .. } | Error::Internal(_) => {
             tracing::warn!(sqlstate = error.sqlstate(), error = %error, "statement failed")
         }
         _ => tracing::debug!(sqlstate = error.sqlstate(), error = %error, "statement failed"),

@@ -159,6 +159,8 @@ fn parquet_error(error: datafusion::parquet::errors::ParquetError) -> Error {
     match error {
         ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
             Ok(e) => Error::storage(*e),
+            // The writer's errors come as io::Errors around the store's.
+            Err(other) if crate::error::is_disk_full(other.as_ref()) => Error::disk_full(),
             Err(other) => Error::Storage {
                 message: other.to_string(),
                 retryable: false,

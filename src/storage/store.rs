@@ -39,6 +39,7 @@ pub fn open_store(location: &StorageLocation, s3: &S3Settings) -> Result<Arc<dyn
                 message: format!("cannot create data folder \"{}\": {e}", path.display()),
                 retryable: false,
             })?;
+            Error::set_data_folder(path);
             let store = LocalFileSystem::new_with_prefix(path).map_err(Error::storage)?;
             Ok(Arc::new(store.with_automatic_cleanup(true)))
         }

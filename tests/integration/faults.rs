@@ -1,6 +1,7 @@
 //! Faults of what SluiceDB depends on, arriving as they do: the broker's topic re-created
-//! (in `kafka`), the object store frozen, the object store down at start. Each test checks what users see during the fault and
-//! that the server answers again, with nothing lost, once it is over.
+//! (in `kafka`), the object store frozen, the object store down at start, the local disk full.
+//! Each test checks what users see during the fault and that the server answers again, with
+//! nothing lost, once it is over.
 
 use std::time::{Duration, Instant};
 
@@ -134,4 +135,121 @@ async fn started_with_the_object_store_down_clients_hear_57p03() {
         support::query_i64(&client, "SELECT CAST(1 AS BIGINT)").await,
         1
     );
+}
+
+/// A small tmpfs, unmounted when dropped; `None` where this machine cannot mount one.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        mounted.then_some(SmallDisk { path, _dir: dir })
+    }
+
+    /// Writes a file until the disk is full; returns it.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// The local disk full. Before, writes failed with 58030 blaming the object store, and the
+/// server would not start while the disk stayed full, so not even reads were served. Now
+/// writes fail with 53100 naming the data folder, reads go on, the server starts on a full
+/// disk, checkpoints fail and retry, and everything resumes once there is room: the table and
+/// a source's rows complete, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_53100_serves_reads_and_resumes() {
+    let Some(disk) = SmallDisk::mount(24) else {
+        assert!(!support::in_ci(), "CI runs as root and can mount a tmpfs");
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let data = disk.path.join("data");
+    let data = data.to_str().unwrap();
+    let log = disk.path.parent().unwrap().join("server.log");
+    let mut server =
+        ServerProcess::start(&["--storage", data, "--checkpoint-interval", "1s"], &log);
+    server.psql(&[
+        "-c",
+        "CREATE TABLE t (v INT); INSERT INTO t SELECT value FROM generate_series(1, 1000)",
+        "-c",
+        "CREATE SOURCE ticks (n BIGINT) WITH (connector = 'datagen', rows.per.second = '200', \
+         fields.n.kind = 'sequence', retain = 'true')",
+    ]);
+    let count = |server: &ServerProcess, sql: &str| -> i64 {
+        server.psql(&["-tA", "-c", sql]).trim().parse().unwrap()
+    };
+    let failing = |server: &ServerProcess| -> i64 {
+        let metrics = server.http_get("/metrics");
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("sluicedb_checkpoint_consecutive_failures ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap()
+    };
+    let filler = disk.fill();
+
+    let refused = server.psql_error("INSERT INTO t VALUES (0)");
+    assert!(
+        refused.contains("53100") && refused.contains(data),
+        "{refused}"
+    );
+    assert_eq!(count(&server, "SELECT count(*) FROM t"), 1_000);
+    support::wait_for(Duration::from_secs(30), "a checkpoint to fail", || async {
+        (failing(&server) > 0).then_some(())
+    })
+    .await;
+
+    // Started on the full disk, it serves reads and refuses writes.
+    server.stop("KILL");
+    server.restart();
+    assert_eq!(count(&server, "SELECT count(*) FROM t"), 1_000);
+    let refused = server.psql_error("INSERT INTO t VALUES (0)");
+    assert!(refused.contains("53100"), "{refused}");
+
+    std::fs::remove_file(filler).unwrap();
+    server.psql(&["-c", "INSERT INTO t VALUES (0)"]);
+    assert_eq!(count(&server, "SELECT count(*) FROM t"), 1_001);
+    support::wait_for(
+        Duration::from_secs(30),
+        "checkpoints to commit again",
+        || async { (failing(&server) == 0).then_some(()) },
+    )
+    .await;
+    // Every tick from the first on, none twice: what the kill lost uncommitted is read again.
+    let ticks = "SELECT count(*), count(DISTINCT n), min(n), max(n) FROM ticks";
+    let row = server.psql(&["-tA", "-F", " ", "-c", ticks]);
+    let numbers: Vec<i64> = row.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert!(numbers[0] > 0, "{row}");
+    assert_eq!(numbers[0], numbers[1], "a tick twice: {row}");
+    assert_eq!(numbers[2], 1, "{row}");
+    assert_eq!(numbers[3], numbers[0], "a tick missing: {row}");
+    assert!(!server.exited());
 }
