@@ -350,6 +350,7 @@ impl Checkpoints {
         };
         match self.round(id, &mut record, started).await {
             Ok(()) => {
+                self.show_failing(None);
                 crate::metrics::CHECKPOINTS_COMMITTED.add(1);
                 crate::metrics::CHECKPOINTS_FAILING.set(0);
                 crate::metrics::CHECKPOINT_COMMITTED_AT.set(chrono::Utc::now().timestamp());
@@ -362,6 +363,9 @@ impl Checkpoints {
                 Ok(record)
             }
             Err(e) => {
+                self.show_failing(Some(&format!(
+                    "checkpoints fail, so nothing read since the last one is durable: {e}"
+                )));
                 crate::metrics::CHECKPOINTS_FAILED.add(1);
                 crate::metrics::CHECKPOINTS_FAILING.add(1);
                 record.duration_ms = started.elapsed().as_millis() as u64;
@@ -374,6 +378,17 @@ impl Checkpoints {
                 failures.drain(..excess);
                 Err(e)
             }
+        }
+    }
+
+    /// Shows every source and view as `retrying` with `error` while rounds fail (one look at
+    /// `sluice_catalog` says what is wrong), or as they are once one commits.
+    fn show_failing(&self, error: Option<&str>) {
+        for source in self.sources.all() {
+            source.stats.checkpoints_failing(error);
+        }
+        for view in self.views.all() {
+            view.stats.checkpoints_failing(error);
         }
     }
 

@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub partitions: BTreeMap<i32, PartitionStats>,
     /// Errors it hit: each new cause of `retrying`, and failing (`sluicedb_source_errors_total`).
     pub errors: u64,
+    /// Why checkpoints fail, while they do: what the source reads is not durable.
+    checkpoint_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -103,6 +105,7 @@ impl SourceStats {
                 state_bytes: 0,
                 partitions: BTreeMap::new(),
                 errors: 0,
+                checkpoint_error: None,
             }),
         }
     }
@@ -111,8 +114,25 @@ impl SourceStats {
         f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Its numbers; while checkpoints fail, a running source shows as `retrying` with their
+    /// error (its own status and error come back when they commit).
     pub fn snapshot(&self) -> Snapshot {
-        self.with(|s| s.clone())
+        let mut snapshot = self.with(|s| s.clone());
+        if let Some(error) = snapshot.checkpoint_error.take()
+            && matches!(snapshot.status, Status::Starting | Status::Running)
+        {
+            snapshot.status = Status::Retrying;
+            snapshot.last_error = Some(error);
+        }
+        snapshot
+    }
+
+    /// Checkpoints fail with `error`, or (`None`) commit again.
+    pub fn checkpoints_failing(&self, error: Option<&str>) {
+        self.with(|s| {
+            s.errors += u64::from(s.checkpoint_error.is_none() && error.is_some());
+            s.checkpoint_error = error.map(str::to_string);
+        });
     }
 
     pub fn status(&self) -> Status {

@@ -12,14 +12,18 @@ pub enum Status {
     Stalled,
     /// Stopped by an error; see `last_error`.
     Failed,
+    /// Running, but checkpoints fail, so its state is not durable; see `last_error`. (Shown
+    /// only: the view itself runs on as `running`.)
+    Retrying,
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [
+    pub const ALL: [Status; 5] = [
         Status::Backfilling,
         Status::Running,
         Status::Stalled,
         Status::Failed,
+        Status::Retrying,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -28,6 +32,7 @@ impl Status {
             Status::Running => "running",
             Status::Stalled => "stalled",
             Status::Failed => "failed",
+            Status::Retrying => "retrying",
         }
     }
 }
@@ -53,8 +58,10 @@ pub struct Snapshot {
     /// When the live results were last refreshed, epoch µs.
     pub refreshed_at_us: Option<i64>,
     pub last_error: Option<String>,
-    /// Times it failed (for `sluicedb_view_errors_total`).
+    /// Times it failed, or checkpoints began to fail (for `sluicedb_view_errors_total`).
     pub errors: u64,
+    /// Why checkpoints fail, while they do: the view's state is not durable.
+    checkpoint_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -79,11 +86,29 @@ impl ViewStats {
             refreshed_at_us: None,
             last_error: None,
             errors: 0,
+            checkpoint_error: None,
         }))
     }
 
+    /// Its numbers; while checkpoints fail, a running or backfilling view shows as `retrying`
+    /// with their error (its own status and error come back when they commit).
     pub fn snapshot(&self) -> Snapshot {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut snapshot = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(error) = snapshot.checkpoint_error.take()
+            && matches!(snapshot.status, Status::Running | Status::Backfilling)
+        {
+            snapshot.status = Status::Retrying;
+            snapshot.last_error = Some(error);
+        }
+        snapshot
+    }
+
+    /// Checkpoints fail with `error`, or (`None`) commit again.
+    pub fn checkpoints_failing(&self, error: Option<&str>) {
+        self.update(|s| {
+            s.errors += u64::from(s.checkpoint_error.is_none() && error.is_some());
+            s.checkpoint_error = error.map(str::to_string);
+        });
     }
 
     pub fn status(&self) -> Status {

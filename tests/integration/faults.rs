@@ -199,7 +199,14 @@ async fn a_full_disk_refuses_writes_with_53100_serves_reads_and_resumes() {
         "-c",
         "CREATE SOURCE ticks (n BIGINT) WITH (connector = 'datagen', rows.per.second = '200', \
          fields.n.kind = 'sequence', retain = 'true')",
+        "-c",
+        "CREATE MATERIALIZED VIEW per_ten AS SELECT n % 10 AS digit, count(*) AS c FROM ticks \
+         GROUP BY 1",
     ]);
+    // One query says what is wrong: every source and view, its status and error.
+    let statuses = "SELECT string_agg(status || ': ' || coalesce(last_error, ''), ' | ') FROM \
+                    (SELECT status, last_error FROM sluice_catalog.sources UNION ALL \
+                     SELECT status, last_error FROM sluice_catalog.materialized_views) s";
     let count = |server: &ServerProcess, sql: &str| -> i64 {
         server.psql(&["-tA", "-c", sql]).trim().parse().unwrap()
     };
@@ -226,6 +233,17 @@ async fn a_full_disk_refuses_writes_with_53100_serves_reads_and_resumes() {
         (failing(&server) > 0).then_some(())
     })
     .await;
+    let during = server.psql(&["-tA", "-c", statuses]);
+    eprintln!("while the disk is full: {during}");
+    assert_eq!(
+        during.matches("retrying: checkpoints fail").count(),
+        2,
+        "{during}"
+    );
+    assert!(
+        during.contains("53100") || during.contains("No space left"),
+        "{during}"
+    );
 
     // Started on the full disk, it serves reads and refuses writes.
     server.stop("KILL");
@@ -243,6 +261,8 @@ async fn a_full_disk_refuses_writes_with_53100_serves_reads_and_resumes() {
         || async { (failing(&server) == 0).then_some(()) },
     )
     .await;
+    let after = server.psql(&["-tA", "-c", statuses]);
+    assert_eq!(after.trim(), "running:  | running:", "{after}");
     // Every tick from the first on, none twice: what the kill lost uncommitted is read again.
     let ticks = "SELECT count(*), count(DISTINCT n), min(n), max(n) FROM ticks";
     let row = server.psql(&["-tA", "-F", " ", "-c", ticks]);
