@@ -360,19 +360,24 @@ impl Error {
         }
     }
 
-    /// [`Error::DiskFull`], naming the data folder when storage is local.
+    /// [`Error::DiskFull`], naming the data folder when storage is local (and the process has
+    /// one: used as a library, it may run several databases).
     pub fn disk_full() -> Self {
+        let folders = DATA_FOLDERS.lock().unwrap_or_else(|e| e.into_inner());
         Error::DiskFull {
-            place: match DATA_FOLDER.get() {
-                Some(folder) => format!("the data folder \"{}\"", folder.display()),
-                None => "the local disk".into(),
+            place: match folders.as_slice() {
+                [folder] => format!("the data folder \"{}\"", folder.display()),
+                _ => "the local disk".into(),
             },
         }
     }
 
-    /// Names the local data folder in [`Error::DiskFull`] messages (once, when storage opens).
+    /// Notes a local data folder for [`Error::DiskFull`] messages (when storage opens).
     pub fn set_data_folder(folder: &std::path::Path) {
-        let _ = DATA_FOLDER.set(folder.to_path_buf());
+        let mut folders = DATA_FOLDERS.lock().unwrap_or_else(|e| e.into_inner());
+        if !folders.iter().any(|f| f == folder) {
+            folders.push(folder.to_path_buf());
+        }
     }
 
     /// Classifies a DataFusion error by its root cause. Our own errors raised inside DataFusion
@@ -435,8 +440,8 @@ impl Error {
     }
 }
 
-/// The local data folder, for [`Error::DiskFull`] messages.
-static DATA_FOLDER: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+/// The local data folders opened, for [`Error::DiskFull`] messages.
+static DATA_FOLDERS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// Whether `error` or one of its causes is a full disk (or quota): ENOSPC, EDQUOT.
 pub(crate) fn is_disk_full(error: &(dyn std::error::Error + 'static)) -> bool {
