@@ -274,6 +274,9 @@ pub struct Config {
     /// Create the demo pipeline at startup.
     pub demo: bool,
     pub log: String,
+    /// How Kafka sources' readers run: each in a process of its own (`main.rs` sets the
+    /// `sluicedb` binary), or `None` (SluiceDB used as a library) on a thread.
+    pub kafka_reader: Option<crate::source::kafka_process::ReaderProcess>,
 }
 
 /// The standard AWS variables, read by `main.rs` and used where no SluiceDB setting is given.
@@ -406,6 +409,7 @@ impl ServeArgs {
             Some(_) => Some(duration("statement_timeout", &self.statement_timeout, "")?),
         };
         Ok(Config {
+            kafka_reader: None,
             access,
             authentication_timeout,
             statement_timeout: statement_timeout.filter(|t| !t.is_zero()),

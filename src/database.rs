@@ -53,7 +53,7 @@ use crate::pg::numeric::NumericDivision;
 use crate::pg::overflow::CheckedArithmetic;
 use crate::pg::pg_catalog::PgCatalog;
 use crate::server::backends::Backends;
-use crate::source::Sources;
+use crate::source::{Sources, Surroundings};
 use crate::sql::copy::CopyFormat;
 use crate::sql::parser::table_name;
 use crate::sql::{CreateView, Statement};
@@ -150,8 +150,11 @@ impl Database {
         let sources = Arc::new(Sources::new(
             Arc::clone(&storage),
             Arc::clone(&feeds),
-            Arc::clone(&checkpoint_requested),
-            state_memory.clone(),
+            Surroundings {
+                checkpoint_requested: Arc::clone(&checkpoint_requested),
+                memory: state_memory.clone(),
+                kafka_reader: config.kafka_reader.clone(),
+            },
         ));
         let views = Arc::new(Views::new(
             Arc::clone(&storage),

@@ -27,12 +27,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the server: Postgres protocol, HTTP, storage.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// A Kafka source's reader, started by the server (see `source/kafka_process.rs`); its
+    /// arguments only name the source and topic for `ps`.
+    #[command(hide = true)]
+    KafkaReader {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        names: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Command::Serve(flags) = cli.command;
+    let flags = match cli.command {
+        Command::Serve(flags) => *flags,
+        Command::KafkaReader { .. } => {
+            return Ok(sluicedb::source::kafka_process::serve_reader()?);
+        }
+    };
     let file = match &cli.config {
         Some(path) => ServeArgs::from_toml_file(path)?,
         None if std::path::Path::new("sluicedb.toml").exists() => {
@@ -40,7 +52,11 @@ fn main() -> anyhow::Result<()> {
         }
         None => ServeArgs::default(),
     };
-    let config = flags.or(file).resolve(aws_env())?;
+    let mut config = flags.or(file).resolve(aws_env())?;
+    config.kafka_reader = Some(sluicedb::source::kafka_process::ReaderProcess {
+        binary: std::env::current_exe().context("cannot find the sluicedb binary")?,
+        log: config.log.clone(),
+    });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log).context("invalid --log filter")?,

@@ -16,6 +16,7 @@ pub mod datagen;
 pub mod decode;
 pub mod dedup;
 pub mod kafka;
+pub mod kafka_process;
 pub mod kafka_properties;
 pub mod options;
 pub mod runner;
@@ -84,25 +85,28 @@ pub enum Event {
 pub struct Sources {
     storage: Arc<Storage>,
     feeds: Arc<Feeds>,
-    /// Signalled by a runner whose pending rows are full, to ask for a checkpoint.
-    checkpoint_requested: Arc<Notify>,
-    /// Where deduplication keys are held (the queries' pool).
-    memory: StatePools,
+    surroundings: Surroundings,
     running: Mutex<BTreeMap<String, Arc<SourceHandle>>>,
 }
 
+/// What the database gives every source's runner.
+#[derive(Debug, Clone)]
+pub struct Surroundings {
+    /// Signalled by a runner whose pending rows are full, to ask for a checkpoint.
+    pub checkpoint_requested: Arc<Notify>,
+    /// Where deduplication keys are held (the queries' pool).
+    pub memory: StatePools,
+    /// How Kafka readers run: each in a process of its own, or (`None`, SluiceDB used as a
+    /// library) on a thread of this one.
+    pub kafka_reader: Option<kafka_process::ReaderProcess>,
+}
+
 impl Sources {
-    pub fn new(
-        storage: Arc<Storage>,
-        feeds: Arc<Feeds>,
-        checkpoint_requested: Arc<Notify>,
-        memory: StatePools,
-    ) -> Self {
+    pub fn new(storage: Arc<Storage>, feeds: Arc<Feeds>, surroundings: Surroundings) -> Self {
         Sources {
             storage,
             feeds,
-            checkpoint_requested,
-            memory,
+            surroundings,
             running: Mutex::new(BTreeMap::new()),
         }
     }
@@ -121,8 +125,7 @@ impl Sources {
             feed,
             reader,
             resume,
-            Arc::clone(&self.checkpoint_requested),
-            &self.memory,
+            &self.surroundings,
         )
     }
 

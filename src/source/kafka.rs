@@ -7,9 +7,11 @@
 //! metadata is re-read periodically to follow partitions added later; those are read from their
 //! beginning, since all their records are newer than the source.
 //!
-//! The consumer runs on its own thread with librdkafka's blocking poll. A full channel to the
-//! runner blocks the thread, librdkafka's fetch queue fills and fetching pauses: back-pressure
-//! reaches the broker and nothing is dropped. Broker failures are retried by librdkafka; the
+//! The reader runs with librdkafka's blocking poll, in a process of its own
+//! ([`super::kafka_process`]; on a thread when SluiceDB is used as a library), and hands what
+//! it reads to a [`ReaderOutput`]. A source that takes nothing in blocks the reader,
+//! librdkafka's fetch queue fills and fetching pauses: back-pressure reaches the broker and
+//! nothing is dropped. Broker failures are retried by librdkafka; the
 //! source shows them as `retrying` with the error, and a record delivered twice (offset already
 //! taken) is skipped.
 //!
@@ -39,6 +41,7 @@ use super::options::{KafkaSettings, StartupMode};
 use super::stats::SourceStats;
 use super::workers::{DecodeWorkers, Job, OwnedRecord};
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// Most records taken into one chunk.
 const CHUNK_RECORDS_MAX: usize = 4_096;
@@ -68,7 +71,7 @@ const LEADER_SILENCE_US: i64 = 5_000_000;
 /// broker has been silent) and errors.
 struct SourceContext {
     topic: String,
-    stats: Arc<SourceStats>,
+    out: Arc<dyn ReaderOutput>,
     source: String,
     /// The `retrying` error this context set for a silent leader, to clear when it answers.
     silent: Mutex<Option<String>>,
@@ -82,8 +85,10 @@ impl ClientContext for SourceContext {
         let mut leaders = BTreeSet::new();
         for (id, partition) in &topic.partitions {
             if *id >= 0 && partition.hi_offset >= 0 {
-                self.stats
-                    .partition(*id, |p| p.high_watermark = Some(partition.hi_offset));
+                self.out.status(StatusChange::HighWatermark {
+                    partition: *id,
+                    offset: partition.hi_offset,
+                });
             }
             if *id >= 0 {
                 leaders.insert(partition.leader);
@@ -104,14 +109,14 @@ impl ClientContext for SourceContext {
         let mut set = self.silent.lock().unwrap_or_else(|e| e.into_inner());
         match silent {
             Some(message) => {
-                if self.stats.retrying(&message) {
+                if self.out.status(StatusChange::Retrying(message.clone())) {
                     tracing::warn!(source = %self.source, error = %message, "kafka broker silent");
                 }
                 *set = Some(message);
             }
             None => {
                 if let Some(message) = set.take() {
-                    self.stats.recovered(&message);
+                    self.out.status(StatusChange::Recovered(message));
                 }
             }
         }
@@ -119,7 +124,7 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let message = format!("{error}: {reason}");
-        if self.stats.retrying(&message) {
+        if self.out.status(StatusChange::Retrying(message.clone())) {
             tracing::warn!(source = %self.source, error = %message, "kafka error; retrying");
         }
     }
@@ -161,11 +166,11 @@ fn client_config(source: &str, settings: &KafkaSettings) -> ClientConfig {
 fn consumer(
     source: &str,
     settings: &KafkaSettings,
-    stats: Arc<SourceStats>,
+    out: Arc<dyn ReaderOutput>,
 ) -> Result<SourceConsumer> {
     let context = SourceContext {
         topic: settings.topic.clone(),
-        stats,
+        out,
         source: source.to_string(),
         silent: Mutex::new(None),
     };
@@ -209,7 +214,7 @@ pub async fn check_topic(source: &str, settings: &KafkaSettings) -> Result<()> {
     let source = source.to_string();
     let settings = settings.clone();
     tokio::task::spawn_blocking(move || {
-        let stats = Arc::new(SourceStats::new(&source, "kafka"));
+        let stats: Arc<dyn ReaderOutput> = Arc::new(SourceStats::new(&source, "kafka"));
         let consumer = consumer(&source, &settings, stats)?;
         partitions(&consumer, &settings).map(|_| ())
     })
@@ -218,7 +223,7 @@ pub async fn check_topic(source: &str, settings: &KafkaSettings) -> Result<()> {
 }
 
 /// Where `ALTER SOURCE … RESET OFFSETS` moves a source's stopped partitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResetTo {
     Earliest,
     Latest,
@@ -227,16 +232,132 @@ pub enum ResetTo {
 /// A reset asked of a running reader, taken at its next turn.
 pub type ResetRequest = Arc<Mutex<Option<ResetTo>>>;
 
+/// What a reader tells its source, besides records: serializable, as a reader process sends
+/// it over its pipe.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ReaderEvent {
+    Assigned { partition: i32, start: Option<i64> },
+    Repositioned { partition: i32, next: i64 },
+    Failed(String),
+}
+
+impl From<ReaderEvent> for Event {
+    fn from(event: ReaderEvent) -> Self {
+        match event {
+            ReaderEvent::Assigned { partition, start } => Event::Assigned { partition, start },
+            ReaderEvent::Repositioned { partition, next } => {
+                Event::Repositioned { partition, next }
+            }
+            ReaderEvent::Failed(message) => Event::Failed(message),
+        }
+    }
+}
+
+/// A change a reader makes to its source's numbers and status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StatusChange {
+    /// A transient error; see [`SourceStats::retrying`].
+    Retrying(String),
+    /// Records arrive: clears a retrying state.
+    Running,
+    /// The cause of this error is gone.
+    Recovered(String),
+    HighWatermark {
+        partition: i32,
+        offset: i64,
+    },
+    /// The partition is not read until a reset, for this reason.
+    Stopped {
+        partition: i32,
+        reason: String,
+    },
+}
+
+impl StatusChange {
+    /// Applies the change; whether it is news (a new retrying cause, a change of state).
+    pub fn apply(self, stats: &SourceStats) -> bool {
+        match self {
+            StatusChange::Retrying(error) => stats.retrying(&error),
+            StatusChange::Running => {
+                let before = stats.status();
+                stats.running();
+                stats.status() != before
+            }
+            StatusChange::Recovered(error) => {
+                let before = stats.status();
+                stats.recovered(&error);
+                stats.status() != before
+            }
+            StatusChange::HighWatermark { partition, offset } => {
+                let mut changed = false;
+                stats.partition(partition, |p| {
+                    changed = p.high_watermark != Some(offset);
+                    p.high_watermark = Some(offset);
+                });
+                changed
+            }
+            StatusChange::Stopped { partition, reason } => {
+                stats.partition(partition, |p| p.stopped = Some(reason));
+                true
+            }
+        }
+    }
+}
+
+/// Where a reader's records, events and status changes go: to the source in this process
+/// ([`LocalOutput`]), or over the pipe of a reader process.
+pub trait ReaderOutput: Send + Sync {
+    /// Hands a partition's records over; false once the source is gone.
+    fn records(&self, job: Job) -> bool;
+    /// False once the source is gone.
+    fn event(&self, event: ReaderEvent) -> bool;
+    /// Whether the change is news (worth a log line).
+    fn status(&self, change: StatusChange) -> bool;
+}
+
+/// The source's own decode threads, runner and numbers.
+pub struct LocalOutput {
+    pub workers: DecodeWorkers,
+    pub events: mpsc::Sender<Event>,
+    pub stats: Arc<SourceStats>,
+}
+
+impl ReaderOutput for LocalOutput {
+    fn records(&self, job: Job) -> bool {
+        self.workers.submit(job)
+    }
+
+    fn event(&self, event: ReaderEvent) -> bool {
+        self.events.blocking_send(event.into()).is_ok()
+    }
+
+    fn status(&self, change: StatusChange) -> bool {
+        change.apply(&self.stats)
+    }
+}
+
+/// Numbers only (the topic check at CREATE SOURCE reads no records).
+impl ReaderOutput for SourceStats {
+    fn records(&self, _job: Job) -> bool {
+        false
+    }
+
+    fn event(&self, _event: ReaderEvent) -> bool {
+        false
+    }
+
+    fn status(&self, change: StatusChange) -> bool {
+        change.apply(self)
+    }
+}
+
 /// The consumer thread of one source.
 pub struct KafkaReader {
     pub source: String,
     pub settings: KafkaSettings,
-    /// Decode threads; partitions are decoded in parallel.
-    pub workers: DecodeWorkers,
     /// Next offsets committed by the source: where to resume.
     pub committed: BTreeMap<i32, i64>,
-    pub events: mpsc::Sender<Event>,
-    pub stats: Arc<SourceStats>,
+    pub out: Arc<dyn ReaderOutput>,
     pub stop: Arc<AtomicBool>,
     pub reset: ResetRequest,
 }
@@ -244,10 +365,10 @@ pub struct KafkaReader {
 impl KafkaReader {
     /// Runs until `stop` is set or the runner goes away.
     pub fn run(mut self) {
-        let consumer = match consumer(&self.source, &self.settings, Arc::clone(&self.stats)) {
+        let consumer = match consumer(&self.source, &self.settings, Arc::clone(&self.out)) {
             Ok(consumer) => consumer,
             Err(e) => {
-                let _ = self.events.blocking_send(Event::Failed(e.to_string()));
+                self.out.event(ReaderEvent::Failed(e.to_string()));
                 return;
             }
         };
@@ -276,7 +397,7 @@ impl KafkaReader {
                         next_refresh = Instant::now() + METADATA_REFRESH;
                     }
                     Err(e) => {
-                        if self.stats.retrying(&e.to_string()) {
+                        if self.out.status(StatusChange::Retrying(e.to_string())) {
                             tracing::warn!(source = %self.source, error = %e, "cannot assign kafka partitions; retrying");
                         }
                         next_refresh = Instant::now() + backoff;
@@ -308,7 +429,7 @@ impl KafkaReader {
                 other => other.map(|_| ()),
             };
             if let Err(e) = checked
-                && self.stats.retrying(&e.to_string())
+                && self.out.status(StatusChange::Retrying(e.to_string()))
             {
                 tracing::warn!(source = %self.source, error = %e, "cannot check kafka offsets; retrying");
             }
@@ -388,15 +509,15 @@ impl KafkaReader {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             };
-            let assigned = Event::Assigned {
+            let assigned = ReaderEvent::Assigned {
                 partition: p,
                 start,
             };
-            if self.events.blocking_send(assigned).is_err() {
+            if !self.out.event(assigned) {
                 return Ok(());
             }
         }
-        self.stats.running();
+        self.out.status(StatusChange::Running);
         Ok(())
     }
 
@@ -443,7 +564,10 @@ impl KafkaReader {
                     None => continue,
                 },
             };
-            self.stats.partition(p, |s| s.high_watermark = Some(high));
+            self.out.status(StatusChange::HighWatermark {
+                partition: p,
+                offset: high,
+            });
             if (low..=high).contains(&next) {
                 continue;
             }
@@ -463,7 +587,10 @@ impl KafkaReader {
                 self.source
             );
             tracing::error!(source = %self.source, partition = p, "{message}");
-            self.stats.partition(p, |s| s.stopped = Some(message));
+            self.out.status(StatusChange::Stopped {
+                partition: p,
+                reason: message,
+            });
             stopped.insert(p);
             any = true;
         }
@@ -515,8 +642,10 @@ impl KafkaReader {
             tracing::info!(source = %self.source, partition = p, next, "offsets reset");
             positions.insert(p, Offset::Offset(next));
             stopped.remove(&p);
-            let repositioned = Event::Repositioned { partition: p, next };
-            if self.events.blocking_send(repositioned).is_err() {
+            if !self
+                .out
+                .event(ReaderEvent::Repositioned { partition: p, next })
+            {
                 return Ok(());
             }
         }
@@ -557,7 +686,7 @@ impl KafkaReader {
                 }
                 Some(Err(e)) => {
                     let message = e.to_string();
-                    if self.stats.retrying(&message) {
+                    if self.out.status(StatusChange::Retrying(message.clone())) {
                         tracing::warn!(source = %self.source, error = %message, "kafka consumer error; retrying");
                     }
                     break;
@@ -568,7 +697,7 @@ impl KafkaReader {
             }
         }
         if !records.is_empty() {
-            self.stats.running();
+            self.out.status(StatusChange::Running);
         }
         (records, false)
     }
@@ -602,7 +731,7 @@ impl KafkaReader {
                 records,
                 next_offset,
             };
-            if !self.workers.submit(job) {
+            if !self.out.records(job) {
                 return false;
             }
         }

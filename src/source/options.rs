@@ -66,7 +66,7 @@ pub enum BadData {
     Fail,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct KafkaSettings {
     pub topic: String,
     pub bootstrap_servers: String,
@@ -77,7 +77,7 @@ pub struct KafkaSettings {
 }
 
 /// Where a partition is first read from (later: from the offsets the source committed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StartupMode {
     Earliest,
     Latest,

@@ -23,8 +23,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use tokio::sync::{Notify, mpsc};
 
+use super::Surroundings;
 use super::dedup::{DedupSettings, Deduplicator};
-use super::kafka::{KafkaReader, ResetRequest, ResetTo};
+use super::kafka::{KafkaReader, LocalOutput, ResetRequest, ResetTo};
+use super::kafka_process::{ReaderProcess, Supervisor};
 use super::options::{BadData, Connector, SourceSettings};
 use super::stats::SourceStats;
 use super::watermark::WatermarkTracker;
@@ -36,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::storage::{DataFile, Storage};
 use crate::stream::Message;
 use crate::stream::feed::Feed;
-use crate::stream::state_memory::{StateMemory, StatePools};
+use crate::stream::state_memory::StateMemory;
 
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
 /// Pending rows (retained events plus rejected records) that force a checkpoint.
@@ -136,17 +138,14 @@ pub struct Resume {
 }
 
 impl SourceHandle {
-    /// Starts the connector and the runner of a committed source. `requested` is signalled
-    /// when the pending rows are full and need a checkpoint; deduplication keys are held in
-    /// `memory`.
+    /// Starts the connector and the runner of a committed source in its `surroundings`.
     pub fn start(
         def: SourceDef,
         storage: Arc<Storage>,
         feed: Arc<Feed>,
         reader: Reader,
         resume: Resume,
-        requested: Arc<Notify>,
-        memory: &StatePools,
+        surroundings: &Surroundings,
     ) -> Arc<Self> {
         let committed = resume.offsets;
         let settings = SourceSettings::from_def(&def);
@@ -181,7 +180,16 @@ impl SourceHandle {
                 stop: Arc::clone(&stop),
                 reset: Arc::clone(&reset),
             };
-            spawn_connector(&def, settings, &committed, events, &stats, control);
+            let kafka_reader = surroundings.kafka_reader.as_ref();
+            spawn_connector(
+                &def,
+                settings,
+                &committed,
+                events,
+                &stats,
+                control,
+                kafka_reader,
+            );
         }
         let runner = Runner {
             tracker: WatermarkTracker::new(
@@ -201,8 +209,11 @@ impl SourceHandle {
                 .and_then(|s| s.dedup.clone())
                 .map(|d| (d, resume.dedup)),
             deduplicator: None,
-            memory: StateMemory::new(memory, format!("source {} (deduplication keys)", def.name)),
-            requested,
+            memory: StateMemory::new(
+                &surroundings.memory,
+                format!("source {} (deduplication keys)", def.name),
+            ),
+            requested: Arc::clone(&surroundings.checkpoint_requested),
             full: false,
             reader,
             fail_on_bad_data: settings
@@ -312,6 +323,7 @@ fn spawn_connector(
     events: mpsc::Sender<Event>,
     stats: &Arc<SourceStats>,
     control: Control,
+    kafka_reader: Option<&ReaderProcess>,
 ) {
     match &settings.connector {
         Connector::Kafka(kafka) => {
@@ -322,19 +334,39 @@ fn spawn_connector(
                     return;
                 }
             };
-            let reader = KafkaReader {
-                source: def.name.clone(),
-                settings: kafka.clone(),
+            let local = LocalOutput {
                 workers,
-                committed: committed.clone(),
                 events,
                 stats: Arc::clone(stats),
-                stop: control.stop,
-                reset: control.reset,
+            };
+            let run: Box<dyn FnOnce() + Send> = match kafka_reader {
+                Some(process) => {
+                    let supervisor = Supervisor {
+                        process: process.clone(),
+                        source: def.name.clone(),
+                        settings: kafka.clone(),
+                        committed: committed.clone(),
+                        local,
+                        stop: control.stop,
+                        reset: control.reset,
+                    };
+                    Box::new(move || supervisor.run())
+                }
+                None => {
+                    let reader = KafkaReader {
+                        source: def.name.clone(),
+                        settings: kafka.clone(),
+                        committed: committed.clone(),
+                        out: Arc::new(local),
+                        stop: control.stop,
+                        reset: control.reset,
+                    };
+                    Box::new(move || reader.run())
+                }
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("kafka-{}", def.name))
-                .spawn(move || reader.run());
+                .spawn(run);
             if let Err(e) = spawned {
                 stats.failed(&format!("cannot start the consumer thread: {e}"));
             }

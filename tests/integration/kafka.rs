@@ -895,3 +895,146 @@ async fn an_offset_out_of_range_stops_its_partition_until_reset() {
     );
     server.shutdown().await;
 }
+
+/// This test process's `sluicedb kafka-reader` children reading `topic`.
+fn reader_processes(topic: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut readers = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if parent == Some(me) && cmdline.contains("kafka-reader") && cmdline.contains(topic) {
+            readers.push(pid);
+        }
+    }
+    readers
+}
+
+/// A reader process that dies (killed here) takes only itself: its source shows `retrying`
+/// naming the signal, queries answer, and a new reader goes on from what the source had taken
+/// in — every id once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_kafka_reader_is_started_again_and_loses_nothing() {
+    let Some(kafka) = kafka_target() else { return };
+    let topic = unique_topic("killed-reader");
+    create_topic(&kafka, &topic, 1).await;
+    produce(&producer(&kafka, "5"), &topic, &ids(0..5_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path().to_str().unwrap()).await;
+    let client = connect(server.pg_addr()).await;
+    create_ids_source(&client, &topic, &kafka).await;
+    let count = "SELECT count(*) FROM ids";
+    wait_for(Duration::from_secs(30), "the first ids", || async {
+        (query_i64(&client, count).await == 5_000).then_some(())
+    })
+    .await;
+    let readers = reader_processes(&topic);
+    assert_eq!(
+        readers.len(),
+        1,
+        "one reader process per kafka source: {readers:?}"
+    );
+    Command::new("kill")
+        .args(["-KILL", &readers[0].to_string()])
+        .status()
+        .unwrap();
+    let status = "SELECT status, coalesce(last_error, '') FROM sluice_catalog.sources \
+                  WHERE source = 'ids'";
+    let error = wait_for(Duration::from_secs(10), "the source to retry", || async {
+        let row = client.query_one(status, &[]).await.unwrap();
+        (row.get::<_, String>(0) == "retrying").then(|| row.get::<_, String>(1))
+    })
+    .await;
+    assert!(error.contains("SIGKILL"), "{error}");
+    assert_eq!(query_i64(&client, count).await, 5_000);
+    produce(&producer(&kafka, "5"), &topic, &ids(5_000..8_000)).await;
+    wait_for(
+        Duration::from_secs(60),
+        "every id from a new reader",
+        || async {
+            let row = client.query_one(status, &[]).await.unwrap();
+            let running = row.get::<_, String>(0) == "running";
+            (running && query_i64(&client, count).await == 8_000).then_some(())
+        },
+    )
+    .await;
+    let distinct = "SELECT count(DISTINCT id) FROM ids";
+    assert_eq!(query_i64(&client, distinct).await, 8_000);
+    let readers_after = reader_processes(&topic);
+    assert_eq!(readers_after.len(), 1, "{readers_after:?}");
+    assert_ne!(readers_after, readers);
+    server.shutdown().await;
+    wait_for(
+        Duration::from_secs(10),
+        "the reader to end with its server",
+        || async { reader_processes(&topic).is_empty().then_some(()) },
+    )
+    .await;
+}
+
+/// Deleting the topic a source reads made librdkafka crash (SIGSEGV: tansu answers a fetch of
+/// a deleted topic with a zero topic id and a current leader, and librdkafka looks that topic
+/// up by a NULL name), and with it the whole server. Now only that source's reader dies: the
+/// source says so, another source reads on, queries answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_topic_under_a_source_leaves_the_server_and_other_sources_running() {
+    let Some(kafka) = kafka_target() else { return };
+    let doomed = unique_topic("deleted");
+    let other = unique_topic("kept");
+    create_topic(&kafka, &doomed, 1).await;
+    create_topic(&kafka, &other, 1).await;
+    produce(&producer(&kafka, "5"), &doomed, &ids(0..1_000)).await;
+    produce(&producer(&kafka, "5"), &other, &ids(0..1_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path().to_str().unwrap()).await;
+    let client = connect(server.pg_addr()).await;
+    create_ids_source(&client, &doomed, &kafka).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE kept (id BIGINT) WITH (connector = 'kafka', topic = '{other}', \
+             properties.bootstrap.server = '{kafka}', scan.startup.mode = 'earliest', \
+             retain = 'true') FORMAT PLAIN ENCODE JSON"
+        ))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "both sources", || async {
+        let both = query_i64(&client, "SELECT count(*) FROM ids").await == 1_000
+            && query_i64(&client, "SELECT count(*) FROM kept").await == 1_000;
+        both.then_some(())
+    })
+    .await;
+    delete_topic(&kafka, &doomed).await;
+    let status = "SELECT status, coalesce(last_error, '') FROM sluice_catalog.sources \
+                  WHERE source = 'ids'";
+    let error = wait_for(
+        Duration::from_secs(20),
+        "the source to say its reader died",
+        || async {
+            let row = client.query_one(status, &[]).await.unwrap();
+            let error = row.get::<_, String>(1);
+            (row.get::<_, String>(0) != "running" && !error.is_empty()).then_some(error)
+        },
+    )
+    .await;
+    eprintln!("after its topic was deleted: {error}");
+    produce(&producer(&kafka, "5"), &other, &ids(1_000..2_000)).await;
+    wait_for(
+        Duration::from_secs(30),
+        "the other source to read on",
+        || async { (query_i64(&client, "SELECT count(*) FROM kept").await == 2_000).then_some(()) },
+    )
+    .await;
+    assert_eq!(query_i64(&client, "SELECT count(*) FROM ids").await, 1_000);
+    server.shutdown().await;
+}

@@ -104,9 +104,13 @@ async fn start_configured(storage: &str, file: ServeArgs) -> Server {
         http_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
     };
-    Server::start(args.or(file).resolve(AwsEnv::default()).unwrap())
-        .await
-        .unwrap()
+    let mut config = args.or(file).resolve(AwsEnv::default()).unwrap();
+    // Kafka readers in processes of their own, as the binary runs them.
+    config.kafka_reader = Some(sluicedb::source::kafka_process::ReaderProcess {
+        binary: env!("CARGO_BIN_EXE_sluicedb").into(),
+        log: "error".into(),
+    });
+    Server::start(config).await.unwrap()
 }
 
 /// An `Authorization` header line with HTTP Basic `user:password` credentials.
