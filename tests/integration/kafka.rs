@@ -646,6 +646,32 @@ async fn create_ids_source(client: &tokio_postgres::Client, topic: &str, kafka: 
         .unwrap();
 }
 
+/// A server whose source `ids` has read ids `0..n` of a new one-partition topic on `kafka`:
+/// the topic, the server's folder, the server and a connection.
+async fn reading_ids(
+    kafka: &str,
+    name: &str,
+    n: i64,
+) -> (
+    String,
+    tempfile::TempDir,
+    sluicedb::server::Server,
+    tokio_postgres::Client,
+) {
+    let topic = unique_topic(name);
+    create_topic(kafka, &topic, 1).await;
+    produce(&producer(kafka, "5"), &topic, &ids(0..n)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path().to_str().unwrap()).await;
+    let client = connect(server.pg_addr()).await;
+    create_ids_source(&client, &topic, kafka).await;
+    wait_for(Duration::from_secs(30), "the first ids", || async {
+        (query_i64(&client, "SELECT count(*) FROM ids").await == n).then_some(())
+    })
+    .await;
+    (topic, dir, server, client)
+}
+
 /// A frozen broker (SIGSTOP: connections open, nothing answered). Before, the source said
 /// `running` for about 19 s, until a request timed out. Now it says `retrying`, naming the
 /// broker, within seconds; it reads on after SIGCONT, every event once.
@@ -654,18 +680,8 @@ async fn a_frozen_broker_shows_retrying_and_nothing_is_lost() {
     let Some((broker, kafka)) = own_broker() else {
         return;
     };
-    let topic = unique_topic("frozen");
-    create_topic(&kafka, &topic, 1).await;
-    produce(&producer(&kafka, "5"), &topic, &ids(0..1_000)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path().to_str().unwrap()).await;
-    let client = connect(server.pg_addr()).await;
-    create_ids_source(&client, &topic, &kafka).await;
+    let (topic, _dir, server, client) = reading_ids(&kafka, "frozen", 1_000).await;
     let count = "SELECT count(*) FROM ids";
-    wait_for(Duration::from_secs(30), "the first ids", || async {
-        (query_i64(&client, count).await == 1_000).then_some(())
-    })
-    .await;
     let status = "SELECT status, coalesce(last_error, '') FROM sluice_catalog.sources \
                   WHERE source = 'ids'";
     broker.signal("STOP");
@@ -809,18 +825,8 @@ async fn delete_topic(kafka: &str, topic: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_offset_out_of_range_stops_its_partition_until_reset() {
     let Some(kafka) = kafka_target() else { return };
-    let topic = unique_topic("recreated");
-    create_topic(&kafka, &topic, 1).await;
-    produce(&producer(&kafka, "5"), &topic, &ids(0..50)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path().to_str().unwrap()).await;
-    let client = connect(server.pg_addr()).await;
-    create_ids_source(&client, &topic, &kafka).await;
+    let (topic, dir, server, client) = reading_ids(&kafka, "recreated", 50).await;
     let count = "SELECT count(*) FROM ids";
-    wait_for(Duration::from_secs(30), "the first 50 ids", || async {
-        (query_i64(&client, count).await == 50).then_some(())
-    })
-    .await;
     // Nothing to reset while every partition reads.
     let error = client
         .batch_execute("ALTER SOURCE ids RESET OFFSETS TO EARLIEST")
@@ -927,18 +933,8 @@ fn reader_processes(topic: &str) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_kafka_reader_is_started_again_and_loses_nothing() {
     let Some(kafka) = kafka_target() else { return };
-    let topic = unique_topic("killed-reader");
-    create_topic(&kafka, &topic, 1).await;
-    produce(&producer(&kafka, "5"), &topic, &ids(0..5_000)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_server(dir.path().to_str().unwrap()).await;
-    let client = connect(server.pg_addr()).await;
-    create_ids_source(&client, &topic, &kafka).await;
+    let (topic, _dir, server, client) = reading_ids(&kafka, "killed-reader", 5_000).await;
     let count = "SELECT count(*) FROM ids";
-    wait_for(Duration::from_secs(30), "the first ids", || async {
-        (query_i64(&client, count).await == 5_000).then_some(())
-    })
-    .await;
     let readers = reader_processes(&topic);
     assert_eq!(
         readers.len(),
