@@ -246,6 +246,7 @@ fn sources_schema() -> SchemaRef {
         field("duplicate_rows", DataType::Int64),
         field("state_bytes", DataType::Int64),
         field("last_error", DataType::Utf8),
+        field("last_fetch", timestamptz()),
     ]))
 }
 
@@ -307,6 +308,12 @@ fn sources_batch(snapshots: &[Snapshot]) -> datafusion::arrow::error::Result<Rec
             p.and_then(|p| p.stopped.clone())
                 .or_else(|| s.last_error.clone())
         }))),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter(
+                rows.iter().map(|(_, _, p)| p.and_then(|p| p.last_fetch_us)),
+            )
+            .with_timezone("+00:00"),
+        ),
     ];
     RecordBatch::try_new(sources_schema(), columns)
 }

@@ -83,6 +83,7 @@ impl ClientContext for SourceContext {
             return;
         };
         let mut leaders = BTreeSet::new();
+        let now_us = chrono::Utc::now().timestamp_micros();
         for (id, partition) in &topic.partitions {
             if *id >= 0 && partition.hi_offset >= 0 {
                 self.out.status(StatusChange::HighWatermark {
@@ -92,6 +93,17 @@ impl ClientContext for SourceContext {
             }
             if *id >= 0 {
                 leaders.insert(partition.leader);
+                // rxidle: microseconds since the leader's connection last received (-1: never).
+                let leader = statistics
+                    .brokers
+                    .values()
+                    .find(|b| b.nodeid == partition.leader);
+                if let Some(idle) = leader.map(|b| b.rxidle).filter(|idle| *idle >= 0) {
+                    self.out.status(StatusChange::LastFetch {
+                        partition: *id,
+                        at_us: now_us - idle,
+                    });
+                }
             }
         }
         let silent = statistics
@@ -266,6 +278,11 @@ pub enum StatusChange {
         partition: i32,
         offset: i64,
     },
+    /// The partition's leader last answered at this time, epoch µs.
+    LastFetch {
+        partition: i32,
+        at_us: i64,
+    },
     /// The partition is not read until a reset, for this reason.
     Stopped {
         partition: i32,
@@ -295,6 +312,10 @@ impl StatusChange {
                     p.high_watermark = Some(offset);
                 });
                 changed
+            }
+            StatusChange::LastFetch { partition, at_us } => {
+                stats.partition(partition, |p| p.last_fetch_us = Some(at_us));
+                true
             }
             StatusChange::Stopped { partition, reason } => {
                 stats.partition(partition, |p| p.stopped = Some(reason));

@@ -61,6 +61,8 @@ pub struct PartitionStats {
     /// Why the partition is not read (its offset is out of the broker's range), until
     /// `ALTER SOURCE … RESET OFFSETS`.
     pub stopped: Option<String>,
+    /// When the partition's leader last answered (Kafka), epoch microseconds.
+    pub last_fetch_us: Option<i64>,
 }
 
 impl PartitionStats {

@@ -696,6 +696,11 @@ async fn a_frozen_broker_shows_retrying_and_nothing_is_lost() {
         frozen.elapsed()
     );
     assert!(error.contains("has not answered"), "{error}");
+    // When the broker last answered: over 5 s ago now, within seconds again after the thaw.
+    let silent_for = "SELECT CAST(extract(epoch FROM now() - last_fetch) AS DOUBLE PRECISION) \
+                      FROM sluice_catalog.sources WHERE source = 'ids'";
+    let silent: f64 = client.query_one(silent_for, &[]).await.unwrap().get(0);
+    assert!(silent > 4.0, "the broker answered {silent} s ago");
     // Monitoring sees it too.
     let metrics = http_get(server.http_addr(), "/metrics");
     for line in [
@@ -724,6 +729,12 @@ async fn a_frozen_broker_shows_retrying_and_nothing_is_lost() {
     let metrics = http_get(server.http_addr(), "/metrics");
     let running = "sluicedb_source_status{source=\"ids\",status=\"running\"} 1\n";
     assert!(metrics.contains(running), "{metrics}");
+    // (librdkafka's statistics come every second.)
+    wait_for(Duration::from_secs(10), "a recent answer", || async {
+        let silent: f64 = client.query_one(silent_for, &[]).await.unwrap().get(0);
+        (silent < 3.0).then_some(())
+    })
+    .await;
     server.shutdown().await;
 }
 
