@@ -106,7 +106,7 @@ pub struct NumericDiv {
 impl NumericDiv {
     fn new() -> Self {
         Self {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::user_defined(Volatility::Immutable),
         }
     }
 }
@@ -126,6 +126,27 @@ impl ScalarUDFImpl for NumericDiv {
         ))
     }
 
+    /// Called by name, as Postgres' `numeric_div(numeric, numeric)`: integers become numerics.
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let numeric = |t: &DataType| match t {
+            DataType::Decimal128(..) => Ok(t.clone()),
+            t if t.is_integer() => Ok(DataType::Decimal128(20, 0)),
+            other => Err(DataFusionError::from(
+                crate::error::Error::UndefinedFunction {
+                    name: format!("numeric_div({other}, …)"),
+                },
+            )),
+        };
+        match arg_types {
+            [a, b] => Ok(vec![numeric(a)?, numeric(b)?]),
+            _ => Err(DataFusionError::from(
+                crate::error::Error::UndefinedFunction {
+                    name: format!("numeric_div with {} arguments", arg_types.len()),
+                },
+            )),
+        }
+    }
+
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         let (_, s1) = decimal_parts(args.arg_fields[0].data_type())?;
         let (_, s2) = decimal_parts(args.arg_fields[1].data_type())?;
@@ -136,10 +157,7 @@ impl ScalarUDFImpl for NumericDiv {
             ] => Some((*a, *b)),
             _ => None,
         };
-        let scale = match constants {
-            Some((a, b)) => quotient_scale(Some((a, s1, b, s2)), s1, s2),
-            None => quotient_scale(None, s1, s2),
-        };
+        let scale = quotient_scale(constants, s1, s2);
         let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
         Ok(Arc::new(Field::new(
             self.name(),
@@ -189,9 +207,9 @@ fn decimal_parts(data_type: &DataType) -> Result<(u8, i8)> {
 /// Postgres' `select_div_scale`: 16 significant digits from the quotient's estimated leading
 /// base-10000 digit, and never fewer decimals than an operand has. Without the values, the
 /// estimate of operands of the same magnitude (leading digits first ≥ second).
-fn quotient_scale(values: Option<(i128, i8, i128, i8)>, s1: i8, s2: i8) -> i8 {
+fn quotient_scale(values: Option<(i128, i128)>, s1: i8, s2: i8) -> i8 {
     let quotient_weight = match values {
-        Some((a, s1, b, s2)) => {
+        Some((a, b)) => {
             let (w1, d1) = leading_digit(a, s1);
             let (w2, d2) = leading_digit(b, s2);
             w1 - w2 - i32::from(d1 <= d2)
@@ -396,11 +414,11 @@ mod tests {
     #[test]
     fn quotients_of_constants_have_postgres_scales() {
         // SELECT 1.0 / 3.0, 100.0 / 3.0, 2.0 / 7, 7.0 / 2, 1 / 30000000.0 in Postgres 15.
-        assert_eq!(quotient_scale(Some((10, 1, 30, 1)), 1, 1), 20);
-        assert_eq!(quotient_scale(Some((1000, 1, 30, 1)), 1, 1), 16);
-        assert_eq!(quotient_scale(Some((20, 1, 7, 0)), 1, 0), 20);
-        assert_eq!(quotient_scale(Some((70, 1, 2, 0)), 1, 0), 16);
-        assert_eq!(quotient_scale(Some((1, 0, 300_000_000, 1)), 0, 1), 24);
+        assert_eq!(quotient_scale(Some((10, 30)), 1, 1), 20);
+        assert_eq!(quotient_scale(Some((1000, 30)), 1, 1), 16);
+        assert_eq!(quotient_scale(Some((20, 7)), 1, 0), 20);
+        assert_eq!(quotient_scale(Some((70, 2)), 1, 0), 16);
+        assert_eq!(quotient_scale(Some((1, 300_000_000)), 0, 1), 24);
         assert_eq!(quotient_scale(None, 2, 0), 16);
         assert_eq!(quotient_scale(None, 20, 0), 20);
     }

@@ -289,6 +289,7 @@ impl Supervisor {
     pub fn run(mut self) {
         let mut backoff = RESTART_BACKOFF_MIN;
         while !self.stop.load(Ordering::Relaxed) {
+            let started = std::time::Instant::now();
             let ended = match self.spawn() {
                 Ok((child, stdin)) => self.supervise(child, stdin),
                 Err(e) => Ended::Exited(format!("cannot start its kafka reader process: {e}")),
@@ -297,6 +298,10 @@ impl Supervisor {
                 Ended::Stopped | Ended::Failed => return,
                 Ended::Exited(reason) => reason,
             };
+            // A reader that ran a good while before it ended starts again soon.
+            if started.elapsed() > RESTART_BACKOFF_MAX {
+                backoff = RESTART_BACKOFF_MIN;
+            }
             let message = format!("the kafka reader of this source {reason}; starting it again");
             if self.local.stats.retrying(&message) {
                 tracing::error!(source = %self.source, "{message}");
