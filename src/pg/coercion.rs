@@ -38,21 +38,30 @@ pub(crate) fn rewrite_expressions(
         for input in plan.inputs() {
             schema.merge(input.schema());
         }
-        let names = NamePreserver::new(&plan);
-        let before = Arc::clone(plan.schema());
-        let rewritten = plan.map_expressions(|expr| {
-            let name = names.save(&expr);
-            let rewritten = expr.transform_up(|e| Ok(rewrite(e, &schema)))?;
-            Ok(rewritten.update_data(|e| name.restore(e)))
-        })?;
-        let changed = rewritten.transformed;
-        let plan = rewritten.data.recompute_schema()?;
-        Ok(match changed || plan.schema() != &before {
-            true => Transformed::yes(plan),
-            false => Transformed::no(plan),
-        })
+        rewrite_node(plan, |e| Ok(rewrite(e, &schema)))
     })
     .map(|t| t.data)
+}
+
+/// Rewrites the expressions of one node bottom-up with `rewrite`, keeping its output names,
+/// and computes its schema again (an input's or an expression's type may have changed).
+pub(crate) fn rewrite_node(
+    plan: LogicalPlan,
+    mut rewrite: impl FnMut(Expr) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let names = NamePreserver::new(&plan);
+    let before = Arc::clone(plan.schema());
+    let rewritten = plan.map_expressions(|expr| {
+        let name = names.save(&expr);
+        let rewritten = expr.transform_up(&mut rewrite)?;
+        Ok(rewritten.update_data(|e| name.restore(e)))
+    })?;
+    let changed = rewritten.transformed;
+    let plan = rewritten.data.recompute_schema()?;
+    Ok(match changed || plan.schema() != &before {
+        true => Transformed::yes(plan),
+        false => Transformed::no(plan),
+    })
 }
 
 fn boolean_literal(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {

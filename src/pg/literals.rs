@@ -5,12 +5,9 @@
 //! literal wherever it meets a bigint (`big > 5`) as Postgres does. `1.5` is numeric
 //! (`parse_float_as_decimal`; see [`super::numeric`]), `1e3` too, at scale 0.
 
-use std::sync::Arc;
-
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, Values,
 };
@@ -67,21 +64,7 @@ impl AnalyzerRule for IntegerLiterals {
                 }
             }
             // Typed again also when only an input changed (a UNION of `SELECT 1`s).
-            plan => {
-                let before = Arc::clone(plan.schema());
-                let names = NamePreserver::new(&plan);
-                let rewritten = plan.map_expressions(|expr| {
-                    let name = names.save(&expr);
-                    let rewritten = expr.transform_up(narrow_and_fold)?;
-                    Ok(rewritten.update_data(|e| name.restore(e)))
-                })?;
-                let changed = rewritten.transformed;
-                let plan = rewritten.data.recompute_schema()?;
-                Ok(match changed || plan.schema() != &before {
-                    true => Transformed::yes(plan),
-                    false => Transformed::no(plan),
-                })
-            }
+            plan => super::coercion::rewrite_node(plan, narrow_and_fold),
         })
         .map(|t| t.data)
     }
