@@ -829,6 +829,30 @@ async fn delete_topic(kafka: &str, topic: &str) {
     }
 }
 
+/// Creates `topic` (one partition) again once the broker has forgotten its deletion.
+async fn recreate_topic(kafka: &str, topic: &str) {
+    wait_for(
+        Duration::from_secs(30),
+        "the topic to be re-created",
+        || async {
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                .set("bootstrap.servers", kafka)
+                .create()
+                .unwrap();
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+            let created = admin
+                .create_topics(
+                    &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
+                    &options,
+                )
+                .await
+                .unwrap();
+            created.into_iter().all(|r| r.is_ok()).then_some(())
+        },
+    )
+    .await;
+}
+
 /// The broker holds fewer records than a source read (its topic was re-created while the
 /// server was down). Before, the source skipped every record below its position: status
 /// `running`, lag 0, nothing logged. Now the partition stops and says why (status, error,
@@ -848,26 +872,7 @@ async fn an_offset_out_of_range_stops_its_partition_until_reset() {
 
     // The topic comes back with 10 records: offsets 0 to 9, where the source read up to 50.
     delete_topic(&kafka, &topic).await;
-    wait_for(
-        Duration::from_secs(30),
-        "the topic to be re-created",
-        || async {
-            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                .set("bootstrap.servers", &kafka)
-                .create()
-                .unwrap();
-            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-            let created = admin
-                .create_topics(
-                    &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-                    &options,
-                )
-                .await
-                .unwrap();
-            created.into_iter().all(|r| r.is_ok()).then_some(())
-        },
-    )
-    .await;
+    recreate_topic(&kafka, &topic).await;
     produce(&producer(&kafka, "5"), &topic, &ids(1_000..1_010)).await;
     let server = start_server(dir.path().to_str().unwrap()).await;
     let client = connect(server.pg_addr()).await;
@@ -993,7 +998,8 @@ async fn a_killed_kafka_reader_is_started_again_and_loses_nothing() {
 /// Deleting the topic a source reads made librdkafka crash (SIGSEGV: tansu answers a fetch of
 /// a deleted topic with a zero topic id and a current leader, and librdkafka looks that topic
 /// up by a NULL name), and with it the whole server. Now only that source's reader dies: the
-/// source says so, another source reads on, queries answer.
+/// source says so, another source reads on, queries answer. When the topic comes back with
+/// fewer records than were read, the partition stops until `RESET OFFSETS`, then reads them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_topic_under_a_source_leaves_the_server_and_other_sources_running() {
     let Some(kafka) = kafka_target() else { return };
@@ -1043,5 +1049,40 @@ async fn deleting_a_topic_under_a_source_leaves_the_server_and_other_sources_run
     )
     .await;
     assert_eq!(query_i64(&client, "SELECT count(*) FROM ids").await, 1_000);
+
+    // The topic comes back, holding fewer records than the source read: the new reader stops
+    // the partition and says why, rather than skip the new records as redeliveries.
+    recreate_topic(&kafka, &doomed).await;
+    produce(&producer(&kafka, "5"), &doomed, &ids(5_000..5_010)).await;
+    let error = wait_for(
+        Duration::from_secs(60),
+        "the partition to stop past the re-created topic's end",
+        || async {
+            let row = client.query_one(status, &[]).await.unwrap();
+            (row.get::<_, String>(0) == "stopped").then(|| row.get::<_, String>(1))
+        },
+    )
+    .await;
+    assert!(error.contains("re-created or restored"), "{error}");
+    client
+        .batch_execute("ALTER SOURCE ids RESET OFFSETS TO EARLIEST")
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the re-created topic's ids",
+        || async { (query_i64(&client, "SELECT count(*) FROM ids").await == 1_010).then_some(()) },
+    )
+    .await;
+    // Each id once: the first topic's and the new one's; the other source untouched.
+    let sum = "SELECT CAST(sum(id) AS BIGINT) FROM ids";
+    assert_eq!(
+        query_i64(&client, sum).await,
+        (0..1_000).sum::<i64>() + (5_000..5_010).sum::<i64>()
+    );
+    assert_eq!(
+        query_i64(&client, "SELECT count(DISTINCT id) FROM kept").await,
+        2_000
+    );
     server.shutdown().await;
 }
