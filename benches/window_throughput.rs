@@ -241,7 +241,7 @@ fn run(
             for step in &plan.pre {
                 current = step.apply(&current).unwrap();
             }
-            let late = operator.push(&current).unwrap();
+            let late = operator.push_rows(&current).unwrap();
             assert!(late.is_empty(), "no event is behind the watermark");
             let watermark = *partition_max.iter().min().unwrap();
             if watermark > i64::MIN {
@@ -278,7 +278,7 @@ fn memory(keys: usize) {
     for chunk in payloads.chunks(CHUNK) {
         let records = records(chunk);
         operator
-            .push(&decoder.decode(0, &records).unwrap().batch)
+            .push_rows(&decoder.decode(0, &records).unwrap().batch)
             .unwrap();
     }
     let after = rss_bytes();

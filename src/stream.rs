@@ -13,12 +13,15 @@
 
 pub mod adhoc;
 pub mod aggregate;
+pub mod changes;
 pub mod feed;
 pub mod functions;
 pub mod groups;
 pub mod node;
+pub mod operator;
 pub mod panes;
 pub mod plan;
+pub mod retracting;
 pub mod session;
 pub mod state;
 pub mod state_memory;
@@ -33,6 +36,8 @@ use crate::storage::DataFile;
 pub enum Message {
     /// New rows.
     Batch(RecordBatch),
+    /// Rows inserted and deleted (from a relation whose rows change).
+    Changes(changes::Changes),
     /// A committed file of new rows (tables publish their commits this way).
     File(DataFile),
     /// No row with an earlier event time (µs) will follow.

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::source::options::SourceSettings;
 use crate::source::{Reader, Resume, SourceHandle, Sources};
 use crate::storage::{DataFile, Manifest, Storage};
+use crate::stream::changes::Emitted;
 use crate::stream::feed::{Feed, Feeds};
 use crate::stream::plan::{RelationKind, ViewPlan};
 use crate::stream::state_memory::{StateMemory, StatePools};
@@ -37,6 +38,9 @@ pub struct Shared {
     pub late: Vec<LateRow>,
     /// The watermark the final rows reach.
     pub closed_through: Option<i64>,
+    /// An updating view's rows as of the checkpoint it was restored from, until its next
+    /// checkpoint: a view over it resuming from that checkpoint takes the changes since.
+    pub restored: Option<Vec<RecordBatch>>,
     /// `closed` and `live` as one batch, made by the first read after either changed: a read
     /// would otherwise handle every small batch each window close added (hundreds between
     /// checkpoints), which made a dashboard query over a live view cost milliseconds.
@@ -160,15 +164,33 @@ impl ViewHandle {
     }
 
     /// A subscription for a view over this view: final rows so far (committed files and
-    /// pending rows), then everything emitted later.
-    async fn subscribe(&self, storage: &Storage) -> Input {
+    /// pending rows), then everything emitted later. For an updating view: the rows it handed
+    /// on last, then its changes — or, for a view `resumed` from the checkpoint this one was
+    /// restored from (whose state holds the rows as of then), the changes since.
+    async fn subscribe(&self, storage: &Storage, resumed: bool) -> Result<Input> {
         let shared = self.shared.lock().await;
-        Input::Feed {
+        let (batches, changes) = match (self.def.updating, resumed) {
+            (false, _) => (shared.closed.clone(), None),
+            (true, false) => (shared.live.clone(), None),
+            (true, true) => {
+                let restored = shared.restored.as_ref().ok_or_else(|| {
+                    Error::Internal(format!(
+                        "view \"{}\" moved past the checkpoint its readers resume from",
+                        self.def.name
+                    ))
+                })?;
+                let mut emitted = Emitted::new(self.def.schema());
+                emitted.reset(restored)?;
+                (Vec::new(), emitted.diff(&shared.live)?)
+            }
+        };
+        Ok(Input::Feed {
             files: self.committed_files(storage),
-            batches: shared.closed.clone(),
+            batches,
+            changes,
             watermark: None,
             receiver: self.feed.subscribe(),
-        }
+        })
     }
 }
 
@@ -272,6 +294,7 @@ impl Views {
                         Input::Feed {
                             files: sub.files,
                             batches: sub.batches,
+                            changes: None,
                             watermark: sub.watermark,
                             receiver: sub.receiver,
                         }
@@ -305,6 +328,7 @@ impl Views {
                         Input::Feed {
                             files: Vec::new(),
                             batches: Vec::new(),
+                            changes: None,
                             watermark: None,
                             receiver,
                         }
@@ -315,7 +339,7 @@ impl Views {
                 let upstream = self.get(&def.input).ok_or_else(|| {
                     Error::Internal(format!("view \"{}\" is not running", def.input))
                 })?;
-                upstream.subscribe(&self.storage).await
+                upstream.subscribe(&self.storage, resumed).await?
             }
             RelationKind::Table => Input::Table {
                 name: def.input.clone(),
@@ -342,7 +366,7 @@ impl Views {
         }));
         let feed = self.feeds.get(&def.name);
         let input_kind = plan.input.kind;
-        let pipeline = Pipeline {
+        let mut pipeline = Pipeline {
             def: def.clone(),
             plan,
             storage: Arc::clone(&self.storage),
@@ -356,7 +380,9 @@ impl Views {
             max_event_time: checkpoint.as_ref().and_then(|c| c.max_event_time),
             pending_out: Vec::new(),
             pending_late: Vec::new(),
+            emitted: None,
         };
+        pipeline.baseline()?;
         let worker = Worker::spawn(|requests| pipeline.run(input, requests));
         let handle = Arc::new(ViewHandle {
             def,

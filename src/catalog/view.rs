@@ -28,6 +28,10 @@ pub struct ViewDef {
     /// dropped. `None` keeps everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// Its rows change (it aggregates and its windows never close): views over it receive
+    /// inserts and deletes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub updating: bool,
 }
 
 impl ViewDef {

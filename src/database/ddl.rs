@@ -222,6 +222,7 @@ pub async fn create_view(
         time_columns: plan.time_columns.clone(),
         created_at_ms: chrono::Utc::now().timestamp_millis(),
         retention: create.retention.clone(),
+        updating: plan.updating,
     };
     if def.retention.is_some() && !plan.window.as_ref().is_some_and(|w| w.kind.closes()) {
         return Err(Error::unsupported(

@@ -283,12 +283,26 @@ impl WindowAggregate {
         }
     }
 
-    /// Partial results of the windows still open.
+    /// Partial results of the windows still open. An aggregate without windows or GROUP BY
+    /// has its one row from the start, as in Postgres (`count(*)` 0, `sum` NULL).
     pub fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
-        match &mut self.state {
-            State::Panes(panes) => panes.snapshot(self.watermark, &self.layout),
-            State::Sessions(sessions) => sessions.snapshot(&self.layout),
+        let rows = match &mut self.state {
+            State::Panes(panes) => panes.snapshot(self.watermark, &self.layout)?,
+            State::Sessions(sessions) => sessions.snapshot(&self.layout)?,
+        };
+        let global = self.kind == WindowKind::Unbounded && self.keys.is_empty();
+        if !global || rows.iter().any(|b| b.num_rows() > 0) {
+            return Ok(rows);
         }
+        let columns = self
+            .aggregates
+            .iter()
+            .map(|a| a.expr.create_accumulator()?.evaluate()?.to_array())
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(vec![RecordBatch::try_new(
+            Arc::clone(&self.layout.schema),
+            columns,
+        )?])
     }
 
     /// Groups held open, over all windows.

@@ -24,16 +24,19 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, Distinct, Expr, Extension, LogicalPlan};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{Query, Statement as SqlStatement};
 
 use super::aggregate::{GroupColumn, Layout, WindowAggregate};
+use super::changes::Changes;
 use super::functions::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowedRelation, is_window_column};
 use super::groups::AggregateSpec;
 use super::node::WindowAggregateNode;
+use super::operator::ViewOperator;
+use super::retracting::{self, RetractingAggregate};
 use super::window::WindowKind;
 use crate::catalog::types::ColumnType;
 use crate::error::{Error, Result};
@@ -71,6 +74,9 @@ pub struct InputRelation {
     /// How far a table's watermark trails its largest event time (sources and views publish
     /// their own watermark).
     pub delay_us: i64,
+    /// Whether its rows change (a view whose rows are never final): it hands on inserts and
+    /// deletes, not only new rows.
+    pub updating: bool,
 }
 
 impl InputRelation {
@@ -82,6 +88,7 @@ impl InputRelation {
                 schema: t.def.schema(),
                 watermark_columns: t.def.watermark.iter().map(|w| w.column.clone()).collect(),
                 delay_us: t.def.watermark.as_ref().map_or(0, |w| w.delay_ms * 1_000),
+                updating: false,
             });
         }
         if let Some(s) = manifest.source(name) {
@@ -91,6 +98,7 @@ impl InputRelation {
                 schema: s.def.schema(),
                 watermark_columns: s.def.watermark.iter().map(|w| w.column.clone()).collect(),
                 delay_us: 0,
+                updating: false,
             });
         }
         if let Some(v) = manifest.view(name) {
@@ -100,6 +108,7 @@ impl InputRelation {
                 schema: v.def.schema(),
                 watermark_columns: v.def.time_columns.clone(),
                 delay_us: 0,
+                updating: v.def.updating,
             });
         }
         Err(Error::UndefinedRelation {
@@ -119,17 +128,34 @@ pub enum Step {
     },
 }
 
+/// The rows a filter keeps.
+fn mask(predicate: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
+    let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
+    mask.as_any()
+        .downcast_ref::<BooleanArray>()
+        .cloned()
+        .ok_or_else(|| Error::Internal("filter is not boolean".into()))
+}
+
 impl Step {
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         match self {
-            Step::Filter(predicate) => {
-                let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| Error::Internal("filter is not boolean".into()))?;
-                Ok(filter_record_batch(batch, mask)?)
-            }
+            Step::Filter(predicate) => Ok(filter_record_batch(batch, &mask(predicate, batch)?)?),
+            Step::Project { .. } => self.project(batch),
+        }
+    }
+
+    /// The step over a changelog: a filter keeps rows with their ops, a projection maps rows.
+    pub fn apply_changes(&self, changes: &Changes) -> Result<Changes> {
+        match self {
+            Step::Filter(predicate) => changes.filter(&mask(predicate, &changes.rows)?),
+            Step::Project { .. } => Ok(changes.with_rows(self.project(&changes.rows)?)),
+        }
+    }
+
+    fn project(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        match self {
+            Step::Filter(_) => Ok(batch.clone()),
             Step::Project { exprs, schema } => {
                 let columns = exprs
                     .iter()
@@ -166,18 +192,30 @@ pub struct WindowPlan {
     pub key_schema: SchemaRef,
     pub aggregates: Vec<AggregateSpec>,
     pub layout: Layout,
+    /// The input follows deletes: groups without windows that retract.
+    pub retracting: bool,
+    /// The rows the aggregation reads (after the steps before it).
+    pub input_schema: SchemaRef,
 }
 
 impl WindowPlan {
-    pub fn operator(&self) -> Result<WindowAggregate> {
-        WindowAggregate::new(
+    pub fn operator(&self) -> Result<ViewOperator> {
+        if self.retracting {
+            return Ok(ViewOperator::Retracting(RetractingAggregate::try_new(
+                self.keys.clone(),
+                self.aggregates.clone(),
+                &self.input_schema,
+                Arc::clone(&self.layout.schema),
+            )?));
+        }
+        Ok(ViewOperator::Window(WindowAggregate::new(
             self.kind,
             self.time_column,
             self.keys.clone(),
             Arc::clone(&self.key_schema),
             self.aggregates.clone(),
             self.layout.clone(),
-        )
+        )?))
     }
 }
 
@@ -198,6 +236,9 @@ pub struct ViewPlan {
     pub closes: bool,
     /// The input column the input's watermark is on, when the view can use it.
     pub watermark_column: Option<usize>,
+    /// Whether the view's rows change (it aggregates and its windows never close): it hands
+    /// on inserts and deletes to the views reading it, not only final rows.
+    pub updating: bool,
 }
 
 impl ViewPlan {
@@ -223,11 +264,16 @@ impl ViewPlan {
     /// The streaming pipeline, one operator per line, output first (for `EXPLAIN`).
     pub fn describe(&self, view: &str, emit_on_close: bool) -> String {
         let mut lines = vec![format!(
-            "ViewSink: view={view} emit={} columns=[{}]",
+            "ViewSink: view={view} emit={} output={} columns=[{}]",
             if emit_on_close {
                 "on window close"
             } else {
                 "live"
+            },
+            if self.updating {
+                "updating"
+            } else {
+                "append-only"
             },
             self.columns
                 .iter()
@@ -246,25 +292,38 @@ impl ViewPlan {
                     None => a.expr.name().to_string(),
                 })
                 .collect();
-            lines.push(format!(
-                "WindowAggregate: window={} time={} keys=[{}] aggregates=[{}] close={}",
-                w.kind,
-                w.time_column_name.as_deref().unwrap_or("-"),
-                keys.join(", "),
-                aggregates.join(", "),
-                if self.closes {
-                    "on watermark"
-                } else {
-                    "never (no watermark)"
-                }
-            ));
+            lines.push(match w.retracting {
+                true => format!(
+                    "RetractingAggregate: keys=[{}] aggregates=[{}] state=groups with counts, \
+                     sums and value multisets",
+                    keys.join(", "),
+                    aggregates.join(", "),
+                ),
+                false => format!(
+                    "WindowAggregate: window={} time={} keys=[{}] aggregates=[{}] close={}",
+                    w.kind,
+                    w.time_column_name.as_deref().unwrap_or("-"),
+                    keys.join(", "),
+                    aggregates.join(", "),
+                    if self.closes {
+                        "on watermark"
+                    } else {
+                        "never (no watermark)"
+                    }
+                ),
+            });
         }
         lines.extend(self.pre.iter().rev().map(Step::describe));
         lines.push(format!(
-            "Input: {} {} watermark=[{}]",
+            "Input: {} {} watermark=[{}]{}",
             self.input.kind.name(),
             self.input.name,
-            self.input.watermark_columns.join(", ")
+            self.input.watermark_columns.join(", "),
+            if self.input.updating {
+                " (updating)"
+            } else {
+                ""
+            }
         ));
         let mut out = String::new();
         for (depth, line) in lines.iter().enumerate() {
@@ -288,6 +347,7 @@ pub async fn plan_view(
     let plan = state
         .analyzer()
         .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let plan = distinct_as_aggregate(plan)?;
     let names = postgres_names(&statement);
     Compiler {
         state,
@@ -362,6 +422,22 @@ impl Compiler<'_> {
                 flags = traced;
             }
         }
+        if input.updating && (aggregate_at.is_none() || windowed.is_some()) {
+            return Err(Error::unsupported(
+                format!(
+                    "{} over materialized view \"{}\" (its rows change)",
+                    match windowed {
+                        Some(_) => "a window table function",
+                        None => "a view without GROUP BY",
+                    },
+                    input.name
+                ),
+                Some(
+                    "Over a view without windows, aggregate with GROUP BY (count, sum, avg, min, \
+                     max, count(DISTINCT …)), or query the view directly.",
+                ),
+            ));
+        }
         let (window, closes) = match aggregate_at {
             Some(i) => {
                 let Node::Aggregate(aggregate) = &chain[i] else {
@@ -415,6 +491,7 @@ impl Compiler<'_> {
             .first()
             .and_then(|c| input.schema.index_of(c).ok());
         let logical = rewrite(plan, windowed.as_ref(), emit_on_close)?;
+        let updating = window.is_some() && !closes;
         Ok(ViewPlan {
             input,
             logical,
@@ -425,6 +502,7 @@ impl Compiler<'_> {
             time_columns,
             closes,
             watermark_column,
+            updating,
         })
     }
 
@@ -579,10 +657,14 @@ impl Compiler<'_> {
                     ),
                 ));
             }
-            aggregates.push(AggregateSpec {
+            let spec = AggregateSpec {
                 expr: lowered.aggregate,
                 filter: lowered.filter,
-            });
+            };
+            if input.updating {
+                retracting::check(&spec, physical_input)?;
+            }
+            aggregates.push(spec);
         }
         let (kind, time_column_name) = match windowed {
             Some((kind, column)) => (*kind, Some(column.clone())),
@@ -611,6 +693,8 @@ impl Compiler<'_> {
                 key_schema: Arc::new(Schema::new(key_fields)),
                 aggregates,
                 layout,
+                retracting: input.updating,
+                input_schema: Arc::new(physical_input.clone()),
             },
             flags,
         ))
@@ -675,6 +759,26 @@ fn chain(plan: &LogicalPlan) -> Result<(Vec<Node<'_>>, &datafusion::logical_expr
     }
 }
 
+/// `SELECT DISTINCT …` as the GROUP BY of every column it selects, which the aggregation
+/// operators maintain (over an updating input too: a row goes when its last copy goes).
+fn distinct_as_aggregate(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up(|node| match node {
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let keys = input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                let aggregate = Aggregate::try_new(input, keys, Vec::new())?;
+                Ok(Transformed::yes(LogicalPlan::Aggregate(aggregate)))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data)
+}
+
 fn not_incremental(node: &LogicalPlan) -> Error {
     let (what, hint) = match node {
         LogicalPlan::Sort(_) => (
@@ -696,8 +800,8 @@ fn not_incremental(node: &LogicalPlan) -> Error {
              GROUP BY window_start, window_end.",
         ),
         LogicalPlan::Distinct(_) => (
-            "SELECT DISTINCT in a materialized view",
-            "GROUP BY the columns instead.",
+            "SELECT DISTINCT ON in a materialized view",
+            "GROUP BY the key and aggregate the other columns (min, max, …).",
         ),
         LogicalPlan::Union(_) => ("UNION in a materialized view", "Create one view per input."),
         _ => (

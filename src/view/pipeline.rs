@@ -26,8 +26,9 @@ use crate::checkpoint::{Barrier, Drain, Held, Participant, Report, Request};
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::Message;
-use crate::stream::aggregate::WindowAggregate;
+use crate::stream::changes::{Changes, Emitted};
 use crate::stream::feed::Feed;
+use crate::stream::operator::ViewOperator;
 use crate::stream::plan::ViewPlan;
 use crate::stream::state_memory::StateMemory;
 
@@ -43,6 +44,8 @@ pub enum Input {
     Feed {
         files: Vec<DataFile>,
         batches: Vec<RecordBatch>,
+        /// An updating input's changes since the checkpoint the view resumes from.
+        changes: Option<Changes>,
         watermark: Option<i64>,
         receiver: mpsc::Receiver<Message>,
     },
@@ -62,7 +65,9 @@ pub struct Pipeline {
     pub stats: Arc<ViewStats>,
     pub shared: Arc<tokio::sync::Mutex<Shared>>,
     pub feed: Arc<Feed>,
-    pub operator: Option<WindowAggregate>,
+    pub operator: Option<ViewOperator>,
+    /// What an updating view last handed on (its live rows), to hand on only changes.
+    pub emitted: Option<Emitted>,
     /// Open groups past which the view takes no more input (back-pressure, never dropping).
     pub max_open_groups: usize,
     /// The open state's share of the memory pool; the view takes no input while it is full.
@@ -209,10 +214,7 @@ impl Pipeline {
     /// Whether the open state reached its limit (open groups, or no room in the memory pool);
     /// moves the status in and out of `stalled`.
     fn stalled(&mut self) -> bool {
-        let groups = self
-            .operator
-            .as_ref()
-            .map_or(0, WindowAggregate::open_groups);
+        let groups = self.operator.as_ref().map_or(0, ViewOperator::open_groups);
         let at_group_limit = groups >= self.max_open_groups;
         let stalled = at_group_limit || self.memory.exhausted();
         match (stalled, self.stats.status()) {
@@ -305,9 +307,15 @@ impl Pipeline {
             Input::Feed {
                 files,
                 batches,
+                changes,
                 watermark,
                 receiver,
-            } => (files, batches, watermark, Live::Feed(receiver)),
+            } => {
+                if let Some(changes) = changes {
+                    self.take_changes(&changes)?;
+                }
+                (files, batches, watermark, Live::Feed(receiver))
+            }
             Input::Table {
                 name,
                 commits,
@@ -377,6 +385,7 @@ impl Pipeline {
                 self.take_rows(&batch)?;
                 Ok(())
             }
+            Message::Changes(changes) => self.take_changes(&changes),
             Message::File(file) => {
                 for batch in self.storage.read_file(&file).await? {
                     self.take_rows(&batch)?;
@@ -420,7 +429,7 @@ impl Pipeline {
         }
         let late = match &mut self.operator {
             Some(operator) => {
-                let late = operator.push(&current)?;
+                let late = operator.push_rows(&current)?;
                 let watermark = operator.watermark();
                 late_rows(
                     &self.def.name,
@@ -447,6 +456,23 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Runs inserts and deletes through the steps into the (retracting) aggregate.
+    fn take_changes(&mut self, changes: &Changes) -> Result<()> {
+        let rows = changes.num_rows();
+        let mut current = changes.clone();
+        for step in &self.plan.pre {
+            current = step.apply_changes(&current)?;
+        }
+        let operator = self
+            .operator
+            .as_mut()
+            .ok_or_else(|| Error::Internal("changes reached a view without aggregation".into()))?;
+        operator.push_changes(&current)?;
+        self.stats.update(|s| s.rows_in += rows as u64);
+        self.account();
+        Ok(())
+    }
+
     /// The steps after the window, then the stored column types.
     fn finish_rows(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         let mut current = batch;
@@ -467,7 +493,7 @@ impl Pipeline {
         self.stats.update(|s| s.watermark_us = Some(watermark));
         let mut closed = std::mem::take(&mut self.pending_out);
         if !self.plan.closes {
-            self.publish(closed, None, None).await;
+            self.publish(closed, None, None, None).await;
             return Ok(());
         }
         let (windows, output_watermark) = match &mut self.operator {
@@ -487,7 +513,7 @@ impl Pipeline {
         if any_closed {
             self.account();
         }
-        self.publish(closed, Some(watermark), live).await;
+        self.publish(closed, Some(watermark), live, None).await;
         if let Some(w) = output_watermark {
             self.feed.publish(Message::Watermark(w)).await;
         }
@@ -495,12 +521,15 @@ impl Pipeline {
     }
 
     /// Adds final rows to the pending output (and, if given, replaces the live snapshot) in
-    /// one step under the readers' lock, then sends the final rows on.
+    /// one step under the readers' lock, then sends the final rows and an updating view's
+    /// changes on: a view subscribing meanwhile got either the old snapshot and these
+    /// changes, or the new snapshot and not them.
     async fn publish(
         &mut self,
         rows: Vec<RecordBatch>,
         closed_through: Option<i64>,
         live: Option<Vec<RecordBatch>>,
+        changes: Option<Changes>,
     ) {
         let count: usize = rows.iter().map(RecordBatch::num_rows).sum();
         let refreshed = live.is_some();
@@ -524,6 +553,9 @@ impl Pipeline {
         for batch in rows {
             recipients.send(Message::Batch(batch)).await;
         }
+        if let Some(changes) = changes {
+            recipients.send(Message::Changes(changes)).await;
+        }
     }
 
     /// The live results of open windows (none when the view emits on close).
@@ -540,11 +572,37 @@ impl Pipeline {
     }
 
     /// Recomputes the live results of open windows, and hands on final rows of a view
-    /// without window, together.
+    /// without window (or an updating view's changes), together.
     async fn refresh(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.pending_out);
         let live = self.live_rows()?;
-        self.publish(pending, None, Some(live)).await;
+        let changes = match &mut self.emitted {
+            Some(emitted) => emitted.diff(&live)?,
+            None => None,
+        };
+        self.publish(pending, None, Some(live), changes).await;
+        Ok(())
+    }
+
+    /// An updating view's rows as it starts (restored, or empty but for the one row of an
+    /// aggregate without GROUP BY), as handed on already: views over it hold them as of the
+    /// same checkpoint, or take them when they subscribe. Runs before the pipeline's task, so
+    /// no view subscribes earlier.
+    pub fn baseline(&mut self) -> Result<()> {
+        if !self.plan.updating {
+            return Ok(());
+        }
+        let live = self.live_rows()?;
+        let mut emitted = Emitted::new(self.plan.schema());
+        emitted.reset(&live)?;
+        self.emitted = Some(emitted);
+        match self.shared.try_lock() {
+            Ok(mut shared) => {
+                shared.restored = Some(live.clone());
+                shared.publish(&[], Some(live));
+            }
+            Err(_) => return Err(Error::Internal("a starting view's state is locked".into())),
+        }
         Ok(())
     }
 
@@ -568,6 +626,8 @@ impl Pipeline {
         let (closed, late, closed_through) = {
             let mut shared = self.shared.lock().await;
             shared.late.extend(pending_late);
+            // Views over this one resume from this checkpoint from now on, if it commits.
+            shared.restored = None;
             (
                 shared.closed.clone(),
                 shared.late.clone(),

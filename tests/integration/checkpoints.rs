@@ -79,7 +79,7 @@ async fn run(
         for step in &plan.pre {
             current = step.apply(&current).unwrap();
         }
-        late += operator.push(&current).unwrap().len();
+        late += operator.push_rows(&current).unwrap().len();
         let us = batch
             .column(6)
             .as_any()

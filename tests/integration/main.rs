@@ -22,6 +22,8 @@
 //! - `reads`: views polled without pause while they ingest (broker and COPY), windows close,
 //!   checkpoints commit and compaction runs: each poll sees every group exactly once.
 //! - `roles`: a read-only role, an owner's grants and revokes, over SCRAM and a restart.
+//! - `updating`: views over views whose rows change, against batch queries after every
+//!   change, through a kill -9.
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
 mod access;
@@ -41,4 +43,5 @@ mod roles;
 mod slt;
 mod sources;
 mod support;
+mod updating;
 mod views;

@@ -1,0 +1,103 @@
+//! The aggregation of a view, whichever its shape: windows over an append-only input
+//! ([`WindowAggregate`]), or groups following inserts and deletes ([`RetractingAggregate`]).
+//! The pipeline drives either through this one type.
+
+use datafusion::arrow::array::RecordBatch;
+
+use super::aggregate::WindowAggregate;
+use super::changes::Changes;
+use super::retracting::RetractingAggregate;
+use crate::error::{Error, Result};
+
+pub enum ViewOperator {
+    Window(WindowAggregate),
+    Retracting(RetractingAggregate),
+}
+
+impl ViewOperator {
+    /// Adds rows; returns the positions of late rows (not added).
+    pub fn push_rows(&mut self, batch: &RecordBatch) -> Result<Vec<u32>> {
+        match self {
+            ViewOperator::Window(window) => window.push(batch),
+            ViewOperator::Retracting(groups) => {
+                groups.push(&Changes::inserts(batch.clone()))?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Applies inserts and deletes (planning gives changes only to a retracting aggregate).
+    pub fn push_changes(&mut self, changes: &Changes) -> Result<()> {
+        match self {
+            ViewOperator::Window(_) => Err(Error::Internal(
+                "a window aggregate was given deletes".into(),
+            )),
+            ViewOperator::Retracting(groups) => groups.push(changes),
+        }
+    }
+
+    /// The watermark windows were last closed at (`i64::MIN`: none, or no windows).
+    pub fn watermark(&self) -> i64 {
+        match self {
+            ViewOperator::Window(window) => window.watermark(),
+            ViewOperator::Retracting(_) => i64::MIN,
+        }
+    }
+
+    /// Closes the windows `watermark` passed, returning their rows.
+    pub fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        match self {
+            ViewOperator::Window(window) => window.advance(watermark),
+            ViewOperator::Retracting(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The watermark of the output's time columns, if it has any.
+    pub fn output_watermark(&self) -> Option<i64> {
+        match self {
+            ViewOperator::Window(window) => window.output_watermark(),
+            ViewOperator::Retracting(_) => None,
+        }
+    }
+
+    /// The state as one batch for a checkpoint; `None` when there is none.
+    pub fn checkpoint(&mut self) -> Result<Option<RecordBatch>> {
+        match self {
+            ViewOperator::Window(window) => window.checkpoint(),
+            ViewOperator::Retracting(groups) => groups.checkpoint(),
+        }
+    }
+
+    /// Restores a new operator to a checkpoint.
+    pub fn restore(&mut self, batch: Option<&RecordBatch>, watermark: Option<i64>) -> Result<()> {
+        match self {
+            ViewOperator::Window(window) => window.restore(batch, watermark),
+            ViewOperator::Retracting(groups) => match batch {
+                Some(batch) => groups.restore(batch),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// The current (not final) rows.
+    pub fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        match self {
+            ViewOperator::Window(window) => window.snapshot(),
+            ViewOperator::Retracting(groups) => groups.snapshot(),
+        }
+    }
+
+    pub fn open_groups(&self) -> usize {
+        match self {
+            ViewOperator::Window(window) => window.open_groups(),
+            ViewOperator::Retracting(groups) => groups.groups(),
+        }
+    }
+
+    pub fn state_bytes(&self) -> usize {
+        match self {
+            ViewOperator::Window(window) => window.state_bytes(),
+            ViewOperator::Retracting(groups) => groups.state_bytes(),
+        }
+    }
+}

@@ -1,0 +1,705 @@
+//! Aggregation over a changelog: every group's aggregates follow inserts and deletes.
+//!
+//! DataFusion's `GroupsAccumulator`s only add, and its retracting `Accumulator`s assume
+//! retractions in arrival order (window frames), so they cannot take a delete of any row at any
+//! time. The aggregates that can are kept here in their plainest exact form: `count` as a
+//! count, `sum` and `avg` as a sum and a count of values (integers and decimals in i128,
+//! floats in f64), `min`, `max` and `count(DISTINCT …)` as a multiset of values in Arrow's row
+//! format, whose byte order is the values' sort order. A group goes when its last row goes;
+//! the group of an aggregate without `GROUP BY` always stays (`count(*)` 0, `sum` NULL, as in
+//! Postgres). Anything else is refused at planning ([`check`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, ListArray,
+    RecordBatch, new_null_array,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::changes::Changes;
+use super::groups::{AggregateSpec, Inputs};
+use crate::error::{Error, Result};
+
+/// What one aggregate keeps per group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    CountDistinct,
+}
+
+/// How `sum` and `avg` add their argument.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Number {
+    /// Integers and decimals, as i128 at this scale.
+    Exact {
+        scale: i8,
+    },
+    Float,
+}
+
+/// Refuses, with 0A000 and a hint, an aggregate this operator cannot retract.
+pub fn check(spec: &AggregateSpec, input: &Schema) -> Result<()> {
+    let arg_type = spec
+        .expr
+        .expressions()
+        .first()
+        .map(|e| e.data_type(input))
+        .transpose()?;
+    kind(spec, arg_type.as_ref()).map(|_| ())
+}
+
+fn kind(spec: &AggregateSpec, arg: Option<&DataType>) -> Result<(Kind, Option<Number>)> {
+    let name = spec.expr.fun().name().to_ascii_lowercase();
+    let distinct = spec.expr.is_distinct();
+    let number = arg.and_then(|t| match t {
+        t if t.is_integer() => Some(Number::Exact { scale: 0 }),
+        DataType::Decimal128(_, s) => Some(Number::Exact { scale: *s }),
+        t if t.is_floating() => Some(Number::Float),
+        _ => None,
+    });
+    let kind = match (name.as_str(), distinct) {
+        ("count", false) => Some(Kind::Count),
+        ("count", true) => Some(Kind::CountDistinct),
+        ("sum", false) if number.is_some() => Some(Kind::Sum),
+        ("avg" | "mean", false) if number.is_some() => Some(Kind::Avg),
+        ("min", _) => Some(Kind::Min),
+        ("max", _) => Some(Kind::Max),
+        _ => None,
+    };
+    match kind {
+        Some(kind) if spec.expr.expressions().len() == 1 => Ok((kind, number)),
+        _ => Err(Error::unsupported(
+            format!(
+                "the aggregate {} over a relation whose rows change",
+                spec.expr.name()
+            ),
+            Some(
+                "Over an updating input (a view without windows, for one) an aggregate must \
+                 follow deletes: count, sum, avg, min, max and count(DISTINCT …) do.",
+            ),
+        )),
+    }
+}
+
+/// One aggregate's definition and per-value plumbing.
+struct Aggregate {
+    kind: Kind,
+    number: Option<Number>,
+    /// The argument's type.
+    arg_type: DataType,
+    /// The output's type.
+    output: DataType,
+    /// Values to multiset keys and back (min, max, count distinct).
+    values: Option<RowConverter>,
+}
+
+/// One aggregate's state in one group.
+#[derive(Debug, Clone)]
+enum State {
+    Count(i64),
+    Sum {
+        exact: i128,
+        float: f64,
+        values: i64,
+    },
+    Values(BTreeMap<Box<[u8]>, i64>),
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    rows: i64,
+    states: Vec<State>,
+}
+
+/// A GROUP BY (no window) over a changelog.
+pub struct RetractingAggregate {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    specs: Vec<AggregateSpec>,
+    aggregates: Vec<Aggregate>,
+    /// Group keys to and from the map's keys (a constant key without GROUP BY).
+    key_converter: RowConverter,
+    key_types: Vec<DataType>,
+    groups: HashMap<Box<[u8]>, Group>,
+    /// No GROUP BY: the one group stays when empty.
+    global: bool,
+    /// Output rows: the group keys, then the aggregates.
+    schema: SchemaRef,
+    bytes: usize,
+}
+
+impl RetractingAggregate {
+    /// `keys` over the input, `specs` checked by [`check`], `schema` the aggregation's output.
+    pub fn try_new(
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        specs: Vec<AggregateSpec>,
+        input: &Schema,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let global = keys.is_empty();
+        let key_types: Vec<DataType> = match global {
+            true => vec![DataType::Boolean],
+            false => keys
+                .iter()
+                .map(|k| k.data_type(input))
+                .collect::<datafusion::error::Result<_>>()?,
+        };
+        let key_converter = RowConverter::new(
+            key_types
+                .iter()
+                .map(|t| SortField::new(t.clone()))
+                .collect(),
+        )?;
+        let aggregates = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let arg_type = spec.expr.expressions()[0].data_type(input)?;
+                let (kind, number) = kind(spec, Some(&arg_type))?;
+                let values = matches!(kind, Kind::Min | Kind::Max | Kind::CountDistinct)
+                    .then(|| RowConverter::new(vec![SortField::new(arg_type.clone())]))
+                    .transpose()?;
+                let output = schema
+                    .fields()
+                    .get(keys.len() + i)
+                    .map(|f| f.data_type().clone())
+                    .ok_or_else(|| Error::Internal("aggregate output missing".into()))?;
+                Ok(Aggregate {
+                    kind,
+                    number,
+                    arg_type,
+                    output,
+                    values,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut operator = RetractingAggregate {
+            keys,
+            specs,
+            aggregates,
+            key_converter,
+            key_types,
+            groups: HashMap::new(),
+            global,
+            schema,
+            bytes: 0,
+        };
+        if global {
+            let key = operator.global_key()?;
+            let group = operator.new_group();
+            operator.groups.insert(key, group);
+        }
+        Ok(operator)
+    }
+
+    fn global_key(&self) -> Result<Box<[u8]>> {
+        let key: ArrayRef = Arc::new(BooleanArray::from(vec![true]));
+        let rows = self.key_converter.convert_columns(&[key])?;
+        Ok(rows.row(0).as_ref().into())
+    }
+
+    fn new_group(&self) -> Group {
+        Group {
+            rows: 0,
+            states: self
+                .aggregates
+                .iter()
+                .map(|a| match a.kind {
+                    Kind::Count => State::Count(0),
+                    Kind::Sum | Kind::Avg => State::Sum {
+                        exact: 0,
+                        float: 0.0,
+                        values: 0,
+                    },
+                    Kind::Min | Kind::Max | Kind::CountDistinct => State::Values(BTreeMap::new()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Applies inserts and deletes. A delete of a row the state never held (impossible from
+    /// a consistent input) is ignored rather than driving a count below zero.
+    pub fn push(&mut self, changes: &Changes) -> Result<()> {
+        let rows = changes.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let inputs = Inputs::evaluate(&changes.rows, &self.keys, &self.specs)?;
+        let keys = self.key_converter.convert_columns(&inputs.keys)?;
+        // Per aggregate: the values it adds, prepared once for the batch.
+        let mut prepared = Vec::with_capacity(self.aggregates.len());
+        for (aggregate, (args, filter)) in self.aggregates.iter().zip(&inputs.args) {
+            let arg = &args[0];
+            let numbers = match aggregate.number {
+                Some(Number::Exact { scale }) if aggregate.kind != Kind::Count => {
+                    Some(cast(arg, &DataType::Decimal128(38, scale))?)
+                }
+                Some(Number::Float) if aggregate.kind != Kind::Count => {
+                    Some(cast(arg, &DataType::Float64)?)
+                }
+                _ => None,
+            };
+            let values = match &aggregate.values {
+                Some(converter) => Some(converter.convert_columns(std::slice::from_ref(arg))?),
+                None => None,
+            };
+            prepared.push((Arc::clone(arg), filter.clone(), numbers, values));
+        }
+        let mut missing = 0usize;
+        for row in 0..rows {
+            let insert = changes.inserts.value(row);
+            let sign: i64 = if insert { 1 } else { -1 };
+            let key = keys.row(row);
+            if !insert && !self.groups.contains_key(key.as_ref()) {
+                missing += 1;
+                continue;
+            }
+            if !self.groups.contains_key(key.as_ref()) {
+                let group = self.new_group();
+                self.bytes += key.as_ref().len() + 64 + 32 * self.aggregates.len();
+                self.groups.insert(key.as_ref().into(), group);
+            }
+            let group = self
+                .groups
+                .get_mut(key.as_ref())
+                .ok_or_else(|| Error::Internal("group vanished".into()))?;
+            group.rows += sign;
+            for (state, (arg, filter, numbers, values)) in group.states.iter_mut().zip(&prepared) {
+                if filter
+                    .as_ref()
+                    .is_some_and(|f| !f.value(row) || f.is_null(row))
+                    || arg.is_null(row)
+                {
+                    continue;
+                }
+                match state {
+                    State::Count(n) => *n += sign,
+                    State::Sum {
+                        exact,
+                        float,
+                        values: n,
+                    } => {
+                        let numbers = numbers
+                            .as_ref()
+                            .ok_or_else(|| Error::Internal("sum without numbers".into()))?;
+                        match numbers.data_type() {
+                            DataType::Float64 => {
+                                *float += sign as f64
+                                    * numbers
+                                        .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                                        .value(row)
+                            }
+                            _ => {
+                                let value = numbers.as_primitive::<Decimal128Type>().value(row);
+                                *exact =
+                                    exact.checked_add(sign as i128 * value).ok_or_else(|| {
+                                        Error::NumericOutOfRange("sum out of range".into())
+                                    })?;
+                            }
+                        }
+                        *n += sign;
+                    }
+                    State::Values(multiset) => {
+                        let values = values
+                            .as_ref()
+                            .ok_or_else(|| Error::Internal("multiset without values".into()))?;
+                        let value = values.row(row);
+                        match multiset.get_mut(value.as_ref()) {
+                            Some(n) => {
+                                *n += sign;
+                                if *n <= 0 {
+                                    multiset.remove(value.as_ref());
+                                    self.bytes =
+                                        self.bytes.saturating_sub(value.as_ref().len() + 48);
+                                }
+                            }
+                            None if insert => {
+                                self.bytes += value.as_ref().len() + 48;
+                                multiset.insert(value.as_ref().into(), 1);
+                            }
+                            None => missing += 1,
+                        }
+                    }
+                }
+            }
+        }
+        if !self.global {
+            let before = self.groups.len();
+            self.groups.retain(|_, g| g.rows > 0);
+            let gone = before - self.groups.len();
+            self.bytes = self
+                .bytes
+                .saturating_sub(gone * (64 + 32 * self.aggregates.len()));
+        }
+        if missing > 0 {
+            tracing::warn!(
+                deletes = missing,
+                "deletes of rows an aggregate never held were ignored"
+            );
+        }
+        Ok(())
+    }
+
+    /// Every group's row: keys, then aggregates.
+    pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        let groups: Vec<(&Box<[u8]>, &Group)> = self.groups.iter().collect();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        if !self.global {
+            let parser = self.key_converter.parser();
+            let keys = self
+                .key_converter
+                .convert_rows(groups.iter().map(|(k, _)| parser.parse(k)))?;
+            columns.extend(keys);
+        }
+        for (i, aggregate) in self.aggregates.iter().enumerate() {
+            let states = groups.iter().map(|(_, g)| &g.states[i]);
+            let column = aggregate.output(states)?;
+            columns.push(column);
+        }
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            columns,
+        )?])
+    }
+
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn state_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Every group as one batch: its keys, its row count, then per aggregate its count, its
+    /// sum and count, or its values and their counts (lists).
+    pub fn checkpoint(&self) -> Result<Option<RecordBatch>> {
+        let groups: Vec<(&Box<[u8]>, &Group)> = self.groups.iter().collect();
+        let parser = self.key_converter.parser();
+        let mut columns = self
+            .key_converter
+            .convert_rows(groups.iter().map(|(k, _)| parser.parse(k)))?;
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|(_, g)| g.rows),
+        )));
+        for (i, aggregate) in self.aggregates.iter().enumerate() {
+            let states: Vec<&State> = groups.iter().map(|(_, g)| &g.states[i]).collect();
+            columns.extend(aggregate.encode(&states)?);
+        }
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+            .collect();
+        Ok(Some(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?))
+    }
+
+    /// Takes the groups of a checkpoint in place of the current ones.
+    pub fn restore(&mut self, batch: &RecordBatch) -> Result<()> {
+        let width = self.key_types.len();
+        let keys = self
+            .key_converter
+            .convert_columns(&batch.columns()[..width.min(batch.num_columns())])?;
+        let column = |i: usize| {
+            batch
+                .columns()
+                .get(i)
+                .cloned()
+                .ok_or_else(|| Error::Internal("view state has too few columns".into()))
+        };
+        let rows = column(width)?;
+        let rows = rows
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| Error::Internal("view state: row counts".into()))?;
+        let mut decoded: Vec<Vec<State>> = vec![Vec::new(); batch.num_rows()];
+        let mut next = width + 1;
+        for aggregate in &self.aggregates {
+            let width = aggregate.encoded_width();
+            let encoded = (next..next + width)
+                .map(column)
+                .collect::<Result<Vec<_>>>()?;
+            for (group, state) in aggregate.decode(&encoded)?.into_iter().enumerate() {
+                decoded[group].push(state);
+            }
+            next += width;
+        }
+        self.groups.clear();
+        self.bytes = 0;
+        for (i, states) in decoded.into_iter().enumerate() {
+            let key: Box<[u8]> = keys.row(i).as_ref().into();
+            self.bytes += key.len() + 64 + 32 * self.aggregates.len();
+            for state in &states {
+                if let State::Values(values) = state {
+                    self.bytes += values.keys().map(|k| k.len() + 48).sum::<usize>();
+                }
+            }
+            self.groups.insert(
+                key,
+                Group {
+                    rows: rows.value(i),
+                    states,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate {
+    /// The aggregate's value in each group, as the output type.
+    fn output<'a>(&self, states: impl Iterator<Item = &'a State>) -> Result<ArrayRef> {
+        let column: ArrayRef = match self.kind {
+            Kind::Count => Arc::new(Int64Array::from_iter_values(states.map(|s| match s {
+                State::Count(n) => *n,
+                _ => 0,
+            }))),
+            Kind::CountDistinct => {
+                Arc::new(Int64Array::from_iter_values(states.map(|s| match s {
+                    State::Values(v) => v.len() as i64,
+                    _ => 0,
+                })))
+            }
+            Kind::Sum | Kind::Avg => {
+                let sums: Vec<(i128, f64, i64)> = states
+                    .map(|s| match s {
+                        State::Sum {
+                            exact,
+                            float,
+                            values,
+                        } => (*exact, *float, *values),
+                        _ => (0, 0.0, 0),
+                    })
+                    .collect();
+                self.numbers(&sums)?
+            }
+            Kind::Min | Kind::Max => {
+                let converter = self
+                    .values
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("min/max without values".into()))?;
+                let null = converter.convert_columns(&[new_null_array(&self.arg_type, 1)])?;
+                let null = null.row(0);
+                let parser = converter.parser();
+                let chosen: Vec<&[u8]> = states
+                    .map(|s| {
+                        let State::Values(values) = s else {
+                            return null.as_ref();
+                        };
+                        let pick = match self.kind {
+                            Kind::Min => values.keys().next(),
+                            _ => values.keys().next_back(),
+                        };
+                        pick.map_or(null.as_ref(), |k| k.as_ref())
+                    })
+                    .collect();
+                converter
+                    .convert_rows(chosen.iter().map(|b| parser.parse(b)))?
+                    .remove(0)
+            }
+        };
+        Ok(match column.data_type() == &self.output {
+            true => column,
+            false => cast(&column, &self.output)?,
+        })
+    }
+
+    /// `sum` (NULL without values) or `avg` of each group.
+    fn numbers(&self, sums: &[(i128, f64, i64)]) -> Result<ArrayRef> {
+        let avg = self.kind == Kind::Avg;
+        Ok(match self.number {
+            Some(Number::Float) => Arc::new(Float64Array::from_iter(sums.iter().map(
+                |(_, f, n)| match (*n, avg) {
+                    (0, _) => None,
+                    (n, true) => Some(f / n as f64),
+                    (_, false) => Some(*f),
+                },
+            ))),
+            Some(Number::Exact { scale }) => match (avg, &self.output) {
+                // Postgres' avg of integers is numeric, DataFusion's float8: the output type
+                // decides.
+                (true, DataType::Decimal128(_, out_scale)) => {
+                    let shift = 10i128.pow((*out_scale - scale).max(0) as u32);
+                    Arc::new(
+                        Decimal128Array::from_iter(sums.iter().map(|(s, _, n)| {
+                            (*n != 0).then(|| divide_rounded(s * shift, *n as i128))
+                        }))
+                        .with_precision_and_scale(38, *out_scale)?,
+                    )
+                }
+                (true, _) => Arc::new(Float64Array::from_iter(sums.iter().map(|(s, _, n)| {
+                    (*n != 0).then(|| *s as f64 / 10f64.powi(scale as i32) / *n as f64)
+                }))),
+                (false, _) => Arc::new(
+                    Decimal128Array::from_iter(
+                        sums.iter().map(|(s, _, n)| (*n != 0).then_some(*s)),
+                    )
+                    .with_precision_and_scale(38, scale)?,
+                ),
+            },
+            None => return Err(Error::Internal("sum of a non-number".into())),
+        })
+    }
+
+    /// Columns of the state in a checkpoint.
+    fn encoded_width(&self) -> usize {
+        match self.kind {
+            Kind::Count => 1,
+            _ => 2,
+        }
+    }
+
+    fn encode(&self, states: &[&State]) -> Result<Vec<ArrayRef>> {
+        Ok(match self.kind {
+            Kind::Count => vec![Arc::new(Int64Array::from_iter_values(states.iter().map(
+                |s| match s {
+                    State::Count(n) => *n,
+                    _ => 0,
+                },
+            )))],
+            Kind::Sum | Kind::Avg => {
+                let (mut exact, mut float, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+                for state in states {
+                    if let State::Sum {
+                        exact: e,
+                        float: f,
+                        values,
+                    } = state
+                    {
+                        exact.push(*e);
+                        float.push(*f);
+                        counts.push(*values);
+                    }
+                }
+                let sums: ArrayRef = match self.number {
+                    Some(Number::Float) => Arc::new(Float64Array::from(float)),
+                    _ => Arc::new(Decimal128Array::from(exact)),
+                };
+                vec![sums, Arc::new(Int64Array::from(counts))]
+            }
+            Kind::Min | Kind::Max | Kind::CountDistinct => {
+                let converter = self
+                    .values
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("multiset without values".into()))?;
+                let parser = converter.parser();
+                let mut offsets = vec![0i32];
+                let mut keys = Vec::new();
+                let mut counts = Vec::new();
+                for state in states {
+                    if let State::Values(values) = state {
+                        for (key, n) in values {
+                            keys.push(key.as_ref());
+                            counts.push(*n);
+                        }
+                    }
+                    offsets.push(keys.len() as i32);
+                }
+                let values = converter
+                    .convert_rows(keys.iter().map(|k| parser.parse(k)))?
+                    .remove(0);
+                let offsets = OffsetBuffer::new(offsets.into());
+                let list = |values: ArrayRef| -> Result<ArrayRef> {
+                    let field = Arc::new(Field::new("item", values.data_type().clone(), true));
+                    Ok(Arc::new(ListArray::try_new(
+                        field,
+                        offsets.clone(),
+                        values,
+                        None,
+                    )?))
+                };
+                vec![list(values)?, list(Arc::new(Int64Array::from(counts)))?]
+            }
+        })
+    }
+
+    fn decode(&self, columns: &[ArrayRef]) -> Result<Vec<State>> {
+        let bad = || Error::Internal("view state: unexpected aggregate columns".into());
+        Ok(match self.kind {
+            Kind::Count => {
+                let counts = columns[0]
+                    .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+                    .ok_or_else(bad)?;
+                counts.values().iter().map(|n| State::Count(*n)).collect()
+            }
+            Kind::Sum | Kind::Avg => {
+                let counts = columns[1]
+                    .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+                    .ok_or_else(bad)?;
+                (0..counts.len())
+                    .map(|i| {
+                        let (exact, float) = match self.number {
+                            Some(Number::Float) => (
+                                0,
+                                columns[0]
+                                    .as_primitive_opt::<datafusion::arrow::datatypes::Float64Type>()
+                                    .ok_or_else(bad)?
+                                    .value(i),
+                            ),
+                            _ => (
+                                columns[0]
+                                    .as_primitive_opt::<Decimal128Type>()
+                                    .ok_or_else(bad)?
+                                    .value(i),
+                                0.0,
+                            ),
+                        };
+                        Ok(State::Sum {
+                            exact,
+                            float,
+                            values: counts.value(i),
+                        })
+                    })
+                    .collect::<Result<_>>()?
+            }
+            Kind::Min | Kind::Max | Kind::CountDistinct => {
+                let converter = self
+                    .values
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("multiset without values".into()))?;
+                let values = columns[0].as_list_opt::<i32>().ok_or_else(bad)?;
+                let counts = columns[1].as_list_opt::<i32>().ok_or_else(bad)?;
+                let rows = converter.convert_columns(&[Arc::clone(values.values())])?;
+                let count_values = counts
+                    .values()
+                    .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+                    .ok_or_else(bad)?;
+                let offsets = values.value_offsets();
+                (0..values.len())
+                    .map(|g| {
+                        let (start, end) = (offsets[g] as usize, offsets[g + 1] as usize);
+                        State::Values(
+                            (start..end)
+                                .map(|i| (rows.row(i).as_ref().into(), count_values.value(i)))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            }
+        })
+    }
+}
+
+/// `a / b` rounded half away from zero, as Postgres rounds numerics.
+fn divide_rounded(a: i128, b: i128) -> i128 {
+    let (q, r) = (a / b, a % b);
+    match (2 * r.abs() >= b.abs(), (a < 0) != (b < 0)) {
+        (true, true) => q - 1,
+        (true, false) => q + 1,
+        (false, _) => q,
+    }
+}
