@@ -5,6 +5,7 @@
 //! DataFusion into our table sink; our DDL, `FLUSH` and `SHOW` are answered in [`ddl`].
 
 pub mod ddl;
+pub mod dml;
 mod offload;
 pub mod privileges;
 
@@ -61,6 +62,7 @@ use crate::storage::{CheckpointRecord, Storage};
 use crate::stream::feed::Feeds;
 use crate::stream::plan::{ViewPlan, plan_view};
 use crate::stream::state_memory::StatePools;
+use crate::table::KeyedTables;
 use crate::view::{Replay, Views, dependency_order};
 use offload::Interruptible;
 
@@ -103,6 +105,8 @@ pub struct Database {
     storage: Arc<Storage>,
     sources: Arc<Sources>,
     views: Arc<Views>,
+    /// Tables with a primary key: their current rows.
+    keyed: Arc<KeyedTables>,
     checkpoints: Arc<Checkpoints>,
     /// The live connections (`pg_stat_activity`, cancel and terminate).
     backends: Arc<Backends>,
@@ -144,6 +148,7 @@ impl Database {
         let catalog = ctx
             .catalog(DATABASE_NAME)
             .ok_or_else(|| Error::Internal("default catalog is missing".into()))?;
+        let keyed = Arc::new(KeyedTables::open(&storage).await?);
         let feeds = Arc::new(Feeds::default());
         let checkpoint_requested = Arc::new(tokio::sync::Notify::new());
         let state_memory = StatePools::new(&ctx.runtime_env().memory_pool);
@@ -176,6 +181,7 @@ impl Database {
                 Arc::clone(&storage),
                 Arc::clone(&sources),
                 Arc::clone(&views),
+                Arc::clone(&keyed),
             )),
         )?;
         catalog.register_schema(
@@ -225,6 +231,7 @@ impl Database {
             storage,
             sources,
             views,
+            keyed,
             checkpoints,
             backends,
             roles,
@@ -396,6 +403,10 @@ impl Database {
 
     pub fn views(&self) -> &Arc<Views> {
         &self.views
+    }
+
+    pub fn keyed_tables(&self) -> &Arc<KeyedTables> {
+        &self.keyed
     }
 
     pub fn config(&self) -> &Config {
@@ -580,10 +591,9 @@ impl Database {
                     rows: Some(inserted_rows(&batches)),
                 })
             }
-            SqlStatement::Update(_)
-            | SqlStatement::Delete(_)
-            | SqlStatement::Merge { .. }
-            | SqlStatement::Truncate { .. } => Err(Error::unsupported(
+            SqlStatement::Update(update) => dml::update(self, update, principal, params).await,
+            SqlStatement::Delete(delete) => dml::delete(self, delete, principal, params).await,
+            SqlStatement::Merge { .. } | SqlStatement::Truncate { .. } => Err(Error::unsupported(
                 statement_kind(stmt),
                 Some("Tables are append-only; write new rows with INSERT or COPY."),
             )),

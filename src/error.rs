@@ -56,6 +56,8 @@ pub enum Error {
     DivisionByZero,
     #[error("null value in column \"{column}\" violates not-null constraint")]
     NotNullViolation { column: String },
+    #[error("{0}")]
+    InvalidTableDefinition(String),
     #[error("{feature} is not supported")]
     FeatureNotSupported {
         feature: String,
@@ -175,6 +177,7 @@ impl Error {
             Error::NumericOutOfRange(_) => "22003",
             Error::DivisionByZero => "22012",
             Error::NotNullViolation { .. } => "23502",
+            Error::InvalidTableDefinition(_) => "42P16",
             Error::FeatureNotSupported { .. } => "0A000",
             Error::InvalidParameter(_) => "22023",
             Error::SubqueryRows => "21000",
@@ -236,6 +239,7 @@ impl Error {
             | Error::NumericOutOfRange(_)
             | Error::DivisionByZero
             | Error::NotNullViolation { .. }
+            | Error::InvalidTableDefinition(_)
             | Error::FeatureNotSupported { .. }
             | Error::InvalidParameter(_)
             | Error::SubqueryRows
@@ -321,6 +325,7 @@ impl Error {
             | Error::NumericOutOfRange(_)
             | Error::DivisionByZero
             | Error::NotNullViolation { .. }
+            | Error::InvalidTableDefinition(_)
             | Error::InvalidParameter(_)
             | Error::SubqueryRows
             | Error::NotReady(_)
@@ -564,6 +569,15 @@ fn from_arrow(error: &ArrowError) -> Error {
             Error::UndefinedRelation {
                 kind: "relation",
                 name: "given to ::regclass".into(),
+            }
+        }
+        // A NULL written to a NOT NULL column, caught where DataFusion builds the rows (the
+        // name is the column of the VALUES list).
+        ArrowError::InvalidArgumentError(m)
+            if m.ends_with("non-nullable but contains null values") =>
+        {
+            Error::NotNullViolation {
+                column: m.split('\'').nth(1).unwrap_or_default().to_string(),
             }
         }
         ArrowError::IoError(_, e) if is_disk_full(e) => Error::disk_full(),

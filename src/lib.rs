@@ -10,6 +10,7 @@
 //! - [`view`]: running views: their pipelines, live results, commits, late rows.
 //! - [`catalog`]: tables, sources and their schemas, Postgres type names, the DataFusion
 //!   providers over them, and the `sluice_catalog` schema.
+//! - [`table`]: tables with a primary key: their rows by key in memory, writes as changelogs.
 //! - [`storage`]: the only module that touches `object_store`: manifests, Parquet files, probes.
 //! - [`database`]: one shared [`database::Database`] that executes statements.
 //! - [`pg`]: Postgres compatibility: values in Postgres' text formats.
@@ -31,6 +32,7 @@ pub mod source;
 pub mod sql;
 pub mod storage;
 pub mod stream;
+pub mod table;
 pub mod view;
 
 /// The stack of every thread the server runs statements on. Statements are parsed, rewritten

@@ -73,6 +73,8 @@ pub struct CreateTable {
     pub columns: Vec<ColumnDef>,
     pub watermark: Option<Watermark>,
     pub append_only: bool,
+    /// `PRIMARY KEY` columns; empty: the table has no key.
+    pub primary_key: Vec<String>,
 }
 
 /// `CREATE SOURCE name (columns…, [WATERMARK …]) [INCLUDE …] WITH (options) [FORMAT … ENCODE …]`.

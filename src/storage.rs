@@ -215,10 +215,20 @@ impl Storage {
     /// Writes `input` as a new file of `table` and commits it. Returns the rows written.
     /// Fails with "does not exist" if the table was dropped (or dropped and re-created) meanwhile.
     pub async fn append(&self, table: &TableDef, input: SendableRecordBatchStream) -> Result<u64> {
+        self.append_changelog(table, table.schema(), input).await
+    }
+
+    /// Writes a file of `schema` to `table` and commits it, as [`Storage::append`]; a keyed
+    /// table's files are changelogs (its columns and an op column, [`crate::table`]).
+    pub async fn append_changelog(
+        &self,
+        table: &TableDef,
+        schema: SchemaRef,
+        input: SendableRecordBatchStream,
+    ) -> Result<u64> {
         let path = data_file_path("tables", &table.name, table.id, self.new_file_id());
         let _writing = Writing::new(&self.writing, path.to_string());
-        let written =
-            parquet::write_file(Arc::clone(&self.store), path, table.schema(), input).await?;
+        let written = parquet::write_file(Arc::clone(&self.store), path, schema, input).await?;
         let Some(file) = written else { return Ok(0) };
         let rows = file.rows;
         self.commit(|m| match m.tables.get_mut(&table.name) {

@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::source::options::SourceSettings;
 use crate::source::{SourceHandle, Sources};
 use crate::storage::{DataFile, Storage, TableState};
+use crate::table::{KeyedTable, KeyedTables, Write};
 use crate::view::{ViewHandle, Views};
 
 /// The `public` schema: every table and source of the newest manifest.
@@ -39,14 +40,21 @@ pub struct PublicSchema {
     storage: Arc<Storage>,
     sources: Arc<Sources>,
     views: Arc<Views>,
+    keyed: Arc<KeyedTables>,
 }
 
 impl PublicSchema {
-    pub fn new(storage: Arc<Storage>, sources: Arc<Sources>, views: Arc<Views>) -> Self {
+    pub fn new(
+        storage: Arc<Storage>,
+        sources: Arc<Sources>,
+        views: Arc<Views>,
+        keyed: Arc<KeyedTables>,
+    ) -> Self {
         PublicSchema {
             storage,
             sources,
             views,
+            keyed,
         }
     }
 }
@@ -70,6 +78,7 @@ impl SchemaProvider for PublicSchema {
             return Ok(Some(Arc::new(StoredTable {
                 storage: Arc::clone(&self.storage),
                 state: state.clone(),
+                keyed: self.keyed.get(&state.def).map_err(DataFusionError::from)?,
             })));
         }
         if let Some(state) = manifest.view(name) {
@@ -243,11 +252,12 @@ impl TableProvider for ViewTable {
     }
 }
 
-/// A table as of one manifest.
+/// A table as of one manifest; a keyed table as its current rows.
 #[derive(Debug)]
 pub struct StoredTable {
     storage: Arc<Storage>,
     state: TableState,
+    keyed: Option<Arc<KeyedTable>>,
 }
 
 #[async_trait]
@@ -276,11 +286,18 @@ impl TableProvider for StoredTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
+        let (files, rows) = match &self.keyed {
+            Some(keyed) => (
+                &[][..],
+                vec![keyed.snapshot().map_err(DataFusionError::from)?],
+            ),
+            None => (&self.state.files[..], Vec::new()),
+        };
         scan_files_and_rows(
             &self.storage,
             state,
             &schema,
-            (&self.state.files, Vec::new()),
+            (files, rows),
             projection,
             filters,
             limit,
@@ -302,17 +319,20 @@ impl TableProvider for StoredTable {
         let sink = TableSink {
             storage: Arc::clone(&self.storage),
             table: self.state.def.clone(),
+            keyed: self.keyed.clone(),
             schema: self.schema(),
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }
 
-/// Where `INSERT` rows go: one new Parquet file per statement, committed before it returns.
+/// Where `INSERT` rows go: one new Parquet file per statement, committed before it returns
+/// (for a keyed table, the changes the rows make to it).
 #[derive(Debug)]
 pub struct TableSink {
     storage: Arc<Storage>,
     table: TableDef,
+    keyed: Option<Arc<KeyedTable>>,
     schema: SchemaRef,
 }
 
@@ -333,9 +353,10 @@ impl DataSink for TableSink {
         data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        self.storage
-            .append(&self.table, data)
-            .await
-            .map_err(DataFusionError::from)
+        match &self.keyed {
+            Some(keyed) => keyed.write(&self.storage, data, Write::Upsert).await,
+            None => self.storage.append(&self.table, data).await,
+        }
+        .map_err(DataFusionError::from)
     }
 }

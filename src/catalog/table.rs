@@ -14,6 +14,10 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     pub watermark: Option<Watermark>,
     pub append_only: bool,
+    /// `PRIMARY KEY` columns: each key has one row, which INSERT overwrites and UPDATE and
+    /// DELETE change. Empty: rows are only appended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
 }
 
 impl TableDef {
@@ -24,6 +28,7 @@ impl TableDef {
             columns: create.columns,
             watermark: create.watermark,
             append_only: create.append_only,
+            primary_key: create.primary_key,
         }
     }
 
@@ -31,11 +36,27 @@ impl TableDef {
         arrow_schema(&self.columns)
     }
 
+    /// Whether its rows change by key (it has a primary key).
+    pub fn keyed(&self) -> bool {
+        !self.primary_key.is_empty()
+    }
+
     /// The statement that creates this table again, in canonical form.
     pub fn create_sql(&self) -> String {
         let append_only = if self.append_only { " APPEND ONLY" } else { "" };
+        let key = match self.keyed() {
+            true => format!(
+                ", PRIMARY KEY ({})",
+                self.primary_key
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            false => String::new(),
+        };
         format!(
-            "CREATE TABLE {} ({}){append_only}",
+            "CREATE TABLE {} ({}{key}){append_only}",
             quote_ident(&self.name),
             columns_sql(&self.columns, self.watermark.as_ref())
         )
@@ -46,6 +67,29 @@ impl TableDef {
 mod tests {
     use super::*;
     use crate::sql::{Statement, parser::parse};
+
+    #[test]
+    fn a_keyed_table_parses_back_with_its_key_not_null() {
+        let sql = "CREATE TABLE c (id INT, region TEXT, name TEXT, PRIMARY KEY (region, id))";
+        let Some(Statement::CreateTable(create)) = parse(sql).unwrap().pop() else {
+            panic!()
+        };
+        let def = TableDef::new(1, create);
+        assert_eq!(def.primary_key, ["region", "id"]);
+        assert!(!def.columns[0].nullable && !def.columns[1].nullable && def.columns[2].nullable);
+        let Some(Statement::CreateTable(again)) = parse(&def.create_sql()).unwrap().pop() else {
+            panic!()
+        };
+        assert_eq!(TableDef::new(1, again), def);
+        for bad in [
+            "CREATE TABLE c (id INT PRIMARY KEY, k INT, PRIMARY KEY (k))",
+            "CREATE TABLE c (id INT, PRIMARY KEY (nope))",
+            "CREATE TABLE c (id INT PRIMARY KEY) APPEND ONLY",
+            "CREATE TABLE c (id INT, UNIQUE (id))",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn create_sql_parses_back_to_the_same_table() {

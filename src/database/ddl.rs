@@ -83,7 +83,10 @@ pub async fn drop_tables(
         cascade,
         principal,
     };
-    let (_, views) = commit_drop(db, "table", drop, |m, n| m.tables.remove(n)).await?;
+    let (tables, views) = commit_drop(db, "table", drop, |m, n| m.tables.remove(n)).await?;
+    for table in tables {
+        db.keyed_tables().remove(&table.def.name);
+    }
     // The files go with garbage collection, after queries that listed them finish.
     forget_views(db, &views).await;
     Ok(Output::Command {

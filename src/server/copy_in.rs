@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::database::{CopyIn, Database};
 use crate::error::{Error, Result};
 use crate::sql::copy::CopyDecoder;
+use crate::table::Write;
 
 /// Decoded batches in flight between the connection and the writer; bounds COPY's memory.
 const BATCHES_IN_FLIGHT_MAX: usize = 4;
@@ -64,7 +65,13 @@ impl CopyInProgress {
         let storage = Arc::clone(db.storage());
         let table = copy.table;
         let name = table.name.clone();
-        let writer = tokio::spawn(async move { storage.append(&table, input).await });
+        let keyed = db.keyed_tables().get(&table);
+        let writer = tokio::spawn(async move {
+            match keyed? {
+                Some(keyed) => keyed.write(&storage, input, Write::Upsert).await,
+                None => storage.append(&table, input).await,
+            }
+        });
         CopyInProgress {
             decoder,
             sender,

@@ -434,6 +434,10 @@ impl QueryParser for StatementParser {
                     }
                 }
             }
+            if plan.is_none() {
+                // UPDATE and DELETE: their parameters are those of the query they run.
+                plan = crate::database::dml::parameters_plan(&self.db, stmt).await;
+            }
             if plan.is_none() && plans_rows(stmt) {
                 // Described as it will run: with the connection's values bound (`user`).
                 let caller = settings::Caller {
@@ -456,6 +460,7 @@ impl QueryParser for StatementParser {
         // Worked out once here: clients describe a statement again on every execution.
         let columns = match (&statement, &plan) {
             (_, Some(LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)) | None) => None,
+            (Statement::Standard(stmt), _) if !plans_rows(stmt) => None,
             (Statement::Standard(stmt), Some(plan)) => {
                 Some(result_schema(stmt, &self.db.analyzed(plan)))
             }

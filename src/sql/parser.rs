@@ -170,7 +170,11 @@ fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
             Some("Create the table with its columns, then INSERT INTO … SELECT."),
         ));
     }
-    let (columns, watermark) = parse_columns(parser, "table", &name)?;
+    let Columns {
+        columns,
+        watermark,
+        primary_key,
+    } = parse_columns(parser, "table", &name)?;
     let append_only = if peek_word(parser, 0, "append") {
         parser.next_token();
         parser.expect_keyword(Keyword::ONLY)?;
@@ -178,27 +182,75 @@ fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
     } else {
         false
     };
+    if append_only && !primary_key.is_empty() {
+        return Err(Error::InvalidTableDefinition(format!(
+            "table \"{name}\" cannot be APPEND ONLY and have a primary key: its rows change \
+             by key"
+        )));
+    }
     Ok(CreateTable {
         name,
         if_not_exists,
         columns,
         watermark,
         append_only,
+        primary_key,
     })
 }
 
-/// `(column definitions…, [WATERMARK FOR col AS expr])` of a table or source named `name`:
-/// at least one column, no name twice, a watermark on an existing timestamp column.
-pub(super) fn parse_columns(
-    parser: &mut Parser,
-    kind: &str,
-    name: &str,
-) -> Result<(Vec<ColumnDef>, Option<Watermark>)> {
+/// The column list of a table or source.
+pub(super) struct Columns {
+    pub columns: Vec<ColumnDef>,
+    pub watermark: Option<Watermark>,
+    /// Its `PRIMARY KEY` columns (`NOT NULL`, as in Postgres), in key order; empty: none.
+    pub primary_key: Vec<String>,
+}
+
+/// `(column definitions…, [WATERMARK FOR col AS expr], [PRIMARY KEY (cols)])` of a table or
+/// source named `name`: at least one column, no name twice, a watermark on an existing
+/// timestamp column, one primary key (a column's `PRIMARY KEY` or the clause) of existing
+/// columns.
+pub(super) fn parse_columns(parser: &mut Parser, kind: &str, name: &str) -> Result<Columns> {
     parser.expect_token(&Token::LParen)?;
     let mut columns: Vec<ColumnDef> = Vec::new();
     let mut watermark_sql = None;
+    let mut primary_key: Option<Vec<String>> = None;
+    let mut set_key = |key: Vec<String>| match primary_key.replace(key) {
+        Some(_) => Err(Error::InvalidTableDefinition(format!(
+            "multiple primary keys for {kind} \"{name}\" are not allowed"
+        ))),
+        None => Ok(()),
+    };
     loop {
-        if peek_word(parser, 0, "watermark") && parser.peek_nth_token_ref(1).token != Token::Comma {
+        if matches!(
+            parser.peek_token_ref().token,
+            Token::Word(ref w) if w.keyword == Keyword::PRIMARY || w.keyword == Keyword::CONSTRAINT
+        ) {
+            match parser.parse_optional_table_constraint()? {
+                Some(sqlparser::ast::TableConstraint::PrimaryKey(key)) => set_key(
+                    key.columns
+                        .iter()
+                        .map(|c| match &c.column.expr {
+                            Expr::Identifier(ident) => Ok(normalize_ident(ident)),
+                            other => Err(Error::Syntax(format!(
+                                "a primary key is made of columns, not {other}"
+                            ))),
+                        })
+                        .collect::<Result<_>>()?,
+                )?,
+                other => {
+                    return Err(Error::unsupported(
+                        format!(
+                            "constraint {}",
+                            other.map(|c| c.to_string()).unwrap_or_default()
+                        ),
+                        Some("Tables accept a PRIMARY KEY, NULL and NOT NULL."),
+                    ));
+                }
+            }
+        } else if peek_word(parser, 0, "watermark")
+            && parser.peek_nth_token_ref(1).token != Token::Comma
+        {
             parser.next_token();
             parser.expect_keyword(Keyword::FOR)?;
             let column = normalize_ident(&parser.parse_identifier()?);
@@ -210,7 +262,11 @@ pub(super) fn parse_columns(
                 )));
             }
         } else {
-            columns.push(column_def(parser.parse_column_def()?)?);
+            let (column, key) = column_def(parser.parse_column_def()?)?;
+            if key {
+                set_key(vec![column.name.clone()])?;
+            }
+            columns.push(column);
         }
         if parser.consume_token(&Token::Comma) {
             continue;
@@ -227,7 +283,22 @@ pub(super) fn parse_columns(
     let watermark = watermark_sql
         .map(|(column, expr)| watermark(&columns, column, &expr))
         .transpose()?;
-    Ok((columns, watermark))
+    let primary_key = primary_key.unwrap_or_default();
+    for (i, key) in primary_key.iter().enumerate() {
+        if primary_key[..i].contains(key) {
+            return Err(Error::DuplicateColumn { name: key.clone() });
+        }
+        let column = columns
+            .iter_mut()
+            .find(|c| &c.name == key)
+            .ok_or_else(|| Error::UndefinedColumn { name: key.clone() })?;
+        column.nullable = false;
+    }
+    Ok(Columns {
+        columns,
+        watermark,
+        primary_key,
+    })
 }
 
 /// Fails with 42701 if two columns share a name.
@@ -262,27 +333,33 @@ pub fn table_name(name: &ObjectName) -> Result<String> {
     }
 }
 
-fn column_def(def: sqlparser::ast::ColumnDef) -> Result<ColumnDef> {
+/// A column, and whether it is declared `PRIMARY KEY`.
+fn column_def(def: sqlparser::ast::ColumnDef) -> Result<(ColumnDef, bool)> {
     let name = normalize_ident(&def.name);
     let column_type = ColumnType::from_sql(&def.data_type)?;
     let mut nullable = true;
+    let mut key = false;
     for option in def.options {
         match option.option {
             ColumnOption::NotNull => nullable = false,
             ColumnOption::Null => nullable = true,
+            ColumnOption::PrimaryKey(_) => key = true,
             other => {
                 return Err(Error::unsupported(
                     format!("column option {other}"),
-                    Some("Columns accept NULL and NOT NULL."),
+                    Some("Columns accept PRIMARY KEY, NULL and NOT NULL."),
                 ));
             }
         }
     }
-    Ok(ColumnDef {
-        name,
-        column_type,
-        nullable,
-    })
+    Ok((
+        ColumnDef {
+            name,
+            column_type,
+            nullable,
+        },
+        key,
+    ))
 }
 
 /// Checks `WATERMARK FOR column AS column [- INTERVAL …]`.

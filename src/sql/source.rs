@@ -10,7 +10,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
-use super::parser::{parse_columns, peek_word, table_name};
+use super::parser::{Columns, parse_columns, peek_word, table_name};
 use super::{CreateSource, Include, IncludeKind, Statement, normalize_ident};
 use crate::error::{Error, Result};
 use crate::source::kafka::ResetTo;
@@ -57,7 +57,17 @@ fn source_name(name: &ObjectName) -> Result<String> {
 fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = source_name(&parser.parse_object_name(false)?)?;
-    let (columns, watermark) = parse_columns(parser, "source", &name)?;
+    let Columns {
+        columns,
+        watermark,
+        primary_key,
+    } = parse_columns(parser, "source", &name)?;
+    if !primary_key.is_empty() {
+        return Err(Error::unsupported(
+            "a primary key on a source",
+            Some("A source's events are appended; declare the key on a table."),
+        ));
+    }
     let mut includes = Vec::new();
     while parser.parse_keyword(Keyword::INCLUDE) {
         let word = parser.parse_identifier()?;

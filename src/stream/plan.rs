@@ -74,8 +74,8 @@ pub struct InputRelation {
     /// How far a table's watermark trails its largest event time (sources and views publish
     /// their own watermark).
     pub delay_us: i64,
-    /// Whether its rows change (a view whose rows are never final): it hands on inserts and
-    /// deletes, not only new rows.
+    /// Whether its rows change (a keyed table, a view whose rows are never final): it hands
+    /// on inserts and deletes, not only new rows.
     pub updating: bool,
 }
 
@@ -88,7 +88,7 @@ impl InputRelation {
                 schema: t.def.schema(),
                 watermark_columns: t.def.watermark.iter().map(|w| w.column.clone()).collect(),
                 delay_us: t.def.watermark.as_ref().map_or(0, |w| w.delay_ms * 1_000),
-                updating: false,
+                updating: t.def.keyed(),
             });
         }
         if let Some(s) = manifest.source(name) {
@@ -194,6 +194,8 @@ pub struct WindowPlan {
     pub layout: Layout,
     /// The input follows deletes: groups without windows that retract.
     pub retracting: bool,
+    /// No aggregation: each group (a whole row) is output as often as it occurs.
+    pub multiset: bool,
     /// The rows the aggregation reads (after the steps before it).
     pub input_schema: SchemaRef,
 }
@@ -206,6 +208,7 @@ impl WindowPlan {
                 self.aggregates.clone(),
                 &self.input_schema,
                 Arc::clone(&self.layout.schema),
+                self.multiset,
             )?));
         }
         Ok(ViewOperator::Window(WindowAggregate::new(
@@ -292,14 +295,18 @@ impl ViewPlan {
                     None => a.expr.name().to_string(),
                 })
                 .collect();
-            lines.push(match w.retracting {
-                true => format!(
+            lines.push(match (w.retracting, w.multiset) {
+                (true, true) => format!(
+                    "Rows: columns=[{}] state=each row and how often it occurs",
+                    keys.join(", ")
+                ),
+                (true, false) => format!(
                     "RetractingAggregate: keys=[{}] aggregates=[{}] state=groups with counts, \
                      sums and value multisets",
                     keys.join(", "),
                     aggregates.join(", "),
                 ),
-                false => format!(
+                (false, _) => format!(
                     "WindowAggregate: window={} time={} keys=[{}] aggregates=[{}] close={}",
                     w.kind,
                     w.time_column_name.as_deref().unwrap_or("-"),
@@ -422,19 +429,16 @@ impl Compiler<'_> {
                 flags = traced;
             }
         }
-        if input.updating && (aggregate_at.is_none() || windowed.is_some()) {
+        if input.updating && windowed.is_some() {
             return Err(Error::unsupported(
                 format!(
-                    "{} over materialized view \"{}\" (its rows change)",
-                    match windowed {
-                        Some(_) => "a window table function",
-                        None => "a view without GROUP BY",
-                    },
+                    "a window table function over {} \"{}\", whose rows change",
+                    input.kind.name(),
                     input.name
                 ),
                 Some(
-                    "Over a view without windows, aggregate with GROUP BY (count, sum, avg, min, \
-                     max, count(DISTINCT …)), or query the view directly.",
+                    "Over a relation whose rows change, aggregate without windows (GROUP BY with \
+                     count, sum, avg, min, max, count(DISTINCT …)), or filter and project it.",
                 ),
             ));
         }
@@ -459,6 +463,12 @@ impl Compiler<'_> {
                     "a window table function without an aggregation",
                     Some("Aggregate over the windows: … GROUP BY window_start, window_end."),
                 ));
+            }
+            // Filtered and projected rows of a relation whose rows change: kept as a multiset,
+            // so a delete finds the row it takes back.
+            None if input.updating => {
+                flags = vec![false; flags.len()];
+                (Some(rows_plan(plan.schema())?), false)
             }
             None => (None, !input.watermark_columns.is_empty()),
         };
@@ -694,6 +704,7 @@ impl Compiler<'_> {
                 aggregates,
                 layout,
                 retracting: input.updating,
+                multiset: false,
                 input_schema: Arc::new(physical_input.clone()),
             },
             flags,
@@ -757,6 +768,39 @@ fn chain(plan: &LogicalPlan) -> Result<(Vec<Node<'_>>, &datafusion::logical_expr
         };
         node = next.as_ref();
     }
+}
+
+/// The rows of a view without aggregation over an updating input, kept as a multiset (a
+/// retracting GROUP BY of every column, each row as often as it occurs).
+fn rows_plan(schema: &DFSchemaRef) -> Result<WindowPlan> {
+    let schema = Arc::new(schema.as_arrow().clone());
+    let keys = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            Arc::new(datafusion::physical_expr::expressions::Column::new(
+                f.name(),
+                i,
+            )) as Arc<dyn PhysicalExpr>
+        })
+        .collect();
+    Ok(WindowPlan {
+        kind: WindowKind::Unbounded,
+        time_column: None,
+        time_column_name: None,
+        keys,
+        key_schema: Arc::clone(&schema),
+        aggregates: Vec::new(),
+        layout: Layout {
+            columns: (0..schema.fields().len()).map(GroupColumn::Key).collect(),
+            schema: Arc::clone(&schema),
+            has_keys: true,
+        },
+        retracting: true,
+        multiset: true,
+        input_schema: schema,
+    })
 }
 
 /// `SELECT DISTINCT …` as the GROUP BY of every column it selects, which the aggregation

@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, ListArray,
-    RecordBatch, new_null_array,
+    RecordBatch, UInt32Array, new_null_array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
@@ -134,16 +134,20 @@ pub struct RetractingAggregate {
     global: bool,
     /// Output rows: the group keys, then the aggregates.
     schema: SchemaRef,
+    /// Each group is a whole row, output as often as it occurs (no aggregates).
+    multiset: bool,
     bytes: usize,
 }
 
 impl RetractingAggregate {
-    /// `keys` over the input, `specs` checked by [`check`], `schema` the aggregation's output.
+    /// `keys` over the input, `specs` checked by [`check`], `schema` the aggregation's output;
+    /// `multiset`: the keys are whole rows, each output as often as it occurs.
     pub fn try_new(
         keys: Vec<Arc<dyn PhysicalExpr>>,
         specs: Vec<AggregateSpec>,
         input: &Schema,
         schema: SchemaRef,
+        multiset: bool,
     ) -> Result<Self> {
         let global = keys.is_empty();
         let key_types: Vec<DataType> = match global {
@@ -191,6 +195,7 @@ impl RetractingAggregate {
             groups: HashMap::new(),
             global,
             schema,
+            multiset,
             bytes: 0,
         };
         if global {
@@ -368,10 +373,16 @@ impl RetractingAggregate {
         if groups.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(vec![RecordBatch::try_new(
-            Arc::clone(&self.schema),
-            columns,
-        )?])
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        if !self.multiset || groups.iter().all(|(_, g)| g.rows == 1) {
+            return Ok(vec![batch]);
+        }
+        let repeated: UInt32Array = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, g))| std::iter::repeat_n(i as u32, g.rows.max(0) as usize))
+            .collect();
+        Ok(vec![take_record_batch(&batch, &repeated)?])
     }
 
     pub fn groups(&self) -> usize {

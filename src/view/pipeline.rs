@@ -358,7 +358,7 @@ impl Pipeline {
                     return Ok(None);
                 }
                 progress(&self.stats, batch.num_rows());
-                self.take_rows(&batch)?;
+                self.take_stored(&batch)?;
             }
             self.table_watermark().await?;
         }
@@ -388,7 +388,7 @@ impl Pipeline {
             Message::Changes(changes) => self.take_changes(&changes),
             Message::File(file) => {
                 for batch in self.storage.read_file(&file).await? {
-                    self.take_rows(&batch)?;
+                    self.take_stored(&batch)?;
                 }
                 self.table_watermark().await
             }
@@ -454,6 +454,17 @@ impl Pipeline {
         });
         self.account();
         Ok(())
+    }
+
+    /// Takes a batch of a committed file of the input: rows, or a keyed table's changes.
+    fn take_stored(&mut self, batch: &RecordBatch) -> Result<()> {
+        match (self.plan.input.kind, self.plan.input.updating) {
+            (crate::stream::plan::RelationKind::Table, true) => {
+                let changes = crate::table::changes_of(batch, &self.plan.input.schema)?;
+                self.take_changes(&changes)
+            }
+            _ => self.take_rows(batch),
+        }
     }
 
     /// Runs inserts and deletes through the steps into the (retracting) aggregate.

@@ -13,6 +13,22 @@ INSERT INTO diff_t VALUES
   (3, NULL, -2.25, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
   (4, 'gamma', 100, 0.01, true, '2024-02-29', '2024-02-29 23:59:59.5+00', 0, -3, 'x,y'),
   (5, 'beta', 3.0, 5.00, false, '2023-12-31', '2023-12-31 00:00:00+00', 7, 4, 'q"uote');
+CREATE TABLE diff_k (id INT PRIMARY KEY, name TEXT, qty INT);
+INSERT INTO diff_k VALUES (1, 'one', 10), (2, 'two', 20), (3, NULL, 30);
+
+-- keyed tables: UPDATE and DELETE by key or condition, their counts and errors
+UPDATE diff_k SET qty = qty + 1 WHERE id <= 2;
+SELECT * FROM diff_k ORDER BY id;
+UPDATE diff_k SET name = upper(name), qty = qty * 2 WHERE name IS NOT NULL;
+SELECT id, name, qty FROM diff_k WHERE qty > 20 ORDER BY id;
+UPDATE diff_k SET qty = 0 WHERE id = 99;
+DELETE FROM diff_k WHERE id = 99;
+DELETE FROM diff_k WHERE qty > 1000000000;
+SELECT count(*), sum(qty) FROM diff_k;
+INSERT INTO diff_k VALUES (NULL, 'x', 1);
+UPDATE diff_k SET id = NULL WHERE id = 1;
+UPDATE diff_k SET nope = 1;
+UPDATE diff_k SET qty = 'many';
 
 -- literals
 SELECT 1;

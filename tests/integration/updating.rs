@@ -178,12 +178,14 @@ async fn what_cannot_follow_deletes_is_refused_with_0a000() {
     client
         .batch_execute(
             "CREATE TABLE t (k INT, v BIGINT, ts TIMESTAMPTZ); \
-             CREATE MATERIALIZED VIEW per_k AS SELECT k, count(*) AS n FROM t GROUP BY k",
+             CREATE MATERIALIZED VIEW per_k AS SELECT k, count(*) AS n, max(ts) AS ts \
+             FROM t GROUP BY k",
         )
         .await
         .unwrap();
     for query in [
-        "SELECT * FROM per_k",
+        "SELECT window_start, count(*) FROM TUMBLE(per_k, ts, INTERVAL '1' MINUTE) \
+         GROUP BY window_start",
         "SELECT n, stddev(k) FROM per_k GROUP BY n",
         "SELECT n, sum(DISTINCT k) FROM per_k GROUP BY n",
     ] {
@@ -205,4 +207,152 @@ async fn what_cannot_follow_deletes_is_refused_with_0a000() {
     assert!(explain.contains("RetractingAggregate"), "{explain}");
     assert!(explain.contains("(updating)"), "{explain}");
     server.shutdown().await;
+}
+
+/// A table with a primary key under random upserts, updates (of keys too) and deletes: the
+/// table always equals this test's own model of it, and every view over it (aggregates,
+/// filters, views over those) equals its batch query after every FLUSH — across a kill -9
+/// after which the table's rows are replayed from its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_over_a_keyed_table_follow_inserts_updates_and_deletes() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(
+        &["--storage", data.to_str().unwrap()],
+        &dir.path().join("server.log"),
+    );
+    let addr = ([127, 0, 0, 1], server.pg_port).into();
+    let mut client = support::connect(addr).await;
+    client
+        .batch_execute(
+            "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT, country TEXT, score BIGINT)",
+        )
+        .await
+        .unwrap();
+    let by_country = "SELECT country, count(*) AS n, sum(score) AS total, min(name) AS first, \
+                      max(score) AS best, count(DISTINCT name) AS names, avg(score) AS mean \
+                      FROM customers GROUP BY country";
+    let views: Vec<(&str, String, String)> = vec![
+        ("by_country", by_country.into(), by_country.into()),
+        (
+            "fr",
+            "SELECT id, upper(name) AS name, score * 2 AS double FROM customers \
+             WHERE country = 'FR'"
+                .into(),
+            "SELECT id, upper(name) AS name, score * 2 AS double FROM customers \
+             WHERE country = 'FR'"
+                .into(),
+        ),
+        (
+            "sizes",
+            "SELECT n, count(*) AS countries FROM by_country GROUP BY n".into(),
+            format!("SELECT n, count(*) AS countries FROM ({by_country}) GROUP BY n"),
+        ),
+        (
+            "everyone",
+            "SELECT count(*) AS n, sum(score) AS total FROM customers".into(),
+            "SELECT count(*) AS n, sum(score) AS total FROM customers".into(),
+        ),
+    ];
+    for (name, query, _) in &views {
+        client
+            .batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    // The model: id -> (name, country, score).
+    let mut model: BTreeMap<i64, (String, String, i64)> = BTreeMap::new();
+    let countries = ["FR", "DE", "US", "JP"];
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let (rounds, mut statements) = (30, 0);
+    for round in 1..=rounds {
+        for _ in 0..rng.random_range(1..6) {
+            statements += 1;
+            match rng.random_range(0..10) {
+                0..5 => {
+                    let rows: Vec<String> = (0..rng.random_range(1..8))
+                        .map(|_| {
+                            let id = rng.random_range(0..40i64);
+                            let row = (
+                                format!("n{}", rng.random_range(0..6)),
+                                countries[rng.random_range(0..countries.len())].to_string(),
+                                rng.random_range(-50..100i64),
+                            );
+                            let sql = format!("({id}, '{}', '{}', {})", row.0, row.1, row.2);
+                            model.insert(id, row);
+                            sql
+                        })
+                        .collect();
+                    client
+                        .batch_execute(&format!("INSERT INTO customers VALUES {}", rows.join(", ")))
+                        .await
+                        .unwrap();
+                }
+                5..7 => {
+                    let country = countries[rng.random_range(0..countries.len())];
+                    let bonus = rng.random_range(1..10i64);
+                    let done = client
+                        .execute(
+                            &format!(
+                                "UPDATE customers SET score = score + {bonus} \
+                                 WHERE country = '{country}'"
+                            ),
+                            &[],
+                        )
+                        .await
+                        .unwrap();
+                    let mut matched = 0;
+                    for row in model.values_mut().filter(|r| r.1 == country) {
+                        row.2 += bonus;
+                        matched += 1;
+                    }
+                    assert_eq!(done, matched);
+                }
+                7 => {
+                    // A key moves: the row leaves its old key (overwriting the new one's).
+                    let (from, to) = (rng.random_range(0..40i64), rng.random_range(0..40i64));
+                    client
+                        .batch_execute(&format!("UPDATE customers SET id = {to} WHERE id = {from}"))
+                        .await
+                        .unwrap();
+                    if let Some(row) = model.remove(&from) {
+                        model.insert(to, row);
+                    }
+                }
+                _ => {
+                    let below = rng.random_range(0..40i64);
+                    let done = client
+                        .execute(
+                            "DELETE FROM customers WHERE id < $1 AND score < 0",
+                            &[&(below as i32)],
+                        )
+                        .await
+                        .unwrap();
+                    let before = model.len();
+                    model.retain(|id, row| !(*id < below && row.2 < 0));
+                    assert_eq!(done as usize, before - model.len());
+                }
+            }
+        }
+        if round == rounds / 2 {
+            server.stop("KILL");
+            server.restart();
+            client = support::connect(addr).await;
+        }
+        let table = sorted_rows(&client, "SELECT id, name, country, score FROM customers").await;
+        let mut expected: Vec<String> = model
+            .iter()
+            .map(|(id, (name, country, score))| format!("{id}|{name}|{country}|{score}"))
+            .collect();
+        expected.sort();
+        assert_eq!(table, expected, "the table after round {round}");
+        client.batch_execute("FLUSH").await.unwrap();
+        check(&client, &views, round).await;
+    }
+    eprintln!(
+        "keyed table: {rounds} rounds, {statements} statements, {} keys at the end, {} views",
+        model.len(),
+        views.len()
+    );
 }

@@ -1,0 +1,360 @@
+//! Tables with a primary key: one row per key, which INSERT overwrites (RisingWave's default,
+//! not Postgres' 23505), UPDATE changes and DELETE removes.
+//!
+//! Each keyed table's current rows live in memory, so a write knows the row it replaces. A
+//! write is stored as a *changelog file*: the table's columns plus [`OP_COLUMN`] (false: a row
+//! as it was, true: as it is now), written and committed through the manifest like an append,
+//! so views over the table take those files in order as inserts and deletes, and opening the
+//! database replays them. Queries read the rows in memory. Writes to one table run one at a
+//! time (a statement computes its changes against the rows the one before it left).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+
+use crate::catalog::table::TableDef;
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+use crate::stream::changes::Changes;
+
+/// The column of a keyed table's files that says whether a row is inserted or deleted.
+pub const OP_COLUMN: &str = "_sluice_insert";
+
+/// The schema of a keyed table's changelog files.
+pub fn changelog_schema(table: &TableDef) -> SchemaRef {
+    let mut fields: Vec<Field> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(OP_COLUMN, DataType::Boolean, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// A batch of a changelog file as changes to rows of `schema` (the table's).
+pub fn changes_of(batch: &RecordBatch, schema: &SchemaRef) -> Result<Changes> {
+    let width = schema.fields().len();
+    let ops = batch
+        .columns()
+        .get(width)
+        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+        .ok_or_else(|| Error::Internal("a keyed table's file has no op column".into()))?
+        .clone();
+    let rows = RecordBatch::try_new(Arc::clone(schema), batch.columns()[..width].to_vec())?;
+    Ok(Changes { rows, inserts: ops })
+}
+
+/// Every keyed table's current rows, by table name.
+#[derive(Debug, Default)]
+pub struct KeyedTables {
+    tables: Mutex<HashMap<String, Arc<KeyedTable>>>,
+}
+
+impl KeyedTables {
+    fn tables(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<KeyedTable>>> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads every keyed table of the newest manifest by replaying its files.
+    pub async fn open(storage: &Storage) -> Result<Self> {
+        let tables = KeyedTables::default();
+        let manifest = storage.manifest();
+        for state in manifest.tables.values().filter(|t| t.def.keyed()) {
+            let table = KeyedTable::try_new(state.def.clone())?;
+            for file in &state.files {
+                for batch in storage.read_file(file).await? {
+                    table.apply(&changes_of(&batch, &table.schema)?)?;
+                }
+            }
+            tables
+                .tables()
+                .insert(state.def.name.clone(), Arc::new(table));
+        }
+        Ok(tables)
+    }
+
+    /// The rows of table `def` if it is keyed: those replayed at open, or none yet for a
+    /// table created since (a table dropped and created again under its name is another).
+    pub fn get(&self, def: &TableDef) -> Result<Option<Arc<KeyedTable>>> {
+        if !def.keyed() {
+            return Ok(None);
+        }
+        let mut tables = self.tables();
+        if let Some(table) = tables.get(&def.name).filter(|t| t.def.id == def.id) {
+            return Ok(Some(Arc::clone(table)));
+        }
+        let table = Arc::new(KeyedTable::try_new(def.clone())?);
+        tables.insert(def.name.clone(), Arc::clone(&table));
+        Ok(Some(table))
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.tables().remove(name);
+    }
+}
+
+/// How a write gives its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Whole rows: each replaces the row of its key, or is added.
+    Upsert,
+    /// Key columns only: each removes the row of its key, if there is one.
+    Delete,
+}
+
+/// One keyed table: its rows by key, in Arrow's row format.
+#[derive(Debug)]
+pub struct KeyedTable {
+    def: TableDef,
+    schema: SchemaRef,
+    key_columns: Vec<usize>,
+    rows: RowConverter,
+    keys: RowConverter,
+    current: Mutex<Rows>,
+    /// Held by the write under way.
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// The rows a write changed so far, by key (`None`: deleted), over the table's rows.
+type Overlay = HashMap<Box<[u8]>, Option<Box<[u8]>>>;
+
+/// Rows by key, both in Arrow's row format.
+type Rows = HashMap<Box<[u8]>, Box<[u8]>>;
+
+impl KeyedTable {
+    fn try_new(def: TableDef) -> Result<Self> {
+        let schema = def.schema();
+        let key_columns = def
+            .primary_key
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let sort_fields = |columns: &mut dyn Iterator<Item = usize>| {
+            columns
+                .map(|i| SortField::new(schema.field(i).data_type().clone()))
+                .collect::<Vec<_>>()
+        };
+        let rows = RowConverter::new(sort_fields(&mut (0..schema.fields().len())))?;
+        let keys = RowConverter::new(sort_fields(&mut key_columns.iter().copied()))?;
+        Ok(KeyedTable {
+            def,
+            schema,
+            key_columns,
+            rows,
+            keys,
+            current: Mutex::new(HashMap::new()),
+            writing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Rows> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The columns of the primary key, in key order.
+    pub fn key_columns(&self) -> &[usize] {
+        &self.key_columns
+    }
+
+    /// The current rows.
+    pub fn snapshot(&self) -> Result<RecordBatch> {
+        let current = self.current();
+        let parser = self.rows.parser();
+        let columns = self
+            .rows
+            .convert_rows(current.values().map(|row| parser.parse(row)))?;
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    /// Applies changes read back from the table's files.
+    fn apply(&self, changes: &Changes) -> Result<()> {
+        let keys = self.key_rows(&changes.rows)?;
+        let rows = self.rows.convert_columns(changes.rows.columns())?;
+        let mut current = self.current();
+        for i in 0..changes.num_rows() {
+            let key: Box<[u8]> = keys.row(i).as_ref().into();
+            match changes.inserts.value(i) {
+                true => current.insert(key, rows.row(i).as_ref().into()),
+                false => current.remove(&key),
+            };
+        }
+        Ok(())
+    }
+
+    /// `batch`'s columns as the table's types (a query's timestamps or decimals may differ).
+    fn conform(&self, batch: &RecordBatch, write: Write) -> Result<RecordBatch> {
+        let types: Vec<&DataType> = match write {
+            Write::Upsert => self.schema.fields().iter().map(|f| f.data_type()).collect(),
+            Write::Delete => self
+                .key_columns
+                .iter()
+                .map(|i| self.schema.field(*i).data_type())
+                .collect(),
+        };
+        if batch.num_columns() != types.len() {
+            return Err(Error::Internal(format!(
+                "a write of {} columns to table \"{}\"",
+                batch.num_columns(),
+                self.def.name
+            )));
+        }
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(types)
+            .map(|(c, t)| match c.data_type() == t {
+                true => Ok(Arc::clone(c)),
+                false => Ok(datafusion::arrow::compute::cast(c, t)?),
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+            .collect();
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
+    }
+
+    fn key_rows(&self, batch: &RecordBatch) -> Result<datafusion::arrow::row::Rows> {
+        let columns: Vec<ArrayRef> = self
+            .key_columns
+            .iter()
+            .map(|i| Arc::clone(batch.column(*i)))
+            .collect();
+        Ok(self.keys.convert_columns(&columns)?)
+    }
+
+    /// Writes `input` (whole rows for an upsert, key columns for a delete) as one changelog
+    /// file, committed before it returns; returns the number of rows given. A key given twice
+    /// takes the last.
+    pub async fn write(
+        self: &Arc<Self>,
+        storage: &Storage,
+        input: SendableRecordBatchStream,
+        write: Write,
+    ) -> Result<u64> {
+        let parts = input.map(move |batch| Ok((write, batch?)));
+        self.write_stream(storage, parts.boxed()).await
+    }
+
+    /// Writes several parts (deletes, then upserts, say) as one changelog file.
+    pub async fn write_parts(
+        self: &Arc<Self>,
+        storage: &Storage,
+        parts: Vec<(Write, RecordBatch)>,
+    ) -> Result<u64> {
+        let parts = futures::stream::iter(parts.into_iter().map(Ok));
+        self.write_stream(storage, parts.boxed()).await
+    }
+
+    async fn write_stream(
+        self: &Arc<Self>,
+        storage: &Storage,
+        parts: futures::stream::BoxStream<'static, datafusion::error::Result<(Write, RecordBatch)>>,
+    ) -> Result<u64> {
+        let _writing = self.writing.lock().await;
+        let overlay = Arc::new(Mutex::new(Overlay::new()));
+        let given = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let schema = changelog_schema(&self.def);
+        let changelog = {
+            let (overlay, given) = (Arc::clone(&overlay), Arc::clone(&given));
+            let table = Arc::clone(self);
+            parts.map(move |part| {
+                let (write, batch) = part?;
+                given.fetch_add(
+                    batch.num_rows() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let mut overlay = overlay.lock().unwrap_or_else(|e| e.into_inner());
+                table
+                    .changes(&batch, write, &mut overlay)
+                    .map_err(datafusion::error::DataFusionError::from)
+            })
+        };
+        let changelog = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema),
+            changelog,
+        ));
+        storage
+            .append_changelog(&self.def, schema, changelog)
+            .await?;
+        let overlay = std::mem::take(&mut *overlay.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut current = self.current();
+        for (key, row) in overlay {
+            match row {
+                Some(row) => current.insert(key, row),
+                None => current.remove(&key),
+            };
+        }
+        Ok(given.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The changelog rows of one batch of a write: for each row in turn, the row its key
+    /// had (deleted) and the row it has now (inserted); nothing where nothing changes.
+    fn changes(
+        &self,
+        batch: &RecordBatch,
+        write: Write,
+        overlay: &mut Overlay,
+    ) -> Result<RecordBatch> {
+        let batch = &self.conform(batch, write)?;
+        for (position, i) in self.key_columns.iter().enumerate() {
+            let column = match write {
+                Write::Upsert => batch.column(*i),
+                Write::Delete => batch.column(position),
+            };
+            if column.null_count() > 0 {
+                return Err(Error::NotNullViolation {
+                    column: self.def.primary_key[position].clone(),
+                });
+            }
+        }
+        let keys = match write {
+            Write::Upsert => self.key_rows(batch)?,
+            Write::Delete => self.keys.convert_columns(batch.columns())?,
+        };
+        let rows = match write {
+            Write::Upsert => Some(self.rows.convert_columns(batch.columns())?),
+            Write::Delete => None,
+        };
+        let current = self.current();
+        let mut images: Vec<(Box<[u8]>, bool)> = Vec::new();
+        for i in 0..batch.num_rows() {
+            let key = keys.row(i);
+            let before: Option<Box<[u8]>> = match overlay.get(key.as_ref()) {
+                Some(row) => row.clone(),
+                None => current.get(key.as_ref()).cloned(),
+            };
+            let after: Option<Box<[u8]>> = rows.as_ref().map(|r| r.row(i).as_ref().into());
+            if before == after {
+                continue;
+            }
+            if let Some(before) = before {
+                images.push((before, false));
+            }
+            if let Some(after) = &after {
+                images.push((after.clone(), true));
+            }
+            overlay.insert(key.as_ref().into(), after);
+        }
+        drop(current);
+        let parser = self.rows.parser();
+        let mut columns = self
+            .rows
+            .convert_rows(images.iter().map(|(row, _)| parser.parse(row)))?;
+        columns.push(Arc::new(BooleanArray::from(
+            images.iter().map(|(_, insert)| *insert).collect::<Vec<_>>(),
+        )));
+        Ok(RecordBatch::try_new(changelog_schema(&self.def), columns)?)
+    }
+}
