@@ -710,6 +710,15 @@ pub fn lowercase_first(message: &str) -> String {
     }
 }
 
+/// The text a panic carries (its `&str` or `String` payload), for the error it becomes.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ pub mod retracting;
 pub mod session;
 pub mod state;
 pub mod state_memory;
+pub mod top_n;
 pub mod window;
 
 use datafusion::arrow::record_batch::RecordBatch;

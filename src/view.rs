@@ -253,7 +253,7 @@ impl Views {
         let state = manifest.view(&def.name).filter(|v| v.def.id == def.id);
         let checkpoint = state.and_then(|v| v.checkpoint.clone());
         let closed_through = state.and_then(|v| v.closed_through);
-        let mut operator = plan.window.as_ref().map(|w| w.operator()).transpose()?;
+        let mut operator = plan.operator()?;
         if let Some(checkpoint) = &checkpoint {
             self.check_current(&def, plan.input.kind, checkpoint.id, &manifest)?;
             if let Some(operator) = &mut operator {
@@ -383,7 +383,18 @@ impl Views {
             emitted: None,
         };
         pipeline.baseline()?;
-        let worker = Worker::spawn(|requests| pipeline.run(input, requests));
+        // A panic in the pipeline is a bug: the view shows it as failed, the server goes on.
+        let panicked = Arc::clone(&stats);
+        let worker = Worker::spawn(|requests| async move {
+            let run = std::panic::AssertUnwindSafe(pipeline.run(input, requests));
+            if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
+                let message = crate::error::panic_message(panic.as_ref());
+                tracing::error!(view = %panicked.snapshot().view, message, "materialized view panicked");
+                panicked.failed(&format!(
+                    "internal error: the view's task panicked: {message}"
+                ));
+            }
+        });
         let handle = Arc::new(ViewHandle {
             def,
             stats,

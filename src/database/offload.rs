@@ -76,11 +76,7 @@ where
         Ok(result) => result,
         Err(error) => Err(Error::Internal(match error.try_into_panic() {
             Ok(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let message = crate::error::panic_message(panic.as_ref());
                 tracing::error!(message, "a statement panicked while it was planned");
                 format!("planning panicked: {message}")
             }

@@ -208,9 +208,19 @@ impl Groups {
         Ok(())
     }
 
+    /// Every key, leaving the table empty and reusable. DataFusion 55's multi-column
+    /// `GroupValuesColumn` keeps its hash map on `emit(EmitTo::All)`, so keys interned after it
+    /// looked up groups that were gone (an index panic in the view's task); `clear_shrink`
+    /// empties the map too.
+    fn emit_keys(&mut self) -> Result<Vec<ArrayRef>> {
+        let keys = self.values.emit(EmitTo::All)?;
+        self.values.clear_shrink(0);
+        Ok(keys)
+    }
+
     /// Empties the table into its keys and partial states.
     pub fn take(&mut self) -> Result<Partial> {
-        let keys = self.values.emit(EmitTo::All)?;
+        let keys = self.emit_keys()?;
         let states = self.take_states()?;
         Ok(Partial { keys, states })
     }
@@ -234,7 +244,7 @@ impl Groups {
 
     /// Empties the table into its keys and final aggregate values.
     pub fn finish(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
-        let keys = self.values.emit(EmitTo::All)?;
+        let keys = self.emit_keys()?;
         let values = self.evaluate()?;
         Ok((keys, values))
     }

@@ -1,17 +1,19 @@
-//! The aggregation of a view, whichever its shape: windows over an append-only input
-//! ([`WindowAggregate`]), or groups following inserts and deletes ([`RetractingAggregate`]).
-//! The pipeline drives either through this one type.
+//! The stateful operator of a view, whichever it is: windows over an append-only input
+//! ([`WindowAggregate`]), groups following inserts and deletes ([`RetractingAggregate`]), or
+//! the top rows per partition ([`TopN`]). The pipeline drives each through this one type.
 
 use datafusion::arrow::array::RecordBatch;
 
 use super::aggregate::WindowAggregate;
 use super::changes::Changes;
 use super::retracting::RetractingAggregate;
+use super::top_n::TopN;
 use crate::error::{Error, Result};
 
 pub enum ViewOperator {
     Window(WindowAggregate),
     Retracting(RetractingAggregate),
+    TopN(TopN),
 }
 
 impl ViewOperator {
@@ -23,16 +25,21 @@ impl ViewOperator {
                 groups.push(&Changes::inserts(batch.clone()))?;
                 Ok(Vec::new())
             }
+            ViewOperator::TopN(top) => {
+                top.push(&Changes::inserts(batch.clone()))?;
+                Ok(Vec::new())
+            }
         }
     }
 
-    /// Applies inserts and deletes (planning gives changes only to a retracting aggregate).
+    /// Applies inserts and deletes (planning gives none to a window aggregate).
     pub fn push_changes(&mut self, changes: &Changes) -> Result<()> {
         match self {
             ViewOperator::Window(_) => Err(Error::Internal(
                 "a window aggregate was given deletes".into(),
             )),
             ViewOperator::Retracting(groups) => groups.push(changes),
+            ViewOperator::TopN(top) => top.push(changes),
         }
     }
 
@@ -40,7 +47,7 @@ impl ViewOperator {
     pub fn watermark(&self) -> i64 {
         match self {
             ViewOperator::Window(window) => window.watermark(),
-            ViewOperator::Retracting(_) => i64::MIN,
+            ViewOperator::Retracting(_) | ViewOperator::TopN(_) => i64::MIN,
         }
     }
 
@@ -48,7 +55,7 @@ impl ViewOperator {
     pub fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
         match self {
             ViewOperator::Window(window) => window.advance(watermark),
-            ViewOperator::Retracting(_) => Ok(Vec::new()),
+            ViewOperator::Retracting(_) | ViewOperator::TopN(_) => Ok(Vec::new()),
         }
     }
 
@@ -56,7 +63,7 @@ impl ViewOperator {
     pub fn output_watermark(&self) -> Option<i64> {
         match self {
             ViewOperator::Window(window) => window.output_watermark(),
-            ViewOperator::Retracting(_) => None,
+            ViewOperator::Retracting(_) | ViewOperator::TopN(_) => None,
         }
     }
 
@@ -65,6 +72,7 @@ impl ViewOperator {
         match self {
             ViewOperator::Window(window) => window.checkpoint(),
             ViewOperator::Retracting(groups) => groups.checkpoint(),
+            ViewOperator::TopN(top) => top.checkpoint(),
         }
     }
 
@@ -76,6 +84,10 @@ impl ViewOperator {
                 Some(batch) => groups.restore(batch),
                 None => Ok(()),
             },
+            ViewOperator::TopN(top) => match batch {
+                Some(batch) => top.restore(batch),
+                None => Ok(()),
+            },
         }
     }
 
@@ -84,6 +96,7 @@ impl ViewOperator {
         match self {
             ViewOperator::Window(window) => window.snapshot(),
             ViewOperator::Retracting(groups) => groups.snapshot(),
+            ViewOperator::TopN(top) => top.snapshot(),
         }
     }
 
@@ -91,6 +104,7 @@ impl ViewOperator {
         match self {
             ViewOperator::Window(window) => window.open_groups(),
             ViewOperator::Retracting(groups) => groups.groups(),
+            ViewOperator::TopN(top) => top.partitions(),
         }
     }
 
@@ -98,6 +112,7 @@ impl ViewOperator {
         match self {
             ViewOperator::Window(window) => window.state_bytes(),
             ViewOperator::Retracting(groups) => groups.state_bytes(),
+            ViewOperator::TopN(top) => top.state_bytes(),
         }
     }
 }

@@ -37,6 +37,9 @@ use super::groups::AggregateSpec;
 use super::node::WindowAggregateNode;
 use super::operator::ViewOperator;
 use super::retracting::{self, RetractingAggregate};
+use super::top_n::{TopN, TopNSpec};
+
+mod top_n;
 use super::window::WindowKind;
 use crate::catalog::types::ColumnType;
 use crate::error::{Error, Result};
@@ -230,6 +233,8 @@ pub struct ViewPlan {
     pub logical: LogicalPlan,
     pub pre: Vec<Step>,
     pub window: Option<WindowPlan>,
+    /// The top rows per partition, in place of an aggregation.
+    pub top_n: Option<TopNSpec>,
     pub post: Vec<Step>,
     /// Output columns as stored and served.
     pub columns: Vec<ColumnDef>,
@@ -245,6 +250,15 @@ pub struct ViewPlan {
 }
 
 impl ViewPlan {
+    /// The view's stateful operator, new; `None` for a view that only filters and projects.
+    pub fn operator(&self) -> Result<Option<ViewOperator>> {
+        match (&self.window, &self.top_n) {
+            (Some(window), _) => Ok(Some(window.operator()?)),
+            (None, Some(top)) => Ok(Some(ViewOperator::TopN(TopN::try_new(top.clone())?))),
+            (None, None) => Ok(None),
+        }
+    }
+
     pub fn schema(&self) -> SchemaRef {
         crate::sql::arrow_schema(&self.columns)
     }
@@ -320,6 +334,9 @@ impl ViewPlan {
                 ),
             });
         }
+        if let Some(top) = &self.top_n {
+            lines.push(top_n::describe(top));
+        }
         lines.extend(self.pre.iter().rev().map(Step::describe));
         lines.push(format!(
             "Input: {} {} watermark=[{}]{}",
@@ -374,12 +391,17 @@ struct Compiler<'a> {
 enum Node<'p> {
     Step(&'p LogicalPlan),
     Aggregate(&'p datafusion::logical_expr::Aggregate),
+    /// A ranking window function (kept by the filter on it above), or `ORDER BY … LIMIT`.
+    TopN(top_n::Ranking<'p>),
 }
 
 impl Compiler<'_> {
     fn compile(&self, plan: LogicalPlan, emit_on_close: bool) -> Result<ViewPlan> {
         let (chain, scan) = chain(&plan)?;
         let (input, windowed) = self.leaf(scan)?;
+        if let Some(at) = chain.iter().position(|n| matches!(n, Node::TopN(_))) {
+            return self.compile_top_n(&plan, &chain, at, input, windowed.is_some(), emit_on_close);
+        }
         let aggregate_at = chain.iter().position(|n| matches!(n, Node::Aggregate(_)));
         let (post_nodes, pre_nodes) = match aggregate_at {
             Some(i) => (&chain[..i], &chain[i + 1..]),
@@ -507,6 +529,7 @@ impl Compiler<'_> {
             logical,
             pre,
             window,
+            top_n: None,
             post,
             columns,
             time_columns,
@@ -764,6 +787,17 @@ fn chain(plan: &LogicalPlan) -> Result<(Vec<Node<'_>>, &datafusion::logical_expr
                 nodes.push(Node::Aggregate(a));
                 &a.input
             }
+            LogicalPlan::Window(w) => {
+                nodes.push(Node::TopN(top_n::Ranking::Window(w)));
+                &w.input
+            }
+            LogicalPlan::Limit(limit) => match limit.input.as_ref() {
+                LogicalPlan::Sort(sort) if sort.fetch.is_none() => {
+                    nodes.push(Node::TopN(top_n::Ranking::Limit(limit, sort)));
+                    &sort.input
+                }
+                _ => return Err(not_incremental(node)),
+            },
             other => return Err(not_incremental(other)),
         };
         node = next.as_ref();
@@ -826,12 +860,13 @@ fn distinct_as_aggregate(plan: LogicalPlan) -> Result<LogicalPlan> {
 fn not_incremental(node: &LogicalPlan) -> Error {
     let (what, hint) = match node {
         LogicalPlan::Sort(_) => (
-            "ORDER BY in a materialized view",
-            "Order when you query the view: SELECT … FROM view ORDER BY ….",
+            "ORDER BY without LIMIT in a materialized view",
+            "Order when you query the view: SELECT … FROM view ORDER BY …; ORDER BY … LIMIT N \
+             keeps the top N.",
         ),
         LogicalPlan::Limit(_) => (
-            "LIMIT or OFFSET in a materialized view",
-            "Limit when you query the view: SELECT … FROM view LIMIT ….",
+            "LIMIT without ORDER BY, or OFFSET, in a materialized view",
+            "Keep the top rows with ORDER BY … LIMIT N, or limit when you query the view.",
         ),
         LogicalPlan::Join(_) => (
             "a join in a materialized view",

@@ -714,3 +714,114 @@ fn divide_rounded(a: i128, b: i128) -> i128 {
         (false, _) => q,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::assert_batches_eq;
+    use datafusion::functions_aggregate::average::avg_udaf;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::col;
+
+    use super::*;
+
+    fn operator() -> (RetractingAggregate, SchemaRef) {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let v = col("v", &input).unwrap();
+        let spec = |udaf, name: &str, distinct: bool| {
+            let mut builder = AggregateExprBuilder::new(udaf, vec![Arc::clone(&v)])
+                .schema(Arc::clone(&input))
+                .alias(name);
+            if distinct {
+                builder = builder.distinct();
+            }
+            AggregateSpec {
+                expr: Arc::new(builder.build().unwrap()),
+                filter: None,
+            }
+        };
+        let specs = vec![
+            spec(count_udaf(), "n", false),
+            spec(sum_udaf(), "total", false),
+            spec(min_udaf(), "least", false),
+            spec(max_udaf(), "most", false),
+            spec(count_udaf(), "values", true),
+            spec(avg_udaf(), "mean", false),
+        ];
+        let mut fields = vec![Field::new("k", DataType::Utf8, true)];
+        fields.extend(
+            specs
+                .iter()
+                .map(|s| s.expr.field().as_ref().clone().with_nullable(true)),
+        );
+        let output = Arc::new(Schema::new(fields));
+        let keys = vec![col("k", &input).unwrap()];
+        let op =
+            RetractingAggregate::try_new(keys, specs, &input, Arc::clone(&output), false).unwrap();
+        (op, input)
+    }
+
+    fn changes(input: &SchemaRef, rows: &[(&str, Option<i64>, bool)]) -> Changes {
+        Changes {
+            rows: RecordBatch::try_new(
+                Arc::clone(input),
+                vec![
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.1))),
+                ],
+            )
+            .unwrap(),
+            inserts: rows.iter().map(|r| Some(r.2)).collect(),
+        }
+    }
+
+    #[test]
+    fn deletes_take_rows_back_from_every_aggregate_and_groups_go_when_empty() {
+        let (mut op, input) = operator();
+        op.push(&changes(
+            &input,
+            &[
+                ("a", Some(1), true),
+                ("a", Some(5), true),
+                ("b", Some(2), true),
+                ("a", Some(5), true),
+                ("a", None, true),
+            ],
+        ))
+        .unwrap();
+        op.push(&changes(
+            &input,
+            &[("a", Some(5), false), ("b", Some(2), false)],
+        ))
+        .unwrap();
+        let expected = [
+            "+---+---+-------+-------+------+--------+------+",
+            "| k | n | total | least | most | values | mean |",
+            "+---+---+-------+-------+------+--------+------+",
+            "| a | 2 | 6     | 1     | 5    | 2      | 3.0  |",
+            "+---+---+-------+-------+------+--------+------+",
+        ];
+        assert_batches_eq!(expected, &op.snapshot().unwrap());
+        let (mut restored, _) = operator();
+        restored
+            .restore(&op.checkpoint().unwrap().unwrap())
+            .unwrap();
+        assert_batches_eq!(expected, &restored.snapshot().unwrap());
+        // The max goes back to 1 once both 5s went.
+        restored
+            .push(&changes(&input, &[("a", Some(5), false)]))
+            .unwrap();
+        let snapshot = restored.snapshot().unwrap();
+        assert_eq!(
+            datafusion::arrow::util::display::array_value_to_string(snapshot[0].column(4), 0)
+                .unwrap(),
+            "1"
+        );
+    }
+}

@@ -14,6 +14,12 @@ use crate::support::{self, ServerProcess};
 const PER_USER: &str = "SELECT user_id, count(*) AS cnt, sum(amount) AS total, \
                         max(price) AS top FROM clicks GROUP BY user_id";
 
+const PER_USER_PAGE: &str =
+    "SELECT user_id, page, count(*) AS n FROM clicks GROUP BY user_id, page";
+
+const TOP_USERS: &str = "SELECT * FROM (SELECT user_id, cnt, ROW_NUMBER() OVER (ORDER BY cnt \
+                         DESC, user_id) AS rn FROM per_user) WHERE rn <= 3";
+
 /// Each view, and the same query over the table's rows (`per_user` as a subquery).
 fn views() -> Vec<(&'static str, String, String)> {
     let over_users = |query: &str| query.replace("FROM per_user", &format!("FROM ({PER_USER})"));
@@ -46,6 +52,29 @@ fn views() -> Vec<(&'static str, String, String)> {
             "pages",
             "SELECT DISTINCT page FROM clicks".to_string(),
             "SELECT DISTINCT page FROM clicks".to_string(),
+        ),
+        // Two group keys (DataFusion's multi-column group table, reused after checkpoints).
+        (
+            "per_user_page",
+            PER_USER_PAGE.to_string(),
+            PER_USER_PAGE.to_string(),
+        ),
+        // Top-N over updating views: a delete can bring the next row back.
+        ("top_users", TOP_USERS.to_string(), over_users(TOP_USERS)),
+        (
+            "richest",
+            "SELECT user_id, total FROM per_user ORDER BY total DESC, user_id LIMIT 3".to_string(),
+            over_users("SELECT user_id, total FROM per_user ORDER BY total DESC, user_id LIMIT 3"),
+        ),
+        (
+            "top_per_page",
+            "SELECT * FROM (SELECT page, user_id, n, rank() OVER (PARTITION BY page ORDER BY n \
+             DESC) AS r FROM per_user_page) WHERE r <= 2"
+                .to_string(),
+            format!(
+                "SELECT * FROM (SELECT page, user_id, n, rank() OVER (PARTITION BY page ORDER BY \
+                 n DESC) AS r FROM ({PER_USER_PAGE})) WHERE r <= 2"
+            ),
         ),
     ]
 }
@@ -253,6 +282,15 @@ async fn views_over_a_keyed_table_follow_inserts_updates_and_deletes() {
             "everyone",
             "SELECT count(*) AS n, sum(score) AS total FROM customers".into(),
             "SELECT count(*) AS n, sum(score) AS total FROM customers".into(),
+        ),
+        (
+            "best",
+            "SELECT * FROM (SELECT id, country, score, rank() OVER (PARTITION BY country ORDER \
+             BY score DESC) AS r FROM customers) WHERE r <= 2"
+                .into(),
+            "SELECT * FROM (SELECT id, country, score, rank() OVER (PARTITION BY country ORDER \
+             BY score DESC) AS r FROM customers) WHERE r <= 2"
+                .into(),
         ),
     ];
     for (name, query, _) in &views {
