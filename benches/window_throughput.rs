@@ -210,10 +210,7 @@ fn run(
         let (mut counted, mut windows) = (0i64, 0usize);
         let mut emit = |batches: Vec<RecordBatch>| {
             for batch in batches {
-                let mut current = batch;
-                for step in &plan.post {
-                    current = step.apply(&current).unwrap();
-                }
+                let current = plan.apply_post(&batch).unwrap();
                 windows += current.num_rows();
                 let counts = current.column(3).as_primitive::<Int64Type>();
                 counted += counts.iter().flatten().sum::<i64>();
@@ -237,10 +234,7 @@ fn run(
                 .as_primitive::<TimestampMicrosecondType>();
             let max = datafusion::arrow::compute::max(times).unwrap();
             partition_max[partition] = partition_max[partition].max(max);
-            let mut current = batch;
-            for step in &plan.pre {
-                current = step.apply(&current).unwrap();
-            }
+            let current = plan.apply_pre(&batch).unwrap();
             let late = operator.push_rows(&current).unwrap();
             assert!(late.is_empty(), "no event is behind the watermark");
             let watermark = *partition_max.iter().min().unwrap();

@@ -141,7 +141,7 @@ fn mask(predicate: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<Boolea
 }
 
 impl Step {
-    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         match self {
             Step::Filter(predicate) => Ok(filter_record_batch(batch, &mask(predicate, batch)?)?),
             Step::Project { .. } => self.project(batch),
@@ -149,7 +149,7 @@ impl Step {
     }
 
     /// The step over a changelog: a filter keeps rows with their ops, a projection maps rows.
-    pub fn apply_changes(&self, changes: &Changes) -> Result<Changes> {
+    fn apply_changes(&self, changes: &Changes) -> Result<Changes> {
         match self {
             Step::Filter(predicate) => changes.filter(&mask(predicate, &changes.rows)?),
             Step::Project { .. } => Ok(changes.with_rows(self.project(&changes.rows)?)),
@@ -261,6 +261,34 @@ impl ViewPlan {
 
     pub fn schema(&self) -> SchemaRef {
         crate::sql::arrow_schema(&self.columns)
+    }
+
+    /// Rows through the steps before the operator (the server's pipeline, the checkpoint
+    /// tests and the benches all run rows this way).
+    pub fn apply_pre(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let mut current = batch.clone();
+        for step in &self.pre {
+            current = step.apply(&current)?;
+        }
+        Ok(current)
+    }
+
+    /// Changes through the steps before the operator.
+    pub fn apply_pre_changes(&self, changes: &Changes) -> Result<Changes> {
+        let mut current = changes.clone();
+        for step in &self.pre {
+            current = step.apply_changes(&current)?;
+        }
+        Ok(current)
+    }
+
+    /// The operator's rows through the steps after it.
+    pub fn apply_post(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let mut current = batch.clone();
+        for step in &self.post {
+            current = step.apply(&current)?;
+        }
+        Ok(current)
     }
 
     /// Casts a batch of the last step's output to the stored column types.

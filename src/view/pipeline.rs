@@ -423,10 +423,7 @@ impl Pipeline {
         {
             self.max_event_time = Some(self.max_event_time.map_or(batch_max, |m| m.max(batch_max)));
         }
-        let mut current = batch.clone();
-        for step in &self.plan.pre {
-            current = step.apply(&current)?;
-        }
+        let current = self.plan.apply_pre(batch)?;
         let late = match &mut self.operator {
             Some(operator) => {
                 let late = operator.push_rows(&current)?;
@@ -470,10 +467,7 @@ impl Pipeline {
     /// Runs inserts and deletes through the steps into the (retracting) aggregate.
     fn take_changes(&mut self, changes: &Changes) -> Result<()> {
         let rows = changes.num_rows();
-        let mut current = changes.clone();
-        for step in &self.plan.pre {
-            current = step.apply_changes(&current)?;
-        }
+        let current = self.plan.apply_pre_changes(changes)?;
         let operator = self
             .operator
             .as_mut()
@@ -486,10 +480,7 @@ impl Pipeline {
 
     /// The steps after the window, then the stored column types.
     fn finish_rows(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        let mut current = batch;
-        for step in &self.plan.post {
-            current = step.apply(&current)?;
-        }
+        let current = self.plan.apply_post(&batch)?;
         if current.num_rows() == 0 {
             return Ok(Vec::new());
         }

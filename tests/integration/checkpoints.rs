@@ -75,11 +75,10 @@ async fn run(
     let mut operator = window.operator().unwrap();
     let (mut closed, mut late, mut max_us) = (Vec::new(), 0, i64::MIN);
     for (i, batch) in input.iter().enumerate() {
-        let mut current = batch.clone();
-        for step in &plan.pre {
-            current = step.apply(&current).unwrap();
-        }
-        late += operator.push_rows(&current).unwrap().len();
+        late += operator
+            .push_rows(&plan.apply_pre(batch).unwrap())
+            .unwrap()
+            .len();
         let us = batch
             .column(6)
             .as_any()
@@ -87,11 +86,7 @@ async fn run(
             .unwrap();
         max_us = max_us.max(us.values().iter().copied().max().unwrap());
         for out in operator.advance(max_us - DELAY_US).unwrap() {
-            let mut out = out;
-            for step in &plan.post {
-                out = step.apply(&out).unwrap();
-            }
-            closed.extend(lines(&out));
+            closed.extend(lines(&plan.apply_post(&out).unwrap()));
         }
         if restore_at[i] {
             // Live readers peek at open windows between checkpoints; that must not disturb them.
@@ -121,11 +116,7 @@ async fn run(
         }
     }
     for out in operator.advance(i64::MAX).unwrap() {
-        let mut out = out;
-        for step in &plan.post {
-            out = step.apply(&out).unwrap();
-        }
-        closed.extend(lines(&out));
+        closed.extend(lines(&plan.apply_post(&out).unwrap()));
     }
     closed.sort();
     (closed, late)
