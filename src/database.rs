@@ -148,10 +148,10 @@ impl Database {
         let catalog = ctx
             .catalog(DATABASE_NAME)
             .ok_or_else(|| Error::Internal("default catalog is missing".into()))?;
-        let keyed = Arc::new(KeyedTables::open(&storage).await?);
         let feeds = Arc::new(Feeds::default());
         let checkpoint_requested = Arc::new(tokio::sync::Notify::new());
         let state_memory = StatePools::new(&ctx.runtime_env().memory_pool);
+        let keyed = Arc::new(KeyedTables::open(&storage, state_memory.clone()).await?);
         let sources = Arc::new(Sources::new(
             Arc::clone(&storage),
             Arc::clone(&feeds),

@@ -2,14 +2,17 @@
 //!
 //! ```text
 //!  source runner / table commits / upstream view ──Message──► feed.rs (per relation, bounded)
-//!        ──► view pipeline: pre steps ─► aggregate.rs (panes.rs | session.rs, on groups.rs)
+//!        ──► view pipeline: pre steps ─► operator.rs: aggregate.rs (panes.rs | session.rs,
+//!                                          on groups.rs) | retracting.rs | top_n.rs
 //!                                         ─► post steps ─► closed rows + live snapshot
+//!                                                          (+ changes.rs, if it changes)
 //! ```
-//! [`plan`] turns a view's query into steps and a window operator, using DataFusion for
-//! planning, expressions and accumulators; [`functions`] are the window table functions
-//! ([`adhoc`]: the same windows over stored rows, for one-off queries);
-//! [`window`] is the window arithmetic; [`feed`] carries rows and watermarks from a relation
-//! to the views reading it, with back-pressure.
+//! [`plan`] turns a view's query into steps and an operator, using DataFusion for planning,
+//! expressions and accumulators; [`functions`] are the window table functions ([`adhoc`]: the
+//! same windows over stored rows, for one-off queries); [`window`] is the window arithmetic;
+//! [`changes`] are the inserts and deletes of relations whose rows change, which
+//! [`retracting`] and [`top_n`] take; [`feed`] carries rows, changes and watermarks from a
+//! relation to the views reading it, with back-pressure.
 
 pub mod adhoc;
 pub mod aggregate;

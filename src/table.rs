@@ -22,6 +22,7 @@ use crate::catalog::table::TableDef;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::stream::changes::Changes;
+use crate::stream::state_memory::{StateMemory, StatePools};
 
 /// The column of a keyed table's files that says whether a row is inserted or deleted.
 pub const OP_COLUMN: &str = "_sluice_insert";
@@ -52,9 +53,11 @@ pub fn changes_of(batch: &RecordBatch, schema: &SchemaRef) -> Result<Changes> {
 }
 
 /// Every keyed table's current rows, by table name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyedTables {
     tables: Mutex<HashMap<String, Arc<KeyedTable>>>,
+    /// Where their rows are held (streaming state's share of `--memory-limit`).
+    memory: StatePools,
 }
 
 impl KeyedTables {
@@ -63,15 +66,22 @@ impl KeyedTables {
     }
 
     /// Loads every keyed table of the newest manifest by replaying its files.
-    pub async fn open(storage: &Storage) -> Result<Self> {
-        let tables = KeyedTables::default();
+    pub async fn open(storage: &Storage, memory: StatePools) -> Result<Self> {
+        let tables = KeyedTables {
+            tables: Mutex::default(),
+            memory,
+        };
         let manifest = storage.manifest();
         for state in manifest.tables.values().filter(|t| t.def.keyed()) {
-            let table = KeyedTable::try_new(state.def.clone())?;
+            let table = KeyedTable::try_new(state.def.clone(), &tables.memory)?;
             for file in &state.files {
                 for batch in storage.read_file(file).await? {
                     table.apply(&changes_of(&batch, &table.schema)?)?;
                 }
+            }
+            let bytes = table.current().bytes;
+            if let Ok(mut memory) = table.writing.try_lock() {
+                memory.hold(bytes);
             }
             tables
                 .tables()
@@ -90,7 +100,7 @@ impl KeyedTables {
         if let Some(table) = tables.get(&def.name).filter(|t| t.def.id == def.id) {
             return Ok(Some(Arc::clone(table)));
         }
-        let table = Arc::new(KeyedTable::try_new(def.clone())?);
+        let table = Arc::new(KeyedTable::try_new(def.clone(), &self.memory)?);
         tables.insert(def.name.clone(), Arc::clone(&table));
         Ok(Some(table))
     }
@@ -117,10 +127,34 @@ pub struct KeyedTable {
     key_columns: Vec<usize>,
     rows: RowConverter,
     keys: RowConverter,
-    current: Mutex<Rows>,
-    /// Held by the write under way.
-    writing: tokio::sync::Mutex<()>,
+    current: Mutex<Current>,
+    /// Held by the write under way, with the rows' share of the memory pool.
+    writing: tokio::sync::Mutex<StateMemory>,
 }
+
+/// The rows by key, and the bytes they take.
+#[derive(Debug, Default)]
+struct Current {
+    rows: Rows,
+    bytes: usize,
+}
+
+impl Current {
+    /// Sets (or, with `None`, removes) the row of `key`.
+    fn set(&mut self, key: Box<[u8]>, row: Option<Box<[u8]>>) {
+        let size = |key: &[u8], row: &[u8]| key.len() + row.len() + ROW_OVERHEAD_BYTES;
+        let added = row.as_ref().map_or(0, |r| size(&key, r));
+        let old = match row {
+            Some(row) => self.rows.insert(key.clone(), row),
+            None => self.rows.remove(&key),
+        };
+        let removed = old.as_ref().map_or(0, |r| size(&key, r));
+        self.bytes = (self.bytes + added).saturating_sub(removed);
+    }
+}
+
+/// What a row costs besides its bytes: the map entry and two boxes.
+const ROW_OVERHEAD_BYTES: usize = 64;
 
 /// The rows a write changed so far, by key (`None`: deleted), over the table's rows.
 type Overlay = HashMap<Box<[u8]>, Option<Box<[u8]>>>;
@@ -129,7 +163,7 @@ type Overlay = HashMap<Box<[u8]>, Option<Box<[u8]>>>;
 type Rows = HashMap<Box<[u8]>, Box<[u8]>>;
 
 impl KeyedTable {
-    fn try_new(def: TableDef) -> Result<Self> {
+    fn try_new(def: TableDef, memory: &StatePools) -> Result<Self> {
         let schema = def.schema();
         let key_columns = def
             .primary_key
@@ -144,17 +178,20 @@ impl KeyedTable {
         let rows = RowConverter::new(sort_fields(&mut (0..schema.fields().len())))?;
         let keys = RowConverter::new(sort_fields(&mut key_columns.iter().copied()))?;
         Ok(KeyedTable {
-            def,
             schema,
             key_columns,
             rows,
             keys,
-            current: Mutex::new(HashMap::new()),
-            writing: tokio::sync::Mutex::new(()),
+            current: Mutex::new(Current::default()),
+            writing: tokio::sync::Mutex::new(StateMemory::new(
+                memory,
+                format!("table {}", def.name),
+            )),
+            def,
         })
     }
 
-    fn current(&self) -> std::sync::MutexGuard<'_, Rows> {
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -169,7 +206,7 @@ impl KeyedTable {
         let parser = self.rows.parser();
         let columns = self
             .rows
-            .convert_rows(current.values().map(|row| parser.parse(row)))?;
+            .convert_rows(current.rows.values().map(|row| parser.parse(row)))?;
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
@@ -180,10 +217,11 @@ impl KeyedTable {
         let mut current = self.current();
         for i in 0..changes.num_rows() {
             let key: Box<[u8]> = keys.row(i).as_ref().into();
-            match changes.inserts.value(i) {
-                true => current.insert(key, rows.row(i).as_ref().into()),
-                false => current.remove(&key),
-            };
+            let row = changes
+                .inserts
+                .value(i)
+                .then(|| rows.row(i).as_ref().into());
+            current.set(key, row);
         }
         Ok(())
     }
@@ -244,7 +282,8 @@ impl KeyedTable {
         write: Write,
     ) -> Result<u64> {
         let parts = input.map(move |batch| Ok((write, batch?)));
-        self.write_stream(storage, parts.boxed()).await
+        self.write_stream(storage, parts.boxed(), write == Write::Upsert)
+            .await
     }
 
     /// Writes several parts (deletes, then upserts, say) as one changelog file.
@@ -253,16 +292,27 @@ impl KeyedTable {
         storage: &Storage,
         parts: Vec<(Write, RecordBatch)>,
     ) -> Result<u64> {
+        let grows = parts.iter().any(|(write, _)| *write == Write::Upsert);
         let parts = futures::stream::iter(parts.into_iter().map(Ok));
-        self.write_stream(storage, parts.boxed()).await
+        self.write_stream(storage, parts.boxed(), grows).await
     }
 
     async fn write_stream(
         self: &Arc<Self>,
         storage: &Storage,
         parts: futures::stream::BoxStream<'static, datafusion::error::Result<(Write, RecordBatch)>>,
+        grows: bool,
     ) -> Result<u64> {
-        let _writing = self.writing.lock().await;
+        let mut memory = self.writing.lock().await;
+        // A write that may add rows waits for none: it fails, as a query out of memory does;
+        // deletes always run, since they give memory back.
+        if grows && memory.exhausted() {
+            return Err(Error::ResourcesExhausted(memory.stall_message(
+                &format!("the rows of table \"{}\"", self.def.name),
+                "table",
+                "Raise --memory-limit, or delete rows.",
+            )));
+        }
         let overlay = Arc::new(Mutex::new(Overlay::new()));
         let given = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let schema = changelog_schema(&self.def);
@@ -291,11 +341,9 @@ impl KeyedTable {
         let overlay = std::mem::take(&mut *overlay.lock().unwrap_or_else(|e| e.into_inner()));
         let mut current = self.current();
         for (key, row) in overlay {
-            match row {
-                Some(row) => current.insert(key, row),
-                None => current.remove(&key),
-            };
+            current.set(key, row);
         }
+        memory.hold(current.bytes);
         Ok(given.load(std::sync::atomic::Ordering::Relaxed))
     }
 
@@ -333,7 +381,7 @@ impl KeyedTable {
             let key = keys.row(i);
             let before: Option<Box<[u8]>> = match overlay.get(key.as_ref()) {
                 Some(row) => row.clone(),
-                None => current.get(key.as_ref()).cloned(),
+                None => current.rows.get(key.as_ref()).cloned(),
             };
             let after: Option<Box<[u8]>> = rows.as_ref().map(|r| r.row(i).as_ref().into());
             if before == after {

@@ -933,3 +933,51 @@ async fn many_statements_in_one_query_are_answered_one_by_one() {
     );
     assert_alive(&mut server).await;
 }
+
+/// A table with a primary key holds its rows in memory, in streaming state's share of
+/// `--memory-limit`: once they fill it, a statement that could add rows fails with 53200 (the
+/// server lives, reads answer), and a DELETE, which gives memory back, still runs and lets
+/// writes in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_table_past_the_memory_limit_refuses_more_rows_with_53200() {
+    let (_dir, mut server) = start(&["--memory-limit", "32MiB"]);
+    let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
+    client
+        .batch_execute("CREATE TABLE big (id BIGINT PRIMARY KEY, pad TEXT)")
+        .await
+        .unwrap();
+    let mut refused = None;
+    for round in 0..40i64 {
+        let insert = format!(
+            "INSERT INTO big SELECT value, repeat('x', 1000) FROM generate_series({}, {})",
+            round * 5_000,
+            round * 5_000 + 4_999
+        );
+        if let Err(e) = client.batch_execute(&insert).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let error = refused.expect("the rows never filled the memory limit");
+    let error = error.as_db_error().expect("a server error");
+    assert_eq!(error.code().code(), "53200", "{error:?}");
+    assert!(error.message().contains("table \"big\""), "{error:?}");
+    assert_alive(&mut server).await;
+    let rows = support::query_i64(&client, "SELECT count(*) FROM big").await;
+    assert!(
+        rows > 0 && rows % 5_000 == 0,
+        "whole statements only: {rows}"
+    );
+    client
+        .batch_execute("DELETE FROM big WHERE id % 2 = 0")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO big VALUES (-1, 'in again')")
+        .await
+        .unwrap();
+    assert_eq!(
+        support::query_i64(&client, "SELECT count(*) FROM big").await,
+        rows / 2 + 1
+    );
+}
