@@ -73,11 +73,6 @@ impl Emitted {
         Ok(())
     }
 
-    /// The rows handed on so far, as of the last diff.
-    pub fn snapshot(&self) -> Vec<RecordBatch> {
-        self.rows.iter().cloned().collect()
-    }
-
     /// The changes from the last snapshot to `snapshot` (as multisets of whole rows: deletes
     /// first, then inserts), which becomes the last; `None` when nothing changed.
     pub fn diff(&mut self, snapshot: &[RecordBatch]) -> Result<Option<Changes>> {

@@ -6,7 +6,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 use crate::support::{self, ServerProcess};
 
@@ -80,23 +80,22 @@ fn views() -> Vec<(&'static str, String, String)> {
 }
 
 async fn sorted_rows(client: &Client, sql: &str) -> Vec<String> {
-    let mut rows: Vec<String> = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            ),
-            _ => None,
-        })
-        .collect();
+    let mut rows = crate::views::rows(client, sql).await;
     rows.sort();
     rows
+}
+
+/// The binary on a new folder (so a test can kill it), and a connection.
+async fn start(table: &str) -> (tempfile::TempDir, ServerProcess, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProcess::start(
+        &["--storage", data.to_str().unwrap()],
+        &dir.path().join("server.log"),
+    );
+    let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
+    client.batch_execute(table).await.unwrap();
+    (dir, server, client)
 }
 
 /// Every view equals its batch query over the table.
@@ -113,20 +112,10 @@ async fn check(client: &Client, views: &[(&str, String, String)], round: usize) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_over_updating_views_follow_every_change_through_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(
-        &["--storage", data.to_str().unwrap()],
-        &dir.path().join("server.log"),
-    );
+    let (_dir, mut server, mut client) =
+        start("CREATE TABLE clicks (user_id INT, amount BIGINT, price NUMERIC(10,2), page TEXT)")
+            .await;
     let addr = ([127, 0, 0, 1], server.pg_port).into();
-    let mut client = support::connect(addr).await;
-    client
-        .batch_execute(
-            "CREATE TABLE clicks (user_id INT, amount BIGINT, price NUMERIC(10,2), page TEXT)",
-        )
-        .await
-        .unwrap();
     let mut views = views();
     // `hist` and `buckets` (over `hist`) are created midway, over a view holding rows by then.
     let later: Vec<_> = views
@@ -245,20 +234,10 @@ async fn what_cannot_follow_deletes_is_refused_with_0a000() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_over_a_keyed_table_follow_inserts_updates_and_deletes() {
     use std::collections::BTreeMap;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(
-        &["--storage", data.to_str().unwrap()],
-        &dir.path().join("server.log"),
-    );
+    let (_dir, mut server, mut client) =
+        start("CREATE TABLE customers (id INT PRIMARY KEY, name TEXT, country TEXT, score BIGINT)")
+            .await;
     let addr = ([127, 0, 0, 1], server.pg_port).into();
-    let mut client = support::connect(addr).await;
-    client
-        .batch_execute(
-            "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT, country TEXT, score BIGINT)",
-        )
-        .await
-        .unwrap();
     let by_country = "SELECT country, count(*) AS n, sum(score) AS total, min(name) AS first, \
                       max(score) AS best, count(DISTINCT name) AS names, avg(score) AS mean \
                       FROM customers GROUP BY country";

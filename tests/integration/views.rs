@@ -154,7 +154,7 @@ pub(crate) const AGGREGATES: &str = "count(*) AS n, count(v) AS nv, sum(v) AS sv
 const COLUMNS: &str = "ws, we, k, n, nv, sv, lo, hi, mean, users, approx_users, revenue, big, \
      revenue_a, twice_mean_amount, scaled";
 
-async fn rows(client: &Client, sql: &str) -> Vec<String> {
+pub(crate) async fn rows(client: &Client, sql: &str) -> Vec<String> {
     client
         .simple_query(sql)
         .await
