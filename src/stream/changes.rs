@@ -13,7 +13,7 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_recor
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Rows and, per row, whether it is inserted (`true`) or deleted (`false`).
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl Changes {
                 .as_any()
                 .downcast_ref::<BooleanArray>()
                 .cloned()
-                .unwrap_or_else(|| BooleanArray::from(Vec::<bool>::new())),
+                .ok_or_else(|| Error::Internal("filtered ops are not boolean".into()))?,
         })
     }
 

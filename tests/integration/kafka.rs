@@ -853,6 +853,20 @@ async fn recreate_topic(kafka: &str, topic: &str) {
     .await;
 }
 
+/// `ALTER SOURCE ids RESET OFFSETS TO EARLIEST`, then waits until `ids` holds `rows` rows.
+async fn reset_to_earliest(client: &tokio_postgres::Client, rows: i64) {
+    client
+        .batch_execute("ALTER SOURCE ids RESET OFFSETS TO EARLIEST")
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the re-created topic's ids",
+        || async { (query_i64(client, "SELECT count(*) FROM ids").await == rows).then_some(()) },
+    )
+    .await;
+}
+
 /// The broker holds fewer records than a source read (its topic was re-created while the
 /// server was down). Before, the source skipped every record below its position: status
 /// `running`, lag 0, nothing logged. Now the partition stops and says why (status, error,
@@ -896,16 +910,7 @@ async fn an_offset_out_of_range_stops_its_partition_until_reset() {
     );
     // Nothing was skipped or re-read meanwhile.
     assert_eq!(query_i64(&client, count).await, 50);
-    client
-        .batch_execute("ALTER SOURCE ids RESET OFFSETS TO EARLIEST")
-        .await
-        .unwrap();
-    wait_for(
-        Duration::from_secs(30),
-        "the re-created topic's ids",
-        || async { (query_i64(&client, count).await == 60).then_some(()) },
-    )
-    .await;
+    reset_to_earliest(&client, 60).await;
     let row = client.query_one(status, &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "running");
     assert_eq!(row.get::<_, Option<String>>(1), None);
@@ -1064,16 +1069,7 @@ async fn deleting_a_topic_under_a_source_leaves_the_server_and_other_sources_run
     )
     .await;
     assert!(error.contains("re-created or restored"), "{error}");
-    client
-        .batch_execute("ALTER SOURCE ids RESET OFFSETS TO EARLIEST")
-        .await
-        .unwrap();
-    wait_for(
-        Duration::from_secs(30),
-        "the re-created topic's ids",
-        || async { (query_i64(&client, "SELECT count(*) FROM ids").await == 1_010).then_some(()) },
-    )
-    .await;
+    reset_to_earliest(&client, 1_010).await;
     // Each id once: the first topic's and the new one's; the other source untouched.
     let sum = "SELECT CAST(sum(id) AS BIGINT) FROM ids";
     assert_eq!(
