@@ -35,6 +35,7 @@ fn source_def(options: &[(&str, &str)]) -> SourceDef {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         created_at_ms: 1_767_225_600_000,
+        primary_key: Vec::new(),
     }
 }
 

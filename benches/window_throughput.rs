@@ -111,6 +111,7 @@ fn source_def() -> SourceDef {
         includes: create.includes,
         options: BTreeMap::new(),
         created_at_ms: BASE_MS,
+        primary_key: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! pending, and writes them with the offsets they reach at each checkpoint (see [`runner`],
 //! [`crate::checkpoint`]). [`Sources`] owns the running sources.
 
+pub mod changelog;
 pub mod datagen;
 pub mod decode;
 pub mod dedup;

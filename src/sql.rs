@@ -110,6 +110,9 @@ pub struct CreateSource {
     pub options: Vec<(String, String)>,
     /// `FORMAT PLAIN ENCODE JSON` as (`plain`, `json`).
     pub format: Option<(String, String)>,
+    /// The `PRIMARY KEY` of a table fed by a connector (`CREATE TABLE … WITH (connector = …)`),
+    /// whose records change rows by key; empty for a source.
+    pub primary_key: Vec<String>,
 }
 
 /// `INCLUDE partition AS kafka_partition`: message metadata as an extra column.

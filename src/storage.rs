@@ -257,7 +257,8 @@ impl Storage {
         batches: Vec<RecordBatch>,
     ) -> Result<Option<DataFile>> {
         let path = data_file_path("sources", &source.name, source.id, self.new_file_id());
-        self.write_batches(path, source.schema(), batches).await
+        self.write_batches(path, source.stored_schema(), batches)
+            .await
     }
 
     /// Writes closed windows of a view as a new, not yet committed file.

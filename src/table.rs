@@ -11,15 +11,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt8Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
+use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
 use crate::error::{Error, Result};
+use crate::source::changelog::{Op, op_of};
+use crate::storage::DataFile;
 use crate::storage::Storage;
 use crate::stream::changes::Changes;
 use crate::stream::state_memory::{StateMemory, StatePools};
@@ -74,15 +79,7 @@ impl KeyedTables {
         let manifest = storage.manifest();
         for state in manifest.tables.values().filter(|t| t.def.keyed()) {
             let table = KeyedTable::try_new(state.def.clone(), &tables.memory)?;
-            for file in &state.files {
-                for batch in storage.read_file(file).await? {
-                    table.apply(&changes_of(&batch, &table.schema)?)?;
-                }
-            }
-            let bytes = table.current().bytes;
-            if let Ok(mut memory) = table.writing.try_lock() {
-                memory.hold(bytes);
-            }
+            table.replay(storage, &state.files).await?;
             tables
                 .tables()
                 .insert(state.def.name.clone(), Arc::new(table));
@@ -140,6 +137,27 @@ struct Current {
 }
 
 impl Current {
+    /// Sets (`None`: removes) the row of `key`, adding the rows that changed to `images`: the
+    /// row it had (deleted), the row it has now (inserted); nothing if it stays the same.
+    fn change(
+        &mut self,
+        key: Box<[u8]>,
+        row: Option<Box<[u8]>>,
+        images: &mut Vec<(Box<[u8]>, bool)>,
+    ) {
+        let old = self.rows.get(&key);
+        if old == row.as_ref() {
+            return;
+        }
+        if let Some(old) = old {
+            images.push((old.clone(), false));
+        }
+        if let Some(row) = &row {
+            images.push((row.clone(), true));
+        }
+        self.set(key, row);
+    }
+
     /// Sets (or, with `None`, removes) the row of `key`.
     fn set(&mut self, key: Box<[u8]>, row: Option<Box<[u8]>>) {
         let size = |key: &[u8], row: &[u8]| key.len() + row.len() + ROW_OVERHEAD_BYTES;
@@ -163,6 +181,11 @@ type Overlay = HashMap<Box<[u8]>, Option<Box<[u8]>>>;
 type Rows = HashMap<Box<[u8]>, Box<[u8]>>;
 
 impl KeyedTable {
+    /// The rows of a table fed by a connector (a keyed source), empty until replayed.
+    pub fn for_source(def: &SourceDef, memory: &StatePools) -> Result<Self> {
+        KeyedTable::try_new(def.as_table(), memory)
+    }
+
     fn try_new(def: TableDef, memory: &StatePools) -> Result<Self> {
         let schema = def.schema();
         let key_columns = def
@@ -195,6 +218,10 @@ impl KeyedTable {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
     /// The columns of the primary key, in key order.
     pub fn key_columns(&self) -> &[usize] {
         &self.key_columns
@@ -208,6 +235,108 @@ impl KeyedTable {
             .rows
             .convert_rows(current.rows.values().map(|row| parser.parse(row)))?;
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    /// Applies the changelog `files` in order (opening the database).
+    pub async fn replay(&self, storage: &Storage, files: &[DataFile]) -> Result<()> {
+        for file in files {
+            for batch in storage.read_file(file).await? {
+                self.apply(&changes_of(&batch, &self.schema)?)?;
+            }
+        }
+        let bytes = self.current().bytes;
+        self.writing.lock().await.hold(bytes);
+        Ok(())
+    }
+
+    /// Holds the rows' bytes in the memory pool; true if it is full.
+    pub async fn account(&self) -> bool {
+        let bytes = self.current().bytes;
+        let mut memory = self.writing.lock().await;
+        memory.hold(bytes);
+        memory.exhausted()
+    }
+
+    /// Why a source feeding this table waits (its rows fill its share of the memory pool).
+    pub async fn stall_message(&self) -> String {
+        self.writing.lock().await.stall_message(
+            &format!("the rows of table \"{}\"", self.def.name),
+            "table",
+            "Raise --memory-limit, or delete rows upstream.",
+        )
+    }
+
+    /// Applies a connector's decoded writes ([`crate::source::changelog`]) in order; returns the
+    /// changelog rows they made and the writes rejected (every write of a record goes with
+    /// it): an update or delete of a key the table does not hold.
+    pub fn apply_writes(&self, writes: &RecordBatch) -> Result<Applied> {
+        let width = self.schema.fields().len();
+        let column = |i: usize| writes.column(i).as_any();
+        let (Some(ops), Some(offsets)) = (
+            column(width).downcast_ref::<UInt8Array>(),
+            column(width + 1).downcast_ref::<Int64Array>(),
+        ) else {
+            return Err(Error::Internal("writes without their op column".into()));
+        };
+        let rows = self.rows.convert_columns(&writes.columns()[..width])?;
+        let keys = self.key_rows(writes)?;
+        let mut current = self.current();
+        let mut images: Vec<(Box<[u8]>, bool)> = Vec::new();
+        let mut rejected = Vec::new();
+        let mut skip = None;
+        let mut before: Option<(i64, Box<[u8]>)> = None;
+        for i in 0..writes.num_rows() {
+            let offset = offsets.value(i);
+            if skip == Some(offset) {
+                continue;
+            }
+            let key: Box<[u8]> = keys.row(i).as_ref().into();
+            let row: Box<[u8]> = rows.row(i).as_ref().into();
+            let exists = current.rows.contains_key(&key);
+            let mut reject = |why: &str| {
+                rejected.push((i, format!("{why}: no row has its key")));
+                skip = Some(offset);
+            };
+            match op_of(ops, i)? {
+                Op::Upsert => current.change(key, Some(row), &mut images),
+                Op::Delete => current.change(key, None, &mut images),
+                Op::Before if !exists => reject("an update of a row never seen"),
+                Op::Before => before = Some((offset, key)),
+                Op::Update => match before.take().filter(|(o, k)| *o == offset && *k != key) {
+                    Some((_, old)) => {
+                        current.change(old, None, &mut images);
+                        current.change(key, Some(row), &mut images);
+                    }
+                    None if !exists => reject("an update of a row never seen"),
+                    None => current.change(key, Some(row), &mut images),
+                },
+                Op::DeleteExisting if !exists => reject("a delete of a row never seen"),
+                Op::DeleteExisting => current.change(key, None, &mut images),
+                Op::Truncate => {
+                    let keys: Vec<Box<[u8]>> = current.rows.keys().cloned().collect();
+                    for key in keys {
+                        current.change(key, None, &mut images);
+                    }
+                }
+            }
+        }
+        drop(current);
+        Ok(Applied {
+            changes: self.changelog(&images)?,
+            rejected,
+        })
+    }
+
+    /// Changelog rows of `images` (rows in the row format, and whether each is inserted).
+    fn changelog(&self, images: &[(Box<[u8]>, bool)]) -> Result<RecordBatch> {
+        let parser = self.rows.parser();
+        let mut columns = self
+            .rows
+            .convert_rows(images.iter().map(|(row, _)| parser.parse(row)))?;
+        columns.push(Arc::new(BooleanArray::from(
+            images.iter().map(|(_, insert)| *insert).collect::<Vec<_>>(),
+        )));
+        Ok(RecordBatch::try_new(changelog_schema(&self.def), columns)?)
     }
 
     /// Applies changes read back from the table's files.
@@ -396,13 +525,117 @@ impl KeyedTable {
             overlay.insert(key.as_ref().into(), after);
         }
         drop(current);
-        let parser = self.rows.parser();
-        let mut columns = self
-            .rows
-            .convert_rows(images.iter().map(|(row, _)| parser.parse(row)))?;
-        columns.push(Arc::new(BooleanArray::from(
-            images.iter().map(|(_, insert)| *insert).collect::<Vec<_>>(),
-        )));
-        Ok(RecordBatch::try_new(changelog_schema(&self.def), columns)?)
+        self.changelog(&images)
+    }
+}
+
+/// What a connector's writes did: the changelog rows, and the writes rejected with why.
+#[derive(Debug)]
+pub struct Applied {
+    pub changes: RecordBatch,
+    pub rejected: Vec<(usize, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::changelog::ChangelogDecoder;
+    use crate::source::decode::Record;
+    use crate::source::options::Format;
+    use crate::sql::{Statement, parser::parse};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
+
+    /// Debezium's changes to `o (id, status)`, applied in order: what the table holds after
+    /// each, the changelog they made, and the rejected writes.
+    #[test]
+    fn debezium_writes_change_rows_and_updates_of_unknown_keys_are_rejected() {
+        let Some(Statement::CreateSource(c)) = parse(
+            "CREATE TABLE o (id BIGINT PRIMARY KEY, status VARCHAR) WITH (connector = 'kafka')",
+        )
+        .unwrap()
+        .pop() else {
+            panic!()
+        };
+        let def = SourceDef {
+            id: 1,
+            name: c.name,
+            columns: c.columns,
+            watermark: None,
+            includes: Vec::new(),
+            options: Default::default(),
+            created_at_ms: 0,
+            primary_key: c.primary_key,
+        };
+        let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+        let table = KeyedTable::for_source(&def, &StatePools::new(&pool)).unwrap();
+        let mut decoder = ChangelogDecoder::new(&def, Format::Debezium).unwrap();
+        let messages = [
+            r#"{"op": "c", "after": {"id": 1, "status": "new"}}"#,
+            r#"{"op": "c", "after": {"id": 2, "status": "new"}}"#,
+            r#"{"op": "u", "before": {"id": 1}, "after": {"id": 3, "status": "moved"}}"#,
+            r#"{"op": "u", "after": {"id": 9, "status": "never seen"}}"#,
+            r#"{"op": "u", "before": {"id": 8}, "after": {"id": 2, "status": "from 8"}}"#,
+            r#"{"op": "d", "before": {"id": 1}}"#,
+            r#"{"op": "u", "after": {"id": 2, "status": "paid"}}"#,
+            r#"{"op": "r", "after": {"id": 2, "status": "paid"}}"#,
+        ];
+        let records: Vec<Record<'_>> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Record {
+                offset: i as i64,
+                timestamp_ms: None,
+                key: None,
+                payload: Some(m.as_bytes()),
+            })
+            .collect();
+        let writes = decoder.decode(0, &records).unwrap();
+        assert!(writes.rejected.is_empty(), "{:?}", writes.rejected);
+        let applied = table.apply_writes(&writes.batch).unwrap();
+        let changes = pretty_format_batches(&[applied.changes])
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            changes,
+            [
+                "+----+--------+----------------+",
+                "| id | status | _sluice_insert |",
+                "+----+--------+----------------+",
+                "| 1  | new    | true           |",
+                "| 2  | new    | true           |",
+                "| 1  | new    | false          |",
+                "| 3  | moved  | true           |",
+                "| 2  | new    | false          |",
+                "| 2  | paid   | true           |",
+                "+----+--------+----------------+",
+            ]
+            .join("\n")
+        );
+        let rejected: Vec<(usize, &str)> = applied
+            .rejected
+            .iter()
+            .map(|(row, e)| (*row, e.as_str()))
+            .collect();
+        // Rows of the writes: the update of 9, the move from 8 (its second write is skipped),
+        // the delete of 1 (moved away).
+        assert_eq!(
+            rejected,
+            [
+                (4, "an update of a row never seen: no row has its key"),
+                (5, "an update of a row never seen: no row has its key"),
+                (7, "a delete of a row never seen: no row has its key"),
+            ]
+        );
+        let rows = pretty_format_batches(&[table.snapshot().unwrap()])
+            .unwrap()
+            .to_string();
+        let mut lines: Vec<&str> = rows
+            .lines()
+            .skip(3)
+            .filter(|l| l.starts_with("| "))
+            .collect();
+        lines.sort();
+        assert_eq!(lines, ["| 2  | paid   |", "| 3  | moved  |"]);
     }
 }

@@ -171,7 +171,16 @@ impl TableProvider for SourceTable {
             )));
         }
         let (files, rows) = match &self.handle {
-            Some(handle) => handle.retained(&self.storage).await,
+            Some(handle) => handle
+                .retained(&self.storage)
+                .await
+                .map_err(DataFusionError::from)?,
+            None if self.def.keyed() => {
+                return Err(DataFusionError::from(Error::Internal(format!(
+                    "table \"{}\" is not running",
+                    self.def.name
+                ))));
+            }
             None => (
                 self.storage
                     .manifest()
@@ -191,6 +200,43 @@ impl TableProvider for SourceTable {
             filters,
             limit,
         )
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        _input: Arc<dyn ExecutionPlan>,
+        _insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::from(fed_by_connector(
+            &self.def,
+            "INSERT into",
+        )))
+    }
+}
+
+/// The error for a write to a source, or a table fed by a connector: its rows come from the
+/// connector only (a write would race the records, and replaying both could not agree).
+pub fn fed_by_connector(def: &SourceDef, action: &str) -> Error {
+    let topic = def
+        .options
+        .get("topic")
+        .map(String::as_str)
+        .unwrap_or("its topic");
+    match def.keyed() {
+        true => Error::unsupported(
+            format!(
+                "{action} table \"{}\", whose rows come from its connector",
+                def.name
+            ),
+            Some(&format!(
+                "Its rows change with the records of {topic}: produce the change there."
+            )),
+        ),
+        false => Error::unsupported(
+            format!("{action} source \"{}\"", def.name),
+            Some("A source's events come from its connector; write to a table instead."),
+        ),
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use datafusion::arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::table::TableDef;
 use crate::sql::{
     ColumnDef, Include, Watermark, arrow_schema, columns_sql, quote_ident, quote_literal,
 };
@@ -23,6 +24,11 @@ pub struct SourceDef {
     pub options: BTreeMap<String, String>,
     /// When the source was created; the datagen clock starts here.
     pub created_at_ms: i64,
+    /// The primary key of a table fed by a connector (`CREATE TABLE … PRIMARY KEY … WITH
+    /// (connector = …) FORMAT UPSERT | DEBEZIUM`): its records change rows by key, and what it
+    /// keeps is a changelog ([`crate::table`]). Empty for a source of events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
 }
 
 impl SourceDef {
@@ -39,6 +45,31 @@ impl SourceDef {
 
     pub fn schema(&self) -> SchemaRef {
         arrow_schema(&self.all_columns())
+    }
+
+    /// Whether this is a table fed by a connector's change records, not a source of events.
+    pub fn keyed(&self) -> bool {
+        !self.primary_key.is_empty()
+    }
+
+    /// The table whose rows a keyed source keeps.
+    pub fn as_table(&self) -> TableDef {
+        TableDef {
+            id: self.id,
+            name: self.name.clone(),
+            columns: self.columns.clone(),
+            watermark: None,
+            append_only: false,
+            primary_key: self.primary_key.clone(),
+        }
+    }
+
+    /// The schema of the files the source keeps: its events, or a keyed source's changelog.
+    pub fn stored_schema(&self) -> SchemaRef {
+        match self.keyed() {
+            true => crate::table::changelog_schema(&self.as_table()),
+            false => self.schema(),
+        }
     }
 
     /// The statement that creates this source again, with secrets masked.
@@ -62,10 +93,15 @@ impl SourceDef {
                 format!("{key} = {}", quote_literal(shown))
             })
             .collect();
+        let mut columns = columns_sql(&self.columns, self.watermark.as_ref());
+        if self.keyed() {
+            let key: Vec<String> = self.primary_key.iter().map(|k| quote_ident(k)).collect();
+            columns.push_str(&format!(", PRIMARY KEY ({})", key.join(", ")));
+        }
         format!(
-            "CREATE SOURCE {} ({}){includes} WITH ({})",
+            "CREATE {} {} ({columns}){includes} WITH ({})",
+            if self.keyed() { "TABLE" } else { "SOURCE" },
             quote_ident(&self.name),
-            columns_sql(&self.columns, self.watermark.as_ref()),
             options.join(", ")
         )
     }
@@ -106,6 +142,7 @@ mod tests {
                 ("topic".to_string(), "it's".to_string()),
             ]),
             created_at_ms: 0,
+            primary_key: vec![],
         };
         let sql = def.create_sql();
         assert!(!sql.contains("hunter2"), "{sql}");

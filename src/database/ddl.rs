@@ -77,6 +77,18 @@ pub async fn drop_tables(
     principal: &Principal,
 ) -> Result<Output> {
     let names: Vec<String> = names.iter().map(table_name).collect::<Result<_>>()?;
+    // Tables fed by a connector run as keyed sources.
+    let manifest = db.storage().manifest();
+    let (fed, names): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| manifest.source(n).is_some_and(|s| s.def.keyed()));
+    let drop = Drop {
+        names: &fed,
+        if_exists,
+        cascade,
+        principal,
+    };
+    drop_running_sources(db, "table", drop).await?;
     let drop = Drop {
         names: &names,
         if_exists,
@@ -455,7 +467,10 @@ pub async fn create_source(
 ) -> Result<Output> {
     privileges::require_create(principal)?;
     let done = Output::Command {
-        tag: "CREATE SOURCE",
+        tag: match create.primary_key.is_empty() {
+            true => "CREATE SOURCE",
+            false => "CREATE TABLE",
+        },
         rows: None,
     };
     if create.if_not_exists && storage.manifest().has_relation(&create.name) {
@@ -471,6 +486,7 @@ pub async fn create_source(
         watermark: create.watermark,
         includes: create.includes,
         created_at_ms: chrono::Utc::now().timestamp_millis(),
+        primary_key: create.primary_key,
     };
     check_unique(&def.all_columns())?;
     let settings = SourceSettings::from_def(&def)?;
@@ -526,17 +542,32 @@ pub async fn drop_sources(
         cascade,
         principal,
     };
-    let (dropped, dropped_views) =
-        commit_drop(db, "source", drop, |m, n| m.sources.remove(n)).await?;
-    forget_views(db, &dropped_views).await;
-    for state in &dropped {
-        db.sources().remove(&state.def.name);
-        tracing::info!(source = %state.def.name, "source dropped");
-    }
+    drop_running_sources(db, "source", drop).await?;
     Ok(Output::Command {
         tag: "DROP SOURCE",
         rows: None,
     })
+}
+
+/// Drops sources (`kind` "source") or tables fed by a connector ("table") and stops them.
+async fn drop_running_sources(db: &Database, kind: &'static str, drop: Drop<'_>) -> Result<()> {
+    if drop.names.is_empty() {
+        return Ok(());
+    }
+    let keyed = kind == "table";
+    let (dropped, dropped_views) = commit_drop(db, kind, drop, |m, n| {
+        match m.source(n).is_some_and(|s| s.def.keyed() == keyed) {
+            true => m.sources.remove(n),
+            false => None,
+        }
+    })
+    .await?;
+    forget_views(db, &dropped_views).await;
+    for state in &dropped {
+        db.sources().remove(&state.def.name);
+        tracing::info!(relation = %state.def.name, kind, "dropped");
+    }
+    Ok(())
 }
 
 /// `SHOW SOURCES`, `SHOW MATERIALIZED VIEWS` and their `SHOW CREATE` as plans, like [`show`].
@@ -603,8 +634,14 @@ pub fn show_catalog(storage: &Storage, statement: &Statement) -> Result<Option<L
 
 /// The definition of an existing table.
 pub fn table(storage: &Storage, name: &str) -> Result<TableDef> {
-    storage
-        .manifest()
+    let manifest = storage.manifest();
+    if let Some(source) = manifest.source(name) {
+        return Err(crate::catalog::provider::fed_by_connector(
+            &source.def,
+            "changing",
+        ));
+    }
+    manifest
         .table(name)
         .map(|state| state.def.clone())
         .ok_or_else(|| Error::UndefinedRelation {

@@ -388,6 +388,7 @@ mod tests {
             includes: c.includes,
             options: Default::default(),
             created_at_ms: 0,
+            primary_key: Vec::new(),
         })
     }
 

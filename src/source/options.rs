@@ -39,10 +39,27 @@ const KAFKA_KEYS: &[&str] = &[
 ];
 const DATAGEN_KEYS: &[&str] = &["rows.per.second", "datagen.rows", "datagen.seed"];
 
+const FORMATS_HINT: &str = "Sources read FORMAT PLAIN ENCODE JSON; tables with a primary key \
+     read FORMAT UPSERT ENCODE JSON or FORMAT DEBEZIUM ENCODE JSON.";
+
+/// How a record's bytes become rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per record: one event (`FORMAT PLAIN ENCODE JSON`, `'format' = 'json'`).
+    Json,
+    /// The key (the primary key as JSON) names a row, the value is the row as a JSON object,
+    /// a null value deletes it (`FORMAT UPSERT ENCODE JSON`, `'format' = 'upsert-json'`).
+    Upsert,
+    /// Debezium's change events: `before`, `after`, `op` (`FORMAT DEBEZIUM ENCODE JSON`,
+    /// `'format' = 'debezium-json'`).
+    Debezium,
+}
+
 /// Everything a running source needs to know, checked.
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
     pub connector: Connector,
+    pub format: Format,
     pub bad_data: BadData,
     /// Keep the raw events as Parquet so `SELECT … FROM source` can read them.
     pub retain: bool,
@@ -98,19 +115,24 @@ pub fn canonical_options(create: &CreateSource) -> Result<BTreeMap<String, Strin
         }
     }
     if let Some((format, encode)) = &create.format {
-        if format != "plain" || encode != "json" {
-            return Err(Error::unsupported(
-                format!(
-                    "FORMAT {} ENCODE {}",
-                    format.to_uppercase(),
-                    encode.to_uppercase()
-                ),
-                Some("Sources read JSON: write FORMAT PLAIN ENCODE JSON."),
-            ));
-        }
+        let canonical = match (format.as_str(), encode.as_str()) {
+            ("plain", "json") => "json",
+            ("upsert", "json") => "upsert-json",
+            ("debezium", "json") => "debezium-json",
+            _ => {
+                return Err(Error::unsupported(
+                    format!(
+                        "FORMAT {} ENCODE {}",
+                        format.to_uppercase(),
+                        encode.to_uppercase()
+                    ),
+                    Some(FORMATS_HINT),
+                ));
+            }
+        };
         if options
-            .insert("format".into(), "json".into())
-            .is_some_and(|f| f != "json")
+            .insert("format".into(), canonical.into())
+            .is_some_and(|f| f != canonical)
         {
             return Err(Error::Syntax(
                 "FORMAT … ENCODE and the option \"format\" disagree".into(),
@@ -192,8 +214,10 @@ impl SourceSettings {
                 )));
             }
         }
-        match (get("format"), &connector) {
-            (Some("json"), _) | (None, Connector::Datagen(_)) => {}
+        let format = match (get("format"), &connector) {
+            (Some("json"), _) | (None, Connector::Datagen(_)) => Format::Json,
+            (Some("upsert-json"), Connector::Kafka(_)) => Format::Upsert,
+            (Some("debezium-json"), Connector::Kafka(_)) => Format::Debezium,
             (None, Connector::Kafka(_)) => {
                 return Err(Error::InvalidParameter(
                     "a kafka source needs FORMAT PLAIN ENCODE JSON (or 'format' = 'json')".into(),
@@ -202,10 +226,11 @@ impl SourceSettings {
             (Some(other), _) => {
                 return Err(Error::unsupported(
                     format!("format '{other}'"),
-                    Some("Sources read JSON: write FORMAT PLAIN ENCODE JSON."),
+                    Some(FORMATS_HINT),
                 ));
             }
-        }
+        };
+        check_keyed(def, format)?;
         let bad_data = match get("bad_data") {
             None | Some("skip") => BadData::Skip,
             Some("fail") => BadData::Fail,
@@ -216,6 +241,14 @@ impl SourceSettings {
             }
         };
         let retain = match get("retain") {
+            // A table keeps its rows: that is what a keyed source is.
+            None if def.keyed() => true,
+            Some("false") if def.keyed() => {
+                return Err(Error::InvalidParameter(format!(
+                    "table \"{}\" keeps its rows: option \"retain\" cannot be false",
+                    def.name
+                )));
+            }
             None | Some("false") => false,
             Some("true") => true,
             Some(other) => {
@@ -252,8 +285,17 @@ impl SourceSettings {
             }
             None => None,
         };
+        if def.keyed() && dedup.is_some() {
+            return Err(Error::unsupported(
+                "dedup.key on a table with a primary key",
+                Some(
+                    "A table's rows are kept by key already: a record for a key replaces its row.",
+                ),
+            ));
+        }
         Ok(SourceSettings {
             connector,
+            format,
             bad_data,
             retain,
             dedup,
@@ -261,6 +303,48 @@ impl SourceSettings {
             max_future_skew: duration("watermark.max_future_skew", DEFAULT_MAX_FUTURE_SKEW)?,
         })
     }
+}
+
+/// A table fed by a connector reads change records and has a primary key; a source reads
+/// events and has none.
+fn check_keyed(def: &SourceDef, format: Format) -> Result<()> {
+    match (format, def.keyed()) {
+        (Format::Json, false) | (Format::Upsert | Format::Debezium, true) => {}
+        (Format::Json, true) => {
+            return Err(Error::unsupported(
+                format!("table \"{}\" fed by FORMAT PLAIN", def.name),
+                Some(
+                    "A table with a primary key reads change records: write FORMAT UPSERT ENCODE \
+                     JSON or FORMAT DEBEZIUM ENCODE JSON. For events that are only appended, \
+                     CREATE SOURCE.",
+                ),
+            ));
+        }
+        (_, false) => {
+            return Err(Error::unsupported(
+                format!(
+                    "source \"{}\" with FORMAT {}",
+                    def.name,
+                    if format == Format::Upsert {
+                        "UPSERT"
+                    } else {
+                        "DEBEZIUM"
+                    }
+                ),
+                Some(
+                    "Change records update rows by key: CREATE TABLE … (…, PRIMARY KEY (…)) \
+                     WITH (connector = 'kafka', …) FORMAT UPSERT ENCODE JSON.",
+                ),
+            ));
+        }
+    }
+    if def.keyed() && def.watermark.is_some() {
+        return Err(Error::unsupported(
+            "a WATERMARK on a table with a primary key",
+            Some("Windows over tables whose rows change are not supported yet."),
+        ));
+    }
+    Ok(())
 }
 
 fn kafka_settings(options: &BTreeMap<String, String>) -> Result<KafkaSettings> {

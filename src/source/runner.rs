@@ -24,6 +24,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use tokio::sync::{Notify, mpsc};
 
 use super::Surroundings;
+use super::changelog;
 use super::dedup::{DedupSettings, Deduplicator};
 use super::kafka::{KafkaReader, LocalOutput, ResetRequest, ResetTo};
 use super::kafka_process::{ReaderProcess, Supervisor};
@@ -37,8 +38,10 @@ use crate::checkpoint::{Barrier, Drain, Held, Participant, Report, Request, Work
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Storage};
 use crate::stream::Message;
+use crate::stream::changes::Changes;
 use crate::stream::feed::Feed;
 use crate::stream::state_memory::StateMemory;
+use crate::table::KeyedTable;
 
 const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
 /// Pending rows (retained events plus rejected records) that force a checkpoint.
@@ -105,6 +108,8 @@ pub struct SourceHandle {
     /// `ALTER SOURCE … RESET OFFSETS` for the connector's reader.
     reset: ResetRequest,
     worker: Worker,
+    /// A keyed source's rows (a table fed by a connector), current as of the pending rows.
+    table: Option<Arc<KeyedTable>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -167,6 +172,21 @@ impl SourceHandle {
             offsets: committed.clone(),
             ..Pending::default()
         }));
+        // Until the runner has replayed a keyed source's files, nobody reads its rows.
+        let replaying = match def.keyed() {
+            true => Arc::clone(&pending).try_lock_owned().ok(),
+            false => None,
+        };
+        let table = match def.keyed() {
+            true => match KeyedTable::for_source(&def, &surroundings.memory) {
+                Ok(table) => Some(Arc::new(table)),
+                Err(e) => {
+                    stats.failed(&e.to_string());
+                    None
+                }
+            },
+            false => None,
+        };
         let settings = match settings {
             Ok(settings) => Some(settings),
             Err(e) => {
@@ -225,8 +245,10 @@ impl SourceHandle {
             pending: Arc::clone(&pending),
             feed: Arc::clone(&feed),
             published_watermark: None,
+            table: table.clone(),
+            table_full: false,
         };
-        let worker = Worker::spawn(|requests| runner.run(events_rx, requests));
+        let worker = Worker::spawn(|requests| runner.run(events_rx, requests, replaying));
         Arc::new(SourceHandle {
             def,
             stats,
@@ -235,6 +257,7 @@ impl SourceHandle {
             stop,
             reset,
             worker,
+            table,
         })
     }
 
@@ -270,10 +293,14 @@ impl SourceHandle {
         self.worker.abort();
     }
 
-    /// The committed files of the retained events and the pending rows, as of one instant.
-    pub async fn retained(&self, storage: &Storage) -> (Vec<DataFile>, Vec<RecordBatch>) {
+    /// The committed files of the retained events and the pending rows, as of one instant; a
+    /// keyed source's current rows instead.
+    pub async fn retained(&self, storage: &Storage) -> Result<(Vec<DataFile>, Vec<RecordBatch>)> {
         let pending = self.pending.lock().await;
-        (self.committed_files(storage), pending.batches.clone())
+        match &self.table {
+            Some(table) => Ok((Vec::new(), vec![table.snapshot()?])),
+            None => Ok((self.committed_files(storage), pending.batches.clone())),
+        }
     }
 
     fn committed_files(&self, storage: &Storage) -> Vec<DataFile> {
@@ -287,6 +314,7 @@ impl SourceHandle {
     /// A subscription for a view: the events retained so far (committed files and pending
     /// rows), the watermark, and a receiver of everything taken in after them, all as of one
     /// instant (under the lock the runner takes rows in with), so no row is missed or doubled.
+    /// A keyed source's committed files and pending rows are changelogs.
     pub async fn subscribe(&self, storage: &Storage) -> Subscription {
         let pending = self.pending.lock().await;
         Subscription {
@@ -413,6 +441,10 @@ struct Runner {
     requested: Arc<Notify>,
     /// The pending rows are full: nothing is taken in until a checkpoint drains them.
     full: bool,
+    /// A keyed source's rows, which its records change.
+    table: Option<Arc<KeyedTable>>,
+    /// The table's rows fill its share of the memory pool: nothing is taken in.
+    table_full: bool,
 }
 
 impl Runner {
@@ -420,8 +452,15 @@ impl Runner {
         mut self,
         mut events: mpsc::Receiver<Event>,
         mut requests: mpsc::Receiver<Request>,
+        replaying: Option<tokio::sync::OwnedMutexGuard<Pending>>,
     ) {
-        if let Err(e) = self.load_dedup().await {
+        let loaded = async {
+            self.load_dedup().await?;
+            self.replay_table().await
+        };
+        let loaded = loaded.await;
+        drop(replaying);
+        if let Err(e) = loaded {
             tracing::error!(source = %self.def.name, error = %e, "source cannot start");
             self.stats.failed(&e.to_string());
             return;
@@ -430,7 +469,7 @@ impl Runner {
         let mut recheck = tokio::time::interval(STALL_RECHECK);
         let mut connected = true;
         loop {
-            let stalled = self.stalled();
+            let stalled = self.stalled().await;
             tokio::select! {
                 event = events.recv(), if connected && !self.full && !stalled => {
                     connected = match event {
@@ -469,18 +508,25 @@ impl Runner {
         }
     }
 
-    /// Whether the deduplication keys have no room in the memory pool; moves the status in
-    /// and out of `stalled`.
-    fn stalled(&mut self) -> bool {
-        let stalled = self.memory.exhausted();
+    /// Whether the deduplication keys (or a keyed source's rows) have no room in the memory
+    /// pool; moves the status in and out of `stalled`.
+    async fn stalled(&mut self) -> bool {
+        if self.table_full
+            && let Some(table) = &self.table
+        {
+            self.table_full = table.account().await;
+        }
+        let stalled = self.memory.exhausted() || self.table_full;
         if stalled != (self.stats.status() == super::stats::Status::Stalled) {
-            let reason = stalled.then(|| {
-                self.memory.stall_message(
+            let reason = match (stalled, &self.table) {
+                (false, _) => None,
+                (true, Some(table)) if self.table_full => Some(table.stall_message().await),
+                (true, _) => Some(self.memory.stall_message(
                     "the deduplication keys",
                     "source",
                     "Raise --memory-limit or shorten dedup.ttl.",
-                )
-            });
+                )),
+            };
             if self.stats.stalled(reason.as_deref())
                 && let Some(reason) = &reason
             {
@@ -516,6 +562,23 @@ impl Runner {
         self.memory.hold(deduplicator.size());
         self.stats.set_state_bytes(deduplicator.size());
         self.deduplicator = Some(deduplicator);
+        Ok(())
+    }
+
+    /// Rebuilds a keyed source's rows from its committed changelog files.
+    async fn replay_table(&mut self) -> Result<()> {
+        let Some(table) = &self.table else {
+            return Ok(());
+        };
+        let files = self
+            .storage
+            .manifest()
+            .source(&self.def.name)
+            .filter(|s| s.def.id == self.def.id)
+            .map(|s| s.files.clone())
+            .unwrap_or_default();
+        table.replay(&self.storage, &files).await?;
+        self.table_full = table.account().await;
         Ok(())
     }
 
@@ -666,6 +729,23 @@ impl Runner {
             },
             None => 0,
         };
+        let rows = chunk.batch.num_rows();
+        let mut changes = None;
+        if let Some(table) = &self.table {
+            match self.apply_writes(table, &mut chunk) {
+                Ok(applied) => changes = Some(applied),
+                Err(e) => {
+                    let message = format!(
+                        "cannot apply the changes of partition {}: {e}",
+                        chunk.partition
+                    );
+                    tracing::error!(source = %self.def.name, error = %message, "source failed");
+                    self.stats.failed(&message);
+                    return false;
+                }
+            }
+            self.table_full = table.account().await;
+        }
         let now = Instant::now();
         let event_times = self.event_time.and_then(|c| {
             chunk
@@ -682,7 +762,6 @@ impl Runner {
             chrono::Utc::now().timestamp_micros(),
         );
         let (watermark, idle) = self.tracker.partition(chunk.partition, now);
-        let rows = chunk.batch.num_rows();
         self.stats.partition(chunk.partition, |p| {
             p.rows_in += rows as u64;
             p.bytes_in += chunk.bytes;
@@ -695,11 +774,14 @@ impl Runner {
         });
         self.stats.set_watermark(self.tracker.advance(now));
         let received_at_us = chrono::Utc::now().timestamp_micros();
-        let published = (rows > 0).then(|| chunk.batch.clone());
+        let published = match changes {
+            Some(changes) => (changes.num_rows() > 0).then_some(Message::Changes(changes)),
+            None => (rows > 0).then(|| Message::Batch(chunk.batch.clone())),
+        };
         let (full, recipients) = {
             let mut pending = self.pending.lock().await;
-            if self.retain && rows > 0 {
-                pending.rows += rows;
+            if self.retain && chunk.batch.num_rows() > 0 {
+                pending.rows += chunk.batch.num_rows();
                 pending.batches.push(chunk.batch);
             }
             let rejected = match self.reader {
@@ -716,10 +798,10 @@ impl Runner {
             pending.offsets.insert(chunk.partition, chunk.next_offset);
             (pending.is_full(), self.feed.recipients())
         };
-        if let Some(batch) = published
+        if let Some(message) = published
             && !recipients.is_empty()
         {
-            recipients.send(Message::Batch(batch)).await;
+            recipients.send(message).await;
         }
         self.publish_watermark().await;
         if full {
@@ -727,6 +809,36 @@ impl Runner {
             self.requested.notify_one();
         }
         true
+    }
+
+    /// Applies a keyed source's decoded writes to its rows: the chunk's batch becomes the
+    /// changelog they made, writes the rows reject join the chunk's rejected records.
+    fn apply_writes(&self, table: &KeyedTable, chunk: &mut Chunk) -> Result<Changes> {
+        let applied = table.apply_writes(&chunk.batch)?;
+        let raw = chunk
+            .batch
+            .column_by_name(changelog::RAW_COLUMN)
+            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>().cloned());
+        let offsets = chunk
+            .batch
+            .column_by_name(changelog::OFFSET_COLUMN)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
+        for (row, error) in applied.rejected {
+            chunk.rejected.push(super::Rejected {
+                partition: chunk.partition,
+                offset: offsets.as_ref().map_or(-1, |o| o.value(row)),
+                raw: raw
+                    .as_ref()
+                    .filter(|r| r.is_valid(row))
+                    .map(|r| r.value(row).to_vec())
+                    .unwrap_or_default(),
+                error,
+            });
+        }
+        chunk.rejected.sort_by_key(|r| r.offset);
+        let changes = crate::table::changes_of(&applied.changes, &table.schema())?;
+        chunk.batch = applied.changes;
+        Ok(changes)
     }
 
     /// Tells the views reading this source how far event time has come.

@@ -8,9 +8,12 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 
 use tokio::sync::mpsc;
 
-use super::decode::{JsonDecoder, Record};
+use super::changelog::ChangelogDecoder;
+use super::decode::{Decoded, JsonDecoder, Record};
+use super::options::{Format, SourceSettings};
 use super::{Chunk, Event};
 use crate::catalog::source::SourceDef;
+use crate::error::Result;
 
 /// Jobs waiting per worker.
 const JOBS_IN_FLIGHT: usize = 2;
@@ -42,7 +45,7 @@ impl DecodeWorkers {
         let mut queues = Vec::with_capacity(workers);
         for n in 0..workers {
             let (queue, jobs) = sync_channel::<Job>(JOBS_IN_FLIGHT);
-            let mut decoder = JsonDecoder::new(source);
+            let mut decoder = Decoder::new(source).map_err(std::io::Error::other)?;
             let events = events.clone();
             std::thread::Builder::new()
                 .name(format!("decode-{}-{n}", source.name))
@@ -66,7 +69,31 @@ impl DecodeWorkers {
     }
 }
 
-fn decode(decoder: &mut JsonDecoder, job: Job) -> Event {
+/// A source's records as events, or a keyed source's as writes.
+enum Decoder {
+    Events(Box<JsonDecoder>),
+    Changes(Box<ChangelogDecoder>),
+}
+
+impl Decoder {
+    fn new(source: &SourceDef) -> Result<Self> {
+        match SourceSettings::from_def(source)?.format {
+            Format::Json => Ok(Decoder::Events(Box::new(JsonDecoder::new(source)))),
+            format => Ok(Decoder::Changes(Box::new(ChangelogDecoder::new(
+                source, format,
+            )?))),
+        }
+    }
+
+    fn decode(&mut self, partition: i32, records: &[Record<'_>]) -> Result<Decoded> {
+        match self {
+            Decoder::Events(d) => d.decode(partition, records),
+            Decoder::Changes(d) => d.decode(partition, records),
+        }
+    }
+}
+
+fn decode(decoder: &mut Decoder, job: Job) -> Event {
     let records: Vec<Record<'_>> = job
         .records
         .iter()

@@ -11,7 +11,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
 use super::interval::interval_ms;
-use super::{ColumnDef, CreateTable, Statement, Watermark, normalize_ident};
+use super::{ColumnDef, CreateSource, CreateTable, Statement, Watermark, normalize_ident};
 use crate::catalog::types::ColumnType;
 use crate::error::{Error, Result};
 
@@ -151,7 +151,7 @@ fn parse_one(parser: &mut Parser) -> Result<Statement> {
     if parser.peek_keyword(Keyword::CREATE) && peek_word(parser, 1, "table") {
         parser.next_token();
         parser.next_token();
-        return parse_create_table(parser).map(Statement::CreateTable);
+        return parse_create_table(parser);
     }
     Ok(Statement::Standard(Box::new(parser.parse_statement()?)))
 }
@@ -160,8 +160,9 @@ pub(super) fn peek_word(parser: &Parser, n: usize, word: &str) -> bool {
     matches!(&parser.peek_nth_token_ref(n).token, Token::Word(w) if w.value.eq_ignore_ascii_case(word) && w.quote_style.is_none())
 }
 
-/// After `CREATE TABLE`.
-fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
+/// After `CREATE TABLE`: a table, or with `WITH (connector = …)` a table whose rows a
+/// connector's change records keep (a source with a primary key, to the engine).
+fn parse_create_table(parser: &mut Parser) -> Result<Statement> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = table_name(&parser.parse_object_name(false)?)?;
     if parser.parse_keyword(Keyword::AS) {
@@ -188,14 +189,36 @@ fn parse_create_table(parser: &mut Parser) -> Result<CreateTable> {
              by key"
         )));
     }
-    Ok(CreateTable {
+    if parser.parse_keyword(Keyword::WITH) {
+        if primary_key.is_empty() || append_only {
+            return Err(Error::unsupported(
+                "a table fed by a connector without a primary key",
+                Some(
+                    "Declare the PRIMARY KEY its change records update rows by, or CREATE \
+                     SOURCE for events that are only appended.",
+                ),
+            ));
+        }
+        let (options, format) = super::source::parse_connector(parser)?;
+        return Ok(Statement::CreateSource(CreateSource {
+            name,
+            if_not_exists,
+            columns,
+            watermark,
+            includes: Vec::new(),
+            options,
+            format,
+            primary_key,
+        }));
+    }
+    Ok(Statement::CreateTable(CreateTable {
         name,
         if_not_exists,
         columns,
         watermark,
         append_only,
         primary_key,
-    })
+    }))
 }
 
 /// The column list of a table or source.

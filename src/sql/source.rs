@@ -91,6 +91,26 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
         includes.push(Include { kind, column });
     }
     parser.expect_keyword(Keyword::WITH)?;
+    let (options, format) = parse_connector(parser)?;
+    Ok(CreateSource {
+        name,
+        if_not_exists,
+        columns,
+        watermark,
+        includes,
+        options,
+        format,
+        primary_key: Vec::new(),
+    })
+}
+
+/// `FORMAT upsert ENCODE json` as (`upsert`, `json`).
+type FormatEncode = (String, String);
+/// `WITH (…)` as (key, value) pairs, in order.
+type Options = Vec<(String, String)>;
+
+/// After `WITH`: the connector's `(options…)` and `FORMAT … ENCODE …`, if given.
+pub(super) fn parse_connector(parser: &mut Parser) -> Result<(Options, Option<FormatEncode>)> {
     let options = parse_options(parser)?;
     let format = if parser.parse_keyword(Keyword::FORMAT) {
         let format = parser.parse_identifier()?.value.to_ascii_lowercase();
@@ -105,20 +125,12 @@ fn parse_create_source(parser: &mut Parser) -> Result<CreateSource> {
     } else {
         None
     };
-    Ok(CreateSource {
-        name,
-        if_not_exists,
-        columns,
-        watermark,
-        includes,
-        options,
-        format,
-    })
+    Ok((options, format))
 }
 
 /// `(key = value, …)`: a key is a quoted string or dotted words (`properties.bootstrap.server`),
 /// a value a string, a number or a word.
-pub(super) fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String)>> {
+pub(super) fn parse_options(parser: &mut Parser) -> Result<Options> {
     parser.expect_token(&Token::LParen)?;
     let mut options: Vec<(String, String)> = Vec::new();
     if parser.consume_token(&Token::RParen) {

@@ -226,7 +226,7 @@ impl Manifest {
 
     /// The kind of relation `name` is, as Postgres' messages name it; `None` if there is none.
     pub fn relation_kind(&self, name: &str) -> Option<&'static str> {
-        if self.tables.contains_key(name) {
+        if self.tables.contains_key(name) || self.source(name).is_some_and(|s| s.def.keyed()) {
             Some("table")
         } else if self.sources.contains_key(name) {
             Some("source")

@@ -101,7 +101,7 @@ impl InputRelation {
                 schema: s.def.schema(),
                 watermark_columns: s.def.watermark.iter().map(|w| w.column.clone()).collect(),
                 delay_us: 0,
-                updating: false,
+                updating: s.def.keyed(),
             });
         }
         if let Some(v) = manifest.view(name) {

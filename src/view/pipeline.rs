@@ -367,7 +367,7 @@ impl Pipeline {
                 return Ok(None);
             }
             progress(&self.stats, batch.num_rows());
-            self.take_rows(&batch)?;
+            self.take_stored(&batch)?;
         }
         if let Some(watermark) = watermark {
             self.advance(watermark).await?;
@@ -453,10 +453,12 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Takes a batch of a committed file of the input: rows, or a keyed table's changes.
+    /// Takes a batch the input keeps (committed or pending): rows, or the changelog of a
+    /// keyed table or keyed source.
     fn take_stored(&mut self, batch: &RecordBatch) -> Result<()> {
+        use crate::stream::plan::RelationKind;
         match (self.plan.input.kind, self.plan.input.updating) {
-            (crate::stream::plan::RelationKind::Table, true) => {
+            (RelationKind::Table | RelationKind::Source, true) => {
                 let changes = crate::table::changes_of(batch, &self.plan.input.schema)?;
                 self.take_changes(&changes)
             }
