@@ -2,6 +2,8 @@
 //!
 //! - `slt`: sqllogictest files over the wire protocol.
 //! - `access`: SCRAM-SHA-256 logins and TLS, with the real psql.
+//! - `cdc`: tables fed by upsert and Debezium topics on a real broker, against a model of
+//!   their rows and batch queries for their views, through two kill -9s.
 //! - `checkpoints`: window state checkpointed and restored at random batches == straight through.
 //! - `persistence`: psql + COPY + restart, on a local folder and on a real S3 server.
 //! - `hostile`: what took the server down once (statements nested too deep, planning that
@@ -27,6 +29,7 @@
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
 
 mod access;
+mod cdc;
 mod checkpoints;
 mod clients;
 mod crash;
