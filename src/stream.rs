@@ -16,6 +16,7 @@
 
 pub mod adhoc;
 pub mod aggregate;
+pub mod assign;
 pub mod changes;
 pub mod feed;
 pub mod functions;

@@ -31,6 +31,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{Query, Statement as SqlStatement};
 
 use super::aggregate::{GroupColumn, Layout, WindowAggregate};
+use super::assign::AssignWindows;
 use super::changes::Changes;
 use super::functions::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowedRelation, is_window_column};
 use super::groups::AggregateSpec;
@@ -129,6 +130,8 @@ pub enum Step {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     },
+    /// Rows of a relation whose rows change, into the windows grouped over.
+    Windows(AssignWindows),
 }
 
 /// The rows a filter keeps.
@@ -145,6 +148,7 @@ impl Step {
         match self {
             Step::Filter(predicate) => Ok(filter_record_batch(batch, &mask(predicate, batch)?)?),
             Step::Project { .. } => self.project(batch),
+            Step::Windows(assign) => assign.apply(batch),
         }
     }
 
@@ -153,12 +157,13 @@ impl Step {
         match self {
             Step::Filter(predicate) => changes.filter(&mask(predicate, &changes.rows)?),
             Step::Project { .. } => Ok(changes.with_rows(self.project(&changes.rows)?)),
+            Step::Windows(assign) => assign.apply_changes(changes),
         }
     }
 
     fn project(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         match self {
-            Step::Filter(_) => Ok(batch.clone()),
+            Step::Filter(_) | Step::Windows(_) => Ok(batch.clone()),
             Step::Project { exprs, schema } => {
                 let columns = exprs
                     .iter()
@@ -180,6 +185,7 @@ impl Step {
                     .collect();
                 format!("Project: {}", items.join(", "))
             }
+            Step::Windows(assign) => format!("AssignWindows: {}", assign.kind),
         }
     }
 }
@@ -479,18 +485,48 @@ impl Compiler<'_> {
                 flags = traced;
             }
         }
-        if input.updating && windowed.is_some() {
-            return Err(Error::unsupported(
-                format!(
-                    "a window table function over {} \"{}\", whose rows change",
-                    input.kind.name(),
-                    input.name
-                ),
-                Some(
-                    "Over a relation whose rows change, aggregate without windows (GROUP BY with \
-                     count, sum, avg, min, max, count(DISTINCT …)), or filter and project it.",
-                ),
-            ));
+        // Over rows that change, windows are group keys of a retracting aggregation: rows
+        // are assigned their windows first, and the windows never close.
+        if input.updating
+            && let Some((kind, column)) = &windowed
+        {
+            let refuse = |what: &str, hint: &str| {
+                Err(Error::unsupported(
+                    format!(
+                        "{what} over {} \"{}\", whose rows change",
+                        input.kind.name(),
+                        input.name
+                    ),
+                    Some(hint),
+                ))
+            };
+            if matches!(kind, WindowKind::Session { .. }) {
+                return refuse(
+                    "a SESSION window",
+                    "A delete can split a session: use TUMBLE, HOP or CUMULATE windows.",
+                );
+            }
+            if input.watermark_columns.contains(column) || emit_on_close {
+                return refuse(
+                    "windows that close with a watermark",
+                    "Over rows that change, windows stay open and their rows follow every \
+                     change: drop the WATERMARK and EMIT ON WINDOW CLOSE.",
+                );
+            }
+            let Some(Node::Aggregate(aggregate)) = aggregate_at.map(|i| &chain[i]) else {
+                return Err(Error::unsupported(
+                    "a window table function without an aggregation",
+                    Some("Aggregate over the windows: … GROUP BY window_start, window_end."),
+                ));
+            };
+            pre.insert(
+                0,
+                Step::Windows(AssignWindows {
+                    kind: *kind,
+                    time_column: input.schema.index_of(column)?,
+                    schema: Arc::new(aggregate.input.schema().as_arrow().clone()),
+                }),
+            );
         }
         let (window, closes) = match aggregate_at {
             Some(i) => {
@@ -661,8 +697,9 @@ impl Compiler<'_> {
                     Some("Create one view per grouping."),
                 ));
             }
+            // Over rows that change, the windows are assigned before: their bounds are keys.
             let window_column = match expr {
-                Expr::Column(c) if windowed.is_some() => match c.name.as_str() {
+                Expr::Column(c) if windowed.is_some() && !input.updating => match c.name.as_str() {
                     WINDOW_START => Some(GroupColumn::WindowStart),
                     WINDOW_END => Some(GroupColumn::WindowEnd),
                     WINDOW_TIME => Some(GroupColumn::WindowTime),
@@ -673,7 +710,7 @@ impl Compiler<'_> {
             match window_column {
                 Some(column) => columns.push(column),
                 None => {
-                    if windowed.is_some() && expr_references_window(expr) {
+                    if windowed.is_some() && !input.updating && expr_references_window(expr) {
                         return Err(window_expression_error(expr));
                     }
                     columns.push(GroupColumn::Key(keys.len()));
@@ -682,7 +719,10 @@ impl Compiler<'_> {
                 }
             }
         }
+        let groups_by_window =
+            |expr: &Expr| matches!(expr, Expr::Column(c) if is_window_column(&c.name));
         if windowed.is_some()
+            && !aggregate.group_expr.iter().any(groups_by_window)
             && !columns.iter().any(|c| {
                 matches!(
                     c,
@@ -728,8 +768,8 @@ impl Compiler<'_> {
             aggregates.push(spec);
         }
         let (kind, time_column_name) = match windowed {
-            Some((kind, column)) => (*kind, Some(column.clone())),
-            None => (WindowKind::Unbounded, None),
+            Some((kind, column)) if !input.updating => (*kind, Some(column.clone())),
+            _ => (WindowKind::Unbounded, None),
         };
         let time_column = time_column_name
             .as_ref()

@@ -44,6 +44,18 @@ fn views() -> Vec<(&'static str, String, String)> {
             hist.to_string(),
             hist.replace("FROM by_status", &format!("FROM ({BY_STATUS})")),
         ),
+        // Windows over rows that change: an update that moves a row's time moves it between
+        // windows.
+        same(
+            "per_10s",
+            "SELECT window_start, window_end, status, count(*) AS n, sum(amount) AS total \
+             FROM TUMBLE(orders, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, status",
+        ),
+        same(
+            "per_30s_hop",
+            "SELECT window_start, count(*) AS n, max(amount) AS hi \
+             FROM HOP(orders, ts, INTERVAL '10' SECOND, INTERVAL '30' SECOND) GROUP BY window_start",
+        ),
         same("dear", "SELECT sku, price FROM prices WHERE price > 50"),
         same(
             "price_stats",
@@ -75,7 +87,8 @@ impl Model {
             };
             format!(
                 r#"{{"id": {id}, "customer_id": {customer}, "amount": {amount}, "status": "{status}", "ts": {}}}"#,
-                1_767_225_600_000i64 + id * 1000
+                // An update of the amount moves the row's time.
+                1_767_225_600_000i64 + cents * 3
             )
         };
         let random_row = |rng: &mut ChaCha8Rng| {
@@ -114,7 +127,10 @@ impl Model {
             );
             // Kafka Connect's JSON with schemas wraps the envelope in "payload".
             return match choice % 3 {
-                0 => (id, Some(format!(r#"{{"schema": {{}}, "payload": {value}}}"#))),
+                0 => (
+                    id,
+                    Some(format!(r#"{{"schema": {{}}, "payload": {value}}}"#)),
+                ),
                 _ => (id, Some(value)),
             };
         }
@@ -172,7 +188,11 @@ impl Model {
 }
 
 /// Sends (partition, key, value) records and waits for their delivery.
-async fn send(producer: &FutureProducer, topic: &str, records: &[(i32, String, Option<String>)]) {
+pub(crate) async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(i32, String, Option<String>)],
+) {
     let deliveries: Vec<_> = records
         .iter()
         .map(|(partition, key, value)| {
@@ -202,9 +222,11 @@ async fn wait_read(client: &Client, table: &str, sent: i64) {
         "SELECT CAST(coalesce(sum(current_offset), 0) AS BIGINT) FROM sluice_catalog.sources \
          WHERE source = '{table}'"
     );
-    wait_for(Duration::from_secs(60), &format!("{table} to read {sent} records"), || async {
-        (query_i64(client, &sql).await >= sent).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        &format!("{table} to read {sent} records"),
+        || async { (query_i64(client, &sql).await >= sent).then_some(()) },
+    )
     .await;
 }
 
@@ -220,7 +242,11 @@ async fn check(client: &Client, model: &Model, round: usize) -> usize {
         .orders
         .iter()
         .map(|(id, (customer, cents, status))| {
-            format!("{id}|{customer}|{}.{:02}|{status}", cents / 100, cents % 100)
+            format!(
+                "{id}|{customer}|{}.{:02}|{status}",
+                cents / 100,
+                cents % 100
+            )
         })
         .collect();
     expected.sort();
@@ -300,7 +326,7 @@ async fn upsert_and_debezium_tables_follow_their_topics_through_kill_9() {
         }
         for _ in 0..rng.random_range(10..60) {
             let (sku, key, value) = model.price_event(&mut rng);
-            let partition = (sku.bytes().map(i32::from).sum::<i32>() % 2) as i32;
+            let partition = sku.bytes().map(i32::from).sum::<i32>() % 2;
             prices.push((partition, key, value));
         }
         send(&producer, &topics[0], &orders).await;

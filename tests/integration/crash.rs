@@ -6,6 +6,10 @@
 //! reader) must equal the aggregation of the distinct events computed here: nothing lost,
 //! nothing counted twice, no duplicate let through.
 //!
+//! Alongside, an upsert topic feeds a table with a primary key (seeded sets and deletes per
+//! wave): at the end the table must equal the last record of each key, and the views over it
+//! and a Top-N view over the TUMBLE view their batch queries.
+//!
 //! On a local folder, on the S3 server, and on S3 with the endpoint down for 30 s mid-run.
 //! `SLUICEDB_CRASH_POINTS` sets the number of crashes (default 20; 100 for the benchmark note).
 
@@ -109,6 +113,67 @@ fn expected(events: &[Event], slide_ms: i64, size_ms: i64, through_ms: i64) -> V
     rows
 }
 
+/// The upsert topic's side: the last value of each key (`None`: deleted), records sent.
+#[derive(Default)]
+struct Prices {
+    last: BTreeMap<String, Option<i64>>,
+    sent: i64,
+}
+
+impl Prices {
+    /// A wave of seeded upsert records: (partition, key, value or `None` to delete).
+    fn wave(&mut self, rng: &mut ChaCha8Rng) -> Vec<(i32, String, Option<String>)> {
+        (0..300)
+            .map(|_| {
+                let n = rng.random_range(0..200);
+                let sku = format!("sku-{n}");
+                let price = rng.random_bool(0.8).then(|| rng.random_range(1..10_000));
+                self.last.insert(sku.clone(), price);
+                self.sent += 1;
+                let value = price.map(|p| format!(r#"{{"sku": "{sku}", "price": {p}}}"#));
+                (n % 2, format!("\"{sku}\""), value)
+            })
+            .collect()
+    }
+
+    fn rows(&self) -> Vec<String> {
+        let mut rows: Vec<String> = self
+            .last
+            .iter()
+            .filter_map(|(sku, price)| price.map(|p| format!("{sku}|{p}")))
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+/// Each view over the upsert table or over `tumble_10s`, and its batch query.
+const KEYED_VIEWS: [(&str, &str); 3] = [
+    (
+        "top_prices",
+        "SELECT sku, price FROM prices ORDER BY price DESC, sku LIMIT 5",
+    ),
+    (
+        "price_totals",
+        "SELECT count(*) AS n, sum(price) AS total, max(price) AS top FROM prices",
+    ),
+    (
+        "top_pages",
+        "SELECT * FROM (SELECT window_start, page, n, ROW_NUMBER() OVER (PARTITION BY \
+         window_start ORDER BY n DESC, page) AS rn FROM tumble_10s) WHERE rn <= 3",
+    ),
+];
+
+fn sorted(server: &ServerProcess, sql: &str) -> Vec<String> {
+    let mut rows: Vec<String> = server
+        .psql(&["-At", "-c", sql])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
 fn view_rows(server: &ServerProcess, view: &str) -> Vec<String> {
     let mut rows = server
         .psql(&[
@@ -192,6 +257,20 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&TcpRel
            sum(amount) AS total FROM TUMBLE(kept, ts, INTERVAL '10' SECOND) \
            GROUP BY window_start, page EMIT ON WINDOW CLOSE",
     ]);
+    let prices_topic = unique_topic(&format!("crash-prices-{name}"));
+    create_topic(&kafka, &prices_topic, 2).await;
+    server.psql(&[
+        "-c",
+        &format!(
+            "CREATE TABLE prices (sku VARCHAR PRIMARY KEY, price BIGINT) WITH (connector = \
+             'kafka', topic = '{prices_topic}', properties.bootstrap.server = '{kafka}', \
+             scan.startup.mode = 'earliest') FORMAT UPSERT ENCODE JSON"
+        ),
+    ]);
+    for (view, query) in KEYED_VIEWS {
+        server.psql(&["-c", &format!("CREATE MATERIALIZED VIEW {view} AS {query}")]);
+    }
+    let mut prices = Prices::default();
     server.psql(&[
         "-c",
         "CREATE MATERIALIZED VIEW hop_30s AS SELECT window_start, page, count(*) AS n, \
@@ -216,6 +295,7 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&TcpRel
             _ => "compaction.committed:1",
         });
         let messages = messages(events, &mut rng);
+        crate::cdc::send(&producer, &prices_topic, &prices.wave(&mut rng)).await;
         if let Some(point) = inside.filter(|p| p.starts_with("compaction")) {
             // A compaction needs several new files in a row: the wave comes in over several
             // checkpoints, to a server that crashes in the first compaction.
@@ -315,7 +395,7 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&TcpRel
         let reached = number(
             &server,
             "SELECT CAST(round(min(date_part('epoch', watermark)) * 1000) AS BIGINT) \
-             FROM sluice_catalog.materialized_views",
+             FROM sluice_catalog.materialized_views WHERE view IN ('tumble_10s', 'hop_30s')",
         );
         let failed = server.psql(&[
             "-At",
@@ -359,15 +439,42 @@ async fn crash_run(name: &str, storage_args: Vec<String>, outage: Option<&TcpRel
     }
     let late = number(&server, "SELECT count(*) FROM sluice_catalog.late_rows");
     assert_eq!(late, 0);
+    // The upsert table: every record read, each applied once.
+    let read = "SELECT CAST(sum(current_offset) AS BIGINT) FROM sluice_catalog.sources \
+                WHERE source = 'prices'";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while number(&server, read) < prices.sent {
+        assert!(
+            Instant::now() < deadline,
+            "the upsert table did not read its topic"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    server.psql(&["-c", "FLUSH"]);
+    assert_eq!(
+        sorted(&server, "SELECT sku, price FROM prices"),
+        prices.rows(),
+        "{context}: the upsert table"
+    );
+    for (view, query) in KEYED_VIEWS {
+        assert_eq!(
+            sorted(&server, &format!("SELECT * FROM {view}")),
+            sorted(&server, query),
+            "{context}: view {view}"
+        );
+    }
     let recoveries = number(
         &server,
         "SELECT count(*) FROM sluice_catalog.checkpoints WHERE kind = 'recovery'",
     );
     assert!(recoveries >= 1, "no recovery recorded");
     eprintln!(
-        "crash test {name}: {killed} kills, {crashed_inside} crashes inside checkpoints and compactions, {} tumble and {} hop windows equal",
+        "crash test {name}: {killed} kills, {crashed_inside} crashes inside checkpoints and compactions, {} tumble and {} hop windows equal; the upsert table ({} records, {} rows) and {} views over it and the TUMBLE view equal their batch queries",
         tumble.len(),
-        hop.len()
+        hop.len(),
+        prices.sent,
+        prices.rows().len(),
+        KEYED_VIEWS.len()
     );
 }
 

@@ -202,8 +202,10 @@ async fn what_cannot_follow_deletes_is_refused_with_0a000() {
         .await
         .unwrap();
     for query in [
-        "SELECT window_start, count(*) FROM TUMBLE(per_k, ts, INTERVAL '1' MINUTE) \
+        "SELECT window_start, count(*) FROM SESSION(per_k, ts, INTERVAL '1' MINUTE) \
          GROUP BY window_start",
+        "SELECT window_start, count(*) FROM TUMBLE(per_k, ts, INTERVAL '1' MINUTE) \
+         GROUP BY window_start EMIT ON WINDOW CLOSE",
         "SELECT n, stddev(k) FROM per_k GROUP BY n",
         "SELECT n, sum(DISTINCT k) FROM per_k GROUP BY n",
     ] {
