@@ -456,20 +456,34 @@ impl Checkpoints {
             if !view.alive() {
                 continue;
             }
-            let reached = match (view.input_kind(), view.reader()) {
-                (_, Some(reader)) => {
+            let reached = match view.reader() {
+                Some(reader) => {
                     let delivered = reader.barrier(barrier).await;
                     if delivered {
                         expected.insert(Participant::Reader(name.clone()));
                     }
                     delivered
                 }
-                (RelationKind::Table, None) => view.barrier(barrier).await,
-                (RelationKind::Source, None) => {
-                    expected.contains(&Participant::Source(view.def.input.clone()))
-                }
-                (RelationKind::View, None) => {
-                    expected.contains(&Participant::View(view.def.input.clone()))
+                // Every input must reach the view: feeds pass the barrier on, and a view over
+                // tables is sent it once its other inputs will bring theirs.
+                None => {
+                    let fed = view.inputs().iter().all(|(kind, input)| match kind {
+                        RelationKind::Source => {
+                            expected.contains(&Participant::Source(input.clone()))
+                        }
+                        RelationKind::View => expected.contains(&Participant::View(input.clone())),
+                        RelationKind::Table => true,
+                        RelationKind::Union => false,
+                    });
+                    let tables = view
+                        .inputs()
+                        .iter()
+                        .any(|(kind, _)| *kind == RelationKind::Table);
+                    match (fed, tables) {
+                        (true, true) => view.barrier(barrier).await,
+                        (fed, false) => fed,
+                        (false, true) => false,
+                    }
                 }
             };
             if reached {

@@ -19,10 +19,10 @@ use crate::checkpoint::{Barrier, Worker};
 use crate::error::{Error, Result};
 use crate::source::options::SourceSettings;
 use crate::source::{Reader, Resume, SourceHandle, Sources};
-use crate::storage::{DataFile, Manifest, Storage};
+use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::changes::Emitted;
 use crate::stream::feed::{Feed, Feeds};
-use crate::stream::plan::{RelationKind, ViewPlan};
+use crate::stream::plan::{InputRelation, RelationKind, ViewPlan};
 use crate::stream::state_memory::{StateMemory, StatePools};
 use late::LateRow;
 use pipeline::{Input, Pipeline};
@@ -80,7 +80,8 @@ impl Shared {
 pub struct ViewHandle {
     pub def: ViewDef,
     pub stats: Arc<ViewStats>,
-    input_kind: RelationKind,
+    /// What kind of relation each input is, and its name.
+    inputs: Vec<(RelationKind, String)>,
     /// The view's own reader of a source that keeps no events.
     reader: Option<Arc<SourceHandle>>,
     shared: Arc<tokio::sync::Mutex<Shared>>,
@@ -107,8 +108,9 @@ impl ViewHandle {
         snapshot
     }
 
-    pub fn input_kind(&self) -> RelationKind {
-        self.input_kind
+    /// The relations the view reads, with their kinds.
+    pub fn inputs(&self) -> &[(RelationKind, String)] {
+        &self.inputs
     }
 
     /// The view's own reader of its source's topic, if it has one.
@@ -255,7 +257,9 @@ impl Views {
         let closed_through = state.and_then(|v| v.closed_through);
         let mut operator = plan.operator()?;
         if let Some(checkpoint) = &checkpoint {
-            self.check_current(&def, plan.input.kind, checkpoint.id, &manifest)?;
+            for input in plan.inputs() {
+                self.check_current(&def, input, checkpoint.id, &manifest)?;
+            }
             if let Some(operator) = &mut operator {
                 let batch = match &checkpoint.state {
                     Some(file) => Some(
@@ -274,86 +278,18 @@ impl Views {
         }
         let resumed = checkpoint.is_some();
         let mut reader = None;
-        let mut input = match plan.input.kind {
-            RelationKind::Source => {
-                let source = manifest
-                    .source(&def.input)
-                    .map(|s| s.def.clone())
-                    .ok_or_else(|| Error::UndefinedRelation {
-                        kind: "source",
-                        name: def.input.clone(),
-                    })?;
-                let retains = SourceSettings::from_def(&source).is_ok_and(|s| s.retain);
-                match retains {
-                    // What the source kept, then what it takes in next.
-                    true => {
-                        let handle = self.sources.get(&def.input).ok_or_else(|| {
-                            Error::Internal(format!("source \"{}\" is not running", def.input))
-                        })?;
-                        let sub = handle.subscribe(&self.storage).await;
-                        Input::Feed {
-                            files: sub.files,
-                            batches: sub.batches,
-                            changes: None,
-                            watermark: sub.watermark,
-                            receiver: sub.receiver,
-                        }
-                    }
-                    // The topic, read by the view itself from the source's startup position
-                    // or from where the view's checkpoint left it.
-                    false => {
-                        let feed = Arc::new(Feed::default());
-                        let receiver = feed.subscribe();
-                        let resume = checkpoint
-                            .as_ref()
-                            .map(|c| Resume {
-                                offsets: c.offsets.clone(),
-                                dedup: c.dedup.clone(),
-                            })
-                            .unwrap_or_default();
-                        let mut source = source;
-                        if replay == Replay::Earliest {
-                            source
-                                .options
-                                .insert("scan.startup.mode".into(), "earliest".into());
-                        }
-                        reader = Some(self.sources.start_reader(
-                            source,
-                            feed,
-                            Reader::Private {
-                                view: def.name.clone(),
-                            },
-                            resume,
-                        ));
-                        Input::Feed {
-                            files: Vec::new(),
-                            batches: Vec::new(),
-                            changes: None,
-                            watermark: None,
-                            receiver,
-                        }
-                    }
-                }
+        let mut inputs = Vec::new();
+        for input in plan.inputs() {
+            let (mut subscribed, own) = self
+                .subscribe(&def, input, checkpoint.as_ref(), replay, &manifest)
+                .await?;
+            // The input's committed files are what the checkpointed state already holds; the
+            // rows it took in since the restart (not committed yet) are new.
+            if resumed && let Input::Feed { files, .. } = &mut subscribed {
+                files.clear();
             }
-            RelationKind::View => {
-                let upstream = self.get(&def.input).ok_or_else(|| {
-                    Error::Internal(format!("view \"{}\" is not running", def.input))
-                })?;
-                upstream.subscribe(&self.storage, resumed).await?
-            }
-            RelationKind::Table => Input::Table {
-                name: def.input.clone(),
-                commits: self.storage.watch(),
-                seen: checkpoint
-                    .as_ref()
-                    .map(|c| c.table_files.iter().cloned().collect())
-                    .unwrap_or_default(),
-            },
-        };
-        // The input's committed files are what the checkpointed state already holds; the rows
-        // it took in since the restart (not committed yet) are new.
-        if resumed && let Input::Feed { files, .. } = &mut input {
-            files.clear();
+            reader = reader.or(own);
+            inputs.push(subscribed);
         }
         let stats = Arc::new(ViewStats::new(&def.name, &def.input, def.emit_on_close));
         stats.update(|s| {
@@ -365,7 +301,12 @@ impl Views {
             ..Shared::default()
         }));
         let feed = self.feeds.get(&def.name);
-        let input_kind = plan.input.kind;
+        let input_kinds: Vec<(RelationKind, String)> = plan
+            .inputs()
+            .iter()
+            .map(|i| (i.kind, i.name.clone()))
+            .collect();
+        let plan_inputs = input_kinds.len();
         let mut pipeline = Pipeline {
             def: def.clone(),
             plan,
@@ -381,12 +322,13 @@ impl Views {
             pending_out: Vec::new(),
             pending_late: Vec::new(),
             emitted: None,
+            input_watermarks: vec![None; plan_inputs],
         };
         pipeline.baseline()?;
         // A panic in the pipeline is a bug: the view shows it as failed, the server goes on.
         let panicked = Arc::clone(&stats);
         let worker = Worker::spawn(|requests| async move {
-            let run = std::panic::AssertUnwindSafe(pipeline.run(input, requests));
+            let run = std::panic::AssertUnwindSafe(pipeline.run(inputs, requests));
             if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
                 let message = crate::error::panic_message(panic.as_ref());
                 tracing::error!(view = %panicked.snapshot().view, message, "materialized view panicked");
@@ -398,7 +340,7 @@ impl Views {
         let handle = Arc::new(ViewHandle {
             def,
             stats,
-            input_kind,
+            inputs: input_kinds,
             reader,
             shared,
             feed,
@@ -410,24 +352,115 @@ impl Views {
         Ok(())
     }
 
+    /// Subscribes a view to one of its inputs: what it holds, then what follows; for a source
+    /// that keeps no events, the view's own reader of its topic (returned too).
+    async fn subscribe(
+        &self,
+        def: &ViewDef,
+        input: &InputRelation,
+        checkpoint: Option<&ViewCheckpoint>,
+        replay: Replay,
+        manifest: &Manifest,
+    ) -> Result<(Input, Option<Arc<SourceHandle>>)> {
+        let name = &input.name;
+        let subscribed = match input.kind {
+            RelationKind::Source => {
+                let source = manifest
+                    .source(name)
+                    .map(|s| s.def.clone())
+                    .ok_or_else(|| Error::UndefinedRelation {
+                        kind: "source",
+                        name: name.clone(),
+                    })?;
+                let retains = SourceSettings::from_def(&source).is_ok_and(|s| s.retain);
+                if retains {
+                    // What the source kept, then what it takes in next.
+                    let handle = self.sources.get(name).ok_or_else(|| {
+                        Error::Internal(format!("source \"{name}\" is not running"))
+                    })?;
+                    let sub = handle.subscribe(&self.storage).await;
+                    Input::Feed {
+                        files: sub.files,
+                        batches: sub.batches,
+                        changes: None,
+                        watermark: sub.watermark,
+                        receiver: sub.receiver,
+                    }
+                } else {
+                    // The topic, read by the view itself from the source's startup position
+                    // or from where the view's checkpoint left it.
+                    let feed = Arc::new(Feed::default());
+                    let receiver = feed.subscribe();
+                    let resume = checkpoint
+                        .map(|c| Resume {
+                            offsets: c.offsets.clone(),
+                            dedup: c.dedup.clone(),
+                        })
+                        .unwrap_or_default();
+                    let mut source = source;
+                    if replay == Replay::Earliest {
+                        source
+                            .options
+                            .insert("scan.startup.mode".into(), "earliest".into());
+                    }
+                    let reader = self.sources.start_reader(
+                        source,
+                        feed,
+                        Reader::Private {
+                            view: def.name.clone(),
+                        },
+                        resume,
+                    );
+                    let input = Input::Feed {
+                        files: Vec::new(),
+                        batches: Vec::new(),
+                        changes: None,
+                        watermark: None,
+                        receiver,
+                    };
+                    return Ok((input, Some(reader)));
+                }
+            }
+            RelationKind::View => {
+                let upstream = self
+                    .get(name)
+                    .ok_or_else(|| Error::Internal(format!("view \"{name}\" is not running")))?;
+                upstream
+                    .subscribe(&self.storage, checkpoint.is_some())
+                    .await?
+            }
+            RelationKind::Table => Input::Table {
+                name: name.clone(),
+                commits: self.storage.watch(),
+                seen: checkpoint
+                    .map(|c| c.table_files.iter().cloned().collect())
+                    .unwrap_or_default(),
+            },
+            RelationKind::Union => {
+                return Err(Error::Internal("a union is not an input of its own".into()));
+            }
+        };
+        Ok((subscribed, None))
+    }
+
     /// A view over a retained source or another view resumes by position in that input's
     /// stream, which only the newest checkpoint records: a view that missed checkpoints (it
     /// had failed) cannot resume.
     fn check_current(
         &self,
         def: &ViewDef,
-        kind: RelationKind,
+        input: &InputRelation,
         id: u64,
         manifest: &Manifest,
     ) -> Result<()> {
         let newest = manifest.checkpoint_id();
-        let positional = match kind {
+        let positional = match input.kind {
             RelationKind::View => true,
             RelationKind::Source => manifest
-                .source(&def.input)
+                .source(&input.name)
                 .and_then(|s| SourceSettings::from_def(&s.def).ok())
                 .is_some_and(|s| s.retain),
-            RelationKind::Table => false,
+            RelationKind::Table | RelationKind::Union => false,
         };
         if positional && id != newest {
             return Err(Error::CorruptState {
@@ -435,7 +468,7 @@ impl Views {
                 owner: format!("materialized view \"{}\"", def.name),
                 reason: format!(
                     "the view's state is from checkpoint {id} but its input \"{}\" moved on to checkpoint {newest} without it",
-                    def.input
+                    input.name
                 ),
                 hint: Some(rebuild_hint(&def.name)),
             });
@@ -449,7 +482,11 @@ impl Views {
         stats.failed(&error.to_string());
         let handle = Arc::new(ViewHandle {
             feed: self.feeds.get(&def.name),
-            input_kind: RelationKind::Table,
+            inputs: def
+                .inputs()
+                .iter()
+                .map(|i| (RelationKind::Table, i.to_string()))
+                .collect(),
             reader: None,
             def,
             stats,

@@ -17,8 +17,11 @@ pub struct ViewDef {
     /// The `AS` query, as written.
     pub query: String,
     pub emit_on_close: bool,
-    /// The relation the view reads.
+    /// The relation the view reads (the first, when it reads several).
     pub input: String,
+    /// Every relation a `UNION ALL` view reads, in branch order; empty when it reads one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub union: Vec<String>,
     pub columns: Vec<ColumnDef>,
     /// Output columns that carry the view's watermark (its window bounds), so views over this
     /// view can close windows on them.
@@ -35,6 +38,19 @@ pub struct ViewDef {
 }
 
 impl ViewDef {
+    /// The relations the view reads.
+    pub fn inputs(&self) -> Vec<&str> {
+        match self.union.is_empty() {
+            true => vec![self.input.as_str()],
+            false => self.union.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// Whether the view reads `relation`.
+    pub fn reads(&self, relation: &str) -> bool {
+        self.inputs().contains(&relation)
+    }
+
     pub fn schema(&self) -> SchemaRef {
         arrow_schema(&self.columns)
     }

@@ -221,18 +221,33 @@ pub async fn create_view(
         return Ok(done);
     }
     let plan = db.plan_view(&create.query, create.emit_on_close).await?;
-    privileges::require(
-        &storage.manifest(),
-        principal,
-        &plan.input.name,
-        Privilege::Select,
-    )?;
+    let manifest = storage.manifest();
+    for input in plan.inputs() {
+        privileges::require(&manifest, principal, &input.name, Privilege::Select)?;
+        let reads_topic = manifest
+            .source(&input.name)
+            .is_some_and(|s| !SourceSettings::from_def(&s.def).is_ok_and(|s| s.retain));
+        if !plan.branches.is_empty() && reads_topic {
+            return Err(Error::unsupported(
+                format!(
+                    "UNION ALL over source \"{}\", which keeps no events",
+                    input.name
+                ),
+                Some(
+                    "Read the source through a view of its own (CREATE MATERIALIZED VIEW … AS \
+                     SELECT * FROM source), or create it WITH (retain = 'true').",
+                ),
+            ));
+        }
+    }
+    drop(manifest);
     let mut def = ViewDef {
         id: 0,
         name: create.name.clone(),
         query: create.query.to_string(),
         emit_on_close: create.emit_on_close,
-        input: plan.input.name.clone(),
+        input: plan.inputs()[0].name.clone(),
+        union: plan.branches.iter().map(|b| b.input.name.clone()).collect(),
         columns: plan.columns.clone(),
         time_columns: plan.time_columns.clone(),
         created_at_ms: chrono::Utc::now().timestamp_millis(),
@@ -259,10 +274,10 @@ pub async fn create_view(
                     }),
                 };
             }
-            if !m.has_relation(&def.input) {
+            if let Some(missing) = def.inputs().into_iter().find(|i| !m.has_relation(i)) {
                 return Err(Error::UndefinedRelation {
                     kind: "relation",
-                    name: def.input.clone(),
+                    name: missing.to_string(),
                 });
             }
             def.id = m.next_table_id;
@@ -386,7 +401,7 @@ pub async fn alter_view(
             let dependents: Vec<String> = manifest
                 .views
                 .values()
-                .filter(|v| v.def.input == name)
+                .filter(|v| v.def.reads(name))
                 .map(|v| v.def.name.clone())
                 .collect();
             if !dependents.is_empty() {

@@ -52,7 +52,7 @@ impl std::fmt::Display for FileOwner {
 impl FileOwner {
     /// Every owner whose files may be compacted: all but tables that views read.
     pub fn compactable(m: &Manifest) -> Vec<FileOwner> {
-        let read_by_view = |table: &str| m.views.values().any(|v| v.def.input == table);
+        let read_by_view = |table: &str| m.views.values().any(|v| v.def.reads(table));
         Self::all(m)
             .into_iter()
             .filter(|owner| !matches!(owner, FileOwner::Table { name, .. } if read_by_view(name)))
@@ -141,7 +141,7 @@ impl FileOwner {
     fn replace(&self, m: &mut Manifest, run: &[DataFile], merged: DataFile) -> bool {
         // A view created over the table since the run was planned reads its files by name.
         if let FileOwner::Table { name, .. } = self
-            && m.views.values().any(|v| v.def.input == *name)
+            && m.views.values().any(|v| v.def.reads(name))
         {
             return false;
         }

@@ -241,7 +241,7 @@ impl Manifest {
     pub fn dependents(&self, name: &str) -> Vec<String> {
         self.views
             .values()
-            .filter(|v| v.def.input == name)
+            .filter(|v| v.def.reads(name))
             .map(|v| v.def.name.clone())
             .collect()
     }

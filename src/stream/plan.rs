@@ -54,6 +54,8 @@ pub enum RelationKind {
     Table,
     Source,
     View,
+    /// The branches of a `UNION ALL`, each over one of the others.
+    Union,
 }
 
 impl RelationKind {
@@ -62,6 +64,7 @@ impl RelationKind {
             RelationKind::Table => "table",
             RelationKind::Source => "source",
             RelationKind::View => "materialized view",
+            RelationKind::Union => "union",
         }
     }
 }
@@ -234,7 +237,11 @@ impl WindowPlan {
 /// A view's streaming pipeline: input → `pre` steps → window aggregation → `post` steps.
 #[derive(Debug, Clone)]
 pub struct ViewPlan {
+    /// What the steps before the operator read: the one input, or the union of the branches.
     pub input: InputRelation,
+    /// A `UNION ALL` view's branches, each an input and the steps that bring its rows to the
+    /// union's columns; empty for a view of one input.
+    pub branches: Vec<Branch>,
     /// The logical plan with the aggregation replaced by a [`WindowAggregateNode`].
     pub logical: LogicalPlan,
     pub pre: Vec<Step>,
@@ -255,7 +262,40 @@ pub struct ViewPlan {
     pub updating: bool,
 }
 
+/// One input of a `UNION ALL` view and its filters and projections.
+#[derive(Debug, Clone)]
+pub struct Branch {
+    pub input: InputRelation,
+    pub steps: Vec<Step>,
+}
+
 impl ViewPlan {
+    /// The relations the view reads, in branch order.
+    pub fn inputs(&self) -> Vec<&InputRelation> {
+        match self.branches.is_empty() {
+            true => vec![&self.input],
+            false => self.branches.iter().map(|b| &b.input).collect(),
+        }
+    }
+
+    /// Rows of input `branch` as rows of the union (unchanged for a view of one input).
+    pub fn apply_branch(&self, branch: usize, batch: &RecordBatch) -> Result<RecordBatch> {
+        let mut current = batch.clone();
+        for step in self.branches.get(branch).map_or(&[][..], |b| &b.steps) {
+            current = step.apply(&current)?;
+        }
+        Ok(current)
+    }
+
+    /// Changes of input `branch` as changes of the union.
+    pub fn apply_branch_changes(&self, branch: usize, changes: &Changes) -> Result<Changes> {
+        let mut current = changes.clone();
+        for step in self.branches.get(branch).map_or(&[][..], |b| &b.steps) {
+            current = step.apply_changes(&current)?;
+        }
+        Ok(current)
+    }
+
     /// The view's stateful operator, new; `None` for a view that only filters and projects.
     pub fn operator(&self) -> Result<Option<ViewOperator>> {
         match (&self.window, &self.top_n) {
@@ -372,20 +412,40 @@ impl ViewPlan {
             lines.push(top_n::describe(top));
         }
         lines.extend(self.pre.iter().rev().map(Step::describe));
-        lines.push(format!(
-            "Input: {} {} watermark=[{}]{}",
-            self.input.kind.name(),
-            self.input.name,
-            self.input.watermark_columns.join(", "),
-            if self.input.updating {
-                " (updating)"
-            } else {
-                ""
-            }
-        ));
+        let describe_input = |input: &InputRelation| {
+            format!(
+                "Input: {} {} watermark=[{}]{}",
+                input.kind.name(),
+                input.name,
+                input.watermark_columns.join(", "),
+                if input.updating { " (updating)" } else { "" }
+            )
+        };
+        if self.branches.is_empty() {
+            lines.push(describe_input(&self.input));
+        } else {
+            lines.push(format!(
+                "UnionAll: watermark=[{}]{}",
+                self.input.watermark_columns.join(", "),
+                if self.input.updating {
+                    " (updating)"
+                } else {
+                    ""
+                }
+            ));
+        }
         let mut out = String::new();
         for (depth, line) in lines.iter().enumerate() {
             let _ = writeln!(out, "{}{line}", "  ".repeat(depth));
+        }
+        let depth = lines.len();
+        for branch in &self.branches {
+            let mut branch_lines: Vec<String> =
+                branch.steps.iter().rev().map(Step::describe).collect();
+            branch_lines.push(describe_input(&branch.input));
+            for (i, line) in branch_lines.iter().enumerate() {
+                let _ = writeln!(out, "{}{line}", "  ".repeat(depth + i));
+            }
         }
         out
     }
@@ -431,15 +491,105 @@ enum Node<'p> {
 
 impl Compiler<'_> {
     fn compile(&self, plan: LogicalPlan, emit_on_close: bool) -> Result<ViewPlan> {
-        let (chain, scan) = chain(&plan)?;
-        let (input, windowed) = self.leaf(scan)?;
+        let (chain, bottom) = chain(&plan)?;
+        let (input, windowed, branches) = match bottom {
+            Bottom::Scan(scan) => {
+                let (input, windowed) = self.leaf(scan)?;
+                (input, windowed, Vec::new())
+            }
+            Bottom::Union(union) => {
+                let (input, branches) = self.union(union)?;
+                (input, None, branches)
+            }
+        };
+        let mut view = self.compile_chain(&plan, &chain, input, windowed, emit_on_close)?;
+        view.branches = branches;
+        Ok(view)
+    }
+
+    /// The branches of a `UNION ALL` and the relation they make together: its watermark is on
+    /// the columns every branch has one on (never a table's, whose watermark a view derives
+    /// from the rows it read), and its rows change if any branch's do.
+    fn union(
+        &self,
+        union: &datafusion::logical_expr::Union,
+    ) -> Result<(InputRelation, Vec<Branch>)> {
+        let inside = |what: &str| {
+            Error::unsupported(
+                format!("{what} inside UNION ALL in a materialized view"),
+                Some("Create a view per branch, then a view that is the UNION ALL of those views."),
+            )
+        };
+        let mut branches = Vec::new();
+        let mut union_flags = vec![true; union.schema.fields().len()];
+        for plan in &union.inputs {
+            let (nodes, bottom) = chain(plan)?;
+            let Bottom::Scan(scan) = bottom else {
+                return Err(inside("a UNION"));
+            };
+            let (input, windowed) = self.leaf(scan)?;
+            if windowed.is_some() {
+                return Err(inside("a window table function"));
+            }
+            if nodes.iter().any(|n| !matches!(n, Node::Step(_))) {
+                return Err(inside("an aggregation or a Top-N"));
+            }
+            let mut flags: Vec<bool> = input
+                .schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    input.kind != RelationKind::Table && input.watermark_columns.contains(f.name())
+                })
+                .collect();
+            let mut steps = Vec::new();
+            for node in nodes.iter().rev() {
+                let Node::Step(step) = node else { continue };
+                if let Some((compiled, traced)) = self.step(step, &flags)? {
+                    steps.push(compiled);
+                    flags = traced;
+                }
+            }
+            for (all, this) in union_flags.iter_mut().zip(&flags) {
+                *all &= *this;
+            }
+            branches.push(Branch { input, steps });
+        }
+        let names: Vec<&str> = branches.iter().map(|b| b.input.name.as_str()).collect();
+        let schema = Arc::new(union.schema.as_arrow().clone());
+        let watermark_columns = schema
+            .fields()
+            .iter()
+            .zip(&union_flags)
+            .filter(|(_, f)| **f)
+            .map(|(field, _)| field.name().clone())
+            .collect();
+        let input = InputRelation {
+            name: names.join(" UNION ALL "),
+            kind: RelationKind::Union,
+            schema,
+            watermark_columns,
+            delay_us: 0,
+            updating: branches.iter().any(|b| b.input.updating),
+        };
+        Ok((input, branches))
+    }
+
+    fn compile_chain(
+        &self,
+        plan: &LogicalPlan,
+        chain: &[Node<'_>],
+        input: InputRelation,
+        windowed: Option<(WindowKind, String)>,
+        emit_on_close: bool,
+    ) -> Result<ViewPlan> {
         if let Some(at) = chain.iter().position(|n| matches!(n, Node::TopN(_))) {
-            return self.compile_top_n(&plan, &chain, at, input, windowed.is_some(), emit_on_close);
+            return self.compile_top_n(plan, chain, at, input, windowed.is_some(), emit_on_close);
         }
         let aggregate_at = chain.iter().position(|n| matches!(n, Node::Aggregate(_)));
         let (post_nodes, pre_nodes) = match aggregate_at {
             Some(i) => (&chain[..i], &chain[i + 1..]),
-            None => (&chain[..0], &chain[..]),
+            None => (&chain[..0], chain),
         };
         if chain
             .iter()
@@ -586,10 +736,11 @@ impl Compiler<'_> {
             .watermark_columns
             .first()
             .and_then(|c| input.schema.index_of(c).ok());
-        let logical = rewrite(plan, windowed.as_ref(), emit_on_close)?;
+        let logical = rewrite(plan.clone(), windowed.as_ref(), emit_on_close)?;
         let updating = window.is_some() && !closes;
         Ok(ViewPlan {
             input,
+            branches: Vec::new(),
             logical,
             pre,
             window,
@@ -832,13 +983,20 @@ impl Compiler<'_> {
     }
 }
 
-/// The plan as a chain of nodes from the top, and the scan at its bottom.
-fn chain(plan: &LogicalPlan) -> Result<(Vec<Node<'_>>, &datafusion::logical_expr::TableScan)> {
+/// What a chain of nodes stands on.
+enum Bottom<'p> {
+    Scan(&'p datafusion::logical_expr::TableScan),
+    Union(&'p datafusion::logical_expr::Union),
+}
+
+/// The plan as a chain of nodes from the top, and the scan (or union) at its bottom.
+fn chain(plan: &LogicalPlan) -> Result<(Vec<Node<'_>>, Bottom<'_>)> {
     let mut nodes = Vec::new();
     let mut node = plan;
     loop {
         let next = match node {
-            LogicalPlan::TableScan(scan) => return Ok((nodes, scan)),
+            LogicalPlan::TableScan(scan) => return Ok((nodes, Bottom::Scan(scan))),
+            LogicalPlan::Union(union) => return Ok((nodes, Bottom::Union(union))),
             LogicalPlan::Projection(p) => {
                 nodes.push(Node::Step(node));
                 &p.input
@@ -950,7 +1108,6 @@ fn not_incremental(node: &LogicalPlan) -> Error {
             "SELECT DISTINCT ON in a materialized view",
             "GROUP BY the key and aggregate the other columns (min, max, …).",
         ),
-        LogicalPlan::Union(_) => ("UNION in a materialized view", "Create one view per input."),
         _ => (
             "this query in a materialized view",
             "A view reads one relation: filters, projections, one GROUP BY (optionally over \

@@ -79,6 +79,8 @@ pub struct Pipeline {
     /// Final rows of a view without window, not yet handed on.
     pub pending_out: Vec<RecordBatch>,
     pub pending_late: Vec<LateRow>,
+    /// Each input's watermark; the view's is the least, once every input has one.
+    pub input_watermarks: Vec<Option<i64>>,
 }
 
 /// The live part of the input, once the backfill is done.
@@ -158,11 +160,11 @@ fn new_files(files: &[DataFile], seen: &mut HashSet<String>) -> Vec<DataFile> {
 }
 
 impl Pipeline {
-    pub async fn run(mut self, input: Input, mut requests: mpsc::Receiver<Request>) {
+    pub async fn run(mut self, inputs: Vec<Input>, mut requests: mpsc::Receiver<Request>) {
         // A view resumed from a checkpoint holds its restored state before any input.
         self.account();
-        let mut live = match self.backfill(input, &mut requests).await {
-            Ok(Some(live)) => live,
+        let mut lives = match self.backfill(inputs, &mut requests).await {
+            Ok(Some(lives)) => lives,
             Ok(None) => return,
             Err(e) => return self.fail(e),
         };
@@ -174,24 +176,44 @@ impl Pipeline {
         refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recheck = tokio::time::interval(STALL_RECHECK);
         let mut dirty = false;
-        let mut connected = true;
+        let mut align = Alignment::new(&lives);
         loop {
             let stalled = self.stalled();
+            let readable = align.readable();
             let step = tokio::select! {
-                message = live.next(), if connected && !stalled => match message {
+                (branch, message) = next_message(&mut lives, &readable), if !stalled => match message {
+                    Some(Message::Barrier(barrier)) => {
+                        align.delivered(branch, barrier);
+                        self.complete(&mut align, &lives).await
+                    }
                     Some(message) => {
                         dirty = true;
-                        self.take(message).await
+                        self.take(branch, message).await
                     }
                     None => {
-                        connected = false;
-                        Ok(())
+                        align.closed(branch);
+                        self.complete(&mut align, &lives).await
                     }
                 },
                 request = requests.recv() => match request {
-                    // A view over a table: the barrier comes here, after the table's commits
-                    // the view has not read yet.
-                    Some(Request::Barrier(barrier)) => self.table_barrier(&mut live, &barrier).await,
+                    // A view over tables: the barrier comes here; it takes in the tables'
+                    // commits it has not read yet, then waits for its other inputs' barriers.
+                    Some(Request::Barrier(barrier)) => {
+                        let mut read = Ok(());
+                        for (branch, live) in lives.iter_mut().enumerate() {
+                            while read.is_ok()
+                                && !self.stalled()
+                                && let Some(message) = live.try_next(&self.storage)
+                            {
+                                read = self.take(branch, message).await;
+                            }
+                        }
+                        align.requested(barrier);
+                        match read {
+                            Ok(()) => self.complete(&mut align, &lives).await,
+                            Err(e) => Err(e),
+                        }
+                    }
                     Some(Request::Stop(ack)) => {
                         let _ = ack.send(());
                         return;
@@ -209,6 +231,16 @@ impl Pipeline {
                 return self.fail(e);
             }
         }
+    }
+
+    /// Checkpoints once every input has reached the barrier being aligned.
+    async fn complete(&mut self, align: &mut Alignment, lives: &[Live]) -> Result<()> {
+        let Some(barrier) = align.complete() else {
+            return Ok(());
+        };
+        let mut table_files: Vec<String> = lives.iter().flat_map(Live::table_files).collect();
+        table_files.sort();
+        self.checkpoint(&barrier, table_files).await
     }
 
     /// Whether the open state reached its limit (open groups, or no room in the memory pool);
@@ -296,47 +328,53 @@ impl Pipeline {
         self.stats.failed(&error.to_string());
     }
 
-    /// Reads what the input held when the view subscribed; returns the live input, or `None`
-    /// when asked to stop while stalled.
+    /// Reads what the inputs held when the view subscribed; returns the live inputs, or
+    /// `None` when asked to stop while stalled.
     async fn backfill(
         &mut self,
-        input: Input,
+        inputs: Vec<Input>,
         requests: &mut mpsc::Receiver<Request>,
-    ) -> Result<Option<Live>> {
-        let (files, batches, watermark, live) = match input {
-            Input::Feed {
-                files,
-                batches,
-                changes,
-                watermark,
-                receiver,
-            } => {
-                if let Some(changes) = changes {
-                    self.take_changes(&changes)?;
-                }
-                (files, batches, watermark, Live::Feed(receiver))
-            }
-            Input::Table {
-                name,
-                commits,
-                mut seen,
-            } => {
-                let files = commits
-                    .borrow()
-                    .table(&name)
-                    .map(|t| new_files(&t.files, &mut seen))
-                    .unwrap_or_default();
-                let live = Live::Table {
+    ) -> Result<Option<Vec<Live>>> {
+        let mut held = Vec::new();
+        let mut lives = Vec::new();
+        for input in inputs {
+            let (files, batches, changes, watermark, live) = match input {
+                Input::Feed {
+                    files,
+                    batches,
+                    changes,
+                    watermark,
+                    receiver,
+                } => (files, batches, changes, watermark, Live::Feed(receiver)),
+                Input::Table {
                     name,
                     commits,
-                    seen,
-                    queue: VecDeque::new(),
-                };
-                (files, Vec::new(), None, live)
-            }
-        };
-        let total: u64 = files.iter().map(|f| f.rows).sum::<u64>()
-            + batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                    mut seen,
+                } => {
+                    let files = commits
+                        .borrow()
+                        .table(&name)
+                        .map(|t| new_files(&t.files, &mut seen))
+                        .unwrap_or_default();
+                    let live = Live::Table {
+                        name,
+                        commits,
+                        seen,
+                        queue: VecDeque::new(),
+                    };
+                    (files, Vec::new(), None, None, live)
+                }
+            };
+            held.push((files, batches, changes, watermark));
+            lives.push(live);
+        }
+        let total: u64 = held
+            .iter()
+            .map(|(files, batches, _, _)| {
+                files.iter().map(|f| f.rows).sum::<u64>()
+                    + batches.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+            })
+            .sum();
         self.stats.update(|s| s.backfill_rows_total = total);
         if total > 0 {
             tracing::info!(view = %self.def.name, input = %self.def.input, rows = total, "view backfill started");
@@ -352,48 +390,70 @@ impl Pipeline {
                 tracing::info!(view = %stats.snapshot().view, rows_done = done, rows_total = total, "view backfill progress");
             }
         };
-        for file in files {
-            for batch in self.storage.read_file(&file).await? {
+        for (branch, (files, batches, changes, watermark)) in held.into_iter().enumerate() {
+            if let Some(changes) = changes {
+                self.take_changes(branch, &changes)?;
+            }
+            for file in files {
+                for batch in self.storage.read_file(&file).await? {
+                    if !self.wait_for_room(requests).await {
+                        return Ok(None);
+                    }
+                    progress(&self.stats, batch.num_rows());
+                    self.take_stored(branch, &batch)?;
+                }
+                self.table_watermark().await?;
+            }
+            for batch in batches {
                 if !self.wait_for_room(requests).await {
                     return Ok(None);
                 }
                 progress(&self.stats, batch.num_rows());
-                self.take_stored(&batch)?;
+                self.take_stored(branch, &batch)?;
             }
-            self.table_watermark().await?;
-        }
-        for batch in batches {
-            if !self.wait_for_room(requests).await {
-                return Ok(None);
+            if let Some(watermark) = watermark {
+                self.input_watermark(branch, watermark).await?;
             }
-            progress(&self.stats, batch.num_rows());
-            self.take_stored(&batch)?;
-        }
-        if let Some(watermark) = watermark {
-            self.advance(watermark).await?;
         }
         self.refresh().await?;
         if total > 0 {
             tracing::info!(view = %self.def.name, rows = total, seconds = started.elapsed().as_secs_f64(), "view backfill done");
         }
-        Ok(Some(live))
+        Ok(Some(lives))
     }
 
-    async fn take(&mut self, message: Message) -> Result<()> {
+    /// Takes a message of input `branch` (barriers are aligned by the caller).
+    async fn take(&mut self, branch: usize, message: Message) -> Result<()> {
         match message {
-            Message::Batch(batch) => {
-                self.take_rows(&batch)?;
-                Ok(())
-            }
-            Message::Changes(changes) => self.take_changes(&changes),
+            Message::Batch(batch) => self.take_rows(branch, &batch),
+            Message::Changes(changes) => self.take_changes(branch, &changes),
             Message::File(file) => {
                 for batch in self.storage.read_file(&file).await? {
-                    self.take_stored(&batch)?;
+                    self.take_stored(branch, &batch)?;
                 }
                 self.table_watermark().await
             }
-            Message::Watermark(watermark) => self.advance(watermark).await,
-            Message::Barrier(barrier) => self.checkpoint(&barrier, Vec::new()).await,
+            Message::Watermark(watermark) => self.input_watermark(branch, watermark).await,
+            Message::Barrier(_) => Err(Error::Internal("a barrier reached a view's steps".into())),
+        }
+    }
+
+    /// Input `branch` is past `watermark`: the view advances to the least of its inputs'.
+    async fn input_watermark(&mut self, branch: usize, watermark: i64) -> Result<()> {
+        if let Some(slot) = self.input_watermarks.get_mut(branch) {
+            *slot = Some(slot.map_or(watermark, |w| w.max(watermark)));
+        }
+        match self
+            .input_watermarks
+            .iter()
+            .copied()
+            .collect::<Option<Vec<i64>>>()
+        {
+            Some(all) => match all.into_iter().min() {
+                Some(least) => self.advance(least).await,
+                None => Ok(()),
+            },
+            None => Ok(()),
         }
     }
 
@@ -409,11 +469,12 @@ impl Pipeline {
 
     /// Runs rows through the steps before the window and into the window operator (or, with
     /// no window, straight to the output).
-    fn take_rows(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn take_rows(&mut self, branch: usize, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
         }
+        let batch = &self.plan.apply_branch(branch, batch)?;
         if let Some(c) = self.plan.watermark_column
             && let Some(times) = batch
                 .column(c)
@@ -455,20 +516,22 @@ impl Pipeline {
 
     /// Takes a batch the input keeps (committed or pending): rows, or the changelog of a
     /// keyed table or keyed source.
-    fn take_stored(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn take_stored(&mut self, branch: usize, batch: &RecordBatch) -> Result<()> {
         use crate::stream::plan::RelationKind;
-        match (self.plan.input.kind, self.plan.input.updating) {
+        let input = self.plan.inputs()[branch];
+        match (input.kind, input.updating) {
             (RelationKind::Table | RelationKind::Source, true) => {
-                let changes = crate::table::changes_of(batch, &self.plan.input.schema)?;
-                self.take_changes(&changes)
+                let changes = crate::table::changes_of(batch, &input.schema)?;
+                self.take_changes(branch, &changes)
             }
-            _ => self.take_rows(batch),
+            _ => self.take_rows(branch, batch),
         }
     }
 
     /// Runs inserts and deletes through the steps into the (retracting) aggregate.
-    fn take_changes(&mut self, changes: &Changes) -> Result<()> {
+    fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<()> {
         let rows = changes.num_rows();
+        let changes = &self.plan.apply_branch_changes(branch, changes)?;
         let current = self.plan.apply_pre_changes(changes)?;
         let operator = self
             .operator
@@ -610,17 +673,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// A checkpoint of a view over a table: reads the table's commits it has not read yet
-    /// (unless stalled), then checkpoints with the files read.
-    async fn table_barrier(&mut self, live: &mut Live, barrier: &Arc<Barrier>) -> Result<()> {
-        while !self.stalled()
-            && let Some(message) = live.try_next(&self.storage)
-        {
-            self.take(message).await?;
-        }
-        self.checkpoint(barrier, live.table_files()).await
-    }
-
     /// The view's part of a checkpoint: writes its open state, pending final rows and late
     /// rows, reports them, and passes the barrier to the views reading this one. A failed
     /// write fails the checkpoint, not the view: the next checkpoint writes it all again.
@@ -719,5 +771,112 @@ impl Drain for Shared {
         self.closed.drain(..taken.closed);
         self.late.drain(..taken.late);
         self.coalesced = None;
+    }
+}
+
+/// The next message of any readable input, with the input's position. Never resolves when
+/// none is readable.
+async fn next_message(lives: &mut [Live], readable: &[bool]) -> (usize, Option<Message>) {
+    if let [live] = lives {
+        return match readable.first() {
+            Some(true) => (0, live.next().await),
+            _ => std::future::pending().await,
+        };
+    }
+    let waiting: Vec<_> = lives
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| readable.get(*i).copied().unwrap_or(false))
+        .map(|(i, live)| Box::pin(async move { (i, live.next().await) }))
+        .collect();
+    if waiting.is_empty() {
+        return std::future::pending().await;
+    }
+    futures::future::select_all(waiting).await.0
+}
+
+/// Checkpoint barriers aligned across a view's inputs: an input that delivered the barrier (a
+/// feed) or was cut by it (the tables, when the barrier came as a request) is not read again
+/// until every input has, so the checkpoint holds exactly the rows before the barrier of each.
+/// A closed input counts as there. A newer barrier replaces one that cannot complete (its round
+/// was abandoned).
+struct Alignment {
+    tables: Vec<bool>,
+    closed: Vec<bool>,
+    delivered: Vec<bool>,
+    barrier: Option<Arc<Barrier>>,
+    requested: bool,
+}
+
+impl Alignment {
+    fn new(lives: &[Live]) -> Self {
+        let tables: Vec<bool> = lives
+            .iter()
+            .map(|l| matches!(l, Live::Table { .. }))
+            .collect();
+        Alignment {
+            closed: vec![false; tables.len()],
+            delivered: vec![false; tables.len()],
+            tables,
+            barrier: None,
+            requested: false,
+        }
+    }
+
+    /// Aligns on `barrier` if it is newer than the one under way; false for an older one.
+    fn start(&mut self, barrier: &Arc<Barrier>) -> bool {
+        match &self.barrier {
+            Some(current) if current.id > barrier.id => false,
+            Some(current) if current.id == barrier.id => true,
+            _ => {
+                self.barrier = Some(Arc::clone(barrier));
+                self.delivered.fill(false);
+                self.requested = false;
+                true
+            }
+        }
+    }
+
+    fn delivered(&mut self, branch: usize, barrier: Arc<Barrier>) {
+        if self.start(&barrier) {
+            self.delivered[branch] = true;
+        }
+    }
+
+    fn requested(&mut self, barrier: Arc<Barrier>) {
+        if self.start(&barrier) {
+            self.requested = true;
+        }
+    }
+
+    fn closed(&mut self, branch: usize) {
+        self.closed[branch] = true;
+    }
+
+    /// Whether input `i` reached the barrier under way (a table: whether the request came).
+    fn there(&self, i: usize) -> bool {
+        match self.tables[i] {
+            true => self.requested,
+            false => self.delivered[i],
+        }
+    }
+
+    /// Which inputs may be read now.
+    fn readable(&self) -> Vec<bool> {
+        (0..self.tables.len())
+            .map(|i| !(self.closed[i] || (self.barrier.is_some() && self.there(i))))
+            .collect()
+    }
+
+    /// The barrier, once every input is there; alignment starts over.
+    fn complete(&mut self) -> Option<Arc<Barrier>> {
+        self.barrier.as_ref()?;
+        let there = (0..self.tables.len()).all(|i| self.closed[i] || self.there(i));
+        if !there {
+            return None;
+        }
+        self.delivered.fill(false);
+        self.requested = false;
+        self.barrier.take()
     }
 }

@@ -24,6 +24,8 @@
 //! - `reads`: views polled without pause while they ingest (broker and COPY), windows close,
 //!   checkpoints commit and compaction runs: each poll sees every group exactly once.
 //! - `roles`: a read-only role, an owner's grants and revokes, over SCRAM and a restart.
+//! - `unions`: UNION ALL views over two Kafka sources and over two tables, aligned and
+//!   watermarked, against batch queries through a kill -9.
 //! - `updating`: views over views whose rows change, against batch queries after every
 //!   change, through a kill -9.
 //! - `views`: windowed views against DataFusion batch results over the same seeded rows.
@@ -46,5 +48,6 @@ mod roles;
 mod slt;
 mod sources;
 mod support;
+mod unions;
 mod updating;
 mod views;

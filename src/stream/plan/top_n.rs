@@ -82,6 +82,7 @@ impl Compiler<'_> {
             .and_then(|c| input.schema.index_of(c).ok());
         Ok(ViewPlan {
             input,
+            branches: Vec::new(),
             logical: plan.clone(),
             pre,
             window: None,
