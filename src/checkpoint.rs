@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::source::Sources;
 use crate::source::runner::Pending;
 use crate::storage::{CheckpointRecord, DataFile, Manifest, Storage, ViewCheckpoint};
+use crate::stream::barrier::Barrier;
 use crate::stream::plan::RelationKind;
 use crate::view::{Shared, Views};
 
@@ -131,17 +132,14 @@ impl std::fmt::Display for Participant {
     }
 }
 
-/// The marker that cuts every stream at one checkpoint.
-#[derive(Debug)]
-pub struct Barrier {
-    pub id: u64,
-    reports: mpsc::UnboundedSender<(Participant, Result<Report>)>,
-}
+/// Where a round's reports go: the round's handle in its barrier.
+struct Reports(mpsc::UnboundedSender<(Participant, Result<Report>)>);
 
-impl Barrier {
-    pub fn report(&self, participant: Participant, report: Result<Report>) {
-        // A closed channel means the round was given up; its files are never named.
-        let _ = self.reports.send((participant, report));
+/// Reports `participant`'s part of the round `barrier` cuts.
+pub fn report(barrier: &Barrier, participant: Participant, report: Result<Report>) {
+    // A closed channel means the round was given up; its files are never named.
+    if let Some(Reports(reports)) = barrier.round::<Reports>() {
+        let _ = reports.send((participant, report));
     }
 }
 
@@ -394,10 +392,7 @@ impl Checkpoints {
 
     async fn round(&self, id: u64, record: &mut CheckpointRecord, started: Instant) -> Result<()> {
         let (sender, mut reports) = mpsc::unbounded_channel();
-        let barrier = Arc::new(Barrier {
-            id,
-            reports: sender,
-        });
+        let barrier = Arc::new(Barrier::new(id, Arc::new(Reports(sender))));
         let mut expected = self.inject(&barrier).await;
         drop(barrier);
         let mut received: BTreeMap<Participant, Report> = BTreeMap::new();

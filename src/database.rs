@@ -53,6 +53,7 @@ use crate::pg::names::{postgres_names, rename, with_distinct_names};
 use crate::pg::numeric::NumericDivision;
 use crate::pg::overflow::CheckedArithmetic;
 use crate::pg::pg_catalog::PgCatalog;
+use crate::planner;
 use crate::server::backends::Backends;
 use crate::source::{Sources, Surroundings};
 use crate::sql::copy::CopyFormat;
@@ -60,7 +61,7 @@ use crate::sql::parser::table_name;
 use crate::sql::{CreateView, Statement};
 use crate::storage::{CheckpointRecord, Storage};
 use crate::stream::feed::Feeds;
-use crate::stream::plan::{ViewPlan, plan_view};
+use crate::stream::plan::ViewPlan;
 use crate::stream::state_memory::StatePools;
 use crate::table::KeyedTables;
 use crate::view::{Replay, Views, dependency_order};
@@ -200,7 +201,7 @@ impl Database {
                 Arc::clone(&storage),
             )),
         )?;
-        crate::stream::functions::register(&ctx, &storage);
+        planner::functions::register(&ctx, &storage);
         datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| Error::from(*e))?;
         let roles = Arc::new(Roles::new(&config.access, Arc::clone(&storage)));
@@ -338,15 +339,19 @@ impl Database {
         ddl::rows_plan(&["plan_type", "plan"], rows)
     }
 
-    /// Plans a view's query into its streaming pipeline.
+    /// Plans a view's query into its operator graph: DataFusion's logical plan (analyzed,
+    /// types coerced), lowered by the planner against the newest catalog.
     pub async fn plan_view(&self, query: &Query, emit_on_close: bool) -> Result<ViewPlan> {
-        plan_view(
-            &self.ctx.state(),
-            &self.storage.manifest(),
-            query,
-            emit_on_close,
-        )
-        .await
+        let state = self.ctx.state();
+        let statement = SqlStatement::Query(Box::new(query.clone()));
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+            .await?;
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})?;
+        let names = crate::pg::names::postgres_names(&statement);
+        planner::plan_view(&state, &self.storage.manifest(), plan, names, emit_on_close)
     }
 
     /// Runs the statements of a script that change something (the demo pipeline); its queries

@@ -27,6 +27,7 @@ pub mod failpoint;
 pub mod maintenance;
 pub mod metrics;
 pub mod pg;
+pub mod planner;
 pub mod server;
 pub mod source;
 pub mod sql;

@@ -15,8 +15,8 @@ pub mod parser;
 pub mod source;
 pub mod view;
 
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use std::sync::Arc;
+pub use crate::catalog::types::{ColumnDef, arrow_schema};
+use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::catalog::types::ColumnType;
 
@@ -153,13 +153,6 @@ impl IncludeKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ColumnDef {
-    pub name: String,
-    pub column_type: ColumnType,
-    pub nullable: bool,
-}
-
 /// `WATERMARK FOR column AS column - INTERVAL …`: event time and how late events may arrive.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Watermark {
@@ -174,15 +167,6 @@ impl CreateTable {
     pub fn arrow_schema(&self) -> SchemaRef {
         arrow_schema(&self.columns)
     }
-}
-
-/// The Arrow schema of a list of columns.
-pub fn arrow_schema(columns: &[ColumnDef]) -> SchemaRef {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|c| Field::new(&c.name, c.column_type.arrow.clone(), c.nullable))
-        .collect();
-    Arc::new(Schema::new(fields))
 }
 
 /// Column definitions and the watermark clause as `CREATE` text, in canonical form.

@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::catalog::view::ViewDef;
-use crate::checkpoint::{Barrier, Worker};
+use crate::checkpoint::Worker;
 use crate::error::{Error, Result};
 use crate::source::options::SourceSettings;
 use crate::source::{Reader, Resume, SourceHandle, Sources};
 use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
+use crate::stream::barrier::Barrier;
 use crate::stream::changes::Emitted;
 use crate::stream::feed::{Feed, Feeds};
 use crate::stream::plan::{InputRelation, RelationKind, ViewPlan};

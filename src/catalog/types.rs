@@ -4,7 +4,9 @@
 //! `numeric(10,2)`, `timestamptz`), so the catalog reads like SQL and `SHOW CREATE TABLE` prints
 //! it back; the Arrow type is derived from that name every time.
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sqlparser::ast::{DataType as SqlType, ExactNumberInfo, TimezoneInfo};
 
 use crate::error::{Error, Result as SluiceResult};
@@ -207,6 +209,23 @@ fn unsupported(sql_type: &SqlType) -> Error {
              text, varchar, boolean, date, timestamp, timestamptz and bytea.",
         ),
     )
+}
+
+/// A column of a table, source or view: its name, type and whether it may be NULL.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub column_type: ColumnType,
+    pub nullable: bool,
+}
+
+/// The Arrow schema of a list of columns.
+pub fn arrow_schema(columns: &[ColumnDef]) -> SchemaRef {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|c| Field::new(&c.name, c.column_type.arrow.clone(), c.nullable))
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 #[cfg(test)]

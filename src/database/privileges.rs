@@ -19,10 +19,10 @@ use super::Output;
 use crate::catalog::roles::{PUBLIC, Principal, Privilege, RoleDef, Roles};
 use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
 use crate::error::{Error, Result};
+use crate::planner::functions::WindowedRelation;
 use crate::server::scram::Verifier;
 use crate::sql::parser::table_name;
 use crate::storage::{Manifest, Storage};
-use crate::stream::functions::WindowedRelation;
 
 /// Fails unless `principal` may do `privilege` to every relation of ours `plan` reads or
 /// writes.

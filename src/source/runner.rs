@@ -34,10 +34,11 @@ use super::watermark::WatermarkTracker;
 use super::workers::DecodeWorkers;
 use super::{Chunk, Event, Rejected};
 use crate::catalog::source::SourceDef;
-use crate::checkpoint::{Barrier, Drain, Held, Participant, Report, Request, Worker};
+use crate::checkpoint::{self, Drain, Held, Participant, Report, Request, Worker};
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Storage};
 use crate::stream::Message;
+use crate::stream::barrier::Barrier;
 use crate::stream::changes::Changes;
 use crate::stream::feed::Feed;
 use crate::stream::state_memory::StateMemory;
@@ -642,7 +643,7 @@ impl Runner {
         .await;
         let ok = written.is_ok();
         // Reported before the views see the barrier, so a view's report never precedes it.
-        barrier.report(participant, written);
+        checkpoint::report(barrier, participant, written);
         if ok {
             self.feed
                 .publish(Message::Barrier(Arc::clone(barrier)))

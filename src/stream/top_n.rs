@@ -49,6 +49,33 @@ pub struct TopNSpec {
     pub updating: bool,
 }
 
+impl TopNSpec {
+    /// The operator as `EXPLAIN` shows it.
+    pub fn describe(&self) -> String {
+        let list = |exprs: Vec<String>| exprs.join(", ");
+        format!(
+            "TopN: partition=[{}] order=[{}] limit={} rank={} state={}",
+            list(self.partition_by.iter().map(|e| e.to_string()).collect()),
+            list(
+                self.order_by
+                    .iter()
+                    .map(|(e, o)| format!("{e} {}", if o.descending { "DESC" } else { "ASC" }))
+                    .collect()
+            ),
+            self.limit,
+            match self.rank {
+                Rank::RowNumber => "row_number",
+                Rank::Rank => "rank",
+                Rank::DenseRank => "dense_rank",
+            },
+            match self.updating {
+                true => "every row of each partition (its input's rows change)",
+                false => "the rows that can still be in each partition's top",
+            }
+        )
+    }
+}
+
 /// Rows of one partition: (sort key, whole row) → how often.
 type Partition = BTreeMap<(Box<[u8]>, Box<[u8]>), i64>;
 

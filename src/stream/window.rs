@@ -10,6 +10,16 @@
 use std::fmt;
 
 /// The window table function of a view.
+/// The columns a window table function adds to each row.
+pub const WINDOW_START: &str = "window_start";
+pub const WINDOW_END: &str = "window_end";
+/// Flink's `window_time`: the last instant inside the window, `window_end` − 1 µs.
+pub const WINDOW_TIME: &str = "window_time";
+
+pub fn is_window_column(name: &str) -> bool {
+    matches!(name, WINDOW_START | WINDOW_END | WINDOW_TIME)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
 pub enum WindowKind {
     /// `TUMBLE(rel, ts, size)`.

@@ -22,10 +22,11 @@ use super::Shared;
 use super::late::{LateRow, late_batch, late_rows};
 use super::stats::{Status, ViewStats};
 use crate::catalog::view::ViewDef;
-use crate::checkpoint::{Barrier, Drain, Held, Participant, Report, Request};
+use crate::checkpoint::{self, Drain, Held, Participant, Report, Request};
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::Message;
+use crate::stream::barrier::Barrier;
 use crate::stream::changes::{Changes, Emitted};
 use crate::stream::feed::Feed;
 use crate::stream::operator::ViewOperator;
@@ -83,6 +84,12 @@ pub struct Pipeline {
     pub input_watermarks: Vec<Option<i64>>,
 }
 
+/// What a live input gives: a message of a feed, or a committed file of a table.
+enum Item {
+    Message(Message),
+    File(DataFile),
+}
+
 /// The live part of the input, once the backfill is done.
 enum Live {
     Feed(mpsc::Receiver<Message>),
@@ -95,10 +102,10 @@ enum Live {
 }
 
 impl Live {
-    /// The next message; `None` once the input is gone (dropped).
-    async fn next(&mut self) -> Option<Message> {
+    /// The next message or file; `None` once the input is gone (dropped).
+    async fn next(&mut self) -> Option<Item> {
         match self {
-            Live::Feed(receiver) => receiver.recv().await,
+            Live::Feed(receiver) => receiver.recv().await.map(Item::Message),
             Live::Table {
                 name,
                 commits,
@@ -106,7 +113,7 @@ impl Live {
                 queue,
             } => loop {
                 if let Some(file) = queue.pop_front() {
-                    return Some(Message::File(file));
+                    return Some(Item::File(file));
                 }
                 commits.changed().await.ok()?;
                 let manifest = commits.borrow_and_update().clone();
@@ -116,10 +123,10 @@ impl Live {
         }
     }
 
-    /// A message already waiting, without blocking (for `FLUSH`).
-    fn try_next(&mut self, storage: &Storage) -> Option<Message> {
+    /// A message or file already waiting, without blocking (for `FLUSH`).
+    fn try_next(&mut self, storage: &Storage) -> Option<Item> {
         match self {
-            Live::Feed(receiver) => receiver.try_recv().ok(),
+            Live::Feed(receiver) => receiver.try_recv().ok().map(Item::Message),
             Live::Table {
                 name, seen, queue, ..
             } => {
@@ -128,7 +135,7 @@ impl Live {
                 {
                     queue.extend(new_files(&table.files, seen));
                 }
-                queue.pop_front().map(Message::File)
+                queue.pop_front().map(Item::File)
             }
         }
     }
@@ -182,13 +189,13 @@ impl Pipeline {
             let readable = align.readable();
             let step = tokio::select! {
                 (branch, message) = next_message(&mut lives, &readable), if !stalled => match message {
-                    Some(Message::Barrier(barrier)) => {
+                    Some(Item::Message(Message::Barrier(barrier))) => {
                         align.delivered(branch, barrier);
                         self.complete(&mut align, &lives).await
                     }
-                    Some(message) => {
+                    Some(item) => {
                         dirty = true;
-                        self.take(branch, message).await
+                        self.take(branch, item).await
                     }
                     None => {
                         align.closed(branch);
@@ -292,7 +299,8 @@ impl Pipeline {
             tokio::select! {
                 _ = tokio::time::sleep(STALL_RECHECK) => {}
                 request = requests.recv() => match request {
-                    Some(Request::Barrier(barrier)) => barrier.report(
+                    Some(Request::Barrier(barrier)) => checkpoint::report(
+                        &barrier,
                         Participant::View(self.def.name.clone()),
                         Err(Error::Internal(format!(
                             "view \"{}\" is stalled in its backfill",
@@ -422,17 +430,20 @@ impl Pipeline {
         Ok(Some(lives))
     }
 
-    /// Takes a message of input `branch` (barriers are aligned by the caller).
-    async fn take(&mut self, branch: usize, message: Message) -> Result<()> {
-        match message {
-            Message::Batch(batch) => self.take_rows(branch, &batch),
-            Message::Changes(changes) => self.take_changes(branch, &changes),
-            Message::File(file) => {
+    /// Takes a message or file of input `branch` (barriers are aligned by the caller).
+    async fn take(&mut self, branch: usize, item: Item) -> Result<()> {
+        let message = match item {
+            Item::File(file) => {
                 for batch in self.storage.read_file(&file).await? {
                     self.take_stored(branch, &batch)?;
                 }
-                self.table_watermark().await
+                return self.table_watermark().await;
             }
+            Item::Message(message) => message,
+        };
+        match message {
+            Message::Batch(batch) => self.take_rows(branch, &batch),
+            Message::Changes(changes) => self.take_changes(branch, &changes),
             Message::Watermark(watermark) => self.input_watermark(branch, watermark).await,
             Message::Barrier(_) => Err(Error::Internal("a barrier reached a view's steps".into())),
         }
@@ -749,7 +760,7 @@ impl Pipeline {
             })
         }
         .await;
-        barrier.report(participant, written);
+        checkpoint::report(barrier, participant, written);
         self.feed
             .publish(Message::Barrier(Arc::clone(barrier)))
             .await;
@@ -776,7 +787,7 @@ impl Drain for Shared {
 
 /// The next message of any readable input, with the input's position. Never resolves when
 /// none is readable.
-async fn next_message(lives: &mut [Live], readable: &[bool]) -> (usize, Option<Message>) {
+async fn next_message(lives: &mut [Live], readable: &[bool]) -> (usize, Option<Item>) {
     if let [live] = lives {
         return match readable.first() {
             Some(true) => (0, live.next().await),

@@ -13,9 +13,8 @@ use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::functions::datetime::date_bin;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
 
-use super::functions::{WINDOW_END, WINDOW_START, WINDOW_TIME, is_window_column};
-use super::window::WindowKind;
 use crate::error::{Error, Result};
+use crate::stream::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowKind, is_window_column};
 
 /// Branches a hop or cumulate window may take per row at most: past it a one-off query would
 /// multiply its input too much.

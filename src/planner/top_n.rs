@@ -14,8 +14,9 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, Operator};
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
-use super::{Compiler, InputRelation, Node, ViewPlan};
+use super::{Compiler, Node};
 use crate::error::{Error, Result};
+use crate::stream::plan::{InputRelation, ViewPlan};
 use crate::stream::top_n::{Rank, TopNSpec};
 
 /// Where a Top-N comes from in the query.
@@ -259,29 +260,4 @@ fn uncast(expr: &Expr) -> &Expr {
         Expr::TryCast(cast) => uncast(&cast.expr),
         other => other,
     }
-}
-
-/// The operator's line in `EXPLAIN`.
-pub(super) fn describe(top: &TopNSpec) -> String {
-    let list = |exprs: Vec<String>| exprs.join(", ");
-    format!(
-        "TopN: partition=[{}] order=[{}] limit={} rank={} state={}",
-        list(top.partition_by.iter().map(|e| e.to_string()).collect()),
-        list(
-            top.order_by
-                .iter()
-                .map(|(e, o)| format!("{e} {}", if o.descending { "DESC" } else { "ASC" }))
-                .collect()
-        ),
-        top.limit,
-        match top.rank {
-            Rank::RowNumber => "row_number",
-            Rank::Rank => "rank",
-            Rank::DenseRank => "dense_rank",
-        },
-        match top.updating {
-            true => "every row of each partition (its input's rows change)",
-            false => "the rows that can still be in each partition's top",
-        }
-    )
 }

@@ -8,7 +8,7 @@ use datafusion::common::DFSchemaRef;
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 
-use super::window::WindowKind;
+use crate::stream::window::WindowKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WindowAggregateNode {

@@ -2,7 +2,7 @@
 //!
 //! `FROM TUMBLE(clicks, ts, INTERVAL '10' SECOND)` plans as a scan of a [`WindowedRelation`]:
 //! the input's columns plus `window_start`, `window_end` and `window_time`. The view planner
-//! ([`super::plan`]) recognises that scan and replaces the aggregation above it with the
+//! ([`super::plan_view`]) recognises that scan and replaces the aggregation above it with the
 //! streaming window operator; only a one-off query scans the relation ([`super::adhoc`]). Flink's spelling
 //! (`TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …))`) is rewritten to this one by the SQL parser.
 
@@ -21,16 +21,13 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
-use super::plan::InputRelation;
-use super::window::WindowKind;
 use crate::catalog::types::ColumnType;
 use crate::error::Error;
 use crate::storage::Storage;
+use crate::stream::plan::InputRelation;
+use crate::stream::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowKind, is_window_column};
 
 /// The names of the columns a window table function adds.
-pub const WINDOW_START: &str = "window_start";
-pub const WINDOW_END: &str = "window_end";
-pub const WINDOW_TIME: &str = "window_time";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -127,7 +124,7 @@ impl WindowFunction {
             _ => return Err(usage()),
         };
         let manifest = self.storage.manifest();
-        let input = InputRelation::lookup(&manifest, &relation)?;
+        let input = super::lookup(&manifest, &relation)?;
         let Some(time_field) = input
             .schema
             .fields()
@@ -169,10 +166,6 @@ impl WindowFunction {
             schema: Arc::new(Schema::new(fields)),
         })
     }
-}
-
-pub fn is_window_column(name: &str) -> bool {
-    matches!(name, WINDOW_START | WINDOW_END | WINDOW_TIME)
 }
 
 /// Microseconds of a fixed-length interval argument.
