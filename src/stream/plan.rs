@@ -326,17 +326,18 @@ impl ViewPlan {
                 .collect();
             lines.push(match (w.retracting, w.multiset) {
                 (true, true) => format!(
-                    "Rows: columns=[{}] state=each row and how often it occurs",
+                    "Rows: columns=[{}] state=each row and how often it occurs output=updating",
                     keys.join(", ")
                 ),
                 (true, false) => format!(
                     "RetractingAggregate: keys=[{}] aggregates=[{}] state=groups with counts, \
-                     sums and value multisets",
+                     sums and value multisets output=updating",
                     keys.join(", "),
                     aggregates.join(", "),
                 ),
                 (false, _) => format!(
-                    "WindowAggregate: window={} time={} keys=[{}] aggregates=[{}] close={}",
+                    "WindowAggregate: window={} time={} keys=[{}] aggregates=[{}] close={} \
+                     state={} output={}",
                     w.kind,
                     w.time_column_name.as_deref().unwrap_or("-"),
                     keys.join(", "),
@@ -345,6 +346,16 @@ impl ViewPlan {
                         "on watermark"
                     } else {
                         "never (no watermark)"
+                    },
+                    if self.closes {
+                        "partial aggregates of open windows per key"
+                    } else {
+                        "partial aggregates per key, kept for ever"
+                    },
+                    match (self.closes, emit_on_close) {
+                        (true, true) => "append-only (closed windows)",
+                        (true, false) => "append-only closed windows, open ones live",
+                        (false, _) => "updating",
                     }
                 ),
             });

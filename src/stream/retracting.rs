@@ -35,6 +35,12 @@ enum Kind {
     Min,
     Max,
     CountDistinct,
+    /// `var_samp`/`var_pop`, or their square roots `stddev_samp`/`stddev_pop`: running
+    /// moments (Welford's, which a delete runs backwards).
+    Variance {
+        sample: bool,
+        root: bool,
+    },
 }
 
 /// How `sum` and `avg` add their argument.
@@ -74,7 +80,31 @@ fn kind(spec: &AggregateSpec, arg: Option<&DataType>) -> Result<(Kind, Option<Nu
         ("avg" | "mean", false) if number.is_some() => Some(Kind::Avg),
         ("min", _) => Some(Kind::Min),
         ("max", _) => Some(Kind::Max),
+        (name, false) if number.is_some() => match name {
+            "stddev" | "stddev_samp" => Some(Kind::Variance {
+                sample: true,
+                root: true,
+            }),
+            "stddev_pop" => Some(Kind::Variance {
+                sample: false,
+                root: true,
+            }),
+            "var" | "var_samp" | "var_sample" | "variance" => Some(Kind::Variance {
+                sample: true,
+                root: false,
+            }),
+            "var_pop" | "var_population" => Some(Kind::Variance {
+                sample: false,
+                root: false,
+            }),
+            _ => None,
+        },
         _ => None,
+    };
+    // Moments are kept in floating point, as DataFusion and Postgres' float8 compute them.
+    let number = match kind {
+        Some(Kind::Variance { .. }) => Some(Number::Float),
+        _ => number,
     };
     match kind {
         Some(kind) if spec.expr.expressions().len() == 1 => Ok((kind, number)),
@@ -85,7 +115,8 @@ fn kind(spec: &AggregateSpec, arg: Option<&DataType>) -> Result<(Kind, Option<Nu
             ),
             Some(
                 "Over an updating input (a view without windows, for one) an aggregate must \
-                 follow deletes: count, sum, avg, min, max and count(DISTINCT …) do.",
+                 follow deletes: count, sum, avg, min, max, count(DISTINCT …), stddev, \
+                 stddev_pop, var_samp and var_pop do.",
             ),
         )),
     }
@@ -113,6 +144,11 @@ enum State {
         values: i64,
     },
     Values(BTreeMap<Box<[u8]>, i64>),
+    Moments {
+        n: i64,
+        mean: f64,
+        m2: f64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +262,11 @@ impl RetractingAggregate {
                         values: 0,
                     },
                     Kind::Min | Kind::Max | Kind::CountDistinct => State::Values(BTreeMap::new()),
+                    Kind::Variance { .. } => State::Moments {
+                        n: 0,
+                        mean: 0.0,
+                        m2: 0.0,
+                    },
                 })
                 .collect(),
         }
@@ -312,6 +353,15 @@ impl RetractingAggregate {
                             }
                         }
                         *n += sign;
+                    }
+                    State::Moments { n, mean, m2 } => {
+                        let numbers = numbers
+                            .as_ref()
+                            .ok_or_else(|| Error::Internal("moments without numbers".into()))?;
+                        let x = numbers
+                            .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                            .value(row);
+                        moments(n, mean, m2, x, insert);
                     }
                     State::Values(multiset) => {
                         let values = values
@@ -522,6 +572,18 @@ impl Aggregate {
                     .convert_rows(chosen.iter().map(|b| parser.parse(b)))?
                     .remove(0)
             }
+            Kind::Variance { sample, root } => {
+                Arc::new(Float64Array::from_iter(states.map(|s| match s {
+                    State::Moments { n, m2, .. } => {
+                        let divisor = if sample { *n - 1 } else { *n };
+                        (divisor > 0).then(|| {
+                            let variance = (m2 / divisor as f64).max(0.0);
+                            if root { variance.sqrt() } else { variance }
+                        })
+                    }
+                    _ => None,
+                })))
+            }
         };
         Ok(match column.data_type() == &self.output {
             true => column,
@@ -570,6 +632,7 @@ impl Aggregate {
     fn encoded_width(&self) -> usize {
         match self.kind {
             Kind::Count => 1,
+            Kind::Variance { .. } => 3,
             _ => 2,
         }
     }
@@ -634,6 +697,21 @@ impl Aggregate {
                     )?))
                 };
                 vec![list(values)?, list(Arc::new(Int64Array::from(counts)))?]
+            }
+            Kind::Variance { .. } => {
+                let (mut ns, mut means, mut m2s) = (Vec::new(), Vec::new(), Vec::new());
+                for state in states {
+                    if let State::Moments { n, mean, m2 } = state {
+                        ns.push(*n);
+                        means.push(*mean);
+                        m2s.push(*m2);
+                    }
+                }
+                vec![
+                    Arc::new(Int64Array::from(ns)),
+                    Arc::new(Float64Array::from(means)),
+                    Arc::new(Float64Array::from(m2s)),
+                ]
             }
         })
     }
@@ -701,7 +779,42 @@ impl Aggregate {
                     })
                     .collect()
             }
+            Kind::Variance { .. } => {
+                use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+                let ns = columns[0].as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
+                let means = columns[1]
+                    .as_primitive_opt::<Float64Type>()
+                    .ok_or_else(bad)?;
+                let m2s = columns[2]
+                    .as_primitive_opt::<Float64Type>()
+                    .ok_or_else(bad)?;
+                (0..ns.len())
+                    .map(|i| State::Moments {
+                        n: ns.value(i),
+                        mean: means.value(i),
+                        m2: m2s.value(i),
+                    })
+                    .collect()
+            }
         })
+    }
+}
+
+/// Welford's running count, mean and sum of squared deviations, with `x` added (`insert`) or
+/// taken back (the same steps backwards; the last value taken back empties them).
+fn moments(n: &mut i64, mean: &mut f64, m2: &mut f64, x: f64, insert: bool) {
+    if insert {
+        *n += 1;
+        let delta = x - *mean;
+        *mean += delta / *n as f64;
+        *m2 += delta * (x - *mean);
+    } else if *n <= 1 {
+        (*n, *mean, *m2) = (0, 0.0, 0.0);
+    } else {
+        let before = (*mean * *n as f64 - x) / (*n - 1) as f64;
+        *m2 = (*m2 - (x - before) * (x - *mean)).max(0.0);
+        *mean = before;
+        *n -= 1;
     }
 }
 
@@ -823,5 +936,36 @@ mod tests {
                 .unwrap(),
             "1"
         );
+    }
+}
+
+#[cfg(test)]
+mod moment_tests {
+    use super::moments;
+
+    /// Moments after inserts and deletes equal those of the values that remain.
+    #[test]
+    fn moments_taken_back_equal_moments_of_what_remains() {
+        let values = [3.0, -1.5, 10.0, 7.25, 0.0, 2.0, 2.0, 100.0];
+        let (mut n, mut mean, mut m2) = (0, 0.0, 0.0);
+        for x in values {
+            moments(&mut n, &mut mean, &mut m2, x, true);
+        }
+        for x in [10.0, 2.0, 100.0] {
+            moments(&mut n, &mut mean, &mut m2, x, false);
+        }
+        let left = [3.0, -1.5, 7.25, 0.0, 2.0];
+        let expected_mean = left.iter().sum::<f64>() / left.len() as f64;
+        let expected_m2: f64 = left.iter().map(|x| (x - expected_mean).powi(2)).sum();
+        assert_eq!(n, 5);
+        assert!(
+            (mean - expected_mean).abs() < 1e-9,
+            "{mean} {expected_mean}"
+        );
+        assert!((m2 - expected_m2).abs() < 1e-9, "{m2} {expected_m2}");
+        for x in left {
+            moments(&mut n, &mut mean, &mut m2, x, false);
+        }
+        assert_eq!((n, mean, m2), (0, 0.0, 0.0));
     }
 }

@@ -54,7 +54,7 @@ impl TopNSpec {
     pub fn describe(&self) -> String {
         let list = |exprs: Vec<String>| exprs.join(", ");
         format!(
-            "TopN: partition=[{}] order=[{}] limit={} rank={} state={}",
+            "TopN: partition=[{}] order=[{}] limit={} rank={} state={} output=updating",
             list(self.partition_by.iter().map(|e| e.to_string()).collect()),
             list(
                 self.order_by
