@@ -542,7 +542,6 @@ mod tests {
     use crate::source::changelog::ChangelogDecoder;
     use crate::source::decode::Record;
     use crate::source::options::Format;
-    use crate::sql::{Statement, parser::parse};
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
 
@@ -550,23 +549,9 @@ mod tests {
     /// each, the changelog they made, and the rejected writes.
     #[test]
     fn debezium_writes_change_rows_and_updates_of_unknown_keys_are_rejected() {
-        let Some(Statement::CreateSource(c)) = parse(
+        let def = crate::source::changelog::parsed_def(
             "CREATE TABLE o (id BIGINT PRIMARY KEY, status VARCHAR) WITH (connector = 'kafka')",
-        )
-        .unwrap()
-        .pop() else {
-            panic!()
-        };
-        let def = SourceDef {
-            id: 1,
-            name: c.name,
-            columns: c.columns,
-            watermark: None,
-            includes: Vec::new(),
-            options: Default::default(),
-            created_at_ms: 0,
-            primary_key: c.primary_key,
-        };
+        );
         let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
         let table = KeyedTable::for_source(&def, &StatePools::new(&pool)).unwrap();
         let mut decoder = ChangelogDecoder::new(&def, Format::Debezium).unwrap();

@@ -470,27 +470,32 @@ pub fn op_of(ops: &UInt8Array, row: usize) -> Result<Op> {
         .ok_or_else(|| Error::Internal(format!("unknown write op {}", ops.value(row))))
 }
 
+/// The source a `CREATE TABLE … PRIMARY KEY … WITH (…)` statement defines (for tests).
+#[cfg(test)]
+pub(crate) fn parsed_def(sql: &str) -> SourceDef {
+    use crate::sql::{Statement, parser::parse};
+    let Some(Statement::CreateSource(c)) = parse(sql).unwrap().pop() else {
+        panic!("not a CREATE TABLE … WITH: {sql}")
+    };
+    SourceDef {
+        id: 1,
+        name: c.name,
+        columns: c.columns,
+        watermark: None,
+        includes: Vec::new(),
+        options: Default::default(),
+        created_at_ms: 0,
+        primary_key: c.primary_key,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::{Statement, parser::parse};
     use datafusion::arrow::util::pretty::pretty_format_batches;
 
     fn decoder(sql: &str, format: Format) -> ChangelogDecoder {
-        let Some(Statement::CreateSource(c)) = parse(sql).unwrap().pop() else {
-            panic!()
-        };
-        let def = SourceDef {
-            id: 1,
-            name: c.name,
-            columns: c.columns,
-            watermark: None,
-            includes: Vec::new(),
-            options: Default::default(),
-            created_at_ms: 0,
-            primary_key: c.primary_key,
-        };
-        ChangelogDecoder::new(&def, format).unwrap()
+        ChangelogDecoder::new(&parsed_def(sql), format).unwrap()
     }
 
     fn records(messages: &[(Option<&'static str>, Option<&'static str>)]) -> Vec<Record<'static>> {

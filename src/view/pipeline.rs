@@ -207,7 +207,11 @@ impl Pipeline {
                     // commits it has not read yet, then waits for its other inputs' barriers.
                     Some(Request::Barrier(barrier)) => {
                         let mut read = Ok(());
-                        for (branch, live) in lives.iter_mut().enumerate() {
+                        let tables = lives
+                            .iter_mut()
+                            .enumerate()
+                            .filter(|(_, live)| matches!(live, Live::Table { .. }));
+                        for (branch, live) in tables {
                             while read.is_ok()
                                 && !self.stalled()
                                 && let Some(message) = live.try_next(&self.storage)

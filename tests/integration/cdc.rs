@@ -13,7 +13,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_postgres::Client;
 
 use crate::kafka::{create_topic, producer, unique_topic};
-use crate::support::{self, ServerProcess, kafka_target, query_i64, wait_for};
+use crate::support::{self, kafka_target, query_i64, wait_for};
+use crate::views::{assert_views_running, sorted_rows};
 
 const BY_STATUS: &str = "SELECT status, count(*) AS n, sum(amount) AS total, min(amount) AS lo, \
                          max(amount) AS hi, count(DISTINCT customer_id) AS customers \
@@ -210,12 +211,6 @@ pub(crate) async fn send(
     }
 }
 
-async fn sorted_rows(client: &Client, sql: &str) -> Vec<String> {
-    let mut rows = crate::views::rows(client, sql).await;
-    rows.sort();
-    rows
-}
-
 /// Waits until `table`'s reader is past every record sent to its topic.
 async fn wait_read(client: &Client, table: &str, sent: i64) {
     let sql = format!(
@@ -282,14 +277,8 @@ async fn upsert_and_debezium_tables_follow_their_topics_through_kill_9() {
     for topic in &topics {
         create_topic(&kafka, topic, 2).await;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(
-        &["--storage", data.to_str().unwrap()],
-        &dir.path().join("server.log"),
-    );
+    let (_dir, mut server, mut client) = support::start_killable("").await;
     let addr = ([127, 0, 0, 1], server.pg_port).into();
-    let mut client = support::connect(addr).await;
     let with = |topic: &str| {
         format!(
             "WITH (connector = 'kafka', topic = '{topic}', properties.bootstrap.server = \
@@ -352,12 +341,7 @@ async fn upsert_and_debezium_tables_follow_their_topics_through_kill_9() {
             compared += check(&client, &model, round).await;
         }
     }
-    let status = sorted_rows(
-        &client,
-        "SELECT view, status, coalesce(last_error, '') FROM sluice_catalog.materialized_views",
-    )
-    .await;
-    assert!(status.iter().all(|s| s.contains("|running|")), "{status:?}");
+    assert_views_running(&client).await;
     eprintln!(
         "change-record tables: {rounds} rounds, {} + {} records ({} bad), {} views, {compared} \
          rows compared with the model and batch queries",

@@ -343,6 +343,21 @@ impl ServerProcess {
     }
 }
 
+/// The binary on a new folder (so a test can kill it) with `ddl` run, and a connection.
+pub async fn start_killable(
+    ddl: &str,
+) -> (tempfile::TempDir, ServerProcess, tokio_postgres::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProcess::start(
+        &["--storage", data.to_str().unwrap()],
+        &dir.path().join("server.log"),
+    );
+    let client = connect(([127, 0, 0, 1], server.pg_port).into()).await;
+    client.batch_execute(ddl).await.unwrap();
+    (dir, server, client)
+}
+
 /// The body of an HTTP GET (blocking; small answers such as /metrics).
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     http_request(addr, path, "").1

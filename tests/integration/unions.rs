@@ -1,17 +1,17 @@
 //! `UNION ALL` views: one view over several inputs, whose checkpoint barriers it aligns and
 //! whose watermarks it takes the least of. Two Kafka sources on the real broker feed a union
 //! view and a TUMBLE view over it; a table and a table with a primary key feed an aggregation
-//! over their union. After every round each view equals the same query run in batch mode —
-//! through a kill -9 between rounds.
+//! over their union; a source and a table feed one more. After every round each view equals
+//! the same query run in batch mode — through a kill -9 between rounds.
 
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tokio_postgres::Client;
 
 use crate::kafka::{create_topic, produce, producer, unique_topic};
-use crate::support::{self, ServerProcess, kafka_target, query_i64, wait_for};
+use crate::support::{self, kafka_target, query_i64, wait_for};
+use crate::views::{assert_views_running, sorted_rows};
 
 const ALL_CLICKS: &str = "SELECT id, page, ts FROM web UNION ALL \
                           SELECT uid, upper(screen), ts FROM app WHERE uid % 5 <> 0";
@@ -33,6 +33,13 @@ fn views() -> Vec<(&'static str, String, String)> {
             ),
         ),
         ("scores", scores.into(), scores.into()),
+        // A source and a table: the table's barrier comes as a request while the source's
+        // waits in its feed.
+        (
+            "mixed",
+            "SELECT CAST(id % 8 AS INT) AS k FROM web UNION ALL SELECT k FROM plain".into(),
+            "SELECT CAST(id % 8 AS INT) AS k FROM web UNION ALL SELECT k FROM plain".into(),
+        ),
         (
             "both",
             "SELECT k FROM plain UNION SELECT k FROM keyed".into(),
@@ -41,26 +48,14 @@ fn views() -> Vec<(&'static str, String, String)> {
     ]
 }
 
-async fn sorted_rows(client: &Client, sql: &str) -> Vec<String> {
-    let mut rows = crate::views::rows(client, sql).await;
-    rows.sort();
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn union_views_follow_every_input_through_a_crash() {
     let Some(kafka) = kafka_target() else { return };
     let topics = [unique_topic("web"), unique_topic("app")];
     create_topic(&kafka, &topics[0], 2).await;
     create_topic(&kafka, &topics[1], 1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(
-        &["--storage", data.to_str().unwrap()],
-        &dir.path().join("server.log"),
-    );
+    let (_dir, mut server, mut client) = support::start_killable("").await;
     let addr = ([127, 0, 0, 1], server.pg_port).into();
-    let mut client = support::connect(addr).await;
     let source = |name: &str, columns: &str, topic: &str| {
         format!(
             "CREATE SOURCE {name} ({columns}, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL \
@@ -189,12 +184,7 @@ async fn union_views_follow_every_input_through_a_crash() {
     }
     let late = query_i64(&client, "SELECT count(*) FROM sluice_catalog.late_rows").await;
     assert_eq!(late, 0);
-    let status = sorted_rows(
-        &client,
-        "SELECT view, status, coalesce(last_error, '') FROM sluice_catalog.materialized_views",
-    )
-    .await;
-    assert!(status.iter().all(|s| s.contains("|running|")), "{status:?}");
+    assert_views_running(&client).await;
     eprintln!(
         "union views: {rounds} rounds, {sent} events, {compared} rows compared with batch queries"
     );

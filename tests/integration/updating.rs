@@ -8,7 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::Client;
 
-use crate::support::{self, ServerProcess};
+use crate::support;
+use crate::views::{assert_views_running, sorted_rows};
 
 /// Per user: how often, how much, the dearest price.
 const PER_USER: &str = "SELECT user_id, count(*) AS cnt, sum(amount) AS total, \
@@ -79,25 +80,6 @@ fn views() -> Vec<(&'static str, String, String)> {
     ]
 }
 
-async fn sorted_rows(client: &Client, sql: &str) -> Vec<String> {
-    let mut rows = crate::views::rows(client, sql).await;
-    rows.sort();
-    rows
-}
-
-/// The binary on a new folder (so a test can kill it), and a connection.
-async fn start(table: &str) -> (tempfile::TempDir, ServerProcess, Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let server = ServerProcess::start(
-        &["--storage", data.to_str().unwrap()],
-        &dir.path().join("server.log"),
-    );
-    let client = support::connect(([127, 0, 0, 1], server.pg_port).into()).await;
-    client.batch_execute(table).await.unwrap();
-    (dir, server, client)
-}
-
 /// Every view equals its batch query over the table.
 async fn check(client: &Client, views: &[(&str, String, String)], round: usize) -> usize {
     let mut compared = 0;
@@ -112,9 +94,10 @@ async fn check(client: &Client, views: &[(&str, String, String)], round: usize) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_over_updating_views_follow_every_change_through_a_crash() {
-    let (_dir, mut server, mut client) =
-        start("CREATE TABLE clicks (user_id INT, amount BIGINT, price NUMERIC(10,2), page TEXT)")
-            .await;
+    let (_dir, mut server, mut client) = support::start_killable(
+        "CREATE TABLE clicks (user_id INT, amount BIGINT, price NUMERIC(10,2), page TEXT)",
+    )
+    .await;
     let addr = ([127, 0, 0, 1], server.pg_port).into();
     let mut views = views();
     // `hist` and `buckets` (over `hist`) are created midway, over a view holding rows by then.
@@ -175,12 +158,7 @@ async fn views_over_updating_views_follow_every_change_through_a_crash() {
         client.batch_execute("FLUSH").await.unwrap();
         compared += check(&client, &views, round).await;
     }
-    let status = sorted_rows(
-        &client,
-        "SELECT view, status, coalesce(last_error, '') FROM sluice_catalog.materialized_views",
-    )
-    .await;
-    assert!(status.iter().all(|s| s.contains("|running|")), "{status:?}");
+    assert_views_running(&client).await;
     eprintln!(
         "updating views: {rounds} rounds, {} views, {compared} rows compared with batch queries",
         views.len()
@@ -236,9 +214,10 @@ async fn what_cannot_follow_deletes_is_refused_with_0a000() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_over_a_keyed_table_follow_inserts_updates_and_deletes() {
     use std::collections::BTreeMap;
-    let (_dir, mut server, mut client) =
-        start("CREATE TABLE customers (id INT PRIMARY KEY, name TEXT, country TEXT, score BIGINT)")
-            .await;
+    let (_dir, mut server, mut client) = support::start_killable(
+        "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT, country TEXT, score BIGINT)",
+    )
+    .await;
     let addr = ([127, 0, 0, 1], server.pg_port).into();
     let by_country = "SELECT country, count(*) AS n, sum(score) AS total, min(name) AS first, \
                       max(score) AS best, count(DISTINCT name) AS names, avg(score) AS mean, \

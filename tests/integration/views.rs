@@ -172,6 +172,23 @@ pub(crate) async fn rows(client: &Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// [`rows`], sorted.
+pub(crate) async fn sorted_rows(client: &Client, sql: &str) -> Vec<String> {
+    let mut rows = rows(client, sql).await;
+    rows.sort();
+    rows
+}
+
+/// Every materialized view runs, none failed or stalled.
+pub(crate) async fn assert_views_running(client: &Client) {
+    let status = sorted_rows(
+        client,
+        "SELECT view, status, coalesce(last_error, '') FROM sluice_catalog.materialized_views",
+    )
+    .await;
+    assert!(status.iter().all(|s| s.contains("|running|")), "{status:?}");
+}
+
 async fn insert_in_batches(client: &Client, table: &str, data: &[Row], seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let mut at = 0;
