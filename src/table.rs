@@ -188,11 +188,7 @@ impl KeyedTable {
 
     fn try_new(def: TableDef, memory: &StatePools) -> Result<Self> {
         let schema = def.schema();
-        let key_columns = def
-            .primary_key
-            .iter()
-            .map(|k| schema.index_of(k))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let key_columns = def.key_columns()?;
         let sort_fields = |columns: &mut dyn Iterator<Item = usize>| {
             columns
                 .map(|i| SortField::new(schema.field(i).data_type().clone()))

@@ -32,6 +32,16 @@ impl TableDef {
         }
     }
 
+    /// The positions of the primary key's columns, in key order.
+    pub fn key_columns(&self) -> crate::error::Result<Vec<usize>> {
+        let schema = self.schema();
+        Ok(self
+            .primary_key
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
     pub fn schema(&self) -> SchemaRef {
         arrow_schema(&self.columns)
     }

@@ -148,12 +148,7 @@ struct Envelope<'a> {
 
 impl ChangelogDecoder {
     pub fn new(def: &SourceDef, format: Format) -> Result<Self> {
-        let schema = def.schema();
-        let key_columns = def
-            .primary_key
-            .iter()
-            .map(|k| schema.index_of(k))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let key_columns = def.as_table().key_columns()?;
         let only = |columns: Vec<crate::sql::ColumnDef>| SourceDef {
             columns,
             watermark: None,
