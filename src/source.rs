@@ -18,6 +18,7 @@ pub mod decode;
 pub mod dedup;
 pub mod kafka;
 pub mod kafka_process;
+pub mod json_members;
 pub mod kafka_properties;
 pub mod options;
 pub mod runner;

@@ -26,11 +26,11 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::IgnoredAny;
 
 use super::Rejected;
 use super::decode::{Decoded, JsonDecoder, Record};
+use super::json_members::members;
 use super::options::Format;
 use crate::catalog::source::SourceDef;
 use crate::error::{Error, Result};
@@ -132,18 +132,29 @@ struct Entry<'a> {
     bytes: Cow<'a, [u8]>,
 }
 
-/// Debezium's envelope: only what is read of it.
-#[derive(Deserialize)]
+/// Debezium's envelope: only what is read of it, as the bytes of each member.
 struct Envelope<'a> {
-    #[serde(borrow, default)]
-    before: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    after: Option<&'a RawValue>,
-    #[serde(default)]
+    before: Option<&'a [u8]>,
+    after: Option<&'a [u8]>,
     op: Option<String>,
     /// Kafka Connect's JSON with schemas: the envelope is here.
-    #[serde(borrow, default)]
-    payload: Option<&'a RawValue>,
+    payload: Option<&'a [u8]>,
+}
+
+impl<'a> Envelope<'a> {
+    fn parse(bytes: &'a [u8]) -> std::result::Result<Self, String> {
+        let [before, after, op, payload] = members(bytes, ["before", "after", "op", "payload"])?;
+        let op = op
+            .map(serde_json::from_slice::<String>)
+            .transpose()
+            .map_err(|e| format!("\"op\" is not a string: {e}"))?;
+        Ok(Envelope {
+            before,
+            after,
+            op,
+            payload,
+        })
+    }
 }
 
 impl ChangelogDecoder {
@@ -251,10 +262,14 @@ impl ChangelogDecoder {
             ));
         };
         // One whole value, so nothing it holds can add members to the object around it.
-        let value: &RawValue =
-            serde_json::from_slice(key).map_err(|e| format!("the key is not JSON: {e}"))?;
-        let name = serde_json::to_string(name).map_err(|e| e.to_string())?;
-        Ok(format!("{{{name}:{}}}", value.get()).into_bytes().into())
+        serde_json::from_slice::<IgnoredAny>(key)
+            .map_err(|e| format!("the key is not JSON: {e}"))?;
+        let mut object = serde_json::to_vec(name).map_err(|e| e.to_string())?;
+        object.insert(0, b'{');
+        object.push(b':');
+        object.extend_from_slice(key.trim_ascii());
+        object.push(b'}');
+        Ok(object.into())
     }
 
     /// Decodes the entries of `via` (with [`Via::CheckKey`] for keys); returns each entry's
@@ -416,16 +431,16 @@ fn debezium<'a>(
     let Some(payload) = record.payload else {
         return Ok(());
     };
-    let not_envelope = |e: serde_json::Error| format!("not a Debezium change event: {e}");
-    let mut envelope: Envelope<'a> = serde_json::from_slice(payload).map_err(not_envelope)?;
+    let not_envelope = |e: String| format!("not a Debezium change event: {e}");
+    let mut envelope = Envelope::parse(payload).map_err(not_envelope)?;
     if envelope.op.is_none()
         && let Some(inner) = envelope.payload
     {
-        envelope = serde_json::from_str(inner.get()).map_err(not_envelope)?;
+        envelope = Envelope::parse(inner).map_err(not_envelope)?;
     }
-    let image = |value: Option<&'a RawValue>, name: &str, op: &str| {
+    let image = |value: Option<&'a [u8]>, name: &str, op: &str| {
         value
-            .map(|v| Cow::Borrowed(v.get().as_bytes()))
+            .map(Cow::Borrowed)
             .ok_or_else(|| format!("a Debezium \"{op}\" event without \"{name}\""))
     };
     let entry = |op, via, what, bytes| Entry {
@@ -443,7 +458,7 @@ fn debezium<'a>(
         Some("u") => {
             let after = image(envelope.after, "after", "u")?;
             if let Some(before) = envelope.before {
-                let before = Cow::Borrowed(before.get().as_bytes());
+                let before = Cow::Borrowed(before);
                 entries.push(entry(Op::Before, Via::Key, "\"before\"", before));
             }
             entries.push(entry(Op::Update, Via::Row, "\"after\"", after));

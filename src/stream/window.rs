@@ -9,7 +9,6 @@
 
 use std::fmt;
 
-/// The window table function of a view.
 /// The columns a window table function adds to each row.
 pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";
@@ -20,6 +19,7 @@ pub fn is_window_column(name: &str) -> bool {
     matches!(name, WINDOW_START | WINDOW_END | WINDOW_TIME)
 }
 
+/// The window table function of a view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
 pub enum WindowKind {
     /// `TUMBLE(rel, ts, size)`.
