@@ -219,7 +219,8 @@ impl Compiler<'_> {
             }
         }
         // Over rows that change, windows are group keys of a retracting aggregation: rows
-        // are assigned their windows first, and the windows never close.
+        // are assigned their windows first. With a watermark on the time column the windows
+        // close (a change to a closed one is late); without one they stay open.
         if input.updating
             && let Some((kind, column)) = &windowed
         {
@@ -237,13 +238,6 @@ impl Compiler<'_> {
                 return refuse(
                     "a SESSION window",
                     "A delete can split a session: use TUMBLE, HOP or CUMULATE windows.",
-                );
-            }
-            if input.watermark_columns.contains(column) || emit_on_close {
-                return refuse(
-                    "windows that close with a watermark",
-                    "Over rows that change, windows stay open and their rows follow every \
-                     change: drop the WATERMARK and EMIT ON WINDOW CLOSE.",
                 );
             }
             let Some(Node::Aggregate(aggregate)) = aggregate_at.map(|i| &chain[i]) else {
@@ -500,7 +494,15 @@ impl Compiler<'_> {
         }
         let (kind, time_column_name) = match windowed {
             Some((kind, column)) if !input.updating => (*kind, Some(column.clone())),
+            // Windows assigned to changing rows close with the watermark on their time.
+            Some((_, column)) if input.watermark_columns.contains(column) => {
+                (WindowKind::Unbounded, Some(column.clone()))
+            }
             _ => (WindowKind::Unbounded, None),
+        };
+        let closes_at = match (&time_column_name, input.updating) {
+            (Some(_), true) => Some(physical_input.index_of(WINDOW_END)?),
+            _ => None,
         };
         let time_column = time_column_name
             .as_ref()
@@ -526,6 +528,7 @@ impl Compiler<'_> {
                 aggregates,
                 layout,
                 retracting: input.updating,
+                closes_at,
                 multiset: false,
                 input_schema: Arc::new(physical_input.clone()),
             },
@@ -638,6 +641,7 @@ fn rows_plan(schema: &DFSchemaRef) -> Result<WindowPlan> {
             has_keys: true,
         },
         retracting: true,
+        closes_at: None,
         multiset: true,
         input_schema: schema,
     })

@@ -338,12 +338,6 @@ fn check_keyed(def: &SourceDef, format: Format) -> Result<()> {
             ));
         }
     }
-    if def.keyed() && def.watermark.is_some() {
-        return Err(Error::unsupported(
-            "a WATERMARK on a table with a primary key",
-            Some("Windows over tables whose rows change are not supported yet."),
-        ));
-    }
     Ok(())
 }
 

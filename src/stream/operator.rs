@@ -21,10 +21,7 @@ impl ViewOperator {
     pub fn push_rows(&mut self, batch: &RecordBatch) -> Result<Vec<u32>> {
         match self {
             ViewOperator::Window(window) => window.push(batch),
-            ViewOperator::Retracting(groups) => {
-                groups.push(&Changes::inserts(batch.clone()))?;
-                Ok(Vec::new())
-            }
+            ViewOperator::Retracting(groups) => groups.push(&Changes::inserts(batch.clone())),
             ViewOperator::TopN(top) => {
                 top.push(&Changes::inserts(batch.clone()))?;
                 Ok(Vec::new())
@@ -32,14 +29,18 @@ impl ViewOperator {
         }
     }
 
-    /// Applies inserts and deletes (planning gives none to a window aggregate).
-    pub fn push_changes(&mut self, changes: &Changes) -> Result<()> {
+    /// Applies inserts and deletes (planning gives none to a window aggregate); returns the
+    /// positions of late ones (not applied).
+    pub fn push_changes(&mut self, changes: &Changes) -> Result<Vec<u32>> {
         match self {
             ViewOperator::Window(_) => Err(Error::Internal(
                 "a window aggregate was given deletes".into(),
             )),
             ViewOperator::Retracting(groups) => groups.push(changes),
-            ViewOperator::TopN(top) => top.push(changes),
+            ViewOperator::TopN(top) => {
+                top.push(changes)?;
+                Ok(Vec::new())
+            }
         }
     }
 
@@ -47,7 +48,8 @@ impl ViewOperator {
     pub fn watermark(&self) -> i64 {
         match self {
             ViewOperator::Window(window) => window.watermark(),
-            ViewOperator::Retracting(_) | ViewOperator::TopN(_) => i64::MIN,
+            ViewOperator::Retracting(groups) => groups.watermark(),
+            ViewOperator::TopN(_) => i64::MIN,
         }
     }
 
@@ -55,7 +57,8 @@ impl ViewOperator {
     pub fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
         match self {
             ViewOperator::Window(window) => window.advance(watermark),
-            ViewOperator::Retracting(_) | ViewOperator::TopN(_) => Ok(Vec::new()),
+            ViewOperator::Retracting(groups) => groups.close(watermark),
+            ViewOperator::TopN(_) => Ok(Vec::new()),
         }
     }
 
@@ -81,8 +84,11 @@ impl ViewOperator {
         match self {
             ViewOperator::Window(window) => window.restore(batch, watermark),
             ViewOperator::Retracting(groups) => match batch {
-                Some(batch) => groups.restore(batch),
-                None => Ok(()),
+                Some(batch) => groups.restore(batch, watermark),
+                None => {
+                    groups.close(watermark.unwrap_or(i64::MIN))?;
+                    Ok(())
+                }
             },
             ViewOperator::TopN(top) => match batch {
                 Some(batch) => top.restore(batch),

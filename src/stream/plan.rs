@@ -147,6 +147,9 @@ pub struct WindowPlan {
     pub layout: Layout,
     /// The input follows deletes: groups without windows that retract.
     pub retracting: bool,
+    /// Retracting over windows assigned to changing rows, closed by the watermark: the
+    /// `window_end` column of the aggregation's input.
+    pub closes_at: Option<usize>,
     /// No aggregation: each group (a whole row) is output as often as it occurs.
     pub multiset: bool,
     /// The rows the aggregation reads (after the steps before it).
@@ -156,13 +159,17 @@ pub struct WindowPlan {
 impl WindowPlan {
     pub fn operator(&self) -> Result<ViewOperator> {
         if self.retracting {
-            return Ok(ViewOperator::Retracting(RetractingAggregate::try_new(
+            let groups = RetractingAggregate::try_new(
                 self.keys.clone(),
                 self.aggregates.clone(),
                 &self.input_schema,
                 Arc::clone(&self.layout.schema),
                 self.multiset,
-            )?));
+            )?;
+            return Ok(ViewOperator::Retracting(match self.closes_at {
+                Some(end) => groups.closing(end),
+                None => groups,
+            }));
         }
         Ok(ViewOperator::Window(WindowAggregate::new(
             self.kind,
@@ -324,20 +331,30 @@ impl ViewPlan {
                     None => a.expr.name().to_string(),
                 })
                 .collect();
+            let output = match (self.closes, emit_on_close) {
+                (true, true) => "append-only (closed windows)",
+                (true, false) => "append-only closed windows, open ones live",
+                (false, _) => "updating",
+            };
             lines.push(match (w.retracting, w.multiset) {
                 (true, true) => format!(
                     "Rows: columns=[{}] state=each row and how often it occurs output=updating",
                     keys.join(", ")
                 ),
                 (true, false) => format!(
-                    "RetractingAggregate: keys=[{}] aggregates=[{}] state=groups with counts, \
-                     sums and value multisets output=updating",
+                    "RetractingAggregate: keys=[{}] aggregates=[{}] close={} state=groups with \
+                     counts, sums and value multisets{} output={output}",
                     keys.join(", "),
                     aggregates.join(", "),
+                    match (&w.time_column_name, self.closes) {
+                        (Some(time), true) => format!("windows on watermark of {time}, later changes late"),
+                        _ => "never".to_string(),
+                    },
+                    if self.closes { " of open windows" } else { "" },
                 ),
                 (false, _) => format!(
                     "WindowAggregate: window={} time={} keys=[{}] aggregates=[{}] close={} \
-                     state={} output={}",
+                     state={} output={output}",
                     w.kind,
                     w.time_column_name.as_deref().unwrap_or("-"),
                     keys.join(", "),
@@ -352,11 +369,6 @@ impl ViewPlan {
                     } else {
                         "partial aggregates per key, kept for ever"
                     },
-                    match (self.closes, emit_on_close) {
-                        (true, true) => "append-only (closed windows)",
-                        (true, false) => "append-only closed windows, open ones live",
-                        (false, _) => "updating",
-                    }
                 ),
             });
         }

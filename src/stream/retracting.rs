@@ -8,17 +8,24 @@
 //! format, whose byte order is the values' sort order. A group goes when its last row goes;
 //! the group of an aggregate without `GROUP BY` always stays (`count(*)` 0, `sum` NULL, as in
 //! Postgres). Anything else is refused at planning ([`check`]).
+//!
+//! Grouped by windows assigned to changing rows ([`super::assign`]) under a watermark, groups
+//! *close*: once the watermark passes a group's window end, its row is final and leaves the
+//! state, and a later change to a row of that window is late — not applied, returned to the
+//! caller to be counted and kept, as late rows of an append-only input are.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, ListArray,
-    RecordBatch, UInt32Array, new_null_array,
+    RecordBatch, TimestampMicrosecondArray, UInt32Array, new_null_array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{cast, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, Schema, SchemaRef, TimestampMicrosecondType,
+};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -155,6 +162,16 @@ enum State {
 struct Group {
     rows: i64,
     states: Vec<State>,
+    /// When closing: the latest window end of the rows it took (`i64::MIN` otherwise).
+    end: i64,
+}
+
+/// Groups that close with the watermark: where each row's window ends, and how far closed.
+#[derive(Debug, Clone, Copy)]
+struct Closing {
+    /// The `window_end` column of the rows pushed.
+    end_column: usize,
+    watermark: i64,
 }
 
 /// A GROUP BY (no window) over a changelog.
@@ -172,6 +189,7 @@ pub struct RetractingAggregate {
     schema: SchemaRef,
     /// Each group is a whole row, output as often as it occurs (no aggregates).
     multiset: bool,
+    closing: Option<Closing>,
     bytes: usize,
 }
 
@@ -232,6 +250,7 @@ impl RetractingAggregate {
             global,
             schema,
             multiset,
+            closing: None,
             bytes: 0,
         };
         if global {
@@ -240,6 +259,16 @@ impl RetractingAggregate {
             operator.groups.insert(key, group);
         }
         Ok(operator)
+    }
+
+    /// Groups close once the watermark passes the window end in column `end_column` of the
+    /// rows pushed (a timestamp: the `window_end` windows were assigned).
+    pub fn closing(mut self, end_column: usize) -> Self {
+        self.closing = Some(Closing {
+            end_column,
+            watermark: i64::MIN,
+        });
+        self
     }
 
     fn global_key(&self) -> Result<Box<[u8]>> {
@@ -251,6 +280,7 @@ impl RetractingAggregate {
     fn new_group(&self) -> Group {
         Group {
             rows: 0,
+            end: i64::MIN,
             states: self
                 .aggregates
                 .iter()
@@ -272,9 +302,46 @@ impl RetractingAggregate {
         }
     }
 
-    /// Applies inserts and deletes. A delete of a row the state never held (impossible from
-    /// a consistent input) is ignored rather than driving a count below zero.
-    pub fn push(&mut self, changes: &Changes) -> Result<()> {
+    /// Applies inserts and deletes; returns the positions of the late ones (of a window
+    /// closed already), which it does not apply. A delete of a row the state never held
+    /// (impossible from a consistent input) is ignored rather than driving a count below zero.
+    pub fn push(&mut self, changes: &Changes) -> Result<Vec<u32>> {
+        let (late, ends) = self.late(changes)?;
+        match late.is_empty() {
+            true => self.apply(changes, ends.as_ref())?,
+            false => {
+                let on_time: BooleanArray = (0..changes.num_rows() as u32)
+                    .map(|row| Some(late.binary_search(&row).is_err()))
+                    .collect();
+                let ends = ends
+                    .map(|e| datafusion::arrow::compute::filter(&e, &on_time))
+                    .transpose()?
+                    .map(|e| e.as_primitive::<TimestampMicrosecondType>().clone());
+                self.apply(&changes.filter(&on_time)?, ends.as_ref())?
+            }
+        }
+        Ok(late)
+    }
+
+    /// When closing: the positions of changes to closed windows, and every row's window end.
+    fn late(&self, changes: &Changes) -> Result<(Vec<u32>, Option<TimestampMicrosecondArray>)> {
+        let Some(closing) = self.closing else {
+            return Ok((Vec::new(), None));
+        };
+        let ends = changes
+            .rows
+            .column(closing.end_column)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| Error::Internal("a window end is not a timestamp".into()))?
+            .clone();
+        let late = (0..ends.len())
+            .filter(|&row| ends.value(row) <= closing.watermark)
+            .map(|row| row as u32)
+            .collect();
+        Ok((late, Some(ends)))
+    }
+
+    fn apply(&mut self, changes: &Changes, ends: Option<&TimestampMicrosecondArray>) -> Result<()> {
         let rows = changes.num_rows();
         if rows == 0 {
             return Ok(());
@@ -311,7 +378,7 @@ impl RetractingAggregate {
             }
             if !self.groups.contains_key(key.as_ref()) {
                 let group = self.new_group();
-                self.bytes += key.as_ref().len() + 64 + 32 * self.aggregates.len();
+                self.bytes += key.as_ref().len() + group_bytes(self.aggregates.len());
                 self.groups.insert(key.as_ref().into(), group);
             }
             let group = self
@@ -319,6 +386,9 @@ impl RetractingAggregate {
                 .get_mut(key.as_ref())
                 .ok_or_else(|| Error::Internal("group vanished".into()))?;
             group.rows += sign;
+            if let Some(ends) = ends {
+                group.end = group.end.max(ends.value(row));
+            }
             for (state, (arg, filter, numbers, values)) in group.states.iter_mut().zip(&prepared) {
                 if filter
                     .as_ref()
@@ -388,12 +458,16 @@ impl RetractingAggregate {
             }
         }
         if !self.global {
-            let before = self.groups.len();
-            self.groups.retain(|_, g| g.rows > 0);
-            let gone = before - self.groups.len();
-            self.bytes = self
-                .bytes
-                .saturating_sub(gone * (64 + 32 * self.aggregates.len()));
+            let mut freed = 0;
+            let per_group = group_bytes(self.aggregates.len());
+            self.groups.retain(|key, g| {
+                let keep = g.rows > 0;
+                if !keep {
+                    freed += key.len() + per_group;
+                }
+                keep
+            });
+            self.bytes = self.bytes.saturating_sub(freed);
         }
         if missing > 0 {
             tracing::warn!(
@@ -406,7 +480,44 @@ impl RetractingAggregate {
 
     /// Every group's row: keys, then aggregates.
     pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        let groups: Vec<(&Box<[u8]>, &Group)> = self.groups.iter().collect();
+        self.output_rows(self.groups.iter().collect())
+    }
+
+    /// The watermark groups were last closed at (`i64::MIN`: none, or not closing).
+    pub fn watermark(&self) -> i64 {
+        self.closing.map_or(i64::MIN, |c| c.watermark)
+    }
+
+    /// Closes the groups whose windows `watermark` passed: returns their rows, now final, and
+    /// forgets them.
+    pub fn close(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        let Some(closing) = &mut self.closing else {
+            return Ok(Vec::new());
+        };
+        if watermark <= closing.watermark {
+            return Ok(Vec::new());
+        }
+        closing.watermark = watermark;
+        let ended: Vec<Box<[u8]>> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.end <= watermark)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let closed: Vec<(Box<[u8]>, Group)> = ended
+            .into_iter()
+            .filter_map(|k| self.groups.remove_entry(&k))
+            .collect();
+        for (key, group) in &closed {
+            self.bytes = self.bytes.saturating_sub(
+                key.len() + group_bytes(self.aggregates.len()) + group.value_bytes(),
+            );
+        }
+        self.output_rows(closed.iter().map(|(k, g)| (k, g)).collect())
+    }
+
+    /// The rows of `groups`: keys, then aggregates.
+    fn output_rows(&self, groups: Vec<(&Box<[u8]>, &Group)>) -> Result<Vec<RecordBatch>> {
         let mut columns: Vec<ArrayRef> = Vec::new();
         if !self.global {
             let parser = self.key_converter.parser();
@@ -458,6 +569,11 @@ impl RetractingAggregate {
             let states: Vec<&State> = groups.iter().map(|(_, g)| &g.states[i]).collect();
             columns.extend(aggregate.encode(&states)?);
         }
+        if self.closing.is_some() {
+            columns.push(Arc::new(Int64Array::from_iter_values(
+                groups.iter().map(|(_, g)| g.end),
+            )));
+        }
         let fields: Vec<Field> = columns
             .iter()
             .enumerate()
@@ -469,8 +585,12 @@ impl RetractingAggregate {
         )?))
     }
 
-    /// Takes the groups of a checkpoint in place of the current ones.
-    pub fn restore(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Takes the groups of a checkpoint in place of the current ones, closed through
+    /// `watermark`.
+    pub fn restore(&mut self, batch: &RecordBatch, watermark: Option<i64>) -> Result<()> {
+        if let (Some(closing), Some(watermark)) = (&mut self.closing, watermark) {
+            closing.watermark = watermark;
+        }
         let width = self.key_types.len();
         let keys = self
             .key_converter
@@ -499,23 +619,29 @@ impl RetractingAggregate {
             }
             next += width;
         }
+        let ends = match self.closing {
+            Some(_) => Some(column(next)?),
+            None => None,
+        };
+        let ends = ends
+            .as_ref()
+            .map(|e| {
+                e.as_any()
+                    .downcast_ref::<Int64Array>()
+                    .ok_or_else(|| Error::Internal("view state: window ends".into()))
+            })
+            .transpose()?;
         self.groups.clear();
         self.bytes = 0;
         for (i, states) in decoded.into_iter().enumerate() {
             let key: Box<[u8]> = keys.row(i).as_ref().into();
-            self.bytes += key.len() + 64 + 32 * self.aggregates.len();
-            for state in &states {
-                if let State::Values(values) = state {
-                    self.bytes += values.keys().map(|k| k.len() + 48).sum::<usize>();
-                }
-            }
-            self.groups.insert(
-                key,
-                Group {
-                    rows: rows.value(i),
-                    states,
-                },
-            );
+            let group = Group {
+                rows: rows.value(i),
+                states,
+                end: ends.map_or(i64::MIN, |e| e.value(i)),
+            };
+            self.bytes += key.len() + group_bytes(self.aggregates.len()) + group.value_bytes();
+            self.groups.insert(key, group);
         }
         Ok(())
     }
@@ -802,6 +928,24 @@ impl Aggregate {
 
 /// Welford's running count, mean and sum of squared deviations, with `x` added (`insert`) or
 /// taken back (the same steps backwards; the last value taken back empties them).
+/// The bytes a group costs besides its key and its multisets' values.
+fn group_bytes(aggregates: usize) -> usize {
+    64 + 32 * aggregates
+}
+
+impl Group {
+    /// The bytes of its multisets' values.
+    fn value_bytes(&self) -> usize {
+        self.states
+            .iter()
+            .map(|state| match state {
+                State::Values(values) => values.keys().map(|k| k.len() + 48).sum(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
 fn moments(n: &mut i64, mean: &mut f64, m2: &mut f64, x: f64, insert: bool) {
     if insert {
         *n += 1;
@@ -923,7 +1067,7 @@ mod tests {
         assert_batches_eq!(expected, &op.snapshot().unwrap());
         let (mut restored, _) = operator();
         restored
-            .restore(&op.checkpoint().unwrap().unwrap())
+            .restore(&op.checkpoint().unwrap().unwrap(), None)
             .unwrap();
         assert_batches_eq!(expected, &restored.snapshot().unwrap());
         // The max goes back to 1 once both 5s went.
@@ -936,6 +1080,114 @@ mod tests {
                 .unwrap(),
             "1"
         );
+    }
+}
+
+#[cfg(test)]
+mod closing_tests {
+    use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray};
+    use datafusion::assert_batches_sorted_eq;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::col;
+
+    use super::*;
+
+    /// `SELECT k, window_end, count(*), sum(v) … GROUP BY k, window_end`, closing on the end.
+    fn operator() -> (RetractingAggregate, SchemaRef) {
+        let time = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+            Field::new("window_end", time.clone(), true),
+        ]));
+        let spec = |udaf, name: &str| AggregateSpec {
+            expr: Arc::new(
+                AggregateExprBuilder::new(udaf, vec![col("v", &input).unwrap()])
+                    .schema(Arc::clone(&input))
+                    .alias(name)
+                    .build()
+                    .unwrap(),
+            ),
+            filter: None,
+        };
+        let specs = vec![spec(count_udaf(), "n"), spec(sum_udaf(), "total")];
+        let output = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("window_end", time, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("total", DataType::Int64, true),
+        ]));
+        let keys = vec![col("k", &input).unwrap(), col("window_end", &input).unwrap()];
+        let op = RetractingAggregate::try_new(keys, specs, &input, output, false)
+            .unwrap()
+            .closing(2);
+        (op, input)
+    }
+
+    fn changes(input: &SchemaRef, rows: &[(&str, i64, i64, bool)]) -> Changes {
+        Changes {
+            rows: RecordBatch::try_new(
+                Arc::clone(input),
+                vec![
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    Arc::new(TimestampMicrosecondArray::from_iter_values(
+                        rows.iter().map(|r| r.2),
+                    )),
+                ],
+            )
+            .unwrap(),
+            inserts: rows.iter().map(|r| Some(r.3)).collect(),
+        }
+    }
+
+    #[test]
+    fn groups_close_with_the_watermark_and_later_changes_to_them_are_late() {
+        let (mut op, input) = operator();
+        let rows = [
+            ("a", 1, 10, true),
+            ("a", 2, 10, true),
+            ("b", 5, 20, true),
+            ("a", 7, 20, true),
+        ];
+        assert!(op.push(&changes(&input, &rows)).unwrap().is_empty());
+        op.push(&changes(&input, &[("a", 2, 10, false)])).unwrap();
+        assert_batches_sorted_eq!(
+            [
+                "+---+----------------------------+---+-------+",
+                "| k | window_end                 | n | total |",
+                "+---+----------------------------+---+-------+",
+                "| a | 1970-01-01T00:00:00.000010 | 1 | 1     |",
+                "+---+----------------------------+---+-------+",
+            ],
+            &op.close(10).unwrap()
+        );
+        assert_eq!(op.groups(), 2);
+        // A move out of the closed window into an open one: the delete is late; so is a row
+        // of a window that closed before it ever had one.
+        let moved = [("a", 1, 10, false), ("a", 1, 20, true), ("c", 3, 5, true)];
+        assert_eq!(op.push(&changes(&input, &moved)).unwrap(), vec![0, 2]);
+        // Closing again at the same watermark closes nothing; the state survives a restore.
+        assert!(op.close(10).unwrap().is_empty());
+        let (mut restored, _) = operator();
+        restored
+            .restore(&op.checkpoint().unwrap().unwrap(), Some(op.watermark()))
+            .unwrap();
+        assert_eq!(restored.state_bytes(), op.state_bytes());
+        let late = restored.push(&changes(&input, &[("z", 1, 9, true)]));
+        assert_eq!(late.unwrap(), vec![0]);
+        let expected = [
+            "+---+----------------------------+---+-------+",
+            "| k | window_end                 | n | total |",
+            "+---+----------------------------+---+-------+",
+            "| a | 1970-01-01T00:00:00.000020 | 2 | 8     |",
+            "| b | 1970-01-01T00:00:00.000020 | 1 | 5     |",
+            "+---+----------------------------+---+-------+",
+        ];
+        assert_batches_sorted_eq!(expected, &restored.close(20).unwrap());
+        assert_eq!((restored.groups(), restored.state_bytes()), (0, 0));
     }
 }
 

@@ -490,6 +490,25 @@ impl Pipeline {
             return Ok(());
         }
         let batch = &self.plan.apply_branch(branch, batch)?;
+        self.see_event_times(batch);
+        let current = self.plan.apply_pre(batch)?;
+        match &mut self.operator {
+            Some(operator) => {
+                let late = operator.push_rows(&current)?;
+                self.keep_late(&current, &late)?;
+            }
+            None => {
+                let out = self.finish_rows(current)?;
+                self.pending_out.extend(out);
+            }
+        };
+        self.stats.update(|s| s.rows_in += rows as u64);
+        self.account();
+        Ok(())
+    }
+
+    /// Keeps the latest event time of a view over a table, whose watermark the view derives.
+    fn see_event_times(&mut self, batch: &RecordBatch) {
         if let Some(c) = self.plan.watermark_column
             && let Some(times) = batch
                 .column(c)
@@ -499,33 +518,24 @@ impl Pipeline {
         {
             self.max_event_time = Some(self.max_event_time.map_or(batch_max, |m| m.max(batch_max)));
         }
-        let current = self.plan.apply_pre(batch)?;
-        let late = match &mut self.operator {
-            Some(operator) => {
-                let late = operator.push_rows(&current)?;
-                let watermark = operator.watermark();
-                late_rows(
-                    &self.def.name,
-                    &self.def.input,
-                    &current,
-                    &late,
-                    self.plan.window.as_ref().and_then(|w| w.time_column),
-                    watermark,
-                )?
-            }
-            None => {
-                let out = self.finish_rows(current)?;
-                self.pending_out.extend(out);
-                Vec::new()
-            }
-        };
-        let late_count = late.len() as u64;
-        self.pending_late.extend(late);
-        self.stats.update(|s| {
-            s.rows_in += rows as u64;
-            s.rows_late += late_count;
-        });
-        self.account();
+    }
+
+    /// Counts and keeps the rows at `late` of `current`, which came after their window closed.
+    fn keep_late(&mut self, current: &RecordBatch, late: &[u32]) -> Result<()> {
+        if late.is_empty() {
+            return Ok(());
+        }
+        let watermark = self.operator.as_ref().map_or(i64::MIN, |o| o.watermark());
+        let rows = late_rows(
+            &self.def.name,
+            &self.def.input,
+            current,
+            late,
+            self.plan.window.as_ref().and_then(|w| w.time_column),
+            watermark,
+        )?;
+        self.stats.update(|s| s.rows_late += rows.len() as u64);
+        self.pending_late.extend(rows);
         Ok(())
     }
 
@@ -547,12 +557,14 @@ impl Pipeline {
     fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<()> {
         let rows = changes.num_rows();
         let changes = &self.plan.apply_branch_changes(branch, changes)?;
+        self.see_event_times(&changes.rows);
         let current = self.plan.apply_pre_changes(changes)?;
         let operator = self
             .operator
             .as_mut()
             .ok_or_else(|| Error::Internal("changes reached a view without aggregation".into()))?;
-        operator.push_changes(&current)?;
+        let late = operator.push_changes(&current)?;
+        self.keep_late(&current.rows, &late)?;
         self.stats.update(|s| s.rows_in += rows as u64);
         self.account();
         Ok(())

@@ -4,6 +4,8 @@
 //! - `access`: SCRAM-SHA-256 logins and TLS, with the real psql.
 //! - `cdc`: tables fed by upsert and Debezium topics on a real broker, against a model of
 //!   their rows and batch queries for their views, through two kill -9s.
+//! - `closing`: windows over a changing table closed by its watermark, against the rows each
+//!   window had when it closed and the changes sent into closed windows, through a kill -9.
 //! - `checkpoints`: window state checkpointed and restored at random batches == straight through.
 //! - `persistence`: psql + COPY + restart, on a local folder and on a real S3 server.
 //! - `hostile`: what took the server down once (statements nested too deep, planning that
@@ -33,6 +35,7 @@
 mod access;
 mod cdc;
 mod checkpoints;
+mod closing;
 mod clients;
 mod crash;
 mod differential;
