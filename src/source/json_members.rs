@@ -144,7 +144,11 @@ mod tests {
             );
         }
         // Skipping does not recurse, so nesting deeper than any stack is only long.
-        let deep = format!("{{\"a\":{}{},\"op\":1}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "{{\"a\":{}{},\"op\":1}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert_eq!(members(deep.as_bytes(), ["op"]).unwrap(), [Some(&b"1"[..])]);
     }
 }

@@ -347,7 +347,8 @@ impl ViewPlan {
                     keys.join(", "),
                     aggregates.join(", "),
                     match (&w.time_column_name, self.closes) {
-                        (Some(time), true) => format!("windows on watermark of {time}, later changes late"),
+                        (Some(time), true) =>
+                            format!("windows on watermark of {time}, later changes late"),
                         _ => "never".to_string(),
                     },
                     if self.closes { " of open windows" } else { "" },

@@ -480,7 +480,7 @@ impl RetractingAggregate {
 
     /// Every group's row: keys, then aggregates.
     pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        self.output_rows(self.groups.iter().collect())
+        self.output_rows(self.groups.iter().map(|(k, g)| (k.as_ref(), g)).collect())
     }
 
     /// The watermark groups were last closed at (`i64::MIN`: none, or not closing).
@@ -513,11 +513,11 @@ impl RetractingAggregate {
                 key.len() + group_bytes(self.aggregates.len()) + group.value_bytes(),
             );
         }
-        self.output_rows(closed.iter().map(|(k, g)| (k, g)).collect())
+        self.output_rows(closed.iter().map(|(k, g)| (k.as_ref(), g)).collect())
     }
 
     /// The rows of `groups`: keys, then aggregates.
-    fn output_rows(&self, groups: Vec<(&Box<[u8]>, &Group)>) -> Result<Vec<RecordBatch>> {
+    fn output_rows(&self, groups: Vec<(&[u8], &Group)>) -> Result<Vec<RecordBatch>> {
         let mut columns: Vec<ArrayRef> = Vec::new();
         if !self.global {
             let parser = self.key_converter.parser();
@@ -1119,7 +1119,10 @@ mod closing_tests {
             Field::new("n", DataType::Int64, true),
             Field::new("total", DataType::Int64, true),
         ]));
-        let keys = vec![col("k", &input).unwrap(), col("window_end", &input).unwrap()];
+        let keys = vec![
+            col("k", &input).unwrap(),
+            col("window_end", &input).unwrap(),
+        ];
         let op = RetractingAggregate::try_new(keys, specs, &input, output, false)
             .unwrap()
             .closing(2);

@@ -99,7 +99,11 @@ async fn windows_over_a_changing_table_close_with_its_watermark_and_later_change
         },
     ];
     for view in &views {
-        let emit = if view.emit_on_close { " EMIT ON WINDOW CLOSE" } else { "" };
+        let emit = if view.emit_on_close {
+            " EMIT ON WINDOW CLOSE"
+        } else {
+            ""
+        };
         client
             .batch_execute(&format!(
                 "CREATE MATERIALIZED VIEW {} AS {}{emit}",
@@ -161,7 +165,10 @@ async fn windows_over_a_changing_table_close_with_its_watermark_and_later_change
             for view in &mut views {
                 for &time in &changes {
                     let ends = view.ends(time);
-                    view.late += ends.iter().filter(|&&e| before.is_some_and(|w| e <= w)).count();
+                    view.late += ends
+                        .iter()
+                        .filter(|&&e| before.is_some_and(|w| e <= w))
+                        .count();
                 }
             }
             client.batch_execute(&sql).await.unwrap();
@@ -189,22 +196,36 @@ async fn windows_over_a_changing_table_close_with_its_watermark_and_later_change
             let mut expected = view.frozen.clone();
             if !view.emit_on_close {
                 let open = view.batch(&client).await.into_iter();
-                expected.extend(open.filter(|(e, _)| watermark.is_none_or(|w| *e > w)).map(|r| r.1));
+                expected.extend(
+                    open.filter(|(e, _)| watermark.is_none_or(|w| *e > w))
+                        .map(|r| r.1),
+                );
             }
             expected.sort();
             let streamed = sorted_rows(&client, &format!("SELECT * FROM {}", view.name)).await;
             assert_eq!(streamed, expected, "view {} after round {round}", view.name);
             let late = sorted_rows(
                 &client,
-                &format!("SELECT count(*) FROM sluice_catalog.late_rows WHERE view = '{}'", view.name),
+                &format!(
+                    "SELECT count(*) FROM sluice_catalog.late_rows WHERE view = '{}'",
+                    view.name
+                ),
             )
             .await;
-            assert_eq!(late, vec![view.late.to_string()], "late rows of {} after round {round}", view.name);
+            assert_eq!(
+                late,
+                vec![view.late.to_string()],
+                "late rows of {} after round {round}",
+                view.name
+            );
         }
         assert_views_running(&client).await;
     }
     let late: Vec<usize> = views.iter().map(|v| v.late).collect();
-    assert!(closed > 20 && late.iter().all(|&n| n > 10), "too easy: {closed} closed, {late:?} late");
+    assert!(
+        closed > 20 && late.iter().all(|&n| n > 10),
+        "too easy: {closed} closed, {late:?} late"
+    );
     eprintln!(
         "closing windows: {rounds} rounds, {statements} statements, {closed} windows closed, \
          {late:?} late changes, {} rows at the end",

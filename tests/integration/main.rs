@@ -35,8 +35,8 @@
 mod access;
 mod cdc;
 mod checkpoints;
-mod closing;
 mod clients;
+mod closing;
 mod crash;
 mod differential;
 mod faults;
