@@ -30,6 +30,9 @@ pub mod state_memory;
 pub mod top_n;
 pub mod window;
 
+#[cfg(test)]
+mod restore_tests;
+
 use datafusion::arrow::record_batch::RecordBatch;
 
 /// What flows from a relation to the views reading it, in order.
