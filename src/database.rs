@@ -39,7 +39,7 @@ use crate::catalog::system::{self, SystemSchema};
 use crate::catalog::table::TableDef;
 use crate::catalog::view::ViewDef;
 use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
-use crate::checkpoint::Checkpoints;
+use crate::checkpoint::{Checkpoints, Participant, Participants};
 use crate::config::{Config, StorageLocation};
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
@@ -64,7 +64,7 @@ use crate::stream::feed::Feeds;
 use crate::stream::plan::ViewPlan;
 use crate::stream::state_memory::StatePools;
 use crate::table::KeyedTables;
-use crate::view::{Replay, Views, dependency_order};
+use crate::view::{Replay, TopicReader, Views, dependency_order};
 use offload::Interruptible;
 
 /// What a statement produced.
@@ -171,8 +171,10 @@ impl Database {
         ));
         let checkpoints = Arc::new(Checkpoints::new(
             Arc::clone(&storage),
-            Arc::clone(&sources),
-            Arc::clone(&views),
+            Arc::new(Everyone {
+                sources: Arc::clone(&sources),
+                views: Arc::clone(&views),
+            }),
             config.checkpoint_interval,
             checkpoint_requested,
         ));
@@ -817,6 +819,29 @@ fn inserted_rows(batches: &[RecordBatch]) -> u64 {
         })
         .filter(|c| !c.is_empty())
         .map_or(0, |c| c.value(0))
+}
+
+/// Who takes part in checkpoint rounds: every source runner, then every view upstream first,
+/// each after its own topic reader.
+struct Everyone {
+    sources: Arc<Sources>,
+    views: Arc<Views>,
+}
+
+impl Participants for Everyone {
+    fn in_dependency_order(&self) -> Vec<Arc<dyn Participant>> {
+        let mut all: Vec<Arc<dyn Participant>> = Vec::new();
+        for source in self.sources.all() {
+            all.push(source);
+        }
+        for view in self.views.in_dependency_order() {
+            if view.reader().is_some() {
+                all.push(Arc::new(TopicReader(Arc::clone(&view))));
+            }
+            all.push(view);
+        }
+        all
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::catalog::view::ViewDef;
-use crate::checkpoint::Worker;
+use crate::checkpoint::{Participant, ParticipantId, Worker};
 use crate::error::{Error, Result};
 use crate::source::options::SourceSettings;
 use crate::source::{Reader, Resume, SourceHandle, Sources};
@@ -519,6 +519,79 @@ impl Views {
     }
 }
 
+/// A view in checkpoint rounds: fed the barrier by its inputs (or its own topic reader), and
+/// sent it once they will bring theirs when it also reads tables.
+#[async_trait::async_trait]
+impl Participant for ViewHandle {
+    fn id(&self) -> ParticipantId {
+        ParticipantId::View(self.def.name.clone())
+    }
+
+    fn alive(&self) -> bool {
+        ViewHandle::alive(self)
+    }
+
+    async fn inject(
+        &self,
+        barrier: &Arc<Barrier>,
+        reporting: &std::collections::BTreeSet<ParticipantId>,
+    ) -> bool {
+        if !self.alive() {
+            return false;
+        }
+        if self.reader.is_some() {
+            return reporting.contains(&ParticipantId::Reader(self.def.name.clone()));
+        }
+        let fed = self.inputs.iter().all(|(kind, input)| match kind {
+            RelationKind::Source => reporting.contains(&ParticipantId::Source(input.clone())),
+            RelationKind::View => reporting.contains(&ParticipantId::View(input.clone())),
+            RelationKind::Table => true,
+            RelationKind::Union => false,
+        });
+        let tables = self
+            .inputs
+            .iter()
+            .any(|(kind, _)| *kind == RelationKind::Table);
+        match (fed, tables) {
+            (true, true) => self.barrier(barrier).await,
+            (fed, false) => fed,
+            (false, true) => false,
+        }
+    }
+
+    fn checkpoints_failing(&self, error: Option<&str>) {
+        self.stats.checkpoints_failing(error);
+    }
+}
+
+/// A view's own reader of its source's topic, in checkpoint rounds (before the view).
+pub struct TopicReader(pub Arc<ViewHandle>);
+
+#[async_trait::async_trait]
+impl Participant for TopicReader {
+    fn id(&self) -> ParticipantId {
+        ParticipantId::Reader(self.0.def.name.clone())
+    }
+
+    fn alive(&self) -> bool {
+        self.0.reader.as_ref().is_some_and(|r| r.alive())
+    }
+
+    async fn inject(
+        &self,
+        barrier: &Arc<Barrier>,
+        _reporting: &std::collections::BTreeSet<ParticipantId>,
+    ) -> bool {
+        match &self.0.reader {
+            Some(reader) => self.0.alive() && reader.barrier(barrier).await,
+            None => false,
+        }
+    }
+
+    /// The view shows its reader's state.
+    fn checkpoints_failing(&self, _error: Option<&str>) {}
+}
+
 fn rebuild_hint(view: &str) -> String {
     format!(
         "ALTER MATERIALIZED VIEW {view} REBUILD computes it again from its input; the other \
@@ -526,7 +599,7 @@ fn rebuild_hint(view: &str) -> String {
     )
 }
 
-/// Views ordered so that a view comes after the view it reads.
+/// Views ordered so that a view comes after every view it reads.
 pub fn dependency_order<T>(items: Vec<T>, def: impl Fn(&T) -> &ViewDef) -> Vec<T> {
     let names: std::collections::HashSet<String> =
         items.iter().map(|v| def(v).name.clone()).collect();
@@ -535,8 +608,10 @@ pub fn dependency_order<T>(items: Vec<T>, def: impl Fn(&T) -> &ViewDef) -> Vec<T
     let mut remaining = items;
     while !remaining.is_empty() {
         let (ready, waiting): (Vec<T>, Vec<T>) = remaining.into_iter().partition(|v| {
-            let input = &def(v).input;
-            !names.contains(input) || placed.contains(input)
+            def(v)
+                .inputs()
+                .iter()
+                .all(|input| !names.contains(*input) || placed.contains(*input))
         });
         if ready.is_empty() {
             ordered.extend(waiting);

@@ -34,7 +34,9 @@ use super::watermark::WatermarkTracker;
 use super::workers::DecodeWorkers;
 use super::{Chunk, Event, Rejected};
 use crate::catalog::source::SourceDef;
-use crate::checkpoint::{self, Drain, Held, Participant, Report, Request, Worker};
+use crate::checkpoint::{
+    self, Change, Drain, Held, Participant, ParticipantId, Report, Request, Worker,
+};
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Storage};
 use crate::stream::Message;
@@ -86,6 +88,30 @@ pub struct Taken {
     batches: usize,
     rows: usize,
     rejected: usize,
+}
+
+/// A source's own runner in checkpoint rounds (a view's reader takes part as the view's).
+#[async_trait::async_trait]
+impl Participant for SourceHandle {
+    fn id(&self) -> ParticipantId {
+        ParticipantId::Source(self.name().to_string())
+    }
+
+    fn alive(&self) -> bool {
+        SourceHandle::alive(self)
+    }
+
+    async fn inject(
+        &self,
+        barrier: &Arc<Barrier>,
+        _reporting: &std::collections::BTreeSet<ParticipantId>,
+    ) -> bool {
+        self.barrier(barrier).await
+    }
+
+    fn checkpoints_failing(&self, error: Option<&str>) {
+        self.stats.checkpoints_failing(error);
+    }
 }
 
 impl Drain for Pending {
@@ -588,8 +614,8 @@ impl Runner {
     /// the views reading this source.
     async fn checkpoint(&mut self, barrier: &Arc<Barrier>) {
         let participant = match &self.reader {
-            Reader::Shared => Participant::Source(self.def.name.clone()),
-            Reader::Private { view } => Participant::Reader(view.clone()),
+            Reader::Shared => ParticipantId::Source(self.def.name.clone()),
+            Reader::Private { view } => ParticipantId::Reader(view.clone()),
         };
         let (batches, rejected, offsets) = {
             let pending = self.pending.lock().await;
@@ -628,16 +654,15 @@ impl Runner {
                 }
                 None => None,
             };
-            Ok(Report::Source {
-                source_id: self.def.id,
-                offsets,
-                data_file,
-                rejected_file,
-                dedup,
-                release: Held {
-                    state: Arc::clone(&self.pending),
-                    taken,
+            Ok(Report {
+                change: Change::Source {
+                    source_id: self.def.id,
+                    offsets,
+                    data_file,
+                    rejected_file,
+                    dedup,
                 },
+                release: Held::release(&self.pending, taken),
             })
         }
         .await;

@@ -22,7 +22,7 @@ use super::Shared;
 use super::late::{LateRow, late_batch, late_rows};
 use super::stats::{Status, ViewStats};
 use crate::catalog::view::ViewDef;
-use crate::checkpoint::{self, Drain, Held, Participant, Report, Request};
+use crate::checkpoint::{self, Change, Drain, Held, ParticipantId, Report, Request};
 use crate::error::{Error, Result};
 use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::Message;
@@ -305,7 +305,7 @@ impl Pipeline {
                 request = requests.recv() => match request {
                     Some(Request::Barrier(barrier)) => checkpoint::report(
                         &barrier,
-                        Participant::View(self.def.name.clone()),
+                        ParticipantId::View(self.def.name.clone()),
                         Err(Error::Internal(format!(
                             "view \"{}\" is stalled in its backfill",
                             self.def.name
@@ -721,7 +721,7 @@ impl Pipeline {
             closed: closed.len(),
             late: late.len(),
         };
-        let participant = Participant::View(self.def.name.clone());
+        let participant = ParticipantId::View(self.def.name.clone());
         let written = async {
             let (state, watermark) = match &mut self.operator {
                 Some(operator) => {
@@ -755,24 +755,23 @@ impl Pipeline {
                 true => None,
                 false => self.storage.write_late_file(late_batch(&late)?).await?,
             };
-            Ok(Report::View {
-                view_id: self.def.id,
-                checkpoint: ViewCheckpoint {
-                    id: barrier.id,
-                    state,
-                    watermark,
-                    input_watermark: self.stats.snapshot().watermark_us,
-                    max_event_time: self.max_event_time,
-                    table_files,
-                    ..ViewCheckpoint::default()
+            Ok(Report {
+                change: Change::View {
+                    view_id: self.def.id,
+                    checkpoint: ViewCheckpoint {
+                        id: barrier.id,
+                        state,
+                        watermark,
+                        input_watermark: self.stats.snapshot().watermark_us,
+                        max_event_time: self.max_event_time,
+                        table_files,
+                        ..ViewCheckpoint::default()
+                    },
+                    closed_through,
+                    data_file,
+                    late_file,
                 },
-                closed_through,
-                data_file,
-                late_file,
-                release: Held {
-                    state: Arc::clone(&self.shared),
-                    taken,
-                },
+                release: Held::release(&self.shared, taken),
             })
         }
         .await;
