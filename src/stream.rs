@@ -20,6 +20,7 @@ pub mod barrier;
 pub mod changes;
 pub mod feed;
 pub mod groups;
+pub mod moments;
 pub mod operator;
 pub mod panes;
 pub mod plan;

@@ -1,5 +1,6 @@
 //! Checkpoint and restore at random points equals straight through, for the operators over
-//! changelogs: the retracting aggregation (open, and closing with a watermark) and Top-N.
+//! changelogs: the retracting aggregation (open, and closing with a watermark; every kind of
+//! state it keeps) and Top-N.
 //!
 //! Two copies of an operator take the same random inserts and deletes (of rows present, some
 //! of them repeated) in random batches; one runs straight through, the other is checkpointed
@@ -13,13 +14,17 @@ use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::functions_aggregate::average::avg_udaf;
+use datafusion::functions_aggregate::bool_and_or::bool_and_udaf;
+use datafusion::functions_aggregate::correlation::corr_udaf;
 use datafusion::functions_aggregate::count::count_udaf;
+use datafusion::functions_aggregate::covariance::covar_pop_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
 use datafusion::functions_aggregate::stddev::stddev_udaf;
 use datafusion::functions_aggregate::sum::sum_udaf;
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::{AggregateUDF, Operator};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
-use datafusion::physical_expr::expressions::col;
+use datafusion::physical_expr::expressions::{binary, col, lit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -43,29 +48,48 @@ fn input() -> SchemaRef {
 }
 
 /// `SELECT k[, window_end], count(v), sum(v), min(v), max(v), count(DISTINCT v), avg(v),
-/// stddev(v) … GROUP BY k[, window_end]`, closing on `window_end` when `closing`.
+/// stddev(v), covar_pop(v, v % 7), corr(v, v % 7), bool_and(v > 0) … GROUP BY k[, window_end]`,
+/// closing on `window_end` when `closing`.
 fn aggregation(closing: bool) -> ViewOperator {
     let input = input();
-    let spec = |udaf: Arc<AggregateUDF>, name: &str, distinct: bool| {
-        let mut builder = AggregateExprBuilder::new(udaf, vec![col("v", &input).unwrap()])
-            .schema(Arc::clone(&input))
-            .alias(name);
-        if distinct {
-            builder = builder.distinct();
-        }
-        AggregateSpec {
-            expr: Arc::new(builder.build().unwrap()),
+    let v = col("v", &input).unwrap();
+    let v7 = binary(Arc::clone(&v), Operator::Modulo, lit(7i64), &input).unwrap();
+    let positive = binary(Arc::clone(&v), Operator::Gt, lit(0i64), &input).unwrap();
+    let spec =
+        |udaf: Arc<AggregateUDF>, args: Vec<Arc<dyn PhysicalExpr>>, name: &str| AggregateSpec {
+            expr: Arc::new(
+                AggregateExprBuilder::new(udaf, args)
+                    .schema(Arc::clone(&input))
+                    .alias(name)
+                    .build()
+                    .unwrap(),
+            ),
             filter: None,
-        }
+        };
+    let distinct_values = AggregateSpec {
+        expr: Arc::new(
+            AggregateExprBuilder::new(count_udaf(), vec![Arc::clone(&v)])
+                .schema(Arc::clone(&input))
+                .alias("values")
+                .distinct()
+                .build()
+                .unwrap(),
+        ),
+        filter: None,
     };
+    let one = || vec![Arc::clone(&v)];
+    let pair = || vec![Arc::clone(&v), Arc::clone(&v7)];
     let specs = vec![
-        spec(count_udaf(), "n", false),
-        spec(sum_udaf(), "total", false),
-        spec(min_udaf(), "least", false),
-        spec(max_udaf(), "most", false),
-        spec(count_udaf(), "values", true),
-        spec(avg_udaf(), "mean", false),
-        spec(stddev_udaf(), "sd", false),
+        spec(count_udaf(), one(), "n"),
+        spec(sum_udaf(), one(), "total"),
+        spec(min_udaf(), one(), "least"),
+        spec(max_udaf(), one(), "most"),
+        distinct_values,
+        spec(avg_udaf(), one(), "mean"),
+        spec(stddev_udaf(), one(), "sd"),
+        spec(covar_pop_udaf(), pair(), "cv"),
+        spec(corr_udaf(), pair(), "r"),
+        spec(bool_and_udaf(), vec![Arc::clone(&positive)], "all_up"),
     ];
     let mut keys = vec![col("k", &input).unwrap()];
     let mut fields = vec![input.field(0).clone()];

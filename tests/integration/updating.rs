@@ -184,7 +184,7 @@ async fn what_cannot_follow_deletes_is_refused_with_0a000() {
          GROUP BY window_start",
         "SELECT window_start, count(*) FROM TUMBLE(per_k, ts, INTERVAL '1' MINUTE) \
          GROUP BY window_start EMIT ON WINDOW CLOSE",
-        "SELECT n, corr(k, n) FROM per_k GROUP BY n",
+        "SELECT n, regr_slope(k, n) FROM per_k GROUP BY n",
         "SELECT n, sum(DISTINCT k) FROM per_k GROUP BY n",
     ] {
         let error = client
@@ -221,7 +221,9 @@ async fn views_over_a_keyed_table_follow_inserts_updates_and_deletes() {
     let addr = ([127, 0, 0, 1], server.pg_port).into();
     let by_country = "SELECT country, count(*) AS n, sum(score) AS total, min(name) AS first, \
                       max(score) AS best, count(DISTINCT name) AS names, avg(score) AS mean, \
-                      round(stddev(score), 6) AS sd, round(var_pop(score), 6) AS vp \
+                      round(stddev(score), 6) AS sd, round(var_pop(score), 6) AS vp, \
+                      round(covar_samp(score, id), 6) AS cv, round(corr(score, id), 6) AS r, \
+                      bool_and(score > 0) AS all_up, bool_or(name = 'n0') AS any_n0 \
                       FROM customers GROUP BY country";
     let views: Vec<(&str, String, String)> = vec![
         ("by_country", by_country.into(), by_country.into()),
