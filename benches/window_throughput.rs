@@ -10,7 +10,8 @@
 //!   second (ten times the default interval), against W1 without.
 //!
 //! The pipeline is the server's: the view is planned by `Database::plan_view` (DataFusion
-//! planning, our window operator), events are decoded by the source decoder (arrow-json) in
+//! planning, our window operator) and run by its `Dataflow`, events are decoded by the
+//! source decoder (arrow-json) in
 //! chunks of 4 096 on decode threads (1, or 2 as a Kafka source's decode workers do on this
 //! 2-core machine: one per core, each partition on one of them), and aggregated on another
 //! thread, which advances the watermark (min over partitions of max event time − 2 s)
@@ -28,7 +29,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use rand::{Rng, SeedableRng};
@@ -39,6 +40,7 @@ use sluicedb::database::Database;
 use sluicedb::source::decode::{JsonDecoder, Record};
 use sluicedb::sql::Statement;
 use sluicedb::sql::parser::parse;
+use sluicedb::stream::dataflow::Dataflow;
 use sluicedb::stream::plan::ViewPlan;
 
 const CHUNK: usize = 4_096;
@@ -205,15 +207,13 @@ fn run(
             });
         }
         drop(sender);
-        let mut operator = plan.window.as_ref().unwrap().operator().unwrap();
-        let ts_column = plan.watermark_column.unwrap();
+        let mut flow = Dataflow::new(plan.clone()).unwrap();
         let mut partition_max = vec![i64::MIN; decoders];
         let (mut counted, mut windows) = (0i64, 0usize);
-        let mut emit = |batches: Vec<RecordBatch>| {
-            for batch in batches {
-                let current = plan.apply_post(&batch).unwrap();
-                windows += current.num_rows();
-                let counts = current.column(3).as_primitive::<Int64Type>();
+        let mut emit = |batches: Option<Vec<RecordBatch>>| {
+            for batch in batches.unwrap_or_default() {
+                windows += batch.num_rows();
+                let counts = batch.column(3).as_primitive::<Int64Type>();
                 counted += counts.iter().flatten().sum::<i64>();
             }
         };
@@ -223,27 +223,23 @@ fn run(
                 && last_checkpoint.elapsed() >= every
             {
                 let started = Instant::now();
-                if let Some(state) = operator.checkpoint().unwrap() {
+                if let Some(state) = flow.operator_mut().unwrap().checkpoint().unwrap() {
                     write_state(&state, &state_dir.path().join("state.arrow"));
                 }
                 checkpointing += started.elapsed();
                 checkpoints += 1;
                 last_checkpoint = Instant::now();
             }
-            let times = batch
-                .column(ts_column)
-                .as_primitive::<TimestampMicrosecondType>();
-            let max = datafusion::arrow::compute::max(times).unwrap();
+            let taken = flow.take_rows(0, &batch).unwrap();
+            assert!(taken.late.is_empty(), "no event is behind the watermark");
+            let max = taken.max_event_time.unwrap();
             partition_max[partition] = partition_max[partition].max(max);
-            let current = plan.apply_pre(&batch).unwrap();
-            let late = operator.push_rows(&current).unwrap();
-            assert!(late.is_empty(), "no event is behind the watermark");
             let watermark = *partition_max.iter().min().unwrap();
             if watermark > i64::MIN {
-                emit(operator.advance(watermark - DELAY_US).unwrap());
+                emit(flow.advance(watermark - DELAY_US).unwrap());
             }
         }
-        emit(operator.advance(i64::MAX).unwrap());
+        emit(flow.advance(i64::MAX).unwrap());
         (counted, windows)
     });
     Run {
@@ -267,16 +263,16 @@ fn rss_bytes() -> u64 {
 fn memory(keys: usize) {
     let plan = plan(M1);
     let payloads = events(keys * 2, -(keys as i64));
-    let mut operator = plan.window.as_ref().unwrap().operator().unwrap();
+    let mut flow = Dataflow::new(plan.clone()).unwrap();
     let mut decoder = JsonDecoder::new(&source_def());
     let before = rss_bytes();
     for chunk in payloads.chunks(CHUNK) {
         let records = records(chunk);
-        operator
-            .push_rows(&decoder.decode(0, &records).unwrap().batch)
+        flow.take_rows(0, &decoder.decode(0, &records).unwrap().batch)
             .unwrap();
     }
     let after = rss_bytes();
+    let operator = flow.operator_mut().unwrap();
     println!(
         "M1 open state, {} distinct keys (count, sum): {:.0} MB reported by DataFusion's \
          group tables and accumulators, RSS +{:.0} MB",

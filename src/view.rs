@@ -22,6 +22,7 @@ use crate::source::{Reader, Resume, SourceHandle, Sources};
 use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::barrier::Barrier;
 use crate::stream::changes::Emitted;
+use crate::stream::dataflow::Dataflow;
 use crate::stream::feed::{Feed, Feeds};
 use crate::stream::plan::{InputRelation, RelationKind, ViewPlan};
 use crate::stream::state_memory::{StateMemory, StatePools};
@@ -256,12 +257,12 @@ impl Views {
         let state = manifest.view(&def.name).filter(|v| v.def.id == def.id);
         let checkpoint = state.and_then(|v| v.checkpoint.clone());
         let closed_through = state.and_then(|v| v.closed_through);
-        let mut operator = plan.operator()?;
+        let mut flow = Dataflow::new(plan)?;
         if let Some(checkpoint) = &checkpoint {
-            for input in plan.inputs() {
+            for input in flow.plan.inputs() {
                 self.check_current(&def, input, checkpoint.id, &manifest)?;
             }
-            if let Some(operator) = &mut operator {
+            if let Some(operator) = flow.operator_mut() {
                 let batch = match &checkpoint.state {
                     Some(file) => Some(
                         self.storage
@@ -280,7 +281,7 @@ impl Views {
         let resumed = checkpoint.is_some();
         let mut reader = None;
         let mut inputs = Vec::new();
-        for input in plan.inputs() {
+        for input in flow.plan.inputs() {
             let (mut subscribed, own) = self
                 .subscribe(&def, input, checkpoint.as_ref(), replay, &manifest)
                 .await?;
@@ -302,7 +303,8 @@ impl Views {
             ..Shared::default()
         }));
         let feed = self.feeds.get(&def.name);
-        let input_kinds: Vec<(RelationKind, String)> = plan
+        let input_kinds: Vec<(RelationKind, String)> = flow
+            .plan
             .inputs()
             .iter()
             .map(|i| (i.kind, i.name.clone()))
@@ -310,12 +312,11 @@ impl Views {
         let plan_inputs = input_kinds.len();
         let mut pipeline = Pipeline {
             def: def.clone(),
-            plan,
+            flow,
             storage: Arc::clone(&self.storage),
             stats: Arc::clone(&stats),
             shared: Arc::clone(&shared),
             feed: Arc::clone(&feed),
-            operator,
             max_open_groups: self.max_open_groups,
             memory: StateMemory::new(&self.memory, format!("view {}", def.name)),
             backfilling: true,

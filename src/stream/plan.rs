@@ -2,7 +2,7 @@
 //! relations it reads (one, or the branches of a `UNION ALL`), the steps before its operator
 //! (filters, projections, window assignment), the operator (window aggregate, retracting
 //! aggregate or Top-N), the steps after it, and its output columns. Every expression is a
-//! DataFusion physical expression; rows go through [`ViewPlan::apply_pre`] and the rest the
+//! DataFusion physical expression; [`super::dataflow::Dataflow`] runs rows through them the
 //! same way in the server's pipeline, the checkpoint tests and the benches.
 //!
 //! DataFusion's own streaming operators are not used downstream of the source: its record
@@ -227,7 +227,7 @@ impl ViewPlan {
     }
 
     /// Rows of input `branch` as rows of the union (unchanged for a view of one input).
-    pub fn apply_branch(&self, branch: usize, batch: &RecordBatch) -> Result<RecordBatch> {
+    pub(super) fn apply_branch(&self, branch: usize, batch: &RecordBatch) -> Result<RecordBatch> {
         let mut current = batch.clone();
         for step in self.branches.get(branch).map_or(&[][..], |b| &b.steps) {
             current = step.apply(&current)?;
@@ -236,7 +236,7 @@ impl ViewPlan {
     }
 
     /// Changes of input `branch` as changes of the union.
-    pub fn apply_branch_changes(&self, branch: usize, changes: &Changes) -> Result<Changes> {
+    pub(super) fn apply_branch_changes(&self, branch: usize, changes: &Changes) -> Result<Changes> {
         let mut current = changes.clone();
         for step in self.branches.get(branch).map_or(&[][..], |b| &b.steps) {
             current = step.apply_changes(&current)?;
@@ -257,9 +257,8 @@ impl ViewPlan {
         arrow_schema(&self.columns)
     }
 
-    /// Rows through the steps before the operator (the server's pipeline, the checkpoint
-    /// tests and the benches all run rows this way).
-    pub fn apply_pre(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    /// Rows through the steps before the operator.
+    pub(super) fn apply_pre(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let mut current = batch.clone();
         for step in &self.pre {
             current = step.apply(&current)?;
@@ -268,7 +267,7 @@ impl ViewPlan {
     }
 
     /// Changes through the steps before the operator.
-    pub fn apply_pre_changes(&self, changes: &Changes) -> Result<Changes> {
+    pub(super) fn apply_pre_changes(&self, changes: &Changes) -> Result<Changes> {
         let mut current = changes.clone();
         for step in &self.pre {
             current = step.apply_changes(&current)?;
@@ -277,7 +276,7 @@ impl ViewPlan {
     }
 
     /// The operator's rows through the steps after it.
-    pub fn apply_post(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    pub(super) fn apply_post(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let mut current = batch.clone();
         for step in &self.post {
             current = step.apply(&current)?;
@@ -286,7 +285,7 @@ impl ViewPlan {
     }
 
     /// Casts a batch of the last step's output to the stored column types.
-    pub fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    pub(super) fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let schema = self.schema();
         let columns = batch
             .columns()

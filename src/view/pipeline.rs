@@ -14,8 +14,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::compute::kernels::aggregate::max;
+use datafusion::arrow::array::RecordBatch;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
@@ -28,9 +27,9 @@ use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::Message;
 use crate::stream::barrier::Barrier;
 use crate::stream::changes::{Changes, Emitted};
+use crate::stream::dataflow::Dataflow;
 use crate::stream::feed::Feed;
 use crate::stream::operator::ViewOperator;
-use crate::stream::plan::ViewPlan;
 use crate::stream::state_memory::StateMemory;
 
 /// Live results are refreshed at least this often while rows arrive.
@@ -61,12 +60,12 @@ pub enum Input {
 
 pub struct Pipeline {
     pub def: ViewDef,
-    pub plan: ViewPlan,
+    /// The view's plan and operators.
+    pub flow: Dataflow,
     pub storage: Arc<Storage>,
     pub stats: Arc<ViewStats>,
     pub shared: Arc<tokio::sync::Mutex<Shared>>,
     pub feed: Arc<Feed>,
-    pub operator: Option<ViewOperator>,
     /// What an updating view last handed on (its live rows), to hand on only changes.
     pub emitted: Option<Emitted>,
     /// Open groups past which the view takes no more input (back-pressure, never dropping).
@@ -257,7 +256,7 @@ impl Pipeline {
     /// Whether the open state reached its limit (open groups, or no room in the memory pool);
     /// moves the status in and out of `stalled`.
     fn stalled(&mut self) -> bool {
-        let groups = self.operator.as_ref().map_or(0, ViewOperator::open_groups);
+        let groups = self.flow.operator().map_or(0, ViewOperator::open_groups);
         let at_group_limit = groups >= self.max_open_groups;
         let stalled = at_group_limit || self.memory.exhausted();
         match (stalled, self.stats.status()) {
@@ -325,8 +324,8 @@ impl Pipeline {
     /// Brings the open-state numbers and the state's share of the memory pool up to date.
     fn account(&mut self) {
         let (groups, bytes) = self
-            .operator
-            .as_ref()
+            .flow
+            .operator()
             .map_or((0, 0), |o| (o.open_groups(), o.state_bytes()));
         self.memory.hold(bytes);
         self.stats.update(|s| {
@@ -475,49 +474,40 @@ impl Pipeline {
     /// The largest event time seen by a view over a table, whose watermark the view keeps.
     async fn table_watermark(&mut self) -> Result<()> {
         match self.max_event_time {
-            Some(max) if self.plan.input.kind == crate::stream::plan::RelationKind::Table => {
-                self.advance(max - self.plan.input.delay_us).await
+            Some(max) if self.flow.plan.input.kind == crate::stream::plan::RelationKind::Table => {
+                self.advance(max - self.flow.plan.input.delay_us).await
             }
             _ => Ok(()),
         }
     }
 
-    /// Runs rows through the steps before the window and into the window operator (or, with
-    /// no window, straight to the output).
+    /// Runs rows through the view's operators (or, with none, straight to the output).
     fn take_rows(&mut self, branch: usize, batch: &RecordBatch) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
         }
-        let batch = &self.plan.apply_branch(branch, batch)?;
-        self.see_event_times(batch);
-        let current = self.plan.apply_pre(batch)?;
-        match &mut self.operator {
-            Some(operator) => {
-                let late = operator.push_rows(&current)?;
-                self.keep_late(&current, &late)?;
-            }
-            None => {
-                let out = self.finish_rows(current)?;
-                self.pending_out.extend(out);
-            }
-        };
+        let taken = self.flow.take_rows(branch, batch)?;
+        self.pending_out.extend(taken.output);
+        self.took(rows, taken.max_event_time, &taken.current, &taken.late)
+    }
+
+    /// After a batch: the latest event time (a view over a table derives the table's
+    /// watermark from it), late rows, counts and memory.
+    fn took(
+        &mut self,
+        rows: usize,
+        max_event_time: Option<i64>,
+        current: &RecordBatch,
+        late: &[u32],
+    ) -> Result<()> {
+        if let Some(batch_max) = max_event_time {
+            self.max_event_time = Some(self.max_event_time.map_or(batch_max, |m| m.max(batch_max)));
+        }
+        self.keep_late(current, late)?;
         self.stats.update(|s| s.rows_in += rows as u64);
         self.account();
         Ok(())
-    }
-
-    /// Keeps the latest event time of a view over a table, whose watermark the view derives.
-    fn see_event_times(&mut self, batch: &RecordBatch) {
-        if let Some(c) = self.plan.watermark_column
-            && let Some(times) = batch
-                .column(c)
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-            && let Some(batch_max) = max(times)
-        {
-            self.max_event_time = Some(self.max_event_time.map_or(batch_max, |m| m.max(batch_max)));
-        }
     }
 
     /// Counts and keeps the rows at `late` of `current`, which came after their window closed.
@@ -525,13 +515,13 @@ impl Pipeline {
         if late.is_empty() {
             return Ok(());
         }
-        let watermark = self.operator.as_ref().map_or(i64::MIN, |o| o.watermark());
+        let watermark = self.flow.operator().map_or(i64::MIN, |o| o.watermark());
         let rows = late_rows(
             &self.def.name,
             &self.def.input,
             current,
             late,
-            self.plan.window.as_ref().and_then(|w| w.time_column),
+            self.flow.plan.window.as_ref().and_then(|w| w.time_column),
             watermark,
         )?;
         self.stats.update(|s| s.rows_late += rows.len() as u64);
@@ -543,7 +533,7 @@ impl Pipeline {
     /// keyed table or keyed source.
     fn take_stored(&mut self, branch: usize, batch: &RecordBatch) -> Result<()> {
         use crate::stream::plan::RelationKind;
-        let input = self.plan.inputs()[branch];
+        let input = self.flow.plan.inputs()[branch];
         match (input.kind, input.updating) {
             (RelationKind::Table | RelationKind::Source, true) => {
                 let changes = crate::table::changes_of(batch, &input.schema)?;
@@ -553,30 +543,15 @@ impl Pipeline {
         }
     }
 
-    /// Runs inserts and deletes through the steps into the (retracting) aggregate.
+    /// Runs inserts and deletes through the view's operators.
     fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<()> {
-        let rows = changes.num_rows();
-        let changes = &self.plan.apply_branch_changes(branch, changes)?;
-        self.see_event_times(&changes.rows);
-        let current = self.plan.apply_pre_changes(changes)?;
-        let operator = self
-            .operator
-            .as_mut()
-            .ok_or_else(|| Error::Internal("changes reached a view without aggregation".into()))?;
-        let late = operator.push_changes(&current)?;
-        self.keep_late(&current.rows, &late)?;
-        self.stats.update(|s| s.rows_in += rows as u64);
-        self.account();
-        Ok(())
-    }
-
-    /// The steps after the window, then the stored column types.
-    fn finish_rows(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        let current = self.plan.apply_post(&batch)?;
-        if current.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(vec![self.plan.conform(&current)?])
+        let taken = self.flow.take_changes(branch, changes)?;
+        self.took(
+            changes.num_rows(),
+            taken.max_event_time,
+            &taken.current,
+            &taken.late,
+        )
     }
 
     /// Closes the windows the watermark passed and hands their rows to readers and to the
@@ -586,25 +561,23 @@ impl Pipeline {
     async fn advance(&mut self, watermark: i64) -> Result<()> {
         self.stats.update(|s| s.watermark_us = Some(watermark));
         let mut closed = std::mem::take(&mut self.pending_out);
-        if !self.plan.closes {
+        if !self.flow.plan.closes {
             self.publish(closed, None, None, None).await;
             return Ok(());
         }
-        let (windows, output_watermark) = match &mut self.operator {
-            Some(operator) => (operator.advance(watermark)?, operator.output_watermark()),
-            None => (Vec::new(), Some(watermark)),
+        let windows = self.flow.advance(watermark)?;
+        let output_watermark = match self.flow.operator() {
+            Some(operator) => operator.output_watermark(),
+            None => Some(watermark),
         };
         // The windows that closed are still in the live snapshot: readers must see them in
         // one place only, so the snapshot is replaced in the same instant as they turn final.
-        let live = match windows.is_empty() {
-            true => None,
-            false => Some(self.live_rows()?),
+        let live = match &windows {
+            Some(_) => Some(self.live_rows()?),
+            None => None,
         };
-        let any_closed = !windows.is_empty();
-        for batch in windows {
-            closed.extend(self.finish_rows(batch)?);
-        }
-        if any_closed {
+        if let Some(windows) = windows {
+            closed.extend(windows);
             self.account();
         }
         self.publish(closed, Some(watermark), live, None).await;
@@ -654,15 +627,10 @@ impl Pipeline {
 
     /// The live results of open windows (none when the view emits on close).
     fn live_rows(&mut self) -> Result<Vec<RecordBatch>> {
-        let snapshot = match (&mut self.operator, self.def.emit_on_close) {
-            (Some(operator), false) => operator.snapshot()?,
-            _ => Vec::new(),
-        };
-        let mut live = Vec::new();
-        for batch in snapshot {
-            live.extend(self.finish_rows(batch)?);
+        match self.def.emit_on_close {
+            true => Ok(Vec::new()),
+            false => self.flow.live(),
         }
-        Ok(live)
     }
 
     /// Recomputes the live results of open windows, and hands on final rows of a view
@@ -683,11 +651,11 @@ impl Pipeline {
     /// same checkpoint, or take them when they subscribe. Runs before the pipeline's task, so
     /// no view subscribes earlier.
     pub fn baseline(&mut self) -> Result<()> {
-        if !self.plan.updating {
+        if !self.flow.plan.updating {
             return Ok(());
         }
         let live = self.live_rows()?;
-        let mut emitted = Emitted::new(self.plan.schema());
+        let mut emitted = Emitted::new(self.flow.plan.schema());
         emitted.reset(&live)?;
         self.emitted = Some(emitted);
         match self.shared.try_lock() {
@@ -723,7 +691,7 @@ impl Pipeline {
         };
         let participant = ParticipantId::View(self.def.name.clone());
         let written = async {
-            let (state, watermark) = match &mut self.operator {
+            let (state, watermark) = match self.flow.operator_mut() {
                 Some(operator) => {
                     let state = match operator.checkpoint()? {
                         Some(batch) => Some(

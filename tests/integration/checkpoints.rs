@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sluicedb::config::{AwsEnv, ServeArgs};
 use sluicedb::database::Database;
+use sluicedb::stream::dataflow::Dataflow;
 use sluicedb::stream::plan::ViewPlan;
 
 use crate::views::{AGGREGATES, DELAY_US, Row, Shape, generate};
@@ -62,8 +63,9 @@ fn lines(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
-/// Runs the batches through the view's steps and window operator; at the batches in
-/// `restore_at` the operator is checkpointed to storage and replaced by one restored from it.
+/// Runs the batches through the view's dataflow (as the server's pipeline does); at the
+/// batches in `restore_at` the operator is checkpointed to storage and replaced by one
+/// restored from it.
 /// Returns the closed windows (sorted) and the number of late rows.
 async fn run(
     db: &Database,
@@ -71,26 +73,23 @@ async fn run(
     input: &[RecordBatch],
     restore_at: &[bool],
 ) -> (Vec<String>, usize) {
-    let window = plan.window.as_ref().unwrap();
-    let mut operator = window.operator().unwrap();
+    let mut flow = Dataflow::new(plan.clone()).unwrap();
     let (mut closed, mut late, mut max_us) = (Vec::new(), 0, i64::MIN);
     for (i, batch) in input.iter().enumerate() {
-        late += operator
-            .push_rows(&plan.apply_pre(batch).unwrap())
-            .unwrap()
-            .len();
+        late += flow.take_rows(0, batch).unwrap().late.len();
         let us = batch
             .column(6)
             .as_any()
             .downcast_ref::<Int64Array>()
             .unwrap();
         max_us = max_us.max(us.values().iter().copied().max().unwrap());
-        for out in operator.advance(max_us - DELAY_US).unwrap() {
-            closed.extend(lines(&plan.apply_post(&out).unwrap()));
+        for out in flow.advance(max_us - DELAY_US).unwrap().unwrap_or_default() {
+            closed.extend(lines(&out));
         }
         if restore_at[i] {
             // Live readers peek at open windows between checkpoints; that must not disturb them.
-            operator.snapshot().unwrap();
+            flow.live().unwrap();
+            let operator = flow.operator_mut().unwrap();
             let watermark = operator.watermark();
             let state = operator.checkpoint().unwrap();
             let file = match &state {
@@ -111,12 +110,13 @@ async fn run(
                 ),
                 None => None,
             };
-            operator = window.operator().unwrap();
+            flow = Dataflow::new(plan.clone()).unwrap();
+            let operator = flow.operator_mut().unwrap();
             operator.restore(read.as_ref(), Some(watermark)).unwrap();
         }
     }
-    for out in operator.advance(i64::MAX).unwrap() {
-        closed.extend(lines(&plan.apply_post(&out).unwrap()));
+    for out in flow.advance(i64::MAX).unwrap().unwrap_or_default() {
+        closed.extend(lines(&out));
     }
     closed.sort();
     (closed, late)

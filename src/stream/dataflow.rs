@@ -1,0 +1,134 @@
+//! A view's operators as one unit, driven the same way by the server's pipeline, the
+//! checkpoint tests and the benches.
+//!
+//! Rows (or changes) of an input go through their branch's steps, the steps before the
+//! stateful operator, and the operator; what leaves the operator — windows it closes, the
+//! live rows of open ones, or the rows of a view without operator at once — goes through the
+//! steps after it and comes out in the view's column types. Watermarks, barriers, readers and
+//! storage stay with the caller.
+
+use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::compute::max;
+
+use super::changes::Changes;
+use super::operator::ViewOperator;
+use super::plan::ViewPlan;
+use crate::error::{Error, Result};
+
+pub struct Dataflow {
+    pub plan: ViewPlan,
+    operator: Option<ViewOperator>,
+}
+
+/// What one batch of input did.
+pub struct Taken {
+    /// The rows as the operator saw them (after the steps before it).
+    pub current: RecordBatch,
+    /// The positions in `current` of late rows, which changed nothing.
+    pub late: Vec<u32>,
+    /// The rows of a view without operator, final at once.
+    pub output: Vec<RecordBatch>,
+    /// The latest event time on the input's watermark column, if the batch had one.
+    pub max_event_time: Option<i64>,
+}
+
+impl Dataflow {
+    /// The plan with a new operator.
+    pub fn new(plan: ViewPlan) -> Result<Self> {
+        let operator = plan.operator()?;
+        Ok(Dataflow { plan, operator })
+    }
+
+    /// The stateful operator; `None` for a view that only filters and projects.
+    pub fn operator(&self) -> Option<&ViewOperator> {
+        self.operator.as_ref()
+    }
+
+    pub fn operator_mut(&mut self) -> Option<&mut ViewOperator> {
+        self.operator.as_mut()
+    }
+
+    /// Takes appended rows of input `branch`.
+    pub fn take_rows(&mut self, branch: usize, batch: &RecordBatch) -> Result<Taken> {
+        let batch = self.plan.apply_branch(branch, batch)?;
+        let max_event_time = self.max_event_time(&batch);
+        let current = self.plan.apply_pre(&batch)?;
+        let (late, output) = match &mut self.operator {
+            Some(operator) => (operator.push_rows(&current)?, Vec::new()),
+            None => (Vec::new(), self.finish(&current)?),
+        };
+        Ok(Taken {
+            current,
+            late,
+            output,
+            max_event_time,
+        })
+    }
+
+    /// Takes inserts and deletes of input `branch` (planning gives them only to an operator
+    /// that follows deletes).
+    pub fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<Taken> {
+        let changes = self.plan.apply_branch_changes(branch, changes)?;
+        let max_event_time = self.max_event_time(&changes.rows);
+        let current = self.plan.apply_pre_changes(&changes)?;
+        let operator = self
+            .operator
+            .as_mut()
+            .ok_or_else(|| Error::Internal("changes reached a view without aggregation".into()))?;
+        let late = operator.push_changes(&current)?;
+        Ok(Taken {
+            current: current.rows,
+            late,
+            output: Vec::new(),
+            max_event_time,
+        })
+    }
+
+    /// Closes what `watermark` passed; returns its rows, final (`None`: nothing closed; the
+    /// rows may be none when the steps after the operator filter them all).
+    pub fn advance(&mut self, watermark: i64) -> Result<Option<Vec<RecordBatch>>> {
+        let closed = match &mut self.operator {
+            Some(operator) => operator.advance(watermark)?,
+            None => Vec::new(),
+        };
+        match closed.is_empty() {
+            true => Ok(None),
+            false => self.finish_all(closed).map(Some),
+        }
+    }
+
+    /// The rows of what is still open (none without an operator).
+    pub fn live(&mut self) -> Result<Vec<RecordBatch>> {
+        let snapshot = match &mut self.operator {
+            Some(operator) => operator.snapshot()?,
+            None => Vec::new(),
+        };
+        self.finish_all(snapshot)
+    }
+
+    fn finish_all(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            out.extend(self.finish(&batch)?);
+        }
+        Ok(out)
+    }
+
+    /// The steps after the operator, then the view's column types.
+    fn finish(&self, batch: &RecordBatch) -> Result<Vec<RecordBatch>> {
+        let current = self.plan.apply_post(batch)?;
+        if current.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(vec![self.plan.conform(&current)?])
+    }
+
+    fn max_event_time(&self, batch: &RecordBatch) -> Option<i64> {
+        let column = self.plan.watermark_column?;
+        let times = batch
+            .column(column)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()?;
+        max(times)
+    }
+}
