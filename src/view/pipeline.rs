@@ -27,7 +27,7 @@ use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::Message;
 use crate::stream::barrier::Barrier;
 use crate::stream::changes::{Changes, Emitted};
-use crate::stream::dataflow::Dataflow;
+use crate::stream::dataflow::{self, Dataflow};
 use crate::stream::feed::Feed;
 use crate::stream::operator::ViewOperator;
 use crate::stream::state_memory::StateMemory;
@@ -487,24 +487,18 @@ impl Pipeline {
         if rows == 0 {
             return Ok(());
         }
-        let taken = self.flow.take_rows(branch, batch)?;
-        self.pending_out.extend(taken.output);
-        self.took(rows, taken.max_event_time, &taken.current, &taken.late)
+        let mut taken = self.flow.take_rows(branch, batch)?;
+        self.pending_out.append(&mut taken.output);
+        self.took(rows, &taken)
     }
 
     /// After a batch: the latest event time (a view over a table derives the table's
     /// watermark from it), late rows, counts and memory.
-    fn took(
-        &mut self,
-        rows: usize,
-        max_event_time: Option<i64>,
-        current: &RecordBatch,
-        late: &[u32],
-    ) -> Result<()> {
-        if let Some(batch_max) = max_event_time {
+    fn took(&mut self, rows: usize, taken: &dataflow::Taken) -> Result<()> {
+        if let Some(batch_max) = taken.max_event_time {
             self.max_event_time = Some(self.max_event_time.map_or(batch_max, |m| m.max(batch_max)));
         }
-        self.keep_late(current, late)?;
+        self.keep_late(&taken.current, &taken.late)?;
         self.stats.update(|s| s.rows_in += rows as u64);
         self.account();
         Ok(())
@@ -546,12 +540,7 @@ impl Pipeline {
     /// Runs inserts and deletes through the view's operators.
     fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<()> {
         let taken = self.flow.take_changes(branch, changes)?;
-        self.took(
-            changes.num_rows(),
-            taken.max_event_time,
-            &taken.current,
-            &taken.late,
-        )
+        self.took(changes.num_rows(), &taken)
     }
 
     /// Closes the windows the watermark passed and hands their rows to readers and to the
