@@ -646,3 +646,109 @@ mod tests {
         assert_eq!(errors.len(), 5);
     }
 }
+
+/// Fuzz target: every change record (Debezium or upsert; good ones with bytes changed and cut,
+/// and raw bytes) becomes writes or a rejection — never both or neither — and no key or value
+/// makes decoding panic or fail the whole chunk. `scripts/fuzz` runs it longer.
+#[cfg(test)]
+mod fuzz {
+    use std::collections::BTreeSet;
+
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+
+    use super::*;
+
+    const DEBEZIUM: &[(&str, &str)] = &[
+        (
+            r#"{"id":1}"#,
+            r#"{"before":null,"after":{"id":1,"status":"new","amount":2.5},"op":"c"}"#,
+        ),
+        (
+            r#"{"id":1}"#,
+            r#"{"before":{"id":1},"after":{"id":2,"status":"x","amount":-1e3},"op":"u"}"#,
+        ),
+        (
+            r#"{"id":2}"#,
+            r#"{"before":{"id":2,"status":"x"},"after":null,"op":"d"}"#,
+        ),
+        (
+            "1",
+            r#"{"schema":{"type":"struct"},"payload":{"after":{"id":3},"op":"r"}}"#,
+        ),
+    ];
+    const UPSERT: &[(&str, &str)] = &[
+        (r#"{"id":1}"#, r#"{"id":1,"status":"new","amount":2.5}"#),
+        ("7", r#"{"id":7,"status":"\u00e9\"","amount":null}"#),
+        (r#"{"id": 9}"#, r#"{"status":"no id here","id":9}"#),
+    ];
+
+    /// One record: which good one, whether the edits go to its key, the edits (position,
+    /// byte), where to cut it, or raw bytes instead.
+    type Input = (u8, bool, Vec<(u8, u8)>, Option<u8>, Option<Vec<u8>>);
+
+    fn edited(good: &str, edits: &[(u8, u8)], cut: Option<u8>) -> Vec<u8> {
+        let mut bytes = good.as_bytes().to_vec();
+        for &(at, byte) in edits {
+            let at = usize::from(at) % bytes.len();
+            bytes[at] = byte;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(usize::from(cut) % (bytes.len() + 1));
+        }
+        bytes
+    }
+
+    #[test]
+    fn fuzz_change_records() {
+        let sql = "CREATE TABLE o (id BIGINT PRIMARY KEY, status VARCHAR, amount DOUBLE \
+                   PRECISION) WITH (connector = 'kafka')";
+        bolero::check!()
+            .with_type::<(bool, Vec<Input>)>()
+            .for_each(|(debezium, inputs)| {
+                let (format, good) = match debezium {
+                    true => (Format::Debezium, DEBEZIUM),
+                    false => (Format::Upsert, UPSERT),
+                };
+                let mut decoder = ChangelogDecoder::new(&parsed_def(sql), format).unwrap();
+                let messages: Vec<(Vec<u8>, Vec<u8>)> = inputs
+                    .iter()
+                    .map(|(which, on_key, edits, cut, raw)| {
+                        let (key, value) = good[usize::from(*which) % good.len()];
+                        match (raw, on_key) {
+                            (Some(raw), _) => (key.as_bytes().to_vec(), raw.clone()),
+                            (None, true) => (edited(key, edits, *cut), value.as_bytes().to_vec()),
+                            (None, false) => (key.as_bytes().to_vec(), edited(value, edits, *cut)),
+                        }
+                    })
+                    .collect();
+                let records: Vec<Record<'_>> = messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (key, value))| Record {
+                        offset: i as i64,
+                        timestamp_ms: None,
+                        key: Some(key),
+                        payload: Some(value),
+                    })
+                    .collect();
+                let decoded = decoder.decode(0, &records).unwrap();
+                let written: BTreeSet<i64> = decoded
+                    .batch
+                    .column_by_name(OFFSET_COLUMN)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied()
+                    .collect();
+                let rejected: BTreeSet<i64> = decoded.rejected.iter().map(|r| r.offset).collect();
+                assert!(written.is_disjoint(&rejected), "{messages:?}");
+                assert_eq!(
+                    written.len() + rejected.len(),
+                    records.len(),
+                    "{messages:?}"
+                );
+            });
+    }
+}
