@@ -190,11 +190,14 @@ struct Group {
 }
 
 /// Groups that close with the watermark: where each row's window ends, and how far closed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Closing {
     /// The `window_end` column of the rows pushed.
     end_column: usize,
     watermark: i64,
+    /// Groups by the end they had when it was set, so that a watermark visits only the
+    /// groups it may close (an entry whose group went or ends later since is skipped).
+    by_end: BTreeMap<i64, Vec<Box<[u8]>>>,
 }
 
 /// A GROUP BY (no window) over a changelog.
@@ -291,6 +294,7 @@ impl RetractingAggregate {
         self.closing = Some(Closing {
             end_column,
             watermark: i64::MIN,
+            by_end: BTreeMap::new(),
         });
         self
     }
@@ -352,7 +356,7 @@ impl RetractingAggregate {
 
     /// When closing: the positions of changes to closed windows, and every row's window end.
     fn late(&self, changes: &Changes) -> Result<(Vec<u32>, Option<TimestampMicrosecondArray>)> {
-        let Some(closing) = self.closing else {
+        let Some(closing) = &self.closing else {
             return Ok((Vec::new(), None));
         };
         let ends = changes
@@ -418,8 +422,12 @@ impl RetractingAggregate {
                 .get_mut(key.as_ref())
                 .ok_or_else(|| Error::Internal("group vanished".into()))?;
             group.rows += sign;
-            if let Some(ends) = ends {
-                group.end = group.end.max(ends.value(row));
+            if let (Some(ends), Some(closing)) = (ends, &mut self.closing)
+                && ends.value(row) > group.end
+            {
+                group.end = ends.value(row);
+                let due = closing.by_end.entry(group.end).or_default();
+                due.push(key.as_ref().into());
             }
             for (state, (arg, filter, numbers, values, second)) in
                 group.states.iter_mut().zip(&prepared)
@@ -531,7 +539,7 @@ impl RetractingAggregate {
 
     /// The watermark groups were last closed at (`i64::MIN`: none, or not closing).
     pub fn watermark(&self) -> i64 {
-        self.closing.map_or(i64::MIN, |c| c.watermark)
+        self.closing.as_ref().map_or(i64::MIN, |c| c.watermark)
     }
 
     /// Closes the groups whose windows `watermark` passed: returns their rows, now final, and
@@ -544,16 +552,19 @@ impl RetractingAggregate {
             return Ok(Vec::new());
         }
         closing.watermark = watermark;
-        let ended: Vec<Box<[u8]>> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.end <= watermark)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let closed: Vec<(Box<[u8]>, Group)> = ended
-            .into_iter()
-            .filter_map(|k| self.groups.remove_entry(&k))
-            .collect();
+        let later = match watermark.checked_add(1) {
+            Some(next) => closing.by_end.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        let due = std::mem::replace(&mut closing.by_end, later);
+        let mut closed: Vec<(Box<[u8]>, Group)> = Vec::new();
+        for key in due.into_values().flatten() {
+            if self.groups.get(&key).is_some_and(|g| g.end <= watermark)
+                && let Some(entry) = self.groups.remove_entry(&key)
+            {
+                closed.push(entry);
+            }
+        }
         for (key, group) in &closed {
             self.bytes = self.bytes.saturating_sub(
                 key.len() + group_bytes(self.aggregates.len()) + group.value_bytes(),
@@ -678,6 +689,9 @@ impl RetractingAggregate {
             })
             .transpose()?;
         self.groups.clear();
+        if let Some(closing) = &mut self.closing {
+            closing.by_end.clear();
+        }
         self.bytes = 0;
         for (i, states) in decoded.into_iter().enumerate() {
             let key: Box<[u8]> = keys.row(i).as_ref().into();
@@ -687,6 +701,13 @@ impl RetractingAggregate {
                 end: ends.map_or(i64::MIN, |e| e.value(i)),
             };
             self.bytes += key.len() + group_bytes(self.aggregates.len()) + group.value_bytes();
+            if let Some(closing) = &mut self.closing {
+                closing
+                    .by_end
+                    .entry(group.end)
+                    .or_default()
+                    .push(key.clone());
+            }
             self.groups.insert(key, group);
         }
         Ok(())
