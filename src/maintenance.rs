@@ -49,7 +49,7 @@ impl Maintenance {
         if let Err(e) = self.apply_retention().await {
             tracing::warn!(error = %e, "retention failed; the next pass retries");
         }
-        for owner in FileOwner::compactable(&self.storage.manifest()) {
+        for owner in FileOwner::all(&self.storage.manifest()) {
             if let Err(e) = self.storage.compact(&owner, self.target_bytes).await {
                 tracing::warn!(relation = %owner, error = %e, "compaction failed; the next pass retries");
             }

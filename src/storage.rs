@@ -15,6 +15,7 @@
 //! `PutMode::Create`, so a reader sees a file only once a committed manifest names it.
 
 pub mod compaction;
+mod fold;
 pub mod manifest;
 pub mod parquet;
 pub mod store;
@@ -233,7 +234,7 @@ impl Storage {
         let rows = file.rows;
         self.commit(|m| match m.tables.get_mut(&table.name) {
             Some(state) if state.def.id == table.id => {
-                state.files.push(file);
+                state.push_write(file);
                 Ok(())
             }
             _ => Err(Error::UndefinedRelation {
@@ -315,6 +316,7 @@ impl Storage {
             size_bytes,
             rows: batch.num_rows() as u64,
             windows_end: None,
+            seq: None,
         })
     }
 

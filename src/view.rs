@@ -281,9 +281,9 @@ impl Views {
         let resumed = checkpoint.is_some();
         let mut reader = None;
         let mut inputs = Vec::new();
-        for input in flow.plan.inputs() {
+        for (index, input) in flow.plan.inputs().into_iter().enumerate() {
             let (mut subscribed, own) = self
-                .subscribe(&def, input, checkpoint.as_ref(), replay, &manifest)
+                .subscribe(&def, (index, input), checkpoint.as_ref(), replay, &manifest)
                 .await?;
             // The input's committed files are what the checkpointed state already holds; the
             // rows it took in since the restart (not committed yet) are new.
@@ -354,12 +354,13 @@ impl Views {
         Ok(())
     }
 
-    /// Subscribes a view to one of its inputs: what it holds, then what follows; for a source
-    /// that keeps no events, the view's own reader of its topic (returned too).
+    /// Subscribes a view to one of its inputs (and its index among them): what it holds, then
+    /// what follows; for a source that keeps no events, the view's own reader of its topic
+    /// (returned too).
     async fn subscribe(
         &self,
         def: &ViewDef,
-        input: &InputRelation,
+        (index, input): (usize, &InputRelation),
         checkpoint: Option<&ViewCheckpoint>,
         replay: Replay,
         manifest: &Manifest,
@@ -434,9 +435,9 @@ impl Views {
             RelationKind::Table => Input::Table {
                 name: name.clone(),
                 commits: self.storage.watch(),
-                seen: checkpoint
-                    .map(|c| c.table_files.iter().cloned().collect())
-                    .unwrap_or_default(),
+                read: checkpoint
+                    .and_then(|c| c.tables_read.get(&index).copied())
+                    .unwrap_or(0),
             },
             RelationKind::Union => {
                 return Err(Error::Internal("a union is not an input of its own".into()));

@@ -61,6 +61,7 @@ pub async fn create_table(
                 TableState {
                     def,
                     files: Vec::new(),
+                    writes: 0,
                 },
             );
             Ok(())

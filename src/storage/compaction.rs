@@ -7,8 +7,11 @@
 //! is in and a row is rewritten at most log4(target / file size) times, not once per new file. Runs keep the files' order, since a view backfilling from a
 //! source must see its events in the order they came. The replaced files stay on storage
 //! until garbage collection deletes them after the grace period, so queries and backfills
-//! that listed them finish. A table that a view reads is left alone: the view remembers which
-//! of its files it has read, by name.
+//! that listed them finish. A keyed relation's files are changelogs: a run of them is folded
+//! by key ([`super::fold`]), so its files grow with its rows, not its history. A table's
+//! files are merged only as far as every view reading it has read at its last checkpoint: a
+//! view remembers the last write it read ([`DataFile::seq`]), and a merged file ends with the
+//! last write of its run.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,6 +21,9 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
+use datafusion::arrow::array::RecordBatch;
+
+use super::fold::Fold;
 use super::manifest::{CheckpointRecord, DataFile, Manifest};
 use super::{Storage, data_file_path, parquet};
 use crate::error::{Error, Result};
@@ -50,15 +56,6 @@ impl std::fmt::Display for FileOwner {
 }
 
 impl FileOwner {
-    /// Every owner whose files may be compacted: all but tables that views read.
-    pub fn compactable(m: &Manifest) -> Vec<FileOwner> {
-        let read_by_view = |table: &str| m.views.values().any(|v| v.def.reads(table));
-        Self::all(m)
-            .into_iter()
-            .filter(|owner| !matches!(owner, FileOwner::Table { name, .. } if read_by_view(name)))
-            .collect()
-    }
-
     /// Every owner of data files in `m`.
     pub fn all(m: &Manifest) -> Vec<FileOwner> {
         let tables = m.tables.values().map(|t| FileOwner::Table {
@@ -125,6 +122,58 @@ impl FileOwner {
         }
     }
 
+    /// How many of the owner's first files compaction may merge: a table's files that every
+    /// view reading it had read at its last checkpoint (a view resuming from there, or
+    /// reading on, skips a merged file holding only writes it read, but would read all of one
+    /// that it had only partly read); all of anyone else's.
+    fn settled(&self, m: &Manifest, files: &[DataFile]) -> usize {
+        let FileOwner::Table { name, .. } = self else {
+            return files.len();
+        };
+        let read = m
+            .views
+            .values()
+            .flat_map(|v| {
+                let checkpoint = v.checkpoint.as_ref();
+                v.def
+                    .inputs()
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, input)| input == name)
+                    .map(move |(i, _)| {
+                        checkpoint
+                            .and_then(|c| c.tables_read.get(&i).copied())
+                            .unwrap_or(0)
+                    })
+            })
+            .min();
+        match read {
+            None => files.len(),
+            Some(read) => files
+                .iter()
+                .take_while(|f| f.seq.is_some_and(|s| s <= read))
+                .count(),
+        }
+    }
+
+    /// The primary key's columns when the owner's files are changelogs (a keyed table's or
+    /// keyed source's), which compaction folds by key.
+    fn changelog_key(&self, m: &Manifest) -> Result<Option<Vec<usize>>> {
+        match self {
+            FileOwner::Table { name, id } => match m.tables.get(name) {
+                Some(t) if t.def.id == *id && t.def.keyed() => Ok(Some(t.def.key_columns()?)),
+                _ => Ok(None),
+            },
+            FileOwner::Source { name, id } => match m.sources.get(name) {
+                Some(s) if s.def.id == *id && s.def.keyed() => {
+                    Ok(Some(s.def.as_table().key_columns()?))
+                }
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
     fn new_path(&self, file_id: u64) -> Path {
         match self {
             FileOwner::Table { name, id } => data_file_path("tables", name, *id, file_id),
@@ -135,24 +184,25 @@ impl FileOwner {
         }
     }
 
-    /// Replaces `run` (still consecutive in the owner's files) by `merged`; `false` when the
-    /// owner or the run is gone (dropped, or changed by retention meanwhile) or the owner is a
-    /// table a view now reads.
-    fn replace(&self, m: &mut Manifest, run: &[DataFile], merged: DataFile) -> bool {
-        // A view created over the table since the run was planned reads its files by name.
-        if let FileOwner::Table { name, .. } = self
-            && m.views.values().any(|v| v.def.reads(name))
-        {
-            return false;
-        }
-        let Some(files) = self.files_mut(m) else {
+    /// Replaces `run` (still consecutive in the owner's files) by `merged` (by nothing when
+    /// it folded away); `false` when the owner or the run is gone (dropped, or changed by
+    /// retention meanwhile) or a view reading the table has not read all of it.
+    fn replace(&self, m: &mut Manifest, run: &[DataFile], merged: Option<DataFile>) -> bool {
+        let Some(files) = self.files(m) else {
             return false;
         };
         let same = |window: &[DataFile]| window.iter().zip(run).all(|(a, b)| a.path == b.path);
         let Some(at) = files.windows(run.len()).position(same) else {
             return false;
         };
-        files.splice(at..at + run.len(), [merged]);
+        // A view created, or rebuilt, over the table since the run was planned.
+        if at + run.len() > self.settled(m, files) {
+            return false;
+        }
+        let Some(files) = self.files_mut(m) else {
+            return false;
+        };
+        files.splice(at..at + run.len(), merged);
         true
     }
 }
@@ -199,12 +249,16 @@ impl Storage {
         let Some(files) = owner.files(&manifest) else {
             return Ok(());
         };
-        for range in plan(files, target) {
+        let key = owner.changelog_key(&manifest)?;
+        let settled = &files[..owner.settled(&manifest, files)];
+        for range in plan(settled, target) {
+            let from_start = range.start == 0;
             let run = &files[range];
             let started_at_ms = chrono::Utc::now().timestamp_millis();
             let started = std::time::Instant::now();
-            let Some(merged) = self.merge(owner, run).await? else {
-                continue;
+            let merged = match &key {
+                Some(key) => self.fold(owner, run, key.clone(), from_start).await?,
+                None => self.merge(owner, run).await?,
             };
             crate::failpoint::crash_point("compaction.written");
             let record = CheckpointRecord {
@@ -213,14 +267,14 @@ impl Storage {
                 reason: owner.to_string(),
                 started_at_ms,
                 duration_ms: started.elapsed().as_millis() as u64,
-                size_bytes: merged.size_bytes,
+                size_bytes: merged.as_ref().map_or(0, |f| f.size_bytes),
                 state_bytes: 0,
                 files: run.len() as u64,
             };
             let mut changed = false;
             let committed = self
                 .commit(|m| {
-                    if !owner.replace(m, run, merged) {
+                    if !owner.replace(m, run, merged.clone()) {
                         changed = true;
                         return Err(Error::Internal("the run changed meanwhile".into()));
                     }
@@ -242,8 +296,46 @@ impl Storage {
         Ok(())
     }
 
-    /// Writes the rows of `run`, in order, as one new file (not committed).
+    /// Writes the rows of `run`, in order, as one new file (not committed); `None` when the
+    /// run holds no rows.
     async fn merge(&self, owner: &FileOwner, run: &[DataFile]) -> Result<Option<DataFile>> {
+        self.rewrite(owner, run, Ok).await
+    }
+
+    /// Writes the fold of the changelog `run` by `key` ([`super::fold`]) as one new file (not
+    /// committed); `None` when nothing is left of it.
+    async fn fold(
+        &self,
+        owner: &FileOwner,
+        run: &[DataFile],
+        key: Vec<usize>,
+        from_start: bool,
+    ) -> Result<Option<DataFile>> {
+        let mut fold = None;
+        for file in run {
+            for batch in self.read_file(file).await? {
+                let fold = match &mut fold {
+                    Some(fold) => fold,
+                    None => fold.insert(Fold::new(&batch, key.clone(), from_start)?),
+                };
+                fold.scan(&batch)?;
+            }
+        }
+        let Some(fold) = fold else {
+            return Ok(None);
+        };
+        let mut kept = fold.finish();
+        self.rewrite(owner, run, move |batch| kept.filter(&batch))
+            .await
+    }
+
+    /// Writes the rows of `run`, in order and each batch through `keep`, as one new file.
+    async fn rewrite(
+        &self,
+        owner: &FileOwner,
+        run: &[DataFile],
+        mut keep: impl FnMut(RecordBatch) -> Result<RecordBatch> + Send + 'static,
+    ) -> Result<Option<DataFile>> {
         let first = self.read_file(&run[0]).await?;
         let Some(schema) = first.first().map(|b| b.schema()) else {
             return Ok(None);
@@ -258,12 +350,14 @@ impl Storage {
             .try_flatten();
         let batches = futures::stream::iter(first.into_iter().map(Ok))
             .chain(rest)
+            .map(move |batch| batch.and_then(&mut keep))
             .map_err(|e: Error| DataFusionError::External(Box::new(e)));
         let input = Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), batches));
         let path = owner.new_path(self.new_file_id());
         let written = parquet::write_file(Arc::clone(&self.store), path, schema, input).await?;
         Ok(written.map(|file| DataFile {
             windows_end: run.iter().filter_map(|f| f.windows_end).max(),
+            seq: run.last().and_then(|f| f.seq),
             ..file
         }))
     }
@@ -282,6 +376,7 @@ mod tests {
                 size_bytes,
                 rows: 1,
                 windows_end: None,
+                seq: None,
             })
             .collect()
     }
@@ -320,6 +415,7 @@ mod tests {
                 size_bytes: 1000,
                 rows: 1,
                 windows_end: None,
+                seq: None,
             });
             written += 1000;
             while let Some(range) = plan(&current, target).into_iter().next() {
@@ -330,6 +426,7 @@ mod tests {
                     size_bytes: bytes,
                     rows: 1,
                     windows_end: None,
+                    seq: None,
                 };
                 current.splice(range, [merged]);
             }

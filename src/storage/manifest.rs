@@ -106,8 +106,13 @@ pub struct ViewCheckpoint {
     pub input_watermark: Option<i64>,
     /// The largest event time seen (a view over a table keeps its own watermark).
     pub max_event_time: Option<i64>,
-    /// A view over a table: the table's files it has read.
-    #[serde(default)]
+    /// A view over tables: per input (its index among the view's inputs) that is a table,
+    /// the number of the last write of the table it has read ([`DataFile::seq`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables_read: BTreeMap<usize, u64>,
+    /// What manifests before write numbers kept instead: the table files read, by name
+    /// ([`Manifest::upgrade`] turns them into `tables_read`).
+    #[serde(default, skip_serializing)]
     pub table_files: Vec<String>,
     /// A view reading a source's topic itself: the next offset per partition and its
     /// deduplication state.
@@ -134,6 +139,21 @@ pub struct SourceState {
 pub struct TableState {
     pub def: TableDef,
     pub files: Vec<DataFile>,
+    /// The writes committed so far: each adds one file, numbered ([`DataFile::seq`]) in commit
+    /// order from 1.
+    #[serde(default)]
+    pub writes: u64,
+}
+
+impl TableState {
+    /// Adds the file of the table's next write, numbering it.
+    pub fn push_write(&mut self, file: DataFile) {
+        self.writes += 1;
+        self.files.push(DataFile {
+            seq: Some(self.writes),
+            ..file
+        });
+    }
 }
 
 /// A Parquet file named by the manifest; `path` is relative to the storage root.
@@ -146,6 +166,11 @@ pub struct DataFile {
     /// retention drops whole files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows_end: Option<i64>,
+    /// For a table's file, the number of the last write it holds: one write, or a run of them
+    /// that compaction merged. Views over the table remember how far they read by it, so a
+    /// merged run they have read is not read again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 impl Manifest {
@@ -237,6 +262,38 @@ impl Manifest {
         }
     }
 
+    /// Brings a manifest written before tables numbered their writes up to date: their files
+    /// are numbered in order, and each view's list of table files read becomes, per table
+    /// input, the number of the last of them (a view reads a table's files in order).
+    fn upgrade(&mut self) {
+        for table in self.tables.values_mut() {
+            for file in table.files.iter_mut().filter(|f| f.seq.is_none()) {
+                table.writes += 1;
+                file.seq = Some(table.writes);
+            }
+        }
+        for view in self.views.values_mut() {
+            let Some(checkpoint) = view.checkpoint.as_mut() else {
+                continue;
+            };
+            let read = std::mem::take(&mut checkpoint.table_files);
+            for (input, name) in view.def.inputs().into_iter().enumerate() {
+                let Some(table) = self.tables.get(name) else {
+                    continue;
+                };
+                let last = table
+                    .files
+                    .iter()
+                    .filter(|f| read.contains(&f.path))
+                    .filter_map(|f| f.seq)
+                    .max();
+                if let Some(last) = last {
+                    checkpoint.tables_read.insert(input, last);
+                }
+            }
+        }
+    }
+
     /// The views reading `name`.
     pub fn dependents(&self, name: &str) -> Vec<String> {
         self.views
@@ -283,6 +340,8 @@ pub async fn read_latest(store: &dyn ObjectStore) -> Result<Manifest> {
             manifest.format_version, manifest.epoch
         )));
     }
+    let mut manifest = manifest;
+    manifest.upgrade();
     Ok(manifest)
 }
 
@@ -328,5 +387,60 @@ pub async fn prune(store: &dyn ObjectStore, retained: usize) {
         if let Err(e) = store.delete(&manifest_path(*epoch)).await {
             tracing::warn!(error = %e, epoch, "could not delete an old manifest");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_from_before_write_numbers_numbers_them_and_keeps_where_views_read() {
+        let file = |path: &str| serde_json::json!({"path": path, "size_bytes": 10, "rows": 1});
+        let table = |name: &str, files: Vec<serde_json::Value>| {
+            serde_json::json!({
+                "def": {"id": 1, "name": name, "columns": [], "watermark": null,
+                        "append_only": false, "primary_key": []},
+                "files": files,
+            })
+        };
+        let legacy = serde_json::json!({
+            "format_version": 1, "epoch": 3, "committed_at_ms": 0,
+            "next_table_id": 4, "next_file_id": 9,
+            "tables": {
+                "a": table("a", vec![file("a1"), file("a2"), file("a3")]),
+                "b": table("b", vec![file("b1")]),
+            },
+            "views": {"v": {
+                "def": {"id": 3, "name": "v", "query": "", "emit_on_close": false, "input": "a",
+                        "union": ["a", "b", "a"], "columns": [], "time_columns": [],
+                        "created_at_ms": 0},
+                "files": [], "closed_through": null,
+                "checkpoint": {"id": 2, "state": null, "watermark": null,
+                               "input_watermark": null, "max_event_time": null,
+                               "table_files": ["a1", "a2"]},
+            }},
+        });
+        let mut manifest: Manifest = serde_json::from_value(legacy).unwrap();
+        manifest.upgrade();
+        let seqs = |m: &Manifest, t: &str| -> Vec<Option<u64>> {
+            m.tables[t].files.iter().map(|f| f.seq).collect()
+        };
+        assert_eq!(seqs(&manifest, "a"), [Some(1), Some(2), Some(3)]);
+        assert_eq!(seqs(&manifest, "b"), [Some(1)]);
+        assert_eq!(manifest.tables["a"].writes, 3);
+        let checkpoint = manifest.views["v"].checkpoint.clone().unwrap();
+        // Both inputs over `a` had read its first two writes; nothing of `b`.
+        assert_eq!(checkpoint.tables_read, BTreeMap::from([(0, 2), (2, 2)]));
+        assert!(checkpoint.table_files.is_empty());
+        // And the next write of `a` is its fourth.
+        manifest.tables.get_mut("a").unwrap().push_write(DataFile {
+            path: "a4".into(),
+            size_bytes: 1,
+            rows: 1,
+            windows_end: None,
+            seq: None,
+        });
+        assert_eq!(seqs(&manifest, "a").last(), Some(&Some(4)));
     }
 }

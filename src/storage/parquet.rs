@@ -57,6 +57,7 @@ pub async fn write_file(
         size_bytes,
         rows,
         windows_end: None,
+        seq: None,
     }))
 }
 
@@ -237,6 +238,7 @@ mod tests {
             size_bytes: file.len() as u64,
             rows: 20,
             windows_end: None,
+            seq: None,
         };
         store
             .put(&Path::from("big.parquet"), file.into())

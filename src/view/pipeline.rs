@@ -10,7 +10,7 @@
 //! both, never neither. Views reading this view receive its final rows, its output watermark
 //! and the barriers through its feed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,12 +49,12 @@ pub enum Input {
         watermark: Option<i64>,
         receiver: mpsc::Receiver<Message>,
     },
-    /// A table: its committed files (but those in `seen`, read before a restart), followed
-    /// through the manifest.
+    /// A table: its committed files after write `read` (what the view read before a
+    /// restart), followed through the manifest.
     Table {
         name: String,
         commits: watch::Receiver<Arc<Manifest>>,
-        seen: HashSet<String>,
+        read: u64,
     },
 }
 
@@ -92,10 +92,14 @@ enum Item {
 /// The live part of the input, once the backfill is done.
 enum Live {
     Feed(mpsc::Receiver<Message>),
+    /// A table's files in write order ([`DataFile::seq`]): those after `queued` are new,
+    /// those through `read` are in the view. A file compaction merged from writes the view
+    /// had read holds no later write, so it is not read again.
     Table {
         name: String,
         commits: watch::Receiver<Arc<Manifest>>,
-        seen: HashSet<String>,
+        read: u64,
+        queued: u64,
         queue: VecDeque<DataFile>,
     },
 }
@@ -108,16 +112,18 @@ impl Live {
             Live::Table {
                 name,
                 commits,
-                seen,
+                read,
+                queued,
                 queue,
             } => loop {
                 if let Some(file) = queue.pop_front() {
+                    *read = file.seq.unwrap_or(*read);
                     return Some(Item::File(file));
                 }
                 commits.changed().await.ok()?;
                 let manifest = commits.borrow_and_update().clone();
                 let table = manifest.table(name)?;
-                queue.extend(new_files(&table.files, seen));
+                queue.extend(new_files(&table.files, queued));
             },
         }
     }
@@ -127,42 +133,43 @@ impl Live {
         match self {
             Live::Feed(receiver) => receiver.try_recv().ok().map(Item::Message),
             Live::Table {
-                name, seen, queue, ..
+                name,
+                read,
+                queued,
+                queue,
+                ..
             } => {
                 if queue.is_empty()
                     && let Some(table) = storage.manifest().table(name)
                 {
-                    queue.extend(new_files(&table.files, seen));
+                    queue.extend(new_files(&table.files, queued));
                 }
-                queue.pop_front().map(Item::File)
+                let file = queue.pop_front()?;
+                *read = file.seq.unwrap_or(*read);
+                Some(Item::File(file))
             }
         }
     }
 
-    /// The table files read so far (for a checkpoint); empty for other inputs.
-    fn table_files(&self) -> Vec<String> {
+    /// The last write read of a table input (for a checkpoint); `None` for other inputs.
+    fn table_read(&self) -> Option<u64> {
         match self {
-            Live::Feed(_) => Vec::new(),
-            Live::Table { seen, queue, .. } => {
-                let queued: HashSet<&str> = queue.iter().map(|f| f.path.as_str()).collect();
-                let mut read: Vec<String> = seen
-                    .iter()
-                    .filter(|p| !queued.contains(p.as_str()))
-                    .cloned()
-                    .collect();
-                read.sort();
-                read
-            }
+            Live::Feed(_) => None,
+            Live::Table { read, .. } => Some(*read),
         }
     }
 }
 
-fn new_files(files: &[DataFile], seen: &mut HashSet<String>) -> Vec<DataFile> {
-    files
+/// The files of `files` holding writes after `queued`, which moves to the last of them.
+fn new_files(files: &[DataFile], queued: &mut u64) -> Vec<DataFile> {
+    let after = *queued;
+    let new: Vec<DataFile> = files
         .iter()
-        .filter(|f| seen.insert(f.path.clone()))
+        .filter(|f| f.seq.is_some_and(|seq| seq > after))
         .cloned()
-        .collect()
+        .collect();
+    *queued = new.iter().filter_map(|f| f.seq).fold(after, u64::max);
+    new
 }
 
 impl Pipeline {
@@ -248,9 +255,12 @@ impl Pipeline {
         let Some(barrier) = align.complete() else {
             return Ok(());
         };
-        let mut table_files: Vec<String> = lives.iter().flat_map(Live::table_files).collect();
-        table_files.sort();
-        self.checkpoint(&barrier, table_files).await
+        let tables_read = lives
+            .iter()
+            .enumerate()
+            .filter_map(|(input, live)| Some((input, live.table_read()?)))
+            .collect();
+        self.checkpoint(&barrier, tables_read).await
     }
 
     /// Whether the open state reached its limit (open groups, or no room in the memory pool);
@@ -360,17 +370,20 @@ impl Pipeline {
                 Input::Table {
                     name,
                     commits,
-                    mut seen,
+                    read,
                 } => {
+                    let mut queued = read;
                     let files = commits
                         .borrow()
                         .table(&name)
-                        .map(|t| new_files(&t.files, &mut seen))
+                        .map(|t| new_files(&t.files, &mut queued))
                         .unwrap_or_default();
+                    // The backfill reads them all before the first barrier can come.
                     let live = Live::Table {
                         name,
                         commits,
-                        seen,
+                        read: queued,
+                        queued,
                         queue: VecDeque::new(),
                     };
                     (files, Vec::new(), None, None, live)
@@ -660,7 +673,11 @@ impl Pipeline {
     /// The view's part of a checkpoint: writes its open state, pending final rows and late
     /// rows, reports them, and passes the barrier to the views reading this one. A failed
     /// write fails the checkpoint, not the view: the next checkpoint writes it all again.
-    async fn checkpoint(&mut self, barrier: &Arc<Barrier>, table_files: Vec<String>) -> Result<()> {
+    async fn checkpoint(
+        &mut self,
+        barrier: &Arc<Barrier>,
+        tables_read: BTreeMap<usize, u64>,
+    ) -> Result<()> {
         self.refresh().await?;
         let pending_late = std::mem::take(&mut self.pending_late);
         let (closed, late, closed_through) = {
@@ -721,7 +738,7 @@ impl Pipeline {
                         watermark,
                         input_watermark: self.stats.snapshot().watermark_us,
                         max_event_time: self.max_event_time,
-                        table_files,
+                        tables_read,
                         ..ViewCheckpoint::default()
                     },
                     closed_through,

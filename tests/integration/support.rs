@@ -347,12 +347,19 @@ impl ServerProcess {
 pub async fn start_killable(
     ddl: &str,
 ) -> (tempfile::TempDir, ServerProcess, tokio_postgres::Client) {
+    start_killable_with(ddl, &[]).await
+}
+
+/// [`start_killable`] with `args` added to the command line.
+pub async fn start_killable_with(
+    ddl: &str,
+    args: &[&str],
+) -> (tempfile::TempDir, ServerProcess, tokio_postgres::Client) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = ServerProcess::start(
-        &["--storage", data.to_str().unwrap()],
-        &dir.path().join("server.log"),
-    );
+    let mut all = vec!["--storage", data.to_str().unwrap()];
+    all.extend(args);
+    let server = ServerProcess::start(&all, &dir.path().join("server.log"));
     let client = connect(([127, 0, 0, 1], server.pg_port).into()).await;
     client.batch_execute(ddl).await.unwrap();
     (dir, server, client)

@@ -4,6 +4,8 @@
 //! by DataFusion in batch mode over the table's rows — through a `kill -9` between a commit
 //! and the next checkpoint, and for a view created over an updating view midway.
 
+use std::time::Duration;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::Client;
@@ -210,12 +212,24 @@ async fn what_cannot_follow_deletes_is_refused_with_0a000() {
 /// A table with a primary key under random upserts, updates (of keys too) and deletes: the
 /// table always equals this test's own model of it, and every view over it (aggregates,
 /// filters, views over those) equals its batch query after every FLUSH — across a kill -9
-/// after which the table's rows are replayed from its files.
+/// after which the table's rows are replayed from its files. Compaction runs every second
+/// meanwhile, folding the table's changelog files by key under the views reading them; a
+/// burst of updates to a few keys must fold away, a view created after it backfills from the
+/// folded files, and a restart replays them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_over_a_keyed_table_follow_inserts_updates_and_deletes() {
     use std::collections::BTreeMap;
-    let (_dir, mut server, mut client) = support::start_killable(
+    let (_dir, mut server, mut client) = support::start_killable_with(
         "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT, country TEXT, score BIGINT)",
+        // Checkpoints only at FLUSH, so the kill comes after writes no checkpoint holds.
+        &[
+            "--compaction-interval",
+            "1s",
+            "--compaction-target-size",
+            "1MB",
+            "--checkpoint-interval",
+            "1h",
+        ],
     )
     .await;
     let addr = ([127, 0, 0, 1], server.pg_port).into();
@@ -337,23 +351,109 @@ async fn views_over_a_keyed_table_follow_inserts_updates_and_deletes() {
             }
         }
         if round == rounds / 2 {
+            // Small files on both sides of the views' last checkpoint, for compaction to see
+            // before the kill: a run merged across it would be read again after the restart.
+            for at in ["checkpointed", "after"] {
+                for i in 0..3 {
+                    let id = 100 + i;
+                    let sql = format!("INSERT INTO customers VALUES ({id}, '{at}', 'US', {i})");
+                    client.batch_execute(&sql).await.unwrap();
+                    model.insert(id, (at.into(), "US".into(), i));
+                }
+                if at == "checkpointed" {
+                    client.batch_execute("FLUSH").await.unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
             server.stop("KILL");
             server.restart();
             client = support::connect(addr).await;
         }
-        let table = sorted_rows(&client, "SELECT id, name, country, score FROM customers").await;
-        let mut expected: Vec<String> = model
-            .iter()
-            .map(|(id, (name, country, score))| format!("{id}|{name}|{country}|{score}"))
-            .collect();
-        expected.sort();
-        assert_eq!(table, expected, "the table after round {round}");
+        check_table(&client, &model, round).await;
         client.batch_execute("FLUSH").await.unwrap();
         check(&client, &views, round).await;
     }
+    let compactions = "SELECT count(*) FROM sluice_catalog.checkpoints \
+                       WHERE kind = 'compaction' AND reason = 'table customers'";
+    let during = number(&client, compactions).await;
+
+    // A burst: 200 writes of two rows each (the old row, the new) to five keys. Folded by
+    // key, their files shrink to a few rows per key; merged without folding they would keep
+    // all 400.
+    let stored = "SELECT coalesce(sum(rows), 0) FROM sluice_catalog.files \
+                  WHERE relation = 'table customers'";
+    let before = number(&client, stored).await;
+    for i in 0..200 {
+        let id = [1, 2, 3, 4, 5][i % 5];
+        client
+            .batch_execute(&format!(
+                "INSERT INTO customers VALUES ({id}, 'hot', 'FR', {i})"
+            ))
+            .await
+            .unwrap();
+        model.insert(id, ("hot".into(), "FR".into(), i as i64));
+        if i % 50 == 49 {
+            client.batch_execute("FLUSH").await.unwrap();
+        }
+    }
+    client.batch_execute("FLUSH").await.unwrap();
+    let folded = support::wait_for(Duration::from_secs(60), "the burst to fold", || {
+        let client = &client;
+        async move {
+            // Views read on (and checkpoint) so compaction may fold what they have read.
+            client.batch_execute("FLUSH").await.unwrap();
+            let rows = number(client, stored).await;
+            (rows < before + 100).then_some(rows)
+        }
+    })
+    .await;
+    check_table(&client, &model, rounds + 1).await;
+    check(&client, &views, rounds + 1).await;
+    // A view created now reads the folded files.
+    let late = "SELECT country, count(*) AS n, sum(score) AS total FROM customers GROUP BY country";
+    client
+        .batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW late_by_country AS {late}"
+        ))
+        .await
+        .unwrap();
+    let mut views = views;
+    views.push(("late_by_country", late.into(), late.into()));
+    client.batch_execute("FLUSH").await.unwrap();
+    check(&client, &views, rounds + 2).await;
+    // And a restart replays them.
+    server.stop("KILL");
+    server.restart();
+    client = support::connect(addr).await;
+    check_table(&client, &model, rounds + 3).await;
+    client.batch_execute("FLUSH").await.unwrap();
+    check(&client, &views, rounds + 3).await;
+    let after = number(&client, compactions).await;
+    assert!(during >= 1, "no compaction of the table during the rounds");
     eprintln!(
-        "keyed table: {rounds} rounds, {statements} statements, {} keys at the end, {} views",
+        "keyed table: {rounds} rounds, {statements} statements, {} keys at the end, {} views; \
+         {during} compactions during the rounds, {after} in all; the burst's 400 changelog rows \
+         left the table's files at {folded} rows (from {before})",
         model.len(),
         views.len()
     );
+}
+
+/// The table's rows equal the model's.
+async fn check_table(
+    client: &Client,
+    model: &std::collections::BTreeMap<i64, (String, String, i64)>,
+    round: usize,
+) {
+    let table = sorted_rows(client, "SELECT id, name, country, score FROM customers").await;
+    let mut expected: Vec<String> = model
+        .iter()
+        .map(|(id, (name, country, score))| format!("{id}|{name}|{country}|{score}"))
+        .collect();
+    expected.sort();
+    assert_eq!(table, expected, "the table after round {round}");
+}
+
+async fn number(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
 }
