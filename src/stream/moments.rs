@@ -85,6 +85,60 @@ impl CoMoments {
         }
         Some((self.c / (self.x.m2 * self.y.m2).sqrt()).clamp(-1.0, 1.0))
     }
+
+    /// `regr_*(y, x)`, the pairs added as `(y, x)` (the dependent variable first, as the
+    /// functions take them), with DataFusion's rules: NULL without pairs; the slope, the
+    /// intercept and r² also NULL for one pair or an `x` that does not vary, r² for a `y`
+    /// that does not vary.
+    pub fn regression(&self, what: Regression) -> Option<f64> {
+        let (y, x, n) = (&self.x, &self.y, self.x.n);
+        let line = n >= 2 && !x.flat();
+        let slope = || self.c / x.m2;
+        match what {
+            Regression::Count => Some(n as f64),
+            _ if n < 1 => None,
+            Regression::AvgX => Some(x.mean),
+            Regression::AvgY => Some(y.mean),
+            Regression::Sxx => Some(x.m2),
+            Regression::Syy => Some(y.m2),
+            Regression::Sxy => Some(self.c),
+            Regression::Slope => line.then(slope),
+            Regression::Intercept => line.then(|| y.mean - slope() * x.mean),
+            Regression::R2 => (line && !y.flat()).then(|| self.c * self.c / (x.m2 * y.m2)),
+        }
+    }
+}
+
+/// The `regr_*` aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regression {
+    Count,
+    AvgX,
+    AvgY,
+    Sxx,
+    Syy,
+    Sxy,
+    Slope,
+    Intercept,
+    R2,
+}
+
+impl Regression {
+    /// The aggregate named `name` (lowercase), if it is one.
+    pub fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "regr_count" => Regression::Count,
+            "regr_avgx" => Regression::AvgX,
+            "regr_avgy" => Regression::AvgY,
+            "regr_sxx" => Regression::Sxx,
+            "regr_syy" => Regression::Syy,
+            "regr_sxy" => Regression::Sxy,
+            "regr_slope" => Regression::Slope,
+            "regr_intercept" => Regression::Intercept,
+            "regr_r2" => Regression::R2,
+            _ => return None,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +203,45 @@ mod tests {
         assert_eq!(c.x.n, 3);
         assert_eq!(c.correlation(), None);
         assert!(close(c.covariance(false).unwrap(), 0.0));
+    }
+
+    /// The regression line of what remains after deletes, against its textbook formulas.
+    #[test]
+    fn regression_after_deletes_is_the_line_of_what_remains() {
+        let mut c = CoMoments::default();
+        // (y, x) pairs.
+        for (y, x) in [
+            (3.0, 1.0),
+            (5.0, 2.0),
+            (6.5, 3.0),
+            (100.0, 50.0),
+            (9.0, 4.0),
+        ] {
+            c.add(y, x);
+        }
+        c.remove(100.0, 50.0);
+        let (ys, xs) = ([3.0, 5.0, 6.5, 9.0], [1.0, 2.0, 3.0, 4.0]);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (my, mx) = (mean(&ys), mean(&xs));
+        let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+        let syy: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
+        let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let at = |what| c.regression(what).unwrap();
+        assert_eq!(at(Regression::Count), 4.0);
+        assert!(close(at(Regression::AvgX), mx) && close(at(Regression::AvgY), my));
+        assert!(close(at(Regression::Sxx), sxx) && close(at(Regression::Syy), syy));
+        assert!(close(at(Regression::Sxy), sxy));
+        assert!(close(at(Regression::Slope), sxy / sxx));
+        assert!(close(at(Regression::Intercept), my - sxy / sxx * mx));
+        assert!(close(at(Regression::R2), sxy * sxy / (sxx * syy)));
+        // One pair left: no line, but its averages; none: only the count.
+        for (y, x) in [(5.0, 2.0), (6.5, 3.0), (9.0, 4.0)] {
+            c.remove(y, x);
+        }
+        assert_eq!(c.regression(Regression::Slope), None);
+        assert_eq!(c.regression(Regression::AvgX), Some(1.0));
+        c.remove(3.0, 1.0);
+        assert_eq!(c.regression(Regression::AvgY), None);
+        assert_eq!(c.regression(Regression::Count), Some(0.0));
     }
 }

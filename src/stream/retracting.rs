@@ -31,7 +31,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::changes::Changes;
 use super::groups::{AggregateSpec, Inputs};
-use super::moments::{CoMoments, Moments};
+use super::moments::{CoMoments, Moments, Regression};
 use crate::error::{Error, Result};
 
 /// What one aggregate keeps per group.
@@ -54,6 +54,8 @@ enum Kind {
         sample: bool,
     },
     Correlation,
+    /// `regr_*(y, x)`: the same co-moments.
+    Regression(Regression),
     /// `bool_and`/`bool_or`: how many values, how many true.
     BoolAnd,
     BoolOr,
@@ -105,6 +107,9 @@ fn kind(spec: &AggregateSpec, args: &[DataType]) -> Result<(Kind, Option<Number>
         ("covar" | "covar_samp", false) if pair => Some(Kind::Covariance { sample: true }),
         ("covar_pop", false) if pair => Some(Kind::Covariance { sample: false }),
         ("corr", false) if pair => Some(Kind::Correlation),
+        (name, false) if pair && Regression::named(name).is_some() => {
+            Regression::named(name).map(Kind::Regression)
+        }
         (name, false) if number.is_some() => match name {
             "stddev" | "stddev_samp" => Some(Kind::Variance {
                 sample: true,
@@ -131,7 +136,9 @@ fn kind(spec: &AggregateSpec, args: &[DataType]) -> Result<(Kind, Option<Number>
     // Moments are kept in floating point, as DataFusion and Postgres' float8 compute them.
     let (number, arity) = match kind {
         Some(Kind::Variance { .. }) => (Some(Number::Float), 1),
-        Some(Kind::Covariance { .. } | Kind::Correlation) => (Some(Number::Float), 2),
+        Some(Kind::Covariance { .. } | Kind::Correlation | Kind::Regression(_)) => {
+            (Some(Number::Float), 2)
+        }
         _ => (number, 1),
     };
     match kind {
@@ -144,8 +151,8 @@ fn kind(spec: &AggregateSpec, args: &[DataType]) -> Result<(Kind, Option<Number>
             Some(
                 "Over an updating input (a view without windows, for one) an aggregate must \
                  follow deletes: count, sum, avg, min, max, count(DISTINCT …), stddev, \
-                 stddev_pop, var_samp, var_pop, covar_samp, covar_pop, corr, bool_and and \
-                 bool_or do.",
+                 stddev_pop, var_samp, var_pop, covar_samp, covar_pop, corr, the regr_* \
+                 functions, bool_and and bool_or do.",
             ),
         )),
     }
@@ -321,7 +328,7 @@ impl RetractingAggregate {
                     },
                     Kind::Min | Kind::Max | Kind::CountDistinct => State::Values(BTreeMap::new()),
                     Kind::Variance { .. } => State::Moments(Moments::default()),
-                    Kind::Covariance { .. } | Kind::Correlation => {
+                    Kind::Covariance { .. } | Kind::Correlation | Kind::Regression(_) => {
                         State::CoMoments(CoMoments::default())
                     }
                     Kind::BoolAnd | Kind::BoolOr => State::Booleans {
@@ -783,6 +790,10 @@ impl Aggregate {
                 State::CoMoments(moments) => moments.correlation(),
                 _ => None,
             }))),
+            Kind::Regression(what) => Arc::new(Float64Array::from_iter(states.map(|s| match s {
+                State::CoMoments(moments) => moments.regression(what),
+                _ => None,
+            }))),
             Kind::BoolAnd | Kind::BoolOr => {
                 let and = self.kind == Kind::BoolAnd;
                 Arc::new(BooleanArray::from_iter(states.map(|s| match s {
@@ -841,7 +852,7 @@ impl Aggregate {
         match self.kind {
             Kind::Count => 1,
             Kind::Variance { .. } => 3,
-            Kind::Covariance { .. } | Kind::Correlation => 6,
+            Kind::Covariance { .. } | Kind::Correlation | Kind::Regression(_) => 6,
             _ => 2,
         }
     }
@@ -917,7 +928,7 @@ impl Aggregate {
                     .collect();
                 encode_moments(&moments)
             }
-            Kind::Covariance { .. } | Kind::Correlation => {
+            Kind::Covariance { .. } | Kind::Correlation | Kind::Regression(_) => {
                 let pairs: Vec<CoMoments> = states
                     .iter()
                     .map(|s| match s {
@@ -1017,7 +1028,7 @@ impl Aggregate {
                 .into_iter()
                 .map(State::Moments)
                 .collect(),
-            Kind::Covariance { .. } | Kind::Correlation => {
+            Kind::Covariance { .. } | Kind::Correlation | Kind::Regression(_) => {
                 let xs = decode_moments(&columns[0], &columns[1], &columns[2])?;
                 let ys = decode_moments(&columns[0], &columns[3], &columns[4])?;
                 let cs = columns[5]
