@@ -32,7 +32,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::storage::{CheckpointRecord, DataFile, Manifest, Storage, ViewCheckpoint};
+use crate::storage::{
+    CheckpointRecord, DataFile, Manifest, ReaderPosition, Storage, ViewCheckpoint,
+};
 use crate::stream::barrier::Barrier;
 
 /// What the database asks of a source runner or a view pipeline.
@@ -117,8 +119,12 @@ const FAILURES_KEPT: usize = 20;
 pub enum ParticipantId {
     /// A source's own reader.
     Source(String),
-    /// A view's own reader of a source's topic.
-    Reader(String),
+    /// A view's own reader of the topic of a source it reads (at `input`, its index among
+    /// the view's inputs).
+    Reader {
+        view: String,
+        input: usize,
+    },
     View(String),
 }
 
@@ -126,7 +132,9 @@ impl std::fmt::Display for ParticipantId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ParticipantId::Source(name) => write!(f, "source \"{name}\""),
-            ParticipantId::Reader(view) => write!(f, "the topic reader of view \"{view}\""),
+            ParticipantId::Reader { view, input } => {
+                write!(f, "the topic reader of input {input} of view \"{view}\"")
+            }
             ParticipantId::View(name) => write!(f, "materialized view \"{name}\""),
         }
     }
@@ -239,7 +247,7 @@ pub enum Change {
     },
     View {
         view_id: u64,
-        checkpoint: ViewCheckpoint,
+        checkpoint: Box<ViewCheckpoint>,
         closed_through: Option<i64>,
         data_file: Option<DataFile>,
         late_file: Option<DataFile>,
@@ -528,8 +536,13 @@ impl Checkpoints {
                     rejected_file,
                     dedup,
                 } => match participant {
-                    ParticipantId::Reader(view) => {
-                        changes.readers.insert(view, (offsets, dedup));
+                    ParticipantId::Reader { view, input } => {
+                        let position = ReaderPosition { offsets, dedup };
+                        changes
+                            .readers
+                            .entry(view)
+                            .or_default()
+                            .insert(input, position);
                     }
                     ParticipantId::Source(name) => {
                         changes.rejected.extend(rejected_file);
@@ -614,7 +627,7 @@ struct SourceChange {
 struct ViewChange {
     name: String,
     id: u64,
-    checkpoint: ViewCheckpoint,
+    checkpoint: Box<ViewCheckpoint>,
     closed_through: Option<i64>,
     data_file: Option<DataFile>,
 }
@@ -624,8 +637,8 @@ struct ViewChange {
 struct Changes {
     sources: Vec<SourceChange>,
     views: Vec<ViewChange>,
-    /// Per view with its own topic reader: offsets and deduplication state.
-    readers: BTreeMap<String, (BTreeMap<i32, i64>, Option<DataFile>)>,
+    /// Per view with its own topic readers: where each stands, by input.
+    readers: BTreeMap<String, BTreeMap<usize, ReaderPosition>>,
     rejected: Vec<DataFile>,
     late: Vec<DataFile>,
 }
@@ -657,14 +670,12 @@ impl Changes {
             };
             state.files.extend(change.data_file.clone());
             state.closed_through = change.closed_through.or(state.closed_through);
-            let mut checkpoint = change.checkpoint.clone();
-            if let Some((offsets, dedup)) = self.readers.get(&change.name) {
-                checkpoint.offsets = offsets.clone();
-                checkpoint.dedup = dedup.clone();
+            let mut checkpoint = ViewCheckpoint::clone(&change.checkpoint);
+            if let Some(readers) = self.readers.get(&change.name) {
+                checkpoint.readers = readers.clone();
             }
             if let Some(old) = state.checkpoint.replace(checkpoint) {
-                superseded.extend(old.state);
-                superseded.extend(old.dedup);
+                superseded.extend(old.state_files().cloned());
             }
         }
         m.rejected_rows.extend(self.rejected.iter().cloned());

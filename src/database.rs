@@ -268,7 +268,7 @@ impl Database {
             .views
             .values()
             .filter_map(|v| v.checkpoint.as_ref())
-            .flat_map(|c| c.state.iter().chain(&c.dedup))
+            .flat_map(|c| c.state_files())
             .chain(manifest.sources.values().flat_map(|s| &s.dedup))
             .map(|f| f.size_bytes)
             .sum();
@@ -835,8 +835,8 @@ impl Participants for Everyone {
             all.push(source);
         }
         for view in self.views.in_dependency_order() {
-            if view.reader().is_some() {
-                all.push(Arc::new(TopicReader(Arc::clone(&view))));
+            for (input, _) in view.readers() {
+                all.push(Arc::new(TopicReader(Arc::clone(&view), *input)));
             }
             all.push(view);
         }

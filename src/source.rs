@@ -34,10 +34,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::catalog::source::SourceDef;
 use tokio::sync::Notify;
 
-use crate::storage::Storage;
+use crate::storage::{ReaderPosition, Storage};
 use crate::stream::feed::{Feed, Feeds};
 use crate::stream::state_memory::StatePools;
-pub use runner::{Reader, Resume, SourceHandle};
+pub use runner::{Reader, SourceHandle};
 
 /// A record that could not be decoded, kept whole.
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ impl Sources {
         def: SourceDef,
         feed: Arc<Feed>,
         reader: Reader,
-        resume: Resume,
+        resume: ReaderPosition,
     ) -> Arc<SourceHandle> {
         SourceHandle::start(
             def,
@@ -151,7 +151,7 @@ impl Sources {
             .storage
             .manifest()
             .source(&name)
-            .map(|s| Resume {
+            .map(|s| ReaderPosition {
                 offsets: s.offsets.clone(),
                 dedup: s.dedup.clone(),
             })

@@ -43,7 +43,8 @@ use crate::catalog::view::ViewDef;
 use crate::config::Config;
 use crate::error::{Error, Result};
 pub use manifest::{
-    CheckpointRecord, DataFile, Manifest, SourceState, TableState, ViewCheckpoint, ViewState,
+    CheckpointRecord, DataFile, Manifest, ReaderPosition, SourceState, TableState, ViewCheckpoint,
+    ViewState,
 };
 
 /// Runs `attempt` until it succeeds or fails for good: transient storage failures (a store

@@ -18,7 +18,7 @@ use crate::catalog::view::ViewDef;
 use crate::checkpoint::{Participant, ParticipantId, Worker};
 use crate::error::{Error, Result};
 use crate::source::options::SourceSettings;
-use crate::source::{Reader, Resume, SourceHandle, Sources};
+use crate::source::{Reader, SourceHandle, Sources};
 use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::barrier::Barrier;
 use crate::stream::changes::Emitted;
@@ -84,25 +84,26 @@ pub struct ViewHandle {
     pub stats: Arc<ViewStats>,
     /// What kind of relation each input is, and its name.
     inputs: Vec<(RelationKind, String)>,
-    /// The view's own reader of a source that keeps no events.
-    reader: Option<Arc<SourceHandle>>,
+    /// The view's own readers of sources that keep no events, by input (its index among the
+    /// view's inputs).
+    readers: Vec<(usize, Arc<SourceHandle>)>,
     shared: Arc<tokio::sync::Mutex<Shared>>,
     feed: Arc<Feed>,
     worker: Worker,
 }
 
 impl ViewHandle {
-    /// The view's numbers; a failing private reader of its source shows as its last error.
+    /// The view's numbers; a failing private reader of a source shows as its last error.
     pub fn snapshot(&self) -> stats::Snapshot {
         let mut snapshot = self.stats.snapshot();
-        if let Some(reader) = &self.reader {
+        for (_, reader) in &self.readers {
             let input = reader.stats.snapshot();
             if snapshot.last_error.is_none()
                 && let Some(error) = input.last_error
             {
                 snapshot.last_error = Some(format!(
                     "reading source \"{}\" ({}): {error}",
-                    snapshot.input,
+                    reader.name(),
                     input.status.as_str()
                 ));
             }
@@ -115,9 +116,9 @@ impl ViewHandle {
         &self.inputs
     }
 
-    /// The view's own reader of its source's topic, if it has one.
-    pub fn reader(&self) -> Option<&Arc<SourceHandle>> {
-        self.reader.as_ref()
+    /// The view's own readers of its sources' topics, by input.
+    pub fn readers(&self) -> &[(usize, Arc<SourceHandle>)] {
+        &self.readers
     }
 
     /// Whether the view's pipeline still runs (it ends when the view fails or is dropped).
@@ -132,7 +133,7 @@ impl ViewHandle {
 
     /// Stops (the last checkpoint was taken before).
     pub async fn stop(&self) {
-        if let Some(reader) = &self.reader {
+        for (_, reader) in &self.readers {
             reader.stop().await;
         }
         self.worker.stop().await;
@@ -140,7 +141,7 @@ impl ViewHandle {
 
     /// Stops at once, committing nothing more (the view was dropped).
     pub fn abandon(&self) {
-        if let Some(reader) = &self.reader {
+        for (_, reader) in &self.readers {
             reader.abandon();
         }
         self.worker.abort();
@@ -279,7 +280,7 @@ impl Views {
             }
         }
         let resumed = checkpoint.is_some();
-        let mut reader = None;
+        let mut readers = Vec::new();
         let mut inputs = Vec::new();
         for (index, input) in flow.plan.inputs().into_iter().enumerate() {
             let (mut subscribed, own) = self
@@ -290,7 +291,7 @@ impl Views {
             if resumed && let Input::Feed { files, .. } = &mut subscribed {
                 files.clear();
             }
-            reader = reader.or(own);
+            readers.extend(own.map(|reader| (index, reader)));
             inputs.push(subscribed);
         }
         let stats = Arc::new(ViewStats::new(&def.name, &def.input, def.emit_on_close));
@@ -343,7 +344,7 @@ impl Views {
             def,
             stats,
             inputs: input_kinds,
-            reader,
+            readers,
             shared,
             feed,
             worker,
@@ -395,10 +396,7 @@ impl Views {
                     let feed = Arc::new(Feed::default());
                     let receiver = feed.subscribe();
                     let resume = checkpoint
-                        .map(|c| Resume {
-                            offsets: c.offsets.clone(),
-                            dedup: c.dedup.clone(),
-                        })
+                        .and_then(|c| c.readers.get(&index).cloned())
                         .unwrap_or_default();
                     let mut source = source;
                     if replay == Replay::Earliest {
@@ -411,6 +409,7 @@ impl Views {
                         feed,
                         Reader::Private {
                             view: def.name.clone(),
+                            input: index,
                         },
                         resume,
                     );
@@ -490,7 +489,7 @@ impl Views {
                 .iter()
                 .map(|i| (RelationKind::Table, i.to_string()))
                 .collect(),
-            reader: None,
+            readers: Vec::new(),
             def,
             stats,
             shared: Arc::default(),
@@ -541,15 +540,23 @@ impl Participant for ViewHandle {
         if !self.alive() {
             return false;
         }
-        if self.reader.is_some() {
-            return reporting.contains(&ParticipantId::Reader(self.def.name.clone()));
-        }
-        let fed = self.inputs.iter().all(|(kind, input)| match kind {
-            RelationKind::Source => reporting.contains(&ParticipantId::Source(input.clone())),
-            RelationKind::View => reporting.contains(&ParticipantId::View(input.clone())),
-            RelationKind::Table => true,
-            RelationKind::Union => false,
-        });
+        let own_reader = |index: usize| self.readers.iter().any(|(i, _)| *i == index);
+        let fed = self
+            .inputs
+            .iter()
+            .enumerate()
+            .all(|(index, (kind, input))| match kind {
+                RelationKind::Source if own_reader(index) => {
+                    reporting.contains(&ParticipantId::Reader {
+                        view: self.def.name.clone(),
+                        input: index,
+                    })
+                }
+                RelationKind::Source => reporting.contains(&ParticipantId::Source(input.clone())),
+                RelationKind::View => reporting.contains(&ParticipantId::View(input.clone())),
+                RelationKind::Table => true,
+                RelationKind::Union => false,
+            });
         let tables = self
             .inputs
             .iter()
@@ -566,17 +573,31 @@ impl Participant for ViewHandle {
     }
 }
 
-/// A view's own reader of its source's topic, in checkpoint rounds (before the view).
-pub struct TopicReader(pub Arc<ViewHandle>);
+/// A view's own reader of a source's topic (the view and the input it is), in checkpoint
+/// rounds (before the view).
+pub struct TopicReader(pub Arc<ViewHandle>, pub usize);
+
+impl TopicReader {
+    fn reader(&self) -> Option<&Arc<SourceHandle>> {
+        let TopicReader(view, input) = self;
+        view.readers
+            .iter()
+            .find(|(i, _)| i == input)
+            .map(|(_, reader)| reader)
+    }
+}
 
 #[async_trait::async_trait]
 impl Participant for TopicReader {
     fn id(&self) -> ParticipantId {
-        ParticipantId::Reader(self.0.def.name.clone())
+        ParticipantId::Reader {
+            view: self.0.def.name.clone(),
+            input: self.1,
+        }
     }
 
     fn alive(&self) -> bool {
-        self.0.reader.as_ref().is_some_and(|r| r.alive())
+        self.reader().is_some_and(|r| r.alive())
     }
 
     async fn inject(
@@ -584,13 +605,13 @@ impl Participant for TopicReader {
         barrier: &Arc<Barrier>,
         _reporting: &std::collections::BTreeSet<ParticipantId>,
     ) -> bool {
-        match &self.0.reader {
+        match self.reader() {
             Some(reader) => self.0.alive() && reader.barrier(barrier).await,
             None => false,
         }
     }
 
-    /// The view shows its reader's state.
+    /// The view shows its readers' state.
     fn checkpoints_failing(&self, _error: Option<&str>) {}
 }
 

@@ -225,21 +225,6 @@ pub async fn create_view(
     let manifest = storage.manifest();
     for input in plan.inputs() {
         privileges::require(&manifest, principal, &input.name, Privilege::Select)?;
-        let reads_topic = manifest
-            .source(&input.name)
-            .is_some_and(|s| !SourceSettings::from_def(&s.def).is_ok_and(|s| s.retain));
-        if !plan.branches.is_empty() && reads_topic {
-            return Err(Error::unsupported(
-                format!(
-                    "UNION ALL over source \"{}\", which keeps no events",
-                    input.name
-                ),
-                Some(
-                    "Read the source through a view of its own (CREATE MATERIALIZED VIEW … AS \
-                     SELECT * FROM source), or create it WITH (retain = 'true').",
-                ),
-            ));
-        }
     }
     drop(manifest);
     let mut def = ViewDef {
@@ -340,7 +325,12 @@ pub async fn reset_source_offsets(
         .views()
         .all()
         .into_iter()
-        .filter_map(|v| v.reader().cloned())
+        .flat_map(|v| {
+            v.readers()
+                .iter()
+                .map(|(_, r)| Arc::clone(r))
+                .collect::<Vec<_>>()
+        })
         .filter(|r| r.name() == name);
     let readers: Vec<Arc<SourceHandle>> = db
         .sources()

@@ -38,7 +38,7 @@ use crate::checkpoint::{
     self, Change, Drain, Held, Participant, ParticipantId, Report, Request, Worker,
 };
 use crate::error::{Error, Result};
-use crate::storage::{DataFile, Storage};
+use crate::storage::{DataFile, ReaderPosition, Storage};
 use crate::stream::Message;
 use crate::stream::barrier::Barrier;
 use crate::stream::changes::Changes;
@@ -157,16 +157,10 @@ pub enum Reader {
     Shared,
     /// A materialized view's own reader of a source that keeps no events: starts where the
     /// source's startup mode says (so the view backfills the topic's history) or where the
-    /// view's last checkpoint left it; its offsets are part of the view's checkpoint, and it
-    /// keeps no rejected records (the shared reader does).
-    Private { view: String },
-}
-
-/// Where a reader resumes: the next offset per partition and the deduplication keys.
-#[derive(Debug, Clone, Default)]
-pub struct Resume {
-    pub offsets: BTreeMap<i32, i64>,
-    pub dedup: Option<DataFile>,
+    /// view's last checkpoint left it; its offsets are part of the view's checkpoint (as its
+    /// `input`'s, its index among the view's inputs), and it keeps no rejected records (the
+    /// shared reader does).
+    Private { view: String, input: usize },
 }
 
 impl SourceHandle {
@@ -176,7 +170,7 @@ impl SourceHandle {
         storage: Arc<Storage>,
         feed: Arc<Feed>,
         reader: Reader,
-        resume: Resume,
+        resume: ReaderPosition,
         surroundings: &Surroundings,
     ) -> Arc<Self> {
         let committed = resume.offsets;
@@ -615,7 +609,10 @@ impl Runner {
     async fn checkpoint(&mut self, barrier: &Arc<Barrier>) {
         let participant = match &self.reader {
             Reader::Shared => ParticipantId::Source(self.def.name.clone()),
-            Reader::Private { view } => ParticipantId::Reader(view.clone()),
+            Reader::Private { view, input } => ParticipantId::Reader {
+                view: view.clone(),
+                input: *input,
+            },
         };
         let (batches, rejected, offsets) = {
             let pending = self.pending.lock().await;
@@ -644,7 +641,7 @@ impl Runner {
                 Some(d) => {
                     let owner = match &self.reader {
                         Reader::Shared => format!("source-{}-dedup", self.def.name),
-                        Reader::Private { view } => format!("view-{view}-dedup"),
+                        Reader::Private { view, input } => format!("view-{view}-{input}-dedup"),
                     };
                     Some(
                         self.storage

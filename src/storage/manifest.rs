@@ -114,12 +114,34 @@ pub struct ViewCheckpoint {
     /// ([`Manifest::upgrade`] turns them into `tables_read`).
     #[serde(default, skip_serializing)]
     pub table_files: Vec<String>,
-    /// A view reading a source's topic itself: the next offset per partition and its
-    /// deduplication state.
-    #[serde(default)]
+    /// A view reading sources' topics itself: per input (its index among the view's inputs)
+    /// that is such a source, where its own reader stands.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub readers: BTreeMap<usize, ReaderPosition>,
+    /// What manifests before views read several topics kept instead: the one reader's
+    /// position ([`Manifest::upgrade`] makes it input 0's).
+    #[serde(default, skip_serializing)]
     pub offsets: BTreeMap<i32, i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub dedup: Option<DataFile>,
+}
+
+/// Where a view's own reader of a source's topic stands: the next offset per partition, and
+/// its deduplication state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ReaderPosition {
+    pub offsets: BTreeMap<i32, i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DataFile>,
+}
+
+impl ViewCheckpoint {
+    /// The state files it names: the operator's and its readers' deduplication keys.
+    pub fn state_files(&self) -> impl Iterator<Item = &DataFile> {
+        self.state
+            .iter()
+            .chain(self.readers.values().flat_map(|r| &r.dedup))
+    }
 }
 
 /// A source's definition, the files of its retained events, and the offsets they reach: the
@@ -220,10 +242,7 @@ impl Manifest {
                     .flat_map(|s| s.files.iter().chain(&s.dedup)),
             )
             .chain(self.views.values().flat_map(|v| {
-                let checkpoint = v
-                    .checkpoint
-                    .iter()
-                    .flat_map(|c| c.state.iter().chain(&c.dedup));
+                let checkpoint = v.checkpoint.iter().flat_map(ViewCheckpoint::state_files);
                 v.files.iter().chain(checkpoint)
             }))
             .chain(&self.rejected_rows)
@@ -262,9 +281,10 @@ impl Manifest {
         }
     }
 
-    /// Brings a manifest written before tables numbered their writes up to date: their files
-    /// are numbered in order, and each view's list of table files read becomes, per table
-    /// input, the number of the last of them (a view reads a table's files in order).
+    /// Brings a manifest written before tables numbered their writes, and before views read
+    /// several topics, up to date: tables' files are numbered in order; each view's list of
+    /// table files read becomes, per table input, the number of the last of them (a view reads
+    /// a table's files in order); a view's one topic reader's position becomes its input 0's.
     fn upgrade(&mut self) {
         for table in self.tables.values_mut() {
             for file in table.files.iter_mut().filter(|f| f.seq.is_none()) {
@@ -276,6 +296,15 @@ impl Manifest {
             let Some(checkpoint) = view.checkpoint.as_mut() else {
                 continue;
             };
+            let (offsets, dedup) = (
+                std::mem::take(&mut checkpoint.offsets),
+                checkpoint.dedup.take(),
+            );
+            if !offsets.is_empty() || dedup.is_some() {
+                checkpoint
+                    .readers
+                    .insert(0, ReaderPosition { offsets, dedup });
+            }
             let read = std::mem::take(&mut checkpoint.table_files);
             for (input, name) in view.def.inputs().into_iter().enumerate() {
                 let Some(table) = self.tables.get(name) else {
@@ -395,7 +424,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_manifest_from_before_write_numbers_numbers_them_and_keeps_where_views_read() {
+    fn a_manifest_from_before_write_numbers_and_topic_readers_keeps_where_views_read() {
         let file = |path: &str| serde_json::json!({"path": path, "size_bytes": 10, "rows": 1});
         let table = |name: &str, files: Vec<serde_json::Value>| {
             serde_json::json!({
@@ -418,7 +447,8 @@ mod tests {
                 "files": [], "closed_through": null,
                 "checkpoint": {"id": 2, "state": null, "watermark": null,
                                "input_watermark": null, "max_event_time": null,
-                               "table_files": ["a1", "a2"]},
+                               "table_files": ["a1", "a2"], "offsets": {"0": 7},
+                               "dedup": {"path": "state/d", "size_bytes": 1, "rows": 1}},
             }},
         });
         let mut manifest: Manifest = serde_json::from_value(legacy).unwrap();
@@ -433,6 +463,9 @@ mod tests {
         // Both inputs over `a` had read its first two writes; nothing of `b`.
         assert_eq!(checkpoint.tables_read, BTreeMap::from([(0, 2), (2, 2)]));
         assert!(checkpoint.table_files.is_empty());
+        // Its one topic reader's position is now that of input 0.
+        assert_eq!(checkpoint.readers[&0].offsets, BTreeMap::from([(0, 7)]));
+        assert_eq!(checkpoint.state_files().count(), 1);
         // And the next write of `a` is its fourth.
         manifest.tables.get_mut("a").unwrap().push_write(DataFile {
             path: "a4".into(),

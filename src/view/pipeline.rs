@@ -732,7 +732,7 @@ impl Pipeline {
             Ok(Report {
                 change: Change::View {
                     view_id: self.def.id,
-                    checkpoint: ViewCheckpoint {
+                    checkpoint: Box::new(ViewCheckpoint {
                         id: barrier.id,
                         state,
                         watermark,
@@ -740,7 +740,7 @@ impl Pipeline {
                         max_event_time: self.max_event_time,
                         tables_read,
                         ..ViewCheckpoint::default()
-                    },
+                    }),
                     closed_through,
                     data_file,
                     late_file,

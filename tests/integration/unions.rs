@@ -1,8 +1,10 @@
 //! `UNION ALL` views: one view over several inputs, whose checkpoint barriers it aligns and
 //! whose watermarks it takes the least of. Two Kafka sources on the real broker feed a union
 //! view and a TUMBLE view over it; a table and a table with a primary key feed an aggregation
-//! over their union; a source and a table feed one more. After every round each view equals
-//! the same query run in batch mode — through a kill -9 between rounds.
+//! over their union; a source and a table feed one more; two sources that keep no events
+//! (each read by the view's own reader of its topic, whose offsets the view's checkpoint
+//! keeps per input) feed two more. After every round each view equals the same query run in
+//! batch mode — through a kill -9 between rounds.
 
 use std::time::Duration;
 
@@ -15,6 +17,27 @@ use crate::views::{assert_views_running, sorted_rows};
 
 const ALL_CLICKS: &str = "SELECT id, page, ts FROM web UNION ALL \
                           SELECT uid, upper(screen), ts FROM app WHERE uid % 5 <> 0";
+
+/// `ALL_CLICKS` over the sources that keep no events.
+fn raw_clicks() -> String {
+    ALL_CLICKS
+        .replace("FROM web", "FROM web_raw")
+        .replace("FROM app", "FROM app_raw")
+}
+
+/// The views over sources that keep no events, and their queries over the retained sources of
+/// the same topics.
+fn raw_views() -> Vec<(&'static str, String, String)> {
+    let per_page = "SELECT page, count(*) AS n, max(id) AS last FROM ({}) GROUP BY page";
+    vec![
+        ("raw_clicks", raw_clicks(), ALL_CLICKS.into()),
+        (
+            "raw_per_page",
+            per_page.replace("{}", &raw_clicks()),
+            per_page.replace("{}", ALL_CLICKS),
+        ),
+    ]
+}
 
 /// Each view, and its query over the inputs.
 fn views() -> Vec<(&'static str, String, String)> {
@@ -56,20 +79,22 @@ async fn union_views_follow_every_input_through_a_crash() {
     create_topic(&kafka, &topics[1], 1).await;
     let (_dir, mut server, mut client) = support::start_killable("").await;
     let addr = ([127, 0, 0, 1], server.pg_port).into();
-    let source = |name: &str, columns: &str, topic: &str| {
+    let source = |name: &str, columns: &str, topic: &str, retain: bool| {
         format!(
             "CREATE SOURCE {name} ({columns}, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL \
              '5' SECOND) WITH (connector = 'kafka', topic = '{topic}', \
              properties.bootstrap.server = '{kafka}', scan.startup.mode = 'earliest', \
-             retain = 'true', source.idle_timeout = '1 hour') FORMAT PLAIN ENCODE JSON;"
+             retain = '{retain}', source.idle_timeout = '1 hour') FORMAT PLAIN ENCODE JSON;"
         )
     };
     client
         .batch_execute(&format!(
-            "{}{}CREATE TABLE plain (k INT, v BIGINT); \
+            "{}{}{}{}CREATE TABLE plain (k INT, v BIGINT); \
              CREATE TABLE keyed (id INT PRIMARY KEY, k INT, v BIGINT);",
-            source("web", "id BIGINT, page VARCHAR", &topics[0]),
-            source("app", "uid BIGINT, screen VARCHAR", &topics[1]),
+            source("web", "id BIGINT, page VARCHAR", &topics[0], true),
+            source("app", "uid BIGINT, screen VARCHAR", &topics[1], true),
+            source("web_raw", "id BIGINT, page VARCHAR", &topics[0], false),
+            source("app_raw", "uid BIGINT, screen VARCHAR", &topics[1], false),
         ))
         .await
         .unwrap();
@@ -82,7 +107,7 @@ async fn union_views_follow_every_input_through_a_crash() {
         .await
         .unwrap_err();
     assert_eq!(error.as_db_error().unwrap().code().code(), "0A000");
-    for (name, query, _) in views() {
+    for (name, query, _) in views().into_iter().chain(raw_views()) {
         client
             .batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
             .await
@@ -180,6 +205,22 @@ async fn union_views_follow_every_input_through_a_crash() {
             let expected = sorted_rows(&client, &batch).await;
             assert_eq!(streamed, expected, "view {name} after round {round}");
             compared += expected.len();
+        }
+        // The views' own readers take the topics in at their own pace: each view equals its
+        // query over the retained sources once it has read as far, never more.
+        for (name, _, batch) in raw_views() {
+            let expected = sorted_rows(&client, &batch).await;
+            let what = format!("view {name} to read round {round}");
+            let streamed = wait_for(Duration::from_secs(60), &what, || {
+                let (client, expected) = (&client, &expected);
+                async move {
+                    client.batch_execute("FLUSH").await.unwrap();
+                    let streamed = sorted_rows(client, &format!("SELECT * FROM {name}")).await;
+                    (streamed == *expected).then_some(streamed)
+                }
+            })
+            .await;
+            compared += streamed.len();
         }
     }
     let late = query_i64(&client, "SELECT count(*) FROM sluice_catalog.late_rows").await;
