@@ -415,6 +415,8 @@ impl Compiler<'_> {
         let mut columns = Vec::new();
         let mut keys = Vec::new();
         let mut key_fields = Vec::new();
+        // Which output columns are window bounds (time columns, once the windows close).
+        let mut bounds = Vec::new();
         for (i, expr) in aggregate.group_expr.iter().enumerate() {
             if let Expr::GroupingSet(_) = expr {
                 return Err(Error::unsupported(
@@ -432,6 +434,9 @@ impl Compiler<'_> {
                 },
                 _ => None,
             };
+            bounds.push(
+                windowed.is_some() && matches!(expr, Expr::Column(c) if is_window_column(&c.name)),
+            );
             match window_column {
                 Some(column) => columns.push(column),
                 None => {
@@ -500,17 +505,21 @@ impl Compiler<'_> {
             }
             _ => (WindowKind::Unbounded, None),
         };
-        let closes_at = match (&time_column_name, input.updating) {
-            (Some(_), true) => Some(physical_input.index_of(WINDOW_END)?),
+        let closes_at = match (&time_column_name, windowed, input.updating) {
+            (Some(_), Some((kind, _)), true) => {
+                let longest = kind.longest().ok_or_else(|| {
+                    Error::Internal(format!("{kind} windows assigned to changing rows"))
+                })?;
+                Some((physical_input.index_of(WINDOW_END)?, longest))
+            }
             _ => None,
         };
         let time_column = time_column_name
             .as_ref()
             .map(|c| input.schema.index_of(c))
             .transpose()?;
-        let flags = columns
-            .iter()
-            .map(|c| !matches!(c, GroupColumn::Key(_)))
+        let flags = bounds
+            .into_iter()
             .chain(aggregates.iter().map(|_| false))
             .collect();
         let layout = Layout {

@@ -66,7 +66,8 @@ impl ViewOperator {
     pub fn output_watermark(&self) -> Option<i64> {
         match self {
             ViewOperator::Window(window) => window.output_watermark(),
-            ViewOperator::Retracting(_) | ViewOperator::TopN(_) => None,
+            ViewOperator::Retracting(groups) => groups.output_watermark(),
+            ViewOperator::TopN(_) => None,
         }
     }
 

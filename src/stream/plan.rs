@@ -148,8 +148,8 @@ pub struct WindowPlan {
     /// The input follows deletes: groups without windows that retract.
     pub retracting: bool,
     /// Retracting over windows assigned to changing rows, closed by the watermark: the
-    /// `window_end` column of the aggregation's input.
-    pub closes_at: Option<usize>,
+    /// `window_end` column of the aggregation's input, and the longest window's length.
+    pub closes_at: Option<(usize, i64)>,
     /// No aggregation: each group (a whole row) is output as often as it occurs.
     pub multiset: bool,
     /// The rows the aggregation reads (after the steps before it).
@@ -167,7 +167,7 @@ impl WindowPlan {
                 self.multiset,
             )?;
             return Ok(ViewOperator::Retracting(match self.closes_at {
-                Some(end) => groups.closing(end),
+                Some((end, longest)) => groups.closing(end, longest),
                 None => groups,
             }));
         }

@@ -106,7 +106,7 @@ fn aggregation(closing: bool) -> ViewOperator {
         RetractingAggregate::try_new(keys, specs, &input, Arc::new(Schema::new(fields)), false)
             .unwrap();
     ViewOperator::Retracting(match closing {
-        true => groups.closing(2),
+        true => groups.closing(2, 10),
         false => groups,
     })
 }

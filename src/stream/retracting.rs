@@ -201,6 +201,9 @@ struct Group {
 struct Closing {
     /// The `window_end` column of the rows pushed.
     end_column: usize,
+    /// The longest window's length: a window closing later starts after the watermark less
+    /// it, which is the output's watermark.
+    longest: i64,
     watermark: i64,
     /// Groups by the end they had when it was set, so that a watermark visits only the
     /// groups it may close (an entry whose group went or ends later since is skipped).
@@ -296,10 +299,12 @@ impl RetractingAggregate {
     }
 
     /// Groups close once the watermark passes the window end in column `end_column` of the
-    /// rows pushed (a timestamp: the `window_end` windows were assigned).
-    pub fn closing(mut self, end_column: usize) -> Self {
+    /// rows pushed (a timestamp: the `window_end` windows were assigned), windows being at
+    /// most `longest` long.
+    pub fn closing(mut self, end_column: usize, longest: i64) -> Self {
         self.closing = Some(Closing {
             end_column,
+            longest,
             watermark: i64::MIN,
             by_end: BTreeMap::new(),
         });
@@ -551,6 +556,13 @@ impl RetractingAggregate {
 
     /// Closes the groups whose windows `watermark` passed: returns their rows, now final, and
     /// forgets them.
+    /// When closing, the watermark of the output's window bounds: every window it will
+    /// close from now on starts after it.
+    pub fn output_watermark(&self) -> Option<i64> {
+        let closing = self.closing.as_ref()?;
+        (closing.watermark != i64::MIN).then(|| closing.watermark.saturating_sub(closing.longest))
+    }
+
     pub fn close(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
         let Some(closing) = &mut self.closing else {
             return Ok(Vec::new());
@@ -1276,7 +1288,7 @@ mod closing_tests {
         ];
         let op = RetractingAggregate::try_new(keys, specs, &input, output, false)
             .unwrap()
-            .closing(2);
+            .closing(2, 10);
         (op, input)
     }
 

@@ -68,6 +68,16 @@ impl WindowKind {
         }
     }
 
+    /// The longest window's length; `None` for sessions (no bound) and running totals.
+    pub fn longest(&self) -> Option<i64> {
+        match *self {
+            WindowKind::Tumble { size }
+            | WindowKind::Hop { size, .. }
+            | WindowKind::Cumulate { size, .. } => Some(size),
+            WindowKind::Session { .. } | WindowKind::Unbounded => None,
+        }
+    }
+
     /// Whether windows of this kind ever close.
     pub fn closes(&self) -> bool {
         !matches!(self, WindowKind::Unbounded)

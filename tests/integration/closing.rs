@@ -8,6 +8,8 @@
 //! the rows of the windows that just closed. After every `FLUSH` a view must equal its frozen
 //! rows (plus, without EMIT ON WINDOW CLOSE, the batch rows of the windows still open), and
 //! its late rows must number the changes the test sent into closed windows — through a kill -9.
+//! Windows closed this way hand on a watermark on their bounds (the input's, less the longest
+//! window): a view windowing over the closed windows closes its own with it.
 
 use std::collections::BTreeMap;
 
@@ -112,6 +114,18 @@ async fn windows_over_a_changing_table_close_with_its_watermark_and_later_change
             .await
             .unwrap_or_else(|e| panic!("{}: {e:?}", view.name));
     }
+    // Windows over the closed windows, closed by the watermark the view over the table hands
+    // on: its own less its longest window (20 s).
+    let (over, over_size, over_delay) = ("per_30s_of_20s", 30, 20);
+    client
+        .batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW {over} AS SELECT window_start, count(*) AS windows, \
+             sum(n) AS n FROM TUMBLE(per_20s_closed, window_start, INTERVAL '{over_size}' \
+             SECOND) GROUP BY window_start EMIT ON WINDOW CLOSE"
+        ))
+        .await
+        .unwrap();
+    let mut over_closed = 0;
     // The model: id -> (amount, time).
     let mut model: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     let mut rng = ChaCha8Rng::seed_from_u64(33);
@@ -219,8 +233,28 @@ async fn windows_over_a_changing_table_close_with_its_watermark_and_later_change
                 view.name
             );
         }
+        // Equal to the same windows over the closed windows in batch, for the windows whose
+        // end that watermark passed.
+        if let Some(through) = watermark.map(|w| w - over_delay) {
+            let expected = sorted_rows(
+                &client,
+                &format!(
+                    "SELECT * FROM (SELECT date_bin(INTERVAL '{over_size}' SECOND, window_start, \
+                     TIMESTAMPTZ '{}') AS s, count(*) AS windows, sum(n) AS n \
+                     FROM per_20s_closed GROUP BY 1) q \
+                     WHERE s + INTERVAL '{over_size}' SECOND <= TIMESTAMPTZ '{}'",
+                    at(0),
+                    at(through)
+                ),
+            )
+            .await;
+            let streamed = sorted_rows(&client, &format!("SELECT * FROM {over}")).await;
+            assert_eq!(streamed, expected, "view {over} after round {round}");
+            over_closed = streamed.len();
+        }
         assert_views_running(&client).await;
     }
+    assert!(over_closed >= 3, "{over} closed {over_closed} windows");
     let late: Vec<usize> = views.iter().map(|v| v.late).collect();
     assert!(
         closed > 20 && late.iter().all(|&n| n > 10),
@@ -228,7 +262,7 @@ async fn windows_over_a_changing_table_close_with_its_watermark_and_later_change
     );
     eprintln!(
         "closing windows: {rounds} rounds, {statements} statements, {closed} windows closed, \
-         {late:?} late changes, {} rows at the end",
+         {late:?} late changes, {} rows at the end; {over_closed} windows over closed windows",
         model.len()
     );
 }
