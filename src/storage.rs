@@ -15,7 +15,7 @@
 //! `PutMode::Create`, so a reader sees a file only once a committed manifest names it.
 
 pub mod compaction;
-mod fold;
+pub mod fold;
 pub mod manifest;
 pub mod parquet;
 pub mod store;
@@ -271,6 +271,30 @@ impl Storage {
     ) -> Result<Option<DataFile>> {
         let path = data_file_path("views", &view.name, view.id, self.new_file_id());
         self.write_batches(path, view.schema(), batches).await
+    }
+
+    /// The rows the changelog `files` leave, read in order and folded `by`.
+    pub async fn changelog_rows(
+        &self,
+        files: &[DataFile],
+        by: &fold::FoldBy,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut batches = Vec::new();
+        for file in files {
+            batches.extend(self.read_file(file).await?);
+        }
+        fold::rows_left(&batches, by)
+    }
+
+    /// Writes an updating view's changes as a new changelog file, not yet committed.
+    pub async fn write_view_changelog(
+        &self,
+        view: &ViewDef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Option<DataFile>> {
+        let path = data_file_path("views", &view.name, view.id, self.new_file_id());
+        let schema = crate::table::with_op_column(&view.schema());
+        self.write_batches(path, schema, batches).await
     }
 
     /// Writes rejected records as a new, not yet committed file.

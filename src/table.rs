@@ -34,14 +34,25 @@ pub const OP_COLUMN: &str = "_sluice_insert";
 
 /// The schema of a keyed table's changelog files.
 pub fn changelog_schema(table: &TableDef) -> SchemaRef {
-    let mut fields: Vec<Field> = table
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
+    with_op_column(&table.schema())
+}
+
+/// The schema of changelog files of rows of `schema` (a keyed table's, an updating view's):
+/// its columns and [`OP_COLUMN`].
+pub fn with_op_column(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(OP_COLUMN, DataType::Boolean, false));
     Arc::new(Schema::new(fields))
+}
+
+/// A changelog file's batch of `changes`.
+pub fn changelog_batch(changes: &Changes) -> Result<RecordBatch> {
+    let mut columns = changes.rows.columns().to_vec();
+    columns.push(Arc::new(changes.inserts.clone()));
+    Ok(RecordBatch::try_new(
+        with_op_column(&changes.rows.schema()),
+        columns,
+    )?)
 }
 
 /// A batch of a changelog file as changes to rows of `schema` (the table's).

@@ -19,6 +19,7 @@ use crate::checkpoint::{Participant, ParticipantId, Worker};
 use crate::error::{Error, Result};
 use crate::source::options::SourceSettings;
 use crate::source::{Reader, SourceHandle, Sources};
+use crate::storage::fold::FoldBy;
 use crate::storage::{DataFile, Manifest, Storage, ViewCheckpoint};
 use crate::stream::barrier::Barrier;
 use crate::stream::changes::Emitted;
@@ -43,6 +44,9 @@ pub struct Shared {
     /// An updating view's rows as of the checkpoint it was restored from, until its next
     /// checkpoint: a view over it resuming from that checkpoint takes the changes since.
     pub restored: Option<Vec<RecordBatch>>,
+    /// An updating view's rows as its committed files hold them: each checkpoint writes the
+    /// changes from these to its rows as a changelog file.
+    pub stored: Option<Emitted>,
     /// `closed` and `live` as one batch, made by the first read after either changed: a read
     /// would otherwise handle every small batch each window close added (hundreds between
     /// checkpoints), which made a dashboard query over a live view cost milliseconds.
@@ -149,12 +153,32 @@ impl ViewHandle {
 
     /// The committed files and the rows a query of the view sees besides them, as of one
     /// instant: final rows not yet committed and, in live mode, the open windows.
-    pub async fn read(&self, storage: &Storage) -> (Vec<DataFile>, Vec<RecordBatch>) {
-        let rows = self.shared.lock().await.rows();
-        (self.committed_files(storage), rows)
+    pub async fn read(&self, storage: &Storage) -> Result<(Vec<DataFile>, Vec<RecordBatch>)> {
+        let mut shared = self.shared.lock().await;
+        // An updating view that never started (it failed to): its rows as of its last
+        // checkpoint, which its files hold as a changelog.
+        if self.def.updating && shared.stored.is_none() {
+            drop(shared);
+            let files = storage
+                .manifest()
+                .view(&self.def.name)
+                .map(|v| v.files.clone())
+                .unwrap_or_default();
+            return Ok((
+                Vec::new(),
+                storage.changelog_rows(&files, &FoldBy::Row).await?,
+            ));
+        }
+        let rows = shared.rows();
+        Ok((self.committed_files(storage), rows))
     }
 
+    /// The files of final rows; none for an updating view, whose live rows are all of them
+    /// (its files are the changelog of its rows, for when it does not run).
     fn committed_files(&self, storage: &Storage) -> Vec<DataFile> {
+        if self.def.updating {
+            return Vec::new();
+        }
         storage
             .manifest()
             .view(&self.def.name)

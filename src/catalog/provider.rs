@@ -275,7 +275,7 @@ impl TableProvider for ViewTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (files, rows) = match &self.handle {
-            Some(handle) => handle.read(&self.storage).await,
+            Some(handle) => handle.read(&self.storage).await?,
             None => (
                 self.storage
                     .manifest()

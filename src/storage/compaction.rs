@@ -7,8 +7,9 @@
 //! is in and a row is rewritten at most log4(target / file size) times, not once per new file. Runs keep the files' order, since a view backfilling from a
 //! source must see its events in the order they came. The replaced files stay on storage
 //! until garbage collection deletes them after the grace period, so queries and backfills
-//! that listed them finish. A keyed relation's files are changelogs: a run of them is folded
-//! by key ([`super::fold`]), so its files grow with its rows, not its history. A table's
+//! that listed them finish. A keyed relation's files, and an updating view's, are changelogs:
+//! a run of them is folded ([`super::fold`]), so its files grow with its rows, not its
+//! history. A table's
 //! files are merged only as far as every view reading it has read at its last checkpoint: a
 //! view remembers the last write it read ([`DataFile::seq`]), and a merged file ends with the
 //! last write of its run.
@@ -23,7 +24,7 @@ use object_store::path::Path;
 
 use datafusion::arrow::array::RecordBatch;
 
-use super::fold::Fold;
+use super::fold::{Fold, FoldBy};
 use super::manifest::{CheckpointRecord, DataFile, Manifest};
 use super::{Storage, data_file_path, parquet};
 use crate::error::{Error, Result};
@@ -156,21 +157,27 @@ impl FileOwner {
         }
     }
 
-    /// The primary key's columns when the owner's files are changelogs (a keyed table's or
-    /// keyed source's), which compaction folds by key.
-    fn changelog_key(&self, m: &Manifest) -> Result<Option<Vec<usize>>> {
+    /// How the owner's files fold when they are changelogs: a keyed table's or keyed
+    /// source's by the primary key, an updating view's by row.
+    fn fold_by(&self, m: &Manifest) -> Result<Option<FoldBy>> {
         match self {
             FileOwner::Table { name, id } => match m.tables.get(name) {
-                Some(t) if t.def.id == *id && t.def.keyed() => Ok(Some(t.def.key_columns()?)),
+                Some(t) if t.def.id == *id && t.def.keyed() => {
+                    Ok(Some(FoldBy::Key(t.def.key_columns()?)))
+                }
                 _ => Ok(None),
             },
             FileOwner::Source { name, id } => match m.sources.get(name) {
                 Some(s) if s.def.id == *id && s.def.keyed() => {
-                    Ok(Some(s.def.as_table().key_columns()?))
+                    Ok(Some(FoldBy::Key(s.def.as_table().key_columns()?)))
                 }
                 _ => Ok(None),
             },
-            _ => Ok(None),
+            FileOwner::View { name, id } => match m.views.get(name) {
+                Some(v) if v.def.id == *id && v.def.updating => Ok(Some(FoldBy::Row)),
+                _ => Ok(None),
+            },
+            FileOwner::RejectedRows | FileOwner::LateRows => Ok(None),
         }
     }
 
@@ -249,15 +256,15 @@ impl Storage {
         let Some(files) = owner.files(&manifest) else {
             return Ok(());
         };
-        let key = owner.changelog_key(&manifest)?;
+        let fold_by = owner.fold_by(&manifest)?;
         let settled = &files[..owner.settled(&manifest, files)];
         for range in plan(settled, target) {
             let from_start = range.start == 0;
             let run = &files[range];
             let started_at_ms = chrono::Utc::now().timestamp_millis();
             let started = std::time::Instant::now();
-            let merged = match &key {
-                Some(key) => self.fold(owner, run, key.clone(), from_start).await?,
+            let merged = match &fold_by {
+                Some(by) => self.fold(owner, run, by, from_start).await?,
                 None => self.merge(owner, run).await?,
             };
             crate::failpoint::crash_point("compaction.written");
@@ -302,13 +309,13 @@ impl Storage {
         self.rewrite(owner, run, Ok).await
     }
 
-    /// Writes the fold of the changelog `run` by `key` ([`super::fold`]) as one new file (not
+    /// Writes the fold of the changelog `run` ([`super::fold`]) as one new file (not
     /// committed); `None` when nothing is left of it.
     async fn fold(
         &self,
         owner: &FileOwner,
         run: &[DataFile],
-        key: Vec<usize>,
+        by: &FoldBy,
         from_start: bool,
     ) -> Result<Option<DataFile>> {
         let mut fold = None;
@@ -316,7 +323,7 @@ impl Storage {
             for batch in self.read_file(file).await? {
                 let fold = match &mut fold {
                     Some(fold) => fold,
-                    None => fold.insert(Fold::new(&batch, key.clone(), from_start)?),
+                    None => fold.insert(Fold::new(&batch, by, from_start)?),
                 };
                 fold.scan(&batch)?;
             }

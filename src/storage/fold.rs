@@ -1,17 +1,24 @@
-//! Folding a run of changelog files by key, so that compaction bounds a keyed relation's files
+//! Folding a run of changelog files, so that compaction bounds a changing relation's files
 //! by its rows rather than by its history.
 //!
-//! A keyed table's or keyed source's files are changelogs: rows marked deleted or inserted
-//! (the last column, [`crate::table::OP_COLUMN`]), each change of a key a delete of the row it
-//! had and an insert of the row it has. Of a run of them, per key, only two rows matter to
-//! what comes after: the first, if it deletes a row from before the run, and the last, if it
-//! inserts. Replaying the folded run after the files before it leaves every key as replaying
-//! the run did, and a view backfilling from it sees the run's net changes. A run from the
-//! first file has no row before it, so its deletes go too.
+//! A keyed table's or keyed source's files, and an updating view's, are changelogs: rows
+//! marked deleted or inserted (the last column, [`crate::table::OP_COLUMN`]).
 //!
-//! Folding takes two reads of the run: [`Fold::scan`] learns, per key, where its last row is,
-//! so memory holds the keys (not the rows); [`Kept::filter`] then keeps the chosen rows, in
-//! the run's order (a key's delete before its insert).
+//! - By key ([`FoldBy::Key`]: a keyed relation, where each change of a key is a delete of the
+//!   row it had and an insert of the row it has): of a run, per key, only two rows matter to
+//!   what comes after — the first, if it deletes a row from before the run, and the last, if
+//!   it inserts.
+//! - By row ([`FoldBy::Row`]: an updating view's rows, a multiset): per distinct row, its
+//!   inserts and deletes cancel out, and what is left of them (all inserts, or all deletes)
+//!   stays.
+//!
+//! Replaying the folded run after the files before it leaves the relation as replaying the
+//! run did, and a reader of the changes sees the run's net changes. A run from the first file
+//! has nothing before it, so its deletes go too: it folds to the rows it leaves.
+//!
+//! Folding takes two reads of the run: [`Fold::scan`] learns which positions stay, so memory
+//! holds the keys (or distinct rows) and positions, not the rows; [`Kept::filter`] then keeps
+//! them, in the run's order (a key's delete before its insert).
 
 use std::collections::HashMap;
 
@@ -22,31 +29,66 @@ use datafusion::arrow::row::{RowConverter, SortField};
 
 use crate::error::{Error, Result};
 
-/// The first pass over a run: per key, where its last row is and whether it inserts.
+/// How a changelog folds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FoldBy {
+    /// By these columns, a primary key: one row per key.
+    Key(Vec<usize>),
+    /// By whole rows, a multiset.
+    Row,
+}
+
+/// What the first pass keeps track of.
+enum Track {
+    /// Per key, where its last row is and whether it inserts; and the first deletes.
+    Key {
+        last: HashMap<Box<[u8]>, (usize, bool)>,
+        first_deletes: Vec<usize>,
+    },
+    /// Per distinct row, the positions of what is left of its changes, and whether they are
+    /// inserts.
+    Row {
+        left: HashMap<Box<[u8]>, (bool, Vec<usize>)>,
+    },
+}
+
+/// The first pass over a run: which positions stay.
 pub struct Fold {
-    key_columns: Vec<usize>,
-    keys: RowConverter,
-    last: HashMap<Box<[u8]>, (usize, bool)>,
-    /// The rows kept so far (the first deletes); the last inserts are added at the end.
-    keep: Vec<usize>,
+    columns: Vec<usize>,
+    converter: RowConverter,
+    track: Track,
     rows: usize,
     from_start: bool,
 }
 
 impl Fold {
-    /// A fold of changelog batches whose key is `key_columns` of `first`'s schema;
-    /// `from_start` when the run starts at the relation's first file.
-    pub fn new(first: &RecordBatch, key_columns: Vec<usize>, from_start: bool) -> Result<Self> {
+    /// A fold of changelog batches of `first`'s schema; `from_start` when the run starts at
+    /// the relation's first file.
+    pub fn new(first: &RecordBatch, by: &FoldBy, from_start: bool) -> Result<Self> {
         let schema = first.schema();
-        let fields = key_columns
+        let (columns, track) = match by {
+            FoldBy::Key(columns) => (
+                columns.clone(),
+                Track::Key {
+                    last: HashMap::new(),
+                    first_deletes: Vec::new(),
+                },
+            ),
+            FoldBy::Row => (
+                (0..schema.fields().len().saturating_sub(1)).collect(),
+                Track::Row {
+                    left: HashMap::new(),
+                },
+            ),
+        };
+        let fields = columns
             .iter()
             .map(|i| SortField::new(schema.field(*i).data_type().clone()))
             .collect();
         Ok(Fold {
-            keys: RowConverter::new(fields)?,
-            key_columns,
-            last: HashMap::new(),
-            keep: Vec::new(),
+            converter: RowConverter::new(fields)?,
+            columns,
+            track,
             rows: 0,
             from_start,
         })
@@ -56,20 +98,39 @@ impl Fold {
     pub fn scan(&mut self, batch: &RecordBatch) -> Result<()> {
         let inserts = ops(batch)?;
         let columns: Vec<ArrayRef> = self
-            .key_columns
+            .columns
             .iter()
             .map(|i| batch.column(*i).clone())
             .collect();
-        let keys = self.keys.convert_columns(&columns)?;
+        let keys = self.converter.convert_columns(&columns)?;
         for (i, key) in keys.iter().enumerate() {
             let (at, insert) = (self.rows + i, inserts.value(i));
-            match self.last.get_mut(key.as_ref()) {
-                Some(last) => *last = (at, insert),
-                None => {
-                    if !insert && !self.from_start {
-                        self.keep.push(at);
+            match &mut self.track {
+                Track::Key {
+                    last,
+                    first_deletes,
+                } => match last.get_mut(key.as_ref()) {
+                    Some(last) => *last = (at, insert),
+                    None => {
+                        if !insert {
+                            first_deletes.push(at);
+                        }
+                        last.insert(key.as_ref().into(), (at, insert));
                     }
-                    self.last.insert(key.as_ref().into(), (at, insert));
+                },
+                Track::Row { left } => {
+                    let (inserts, positions) = left
+                        .entry(key.as_ref().into())
+                        .or_insert_with(|| (insert, Vec::new()));
+                    match positions.is_empty() || *inserts == insert {
+                        true => {
+                            *inserts = insert;
+                            positions.push(at);
+                        }
+                        false => {
+                            positions.pop();
+                        }
+                    }
                 }
             }
         }
@@ -79,13 +140,26 @@ impl Fold {
 
     /// What the second pass keeps.
     pub fn finish(self) -> Kept {
-        let mut keep = self.keep;
-        keep.extend(
-            self.last
+        let from_start = self.from_start;
+        let keep: Vec<usize> = match self.track {
+            Track::Key {
+                last,
+                first_deletes,
+            } => first_deletes
+                .into_iter()
+                .filter(|_| !from_start)
+                .chain(
+                    last.into_values()
+                        .filter(|(_, insert)| *insert)
+                        .map(|(at, _)| at),
+                )
+                .collect(),
+            Track::Row { left } => left
                 .into_values()
-                .filter(|(_, insert)| *insert)
-                .map(|(at, _)| at),
-        );
+                .filter(|(inserts, _)| *inserts || !from_start)
+                .flat_map(|(_, positions)| positions)
+                .collect(),
+        };
         let mut bits = MutableBuffer::new_null(self.rows);
         for at in keep {
             datafusion::arrow::util::bit_util::set_bit(bits.as_slice_mut(), at);
@@ -95,6 +169,26 @@ impl Fold {
             at: 0,
         }
     }
+}
+
+/// The rows a whole changelog leaves (its batches from the first, in order), without the op
+/// column.
+pub fn rows_left(batches: &[RecordBatch], by: &FoldBy) -> Result<Vec<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let mut fold = Fold::new(first, by, true)?;
+    for batch in batches {
+        fold.scan(batch)?;
+    }
+    let mut kept = fold.finish();
+    batches
+        .iter()
+        .map(|batch| {
+            let rows = kept.filter(batch)?;
+            Ok(rows.project(&(0..rows.num_columns().saturating_sub(1)).collect::<Vec<_>>())?)
+        })
+        .collect()
 }
 
 /// The second pass: the rows a [`Fold`] keeps, batch by batch in the same order.
@@ -159,7 +253,11 @@ mod tests {
     }
 
     fn fold(batches: &[RecordBatch], from_start: bool) -> Vec<RecordBatch> {
-        let mut fold = Fold::new(&batches[0], vec![0], from_start).unwrap();
+        fold_by(batches, &FoldBy::Key(vec![0]), from_start)
+    }
+
+    fn fold_by(batches: &[RecordBatch], by: &FoldBy, from_start: bool) -> Vec<RecordBatch> {
+        let mut fold = Fold::new(&batches[0], by, from_start).unwrap();
         for batch in batches {
             fold.scan(batch).unwrap();
         }
@@ -288,10 +386,49 @@ mod tests {
         }
     }
 
+    /// A multiset's changes (an updating view's) folded by row net to the run's, whatever
+    /// the copies: the same net changes, and from the start only the rows left.
+    #[test]
+    fn a_multiset_run_folds_to_its_net_changes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for case in 0..300 {
+            let mut rows: BTreeMap<(i64, String), i64> = BTreeMap::new();
+            let mut batches = Vec::new();
+            for _ in 0..rng.random_range(1..12) {
+                let mut batch = Vec::new();
+                for _ in 0..rng.random_range(1..10) {
+                    let row = (
+                        rng.random_range(0..3),
+                        format!("v{}", rng.random_range(0..2)),
+                    );
+                    let held = rows.get(&row).copied().unwrap_or(0);
+                    let insert = held == 0 || rng.random_bool(0.5);
+                    *rows.entry(row.clone()).or_default() += if insert { 1 } else { -1 };
+                    batch.push((row.0, row.1, insert));
+                }
+                let batch: Vec<(i64, &str, bool)> =
+                    batch.iter().map(|(k, v, i)| (*k, v.as_str(), *i)).collect();
+                batches.push(changes(&batch));
+            }
+            let at = rng.random_range(0..batches.len());
+            let run = &batches[at..];
+            let folded = fold_by(run, &FoldBy::Row, at == 0);
+            assert_eq!(net(run), net(&folded), "case {case}: net changes");
+            let kept: usize = folded.iter().map(|b| b.num_rows()).sum();
+            let needed: i64 = net(run).values().map(|n| n.abs()).sum();
+            assert_eq!(kept as i64, needed, "case {case}: rows kept");
+            if at == 0 {
+                rows.retain(|_, n| *n != 0);
+                let left: BTreeMap<(i64, String), i64> = net(&folded);
+                assert_eq!(left, rows, "case {case}: what the run leaves");
+            }
+        }
+    }
+
     #[test]
     fn a_batch_that_changed_between_the_reads_is_an_error() {
         let run = [changes(&[(1, "a", true)])];
-        let mut fold = Fold::new(&run[0], vec![0], true).unwrap();
+        let mut fold = Fold::new(&run[0], &FoldBy::Key(vec![0]), true).unwrap();
         fold.scan(&run[0]).unwrap();
         let mut kept = fold.finish();
         assert!(

@@ -55,7 +55,7 @@ impl Changes {
 }
 
 /// What an updating result last handed on: the snapshot the next one is compared with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Emitted {
     schema: SchemaRef,
     rows: Option<RecordBatch>,

@@ -659,10 +659,22 @@ impl Pipeline {
         let live = self.live_rows()?;
         let mut emitted = Emitted::new(self.flow.plan.schema());
         emitted.reset(&live)?;
+        // The committed files hold the restored rows, unless there are none: a view
+        // checkpointed before updating views kept files writes all its rows at its next one.
+        let mut stored = Emitted::new(self.flow.plan.schema());
+        let files = self
+            .storage
+            .manifest()
+            .view(&self.def.name)
+            .map(|v| v.files.len());
+        if files.unwrap_or(0) > 0 {
+            stored.reset(&live)?;
+        }
         self.emitted = Some(emitted);
         match self.shared.try_lock() {
             Ok(mut shared) => {
                 shared.restored = Some(live.clone());
+                shared.stored = Some(stored);
                 shared.publish(&[], Some(live));
             }
             Err(_) => return Err(Error::Internal("a starting view's state is locked".into())),
@@ -680,20 +692,31 @@ impl Pipeline {
     ) -> Result<()> {
         self.refresh().await?;
         let pending_late = std::mem::take(&mut self.pending_late);
-        let (closed, late, closed_through) = {
+        let (closed, late, closed_through, stored) = {
             let mut shared = self.shared.lock().await;
             shared.late.extend(pending_late);
             // Views over this one resume from this checkpoint from now on, if it commits.
             shared.restored = None;
+            // An updating view's changes since its files' rows (stored once they commit).
+            let stored = match shared.stored.clone() {
+                Some(mut stored) => {
+                    let changes = stored.diff(&shared.live)?;
+                    Some((changes, stored))
+                }
+                None => None,
+            };
             (
                 shared.closed.clone(),
                 shared.late.clone(),
                 shared.closed_through,
+                stored,
             )
         };
+        let (changes, stored) = stored.unzip();
         let taken = Taken {
             closed: closed.len(),
             late: late.len(),
+            stored,
         };
         let participant = ParticipantId::View(self.def.name.clone());
         let written = async {
@@ -716,15 +739,23 @@ impl Pipeline {
                 }
                 None => (None, None),
             };
-            // Every window in the file ended by `closed_through`: retention goes by that.
-            let data_file = self
-                .storage
-                .write_view_file(&self.def, closed)
-                .await?
-                .map(|file| DataFile {
-                    windows_end: closed_through,
-                    ..file
-                });
+            let data_file = match changes.flatten() {
+                Some(changes) => {
+                    let batch = crate::table::changelog_batch(&changes)?;
+                    self.storage
+                        .write_view_changelog(&self.def, vec![batch])
+                        .await?
+                }
+                // Every window in the file ended by `closed_through`: retention goes by that.
+                None => self
+                    .storage
+                    .write_view_file(&self.def, closed)
+                    .await?
+                    .map(|file| DataFile {
+                        windows_end: closed_through,
+                        ..file
+                    }),
+            };
             let late_file = match late.is_empty() {
                 true => None,
                 false => self.storage.write_late_file(late_batch(&late)?).await?,
@@ -757,11 +788,13 @@ impl Pipeline {
     }
 }
 
-/// The pending final rows and late rows a checkpoint wrote: the first `closed` and `late`.
+/// The pending final rows and late rows a checkpoint wrote (the first `closed` and `late`),
+/// and the rows an updating view's files hold with what it wrote.
 #[derive(Debug, Default)]
 pub struct Taken {
     closed: usize,
     late: usize,
+    stored: Option<Emitted>,
 }
 
 impl Drain for Shared {
@@ -770,6 +803,9 @@ impl Drain for Shared {
     fn drain(&mut self, taken: &Taken) {
         self.closed.drain(..taken.closed);
         self.late.drain(..taken.late);
+        if let Some(stored) = &taken.stored {
+            self.stored = Some(stored.clone());
+        }
         self.coalesced = None;
     }
 }

@@ -281,6 +281,8 @@ fn a_view_whose_state_file_is_gone_fails_alone_and_rebuilds() {
         "-c",
         "CREATE MATERIALIZED VIEW totals AS SELECT window_start, count(*) AS n \
          FROM TUMBLE(ev, ts, INTERVAL '1' HOUR) GROUP BY window_start",
+        "-c",
+        "CREATE MATERIALIZED VIEW per_key AS SELECT k, count(*) AS n FROM ev GROUP BY k",
     ]);
     server.psql(&[
         "-c",
@@ -296,17 +298,23 @@ fn a_view_whose_state_file_is_gone_fails_alone_and_rebuilds() {
     let expected = server.psql(&["-At", "-c", expected_sql]);
     assert_eq!(server.psql(&["-At", "-c", view_sql]), expected);
     server.stop("KILL");
-    // Lose the open-window state of per_minute.
+    // Lose the open-window state of per_minute, and per_key's.
     let mut removed = Vec::new();
     for checkpoint in std::fs::read_dir(data.join("state")).unwrap().flatten() {
         for file in std::fs::read_dir(checkpoint.path()).unwrap().flatten() {
-            if file.file_name().to_string_lossy().contains("per_minute") {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.contains("per_minute") || name.contains("per_key") {
                 std::fs::remove_file(file.path()).unwrap();
                 removed.push(file.file_name().to_string_lossy().into_owned());
             }
         }
     }
-    assert!(!removed.is_empty(), "no state file of per_minute");
+    removed.sort();
+    assert_eq!(
+        removed.len(),
+        2,
+        "the state files of per_key and per_minute: {removed:?}"
+    );
     server.restart();
     let status = server.psql(&[
         "-At",
@@ -315,10 +323,21 @@ fn a_view_whose_state_file_is_gone_fails_alone_and_rebuilds() {
     ]);
     assert!(status.contains("per_minute|failed|"), "{status}");
     assert!(
-        status.contains(&removed[0]),
-        "the error names the file: {status}"
+        removed.iter().all(|file| status.contains(file.as_str())),
+        "the errors name the files: {status}"
     );
     assert!(status.contains("totals|running|"), "{status}");
+    // per_key's rows change (no windows): its files are their changelog, so the failed view
+    // still shows its rows as of its last checkpoint.
+    assert!(status.contains("per_key|failed|"), "{status}");
+    assert_eq!(
+        server.psql(&["-At", "-c", "SELECT k, n FROM per_key ORDER BY k"]),
+        server.psql(&[
+            "-At",
+            "-c",
+            "SELECT k, count(*) FROM ev GROUP BY k ORDER BY k"
+        ])
+    );
     // totals resumed with its one open hour window, before any new input.
     let open = "SELECT open_groups FROM sluice_catalog.materialized_views WHERE view = 'totals'";
     assert_eq!(number(&server, open), 1);
