@@ -38,29 +38,43 @@ pub struct RoleDef {
     pub password: Option<String>,
 }
 
-/// What a role may do to a relation beyond owning it.
+/// What a role may do to a relation beyond owning it, in the order `aclitem` text lists
+/// them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Privilege {
-    Select,
     Insert,
+    Select,
+    /// UPDATE of a table's rows (tables with a primary key).
+    Update,
+    /// DELETE of a table's rows (tables with a primary key).
+    Delete,
 }
 
 impl Privilege {
-    pub const ALL: [Privilege; 2] = [Privilege::Select, Privilege::Insert];
+    pub const ALL: [Privilege; 4] = [
+        Privilege::Insert,
+        Privilege::Select,
+        Privilege::Update,
+        Privilege::Delete,
+    ];
 
     /// The name SQL and `information_schema` use.
     pub fn name(self) -> &'static str {
         match self {
-            Privilege::Select => "SELECT",
             Privilege::Insert => "INSERT",
+            Privilege::Select => "SELECT",
+            Privilege::Update => "UPDATE",
+            Privilege::Delete => "DELETE",
         }
     }
 
     /// The letter of `aclitem` text (`relacl`).
     pub fn letter(self) -> char {
         match self {
-            Privilege::Select => 'r',
             Privilege::Insert => 'a',
+            Privilege::Select => 'r',
+            Privilege::Update => 'w',
+            Privilege::Delete => 'd',
         }
     }
 }
@@ -91,10 +105,11 @@ impl Acl {
         let owner = self.owner.as_deref().unwrap_or("");
         let mut items = Vec::new();
         if !owner.is_empty() {
-            items.push(format!("{owner}=ar/{owner}"));
+            let all: String = Privilege::ALL.iter().map(|p| p.letter()).collect();
+            items.push(format!("{owner}={all}/{owner}"));
         }
         for (grantee, privileges) in &self.grants {
-            let letters: String = privileges.iter().rev().map(|p| p.letter()).collect();
+            let letters: String = privileges.iter().map(|p| p.letter()).collect();
             let grantee = if grantee == PUBLIC { "" } else { grantee };
             items.push(format!("{grantee}={letters}/{owner}"));
         }
@@ -321,7 +336,7 @@ mod tests {
         assert!(role("other").may(&m, "clicks", Privilege::Select));
         assert_eq!(
             public.aclitems().unwrap(),
-            vec!["etl=ar/etl", "=r/etl", "reader=r/etl"]
+            vec!["etl=arwd/etl", "=r/etl", "reader=r/etl"]
         );
         assert_eq!(Acl::owned_by("etl").aclitems(), None);
     }

@@ -38,7 +38,7 @@ pub async fn update(
             Some("Write UPDATE table SET column = value, … WHERE condition."),
         ));
     }
-    let (def, keyed) = target(db, &update.table, "UPDATE", principal)?;
+    let (def, keyed) = target(db, &update.table, Privilege::Update, principal)?;
     let query = update_query(&def, update)?;
     let found = select(db, &query, principal, params).await?;
     let width = def.primary_key.len();
@@ -82,7 +82,7 @@ pub async fn delete(
             Some("Write DELETE FROM table WHERE condition."),
         ));
     };
-    let (def, keyed) = target(db, table, "DELETE", principal)?;
+    let (def, keyed) = target(db, table, Privilege::Delete, principal)?;
     let query = delete_query(&def, table, delete);
     let keys = select(db, &query, principal, params).await?;
     let matched = keys.num_rows() as u64;
@@ -183,23 +183,20 @@ fn table_of(db: &Database, table: &TableWithJoins) -> Result<TableDef> {
     ddl::table(db.storage(), &table_name(name)?)
 }
 
-/// The keyed table a statement changes, after checking the caller may write it.
+/// The keyed table a statement changes, after checking the caller holds `privilege` (the
+/// statement's: UPDATE or DELETE) on it; the query finding the rows needs SELECT too.
 fn target(
     db: &Database,
     table: &TableWithJoins,
-    statement: &str,
+    privilege: Privilege,
     principal: &Principal,
 ) -> Result<(TableDef, std::sync::Arc<KeyedTable>)> {
+    let statement = privilege.name();
     if !table.joins.is_empty() {
         return Err(Error::unsupported(format!("{statement} with a join"), None));
     }
     let def = table_of(db, table)?;
-    privileges::require(
-        &db.storage().manifest(),
-        principal,
-        &def.name,
-        Privilege::Insert,
-    )?;
+    privileges::require(&db.storage().manifest(), principal, &def.name, privilege)?;
     let keyed = db.keyed_tables().get(&def)?.ok_or_else(|| {
         Error::unsupported(
             format!(

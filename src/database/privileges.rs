@@ -507,12 +507,14 @@ fn relation_privileges(actions: Option<&[Action]>) -> Result<BTreeSet<Privilege>
         .map(|action| match action {
             Action::Select { columns: None } => Ok(Privilege::Select),
             Action::Insert { columns: None } => Ok(Privilege::Insert),
-            Action::Select { .. } | Action::Insert { .. } => {
+            Action::Update { columns: None } => Ok(Privilege::Update),
+            Action::Delete => Ok(Privilege::Delete),
+            Action::Select { .. } | Action::Insert { .. } | Action::Update { .. } => {
                 Err(Error::unsupported("column privileges", None))
             }
             other => Err(Error::unsupported(
                 format!("the {other} privilege"),
-                Some("Relations here have SELECT and INSERT privileges."),
+                Some("Relations here have SELECT, INSERT, UPDATE and DELETE privileges."),
             )),
         })
         .collect()

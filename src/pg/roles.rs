@@ -125,7 +125,7 @@ pub fn register(ctx: &SessionContext, roles: Arc<Roles>) {
 
 /// The privileges a `has_table_privilege` string names (`'SELECT'`, `'select, insert'`, `'SELECT
 /// WITH GRANT OPTION'`): any of them is enough. `None` stands for the ones no relation here
-/// grants (tables are append-only), which only owners hold.
+/// grants, which only owners hold.
 fn privileges(text: &str) -> Result<Vec<Option<Privilege>>, Error> {
     text.split(',')
         .map(|word| {
@@ -134,7 +134,9 @@ fn privileges(text: &str) -> Result<Vec<Option<Privilege>>, Error> {
             match word.trim() {
                 "SELECT" => Ok(Some(Privilege::Select)),
                 "INSERT" => Ok(Some(Privilege::Insert)),
-                "UPDATE" | "DELETE" | "TRUNCATE" | "REFERENCES" | "TRIGGER" => Ok(None),
+                "UPDATE" => Ok(Some(Privilege::Update)),
+                "DELETE" => Ok(Some(Privilege::Delete)),
+                "TRUNCATE" | "REFERENCES" | "TRIGGER" => Ok(None),
                 other => Err(Error::InvalidParameter(format!(
                     "unrecognized privilege type: \"{other}\""
                 ))),
@@ -237,7 +239,8 @@ mod tests {
             privileges("SELECT WITH GRANT OPTION, insert").unwrap(),
             vec![Some(Privilege::Select), Some(Privilege::Insert)]
         );
-        assert_eq!(privileges("UPDATE").unwrap(), vec![None]);
+        assert_eq!(privileges("UPDATE").unwrap(), vec![Some(Privilege::Update)]);
+        assert_eq!(privileges("truncate").unwrap(), vec![None]);
         assert_eq!(privileges("SELEKT").unwrap_err().sqlstate(), "22023");
         assert_ne!(role_oid("reader"), role_oid("writer"));
         assert!(role_oid("reader") >= 16_384);

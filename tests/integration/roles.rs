@@ -190,6 +190,54 @@ async fn a_read_only_role_reads_what_it_was_granted_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(refused(&reader, loads).await, "42501");
+    // UPDATE and DELETE are privileges of their own, as in Postgres: INSERT allows neither.
+    etl.batch_execute(
+        "CREATE TABLE accounts (id INT PRIMARY KEY, balance INT); \
+         INSERT INTO accounts VALUES (1, 10), (2, 20), (3, 30); \
+         GRANT SELECT, INSERT ON accounts TO reader",
+    )
+    .await
+    .unwrap();
+    let (update, delete) = (
+        "UPDATE accounts SET balance = 0 WHERE id = 1",
+        "DELETE FROM accounts WHERE id = 2",
+    );
+    reader
+        .batch_execute("INSERT INTO accounts VALUES (4, 40)")
+        .await
+        .unwrap();
+    assert_eq!(refused(&reader, update).await, "42501");
+    assert_eq!(refused(&reader, delete).await, "42501");
+    let may = |what: &str| {
+        format!(
+            "SELECT CAST(CASE WHEN has_table_privilege('accounts', '{what}') THEN 1 ELSE 0 END \
+             AS BIGINT)"
+        )
+    };
+    assert_eq!(support::query_i64(&reader, &may("UPDATE")).await, 0);
+    etl.batch_execute("GRANT UPDATE ON accounts TO reader")
+        .await
+        .unwrap();
+    assert_eq!(support::query_i64(&reader, &may("UPDATE")).await, 1);
+    reader.batch_execute(update).await.unwrap();
+    assert_eq!(refused(&reader, delete).await, "42501");
+    etl.batch_execute("GRANT DELETE ON accounts TO reader")
+        .await
+        .unwrap();
+    reader.batch_execute(delete).await.unwrap();
+    let left = "SELECT sum(balance) FROM accounts";
+    assert_eq!(support::query_i64(&reader, left).await, 70);
+    let acl = "SELECT array_to_string(relacl, ',') FROM pg_class WHERE relname = 'accounts'";
+    let acl = reader.simple_query(acl).await.unwrap();
+    let acl = acl.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(
+        acl.as_deref(),
+        Some("etl=arwd/etl,reader=arwd/etl"),
+        "relacl as Postgres writes it"
+    );
     assert_eq!(refused(&etl, "DROP TABLE clicks").await, "42501");
     assert_eq!(refused(&etl, "SELECT count(*) FROM payroll").await, "42501");
 
