@@ -300,47 +300,36 @@ mod tests {
         );
     }
 
+    /// The changes' rows as (id, v, insert).
+    fn decoded(changes: &[RecordBatch]) -> Vec<(i64, String, bool)> {
+        let mut rows = Vec::new();
+        for batch in changes {
+            let column = |i: usize| batch.column(i).as_any();
+            let ids = column(0).downcast_ref::<Int64Array>().unwrap();
+            let values = column(1).downcast_ref::<StringArray>().unwrap();
+            for i in 0..batch.num_rows() {
+                let insert = ops(batch).unwrap().value(i);
+                rows.push((ids.value(i), values.value(i).to_string(), insert));
+            }
+        }
+        rows
+    }
+
     /// Rows by key after replaying `changes` over `rows`, as a keyed table does at open.
     fn replay(rows: &mut BTreeMap<i64, String>, changes: &[RecordBatch]) {
-        for batch in changes {
-            let ids = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap();
-            let values = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap();
-            for i in 0..batch.num_rows() {
-                match ops(batch).unwrap().value(i) {
-                    true => rows.insert(ids.value(i), values.value(i).to_string()),
-                    false => rows.remove(&ids.value(i)),
-                };
-            }
+        for (id, value, insert) in decoded(changes) {
+            match insert {
+                true => rows.insert(id, value),
+                false => rows.remove(&id),
+            };
         }
     }
 
     /// Each row's inserts less its deletes: what a view summing the changes sees.
     fn net(changes: &[RecordBatch]) -> BTreeMap<(i64, String), i64> {
         let mut net = BTreeMap::new();
-        for batch in changes {
-            let ids = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap();
-            let values = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap();
-            for i in 0..batch.num_rows() {
-                let sign = if ops(batch).unwrap().value(i) { 1 } else { -1 };
-                *net.entry((ids.value(i), values.value(i).to_string()))
-                    .or_default() += sign;
-            }
+        for (id, value, insert) in decoded(changes) {
+            *net.entry((id, value)).or_default() += if insert { 1 } else { -1 };
         }
         net.retain(|_, n| *n != 0);
         net
