@@ -9,20 +9,18 @@
 //! until garbage collection deletes them after the grace period, so queries and backfills
 //! that listed them finish. A keyed relation's files, and an updating view's, are changelogs:
 //! a run of them is folded ([`super::fold`]), so its files grow with its rows, not its
-//! history. A table's
-//! files are merged only as far as every view reading it has read at its last checkpoint: a
-//! view remembers the last write it read ([`DataFile::seq`]), and a merged file ends with the
-//! last write of its run.
+//! history. A table's files are merged only as far as every view reading it has read at its
+//! last checkpoint: a view remembers the last write it read ([`DataFile::seq`]), and a merged
+//! file ends with the last write of its run.
 
 use std::ops::Range;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-
-use datafusion::arrow::array::RecordBatch;
 
 use super::fold::{Fold, FoldBy};
 use super::manifest::{CheckpointRecord, DataFile, Manifest};
@@ -329,7 +327,10 @@ impl Storage {
             }
         }
         let Some(fold) = fold else {
-            return Ok(None);
+            return Err(Error::Internal(format!(
+                "data file {} read as empty",
+                run[0].path
+            )));
         };
         let mut kept = fold.finish();
         self.rewrite(owner, run, move |batch| kept.filter(&batch))
@@ -344,8 +345,12 @@ impl Storage {
         mut keep: impl FnMut(RecordBatch) -> Result<RecordBatch> + Send + 'static,
     ) -> Result<Option<DataFile>> {
         let first = self.read_file(&run[0]).await?;
+        // No file is written empty: one read as empty must not make its run vanish.
         let Some(schema) = first.first().map(|b| b.schema()) else {
-            return Ok(None);
+            return Err(Error::Internal(format!(
+                "data file {} read as empty",
+                run[0].path
+            )));
         };
         let store = Arc::clone(&self.store);
         let rest = futures::stream::iter(run[1..].to_vec())
