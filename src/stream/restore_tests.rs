@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::functions_aggregate::average::avg_udaf;
@@ -32,7 +31,7 @@ use super::changes::Changes;
 use super::groups::AggregateSpec;
 use super::operator::ViewOperator;
 use super::retracting::RetractingAggregate;
-use super::top_n::{Rank, TopN, TopNSpec};
+use super::top_n::{Rank, TopN, top_by_v_per_k};
 
 /// Rows `(k, v, window_end)`.
 fn input() -> SchemaRef {
@@ -113,26 +112,7 @@ fn aggregation(closing: bool) -> ViewOperator {
 
 /// The top 3 rows by `v` per `k`, over changing rows.
 fn top_n(rank: Rank) -> ViewOperator {
-    let input = input();
-    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("rn", DataType::UInt64, false));
-    let spec = TopNSpec {
-        partition_by: vec![col("k", &input).unwrap()],
-        order_by: vec![(
-            col("v", &input).unwrap(),
-            SortOptions {
-                descending: true,
-                nulls_first: false,
-            },
-        )],
-        limit: 3,
-        rank,
-        rank_column: true,
-        output: Arc::new(Schema::new(fields)),
-        input,
-        updating: true,
-    };
-    ViewOperator::TopN(TopN::try_new(spec).unwrap())
+    ViewOperator::TopN(TopN::try_new(top_by_v_per_k(input(), rank, 3, true)).unwrap())
 }
 
 /// Batches as sorted lines, so that row order does not count.

@@ -358,12 +358,42 @@ fn ranked(partition: &Partition, rank: Rank, limit: usize) -> Vec<(&[u8], u64)> 
     out
 }
 
+/// Tests' Top-N: the first `limit` rows by `v` descending per `k` of `input`, ranked in an
+/// added `rn` column.
+#[cfg(test)]
+pub(super) fn top_by_v_per_k(
+    input: SchemaRef,
+    rank: Rank,
+    limit: usize,
+    updating: bool,
+) -> TopNSpec {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::physical_expr::expressions::col;
+    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("rn", DataType::UInt64, false));
+    TopNSpec {
+        partition_by: vec![col("k", &input).unwrap()],
+        order_by: vec![(
+            col("v", &input).unwrap(),
+            SortOptions {
+                descending: true,
+                nulls_first: false,
+            },
+        )],
+        limit,
+        rank,
+        rank_column: true,
+        output: Arc::new(Schema::new(fields)),
+        input,
+        updating,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::StringArray;
     use datafusion::arrow::datatypes::DataType;
     use datafusion::assert_batches_sorted_eq;
-    use datafusion::physical_expr::expressions::col;
 
     use super::*;
 
@@ -372,24 +402,7 @@ mod tests {
             Field::new("k", DataType::Utf8, true),
             Field::new("v", DataType::Int64, true),
         ]));
-        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new("rn", DataType::UInt64, false));
-        TopNSpec {
-            partition_by: vec![col("k", &input).unwrap()],
-            order_by: vec![(
-                col("v", &input).unwrap(),
-                SortOptions {
-                    descending: true,
-                    nulls_first: false,
-                },
-            )],
-            limit: 2,
-            rank,
-            rank_column: true,
-            output: Arc::new(Schema::new(fields)),
-            input,
-            updating,
-        }
+        top_by_v_per_k(input, rank, 2, updating)
     }
 
     fn rows(spec: &TopNSpec, k: &[&str], v: &[i64]) -> RecordBatch {
