@@ -12,6 +12,7 @@
 
 mod adhoc;
 pub mod functions;
+mod joins;
 mod node;
 mod top_n;
 
@@ -49,7 +50,7 @@ pub fn plan_view(
     names: Option<Vec<String>>,
     emit_on_close: bool,
 ) -> Result<ViewPlan> {
-    let plan = distinct_as_aggregate(plan)?;
+    let plan = joins::prepare(distinct_as_aggregate(plan)?)?;
     Compiler {
         state,
         manifest,
@@ -75,18 +76,25 @@ enum Node<'p> {
 impl Compiler<'_> {
     fn compile(&self, plan: LogicalPlan, emit_on_close: bool) -> Result<ViewPlan> {
         let (chain, bottom) = chain(&plan)?;
-        let (input, windowed, branches) = match bottom {
+        let (input, windowed, branches, join) = match bottom {
             Bottom::Scan(scan) => {
                 let (input, windowed) = self.leaf(scan)?;
-                (input, windowed, Vec::new())
+                (input, windowed, Vec::new(), None)
             }
             Bottom::Union(union) => {
                 let (input, branches) = self.union(union)?;
-                (input, None, branches)
+                (input, None, branches, None)
+            }
+            Bottom::Join(join) => {
+                let mut branches = Vec::new();
+                let spec = self.join(join, &mut branches)?;
+                let input = joins::relation(&spec, &branches);
+                (input, None, branches, Some(spec))
             }
         };
         let mut view = self.compile_chain(&plan, &chain, input, windowed, emit_on_close)?;
         view.branches = branches;
+        view.join = join;
         Ok(view)
     }
 
@@ -318,6 +326,7 @@ impl Compiler<'_> {
         Ok(ViewPlan {
             input,
             branches: Vec::new(),
+            join: None,
             logical,
             pre,
             window,
@@ -579,6 +588,7 @@ impl Compiler<'_> {
 enum Bottom<'p> {
     Scan(&'p datafusion::logical_expr::TableScan),
     Union(&'p datafusion::logical_expr::Union),
+    Join(&'p datafusion::logical_expr::Join),
 }
 
 /// The plan as a chain of nodes from the top, and the scan (or union) at its bottom.
@@ -589,6 +599,7 @@ fn chain(plan: &LogicalPlan) -> Result<(Vec<Node<'_>>, Bottom<'_>)> {
         let next = match node {
             LogicalPlan::TableScan(scan) => return Ok((nodes, Bottom::Scan(scan))),
             LogicalPlan::Union(union) => return Ok((nodes, Bottom::Union(union))),
+            LogicalPlan::Join(join) => return Ok((nodes, Bottom::Join(join))),
             LogicalPlan::Projection(p) => {
                 nodes.push(Node::Step(node));
                 &p.input
@@ -686,11 +697,6 @@ fn not_incremental(node: &LogicalPlan) -> Error {
         LogicalPlan::Limit(_) => (
             "LIMIT without ORDER BY, or OFFSET, in a materialized view",
             "Keep the top rows with ORDER BY … LIMIT N, or limit when you query the view.",
-        ),
-        LogicalPlan::Join(_) => (
-            "a join in a materialized view",
-            "Joins are not maintained incrementally yet: aggregate each input in its own view \
-             and join the views when you query them.",
         ),
         LogicalPlan::Window(_) => (
             "a window function (OVER …) in a materialized view",

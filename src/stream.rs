@@ -21,6 +21,7 @@ pub mod changes;
 pub mod dataflow;
 pub mod feed;
 pub mod groups;
+pub mod join;
 pub mod moments;
 pub mod operator;
 pub mod panes;

@@ -302,6 +302,24 @@ impl Views {
                 };
                 operator.restore(batch.as_ref(), checkpoint.watermark)?;
             }
+            if let Some(join) = flow.join_mut() {
+                let mut sides = Vec::with_capacity(checkpoint.joins.len());
+                for file in &checkpoint.joins {
+                    sides.push(match file {
+                        Some(file) => Some(
+                            self.storage
+                                .read_state_file(
+                                    file,
+                                    &format!("materialized view \"{}\"", def.name),
+                                    Some(rebuild_hint(&def.name)),
+                                )
+                                .await?,
+                        ),
+                        None => None,
+                    });
+                }
+                join.restore(&sides)?;
+            }
         }
         let resumed = checkpoint.is_some();
         let mut readers = Vec::new();
@@ -462,8 +480,10 @@ impl Views {
                     .and_then(|c| c.tables_read.get(&index).copied())
                     .unwrap_or(0),
             },
-            RelationKind::Union => {
-                return Err(Error::Internal("a union is not an input of its own".into()));
+            RelationKind::Union | RelationKind::Join => {
+                return Err(Error::Internal(
+                    "a union or join is not an input of its own".into(),
+                ));
             }
         };
         Ok((subscribed, None))
@@ -486,7 +506,7 @@ impl Views {
                 .source(&input.name)
                 .and_then(|s| SourceSettings::from_def(&s.def).ok())
                 .is_some_and(|s| s.retain),
-            RelationKind::Table | RelationKind::Union => false,
+            RelationKind::Table | RelationKind::Union | RelationKind::Join => false,
         };
         if positional && id != newest {
             return Err(Error::CorruptState {
@@ -579,7 +599,7 @@ impl Participant for ViewHandle {
                 RelationKind::Source => reporting.contains(&ParticipantId::Source(input.clone())),
                 RelationKind::View => reporting.contains(&ParticipantId::View(input.clone())),
                 RelationKind::Table => true,
-                RelationKind::Union => false,
+                RelationKind::Union | RelationKind::Join => false,
             });
         let tables = self
             .inputs

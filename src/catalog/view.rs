@@ -19,9 +19,10 @@ pub struct ViewDef {
     pub emit_on_close: bool,
     /// The relation the view reads (the first, when it reads several).
     pub input: String,
-    /// Every relation a `UNION ALL` view reads, in branch order; empty when it reads one.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub union: Vec<String>,
+    /// Every relation a view over several reads (a `UNION ALL`'s branches, a join's sides),
+    /// in branch order; empty when it reads one.
+    #[serde(default, alias = "union", skip_serializing_if = "Vec::is_empty")]
+    pub relations: Vec<String>,
     pub columns: Vec<ColumnDef>,
     /// Output columns that carry the view's watermark (its window bounds), so views over this
     /// view can close windows on them.
@@ -40,9 +41,9 @@ pub struct ViewDef {
 impl ViewDef {
     /// The relations the view reads.
     pub fn inputs(&self) -> Vec<&str> {
-        match self.union.is_empty() {
+        match self.relations.is_empty() {
             true => vec![self.input.as_str()],
-            false => self.union.iter().map(String::as_str).collect(),
+            false => self.relations.iter().map(String::as_str).collect(),
         }
     }
 

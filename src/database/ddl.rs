@@ -233,7 +233,7 @@ pub async fn create_view(
         query: create.query.to_string(),
         emit_on_close: create.emit_on_close,
         input: plan.inputs()[0].name.clone(),
-        union: plan.branches.iter().map(|b| b.input.name.clone()).collect(),
+        relations: plan.branches.iter().map(|b| b.input.name.clone()).collect(),
         columns: plan.columns.clone(),
         time_columns: plan.time_columns.clone(),
         created_at_ms: chrono::Utc::now().timestamp_millis(),

@@ -84,6 +84,7 @@ impl Compiler<'_> {
         Ok(ViewPlan {
             input,
             branches: Vec::new(),
+            join: None,
             logical: plan.clone(),
             pre,
             window: None,

@@ -100,6 +100,10 @@ pub struct ViewCheckpoint {
     pub id: u64,
     /// The window operator's open state (Arrow IPC); `None` when nothing is open.
     pub state: Option<DataFile>,
+    /// A view over joins: each join side's rows (Arrow IPC), two per join (`None` for an
+    /// empty side), in the order [`crate::stream::join::Join::checkpoint`] gives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joins: Vec<Option<DataFile>>,
     /// The watermark the operator closed windows at.
     pub watermark: Option<i64>,
     /// The input watermark last seen.
@@ -136,10 +140,12 @@ pub struct ReaderPosition {
 }
 
 impl ViewCheckpoint {
-    /// The state files it names: the operator's and its readers' deduplication keys.
+    /// The state files it names: the operator's, its joins' and its readers' deduplication
+    /// keys.
     pub fn state_files(&self) -> impl Iterator<Item = &DataFile> {
         self.state
             .iter()
+            .chain(self.joins.iter().flatten())
             .chain(self.readers.values().flat_map(|r| &r.dedup))
     }
 }

@@ -11,12 +11,15 @@ use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::max;
 
 use super::changes::Changes;
+use super::join::Join;
 use super::operator::ViewOperator;
 use super::plan::ViewPlan;
 use crate::error::{Error, Result};
 
 pub struct Dataflow {
     pub plan: ViewPlan,
+    /// The joins of a view over joined inputs, before the steps and the operator.
+    join: Option<Join>,
     operator: Option<ViewOperator>,
 }
 
@@ -36,7 +39,27 @@ impl Dataflow {
     /// The plan with a new operator.
     pub fn new(plan: ViewPlan) -> Result<Self> {
         let operator = plan.operator()?;
-        Ok(Dataflow { plan, operator })
+        let join = plan.join.as_ref().map(Join::try_new).transpose()?;
+        Ok(Dataflow {
+            plan,
+            join,
+            operator,
+        })
+    }
+
+    /// The joins of a view over joined inputs.
+    pub fn join(&self) -> Option<&Join> {
+        self.join.as_ref()
+    }
+
+    pub fn join_mut(&mut self) -> Option<&mut Join> {
+        self.join.as_mut()
+    }
+
+    /// Bytes of state held: the operator's and the joins'.
+    pub fn state_bytes(&self) -> usize {
+        self.operator.as_ref().map_or(0, ViewOperator::state_bytes)
+            + self.join.as_ref().map_or(0, Join::state_bytes)
     }
 
     /// The stateful operator; `None` for a view that only filters and projects.
@@ -51,8 +74,41 @@ impl Dataflow {
     /// Takes appended rows of input `branch`.
     pub fn take_rows(&mut self, branch: usize, batch: &RecordBatch) -> Result<Taken> {
         let batch = self.plan.apply_branch(branch, batch)?;
-        let max_event_time = self.max_event_time(&batch);
-        let current = self.plan.apply_pre(&batch)?;
+        match &mut self.join {
+            Some(join) => {
+                let joined = join.push(branch, &Changes::inserts(batch))?;
+                self.take_joined(joined)
+            }
+            None => self.take_combined_rows(&batch),
+        }
+    }
+
+    /// Takes inserts and deletes of input `branch` (planning gives them only to an operator
+    /// that follows deletes, or to a join).
+    pub fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<Taken> {
+        let changes = self.plan.apply_branch_changes(branch, changes)?;
+        match &mut self.join {
+            Some(join) => {
+                let joined = join.push(branch, &changes)?;
+                self.take_joined(joined)
+            }
+            None => self.take_combined_changes(&changes),
+        }
+    }
+
+    /// What a join handed on: changes if its rows change, else rows.
+    fn take_joined(&mut self, joined: Option<Changes>) -> Result<Taken> {
+        let joined = joined.ok_or_else(|| Error::Internal("a branch outside the join".into()))?;
+        match self.plan.input.updating {
+            true => self.take_combined_changes(&joined),
+            false => self.take_combined_rows(&joined.rows),
+        }
+    }
+
+    /// Rows of the relation the steps before the operator read.
+    fn take_combined_rows(&mut self, batch: &RecordBatch) -> Result<Taken> {
+        let max_event_time = self.max_event_time(batch);
+        let current = self.plan.apply_pre(batch)?;
         let (late, output) = match &mut self.operator {
             Some(operator) => (operator.push_rows(&current)?, Vec::new()),
             None => (Vec::new(), self.finish(&current)?),
@@ -65,12 +121,10 @@ impl Dataflow {
         })
     }
 
-    /// Takes inserts and deletes of input `branch` (planning gives them only to an operator
-    /// that follows deletes).
-    pub fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<Taken> {
-        let changes = self.plan.apply_branch_changes(branch, changes)?;
+    /// Changes of the relation the steps before the operator read.
+    fn take_combined_changes(&mut self, changes: &Changes) -> Result<Taken> {
         let max_event_time = self.max_event_time(&changes.rows);
-        let current = self.plan.apply_pre_changes(&changes)?;
+        let current = self.plan.apply_pre_changes(changes)?;
         let operator = self
             .operator
             .as_mut()

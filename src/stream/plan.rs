@@ -22,6 +22,7 @@ use super::aggregate::{Layout, WindowAggregate};
 use super::assign::AssignWindows;
 use super::changes::Changes;
 use super::groups::AggregateSpec;
+use super::join::JoinSpec;
 use super::operator::ViewOperator;
 use super::retracting::RetractingAggregate;
 use super::top_n::{TopN, TopNSpec};
@@ -36,6 +37,8 @@ pub enum RelationKind {
     View,
     /// The branches of a `UNION ALL`, each over one of the others.
     Union,
+    /// The joined rows of the branches (a tree of joins over them).
+    Join,
 }
 
 impl RelationKind {
@@ -45,6 +48,7 @@ impl RelationKind {
             RelationKind::Source => "source",
             RelationKind::View => "materialized view",
             RelationKind::Union => "union",
+            RelationKind::Join => "join",
         }
     }
 }
@@ -97,7 +101,7 @@ impl Step {
     }
 
     /// The step over a changelog: a filter keeps rows with their ops, a projection maps rows.
-    fn apply_changes(&self, changes: &Changes) -> Result<Changes> {
+    pub(super) fn apply_changes(&self, changes: &Changes) -> Result<Changes> {
         match self {
             Step::Filter(predicate) => changes.filter(&mask(predicate, &changes.rows)?),
             Step::Project { .. } => Ok(changes.with_rows(self.project(&changes.rows)?)),
@@ -118,7 +122,7 @@ impl Step {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             Step::Filter(p) => format!("Filter: {p}"),
             Step::Project { exprs, schema } => {
@@ -187,9 +191,11 @@ impl WindowPlan {
 pub struct ViewPlan {
     /// What the steps before the operator read: the one input, or the union of the branches.
     pub input: InputRelation,
-    /// A `UNION ALL` view's branches, each an input and the steps that bring its rows to the
-    /// union's columns; empty for a view of one input.
+    /// A view's branches when it reads several inputs, each an input and its steps: to the
+    /// union's columns for a `UNION ALL`, to a join's side for a join; empty for one input.
     pub branches: Vec<Branch>,
+    /// The joins of the branches, whose joined rows the steps before the operator read.
+    pub join: Option<JoinSpec>,
     /// The logical plan with the aggregation replaced by a [`WindowAggregateNode`].
     pub logical: LogicalPlan,
     pub pre: Vec<Step>,
@@ -210,7 +216,8 @@ pub struct ViewPlan {
     pub updating: bool,
 }
 
-/// One input of a `UNION ALL` view and its filters and projections.
+/// One input of a view over several (a `UNION ALL`'s branch, a join's side) and its filters
+/// and projections.
 #[derive(Debug, Clone)]
 pub struct Branch {
     pub input: InputRelation,
@@ -385,31 +392,38 @@ impl ViewPlan {
                 if input.updating { " (updating)" } else { "" }
             )
         };
-        if self.branches.is_empty() {
-            lines.push(describe_input(&self.input));
-        } else {
-            lines.push(format!(
-                "UnionAll: watermark=[{}]{}",
-                self.input.watermark_columns.join(", "),
-                if self.input.updating {
-                    " (updating)"
-                } else {
-                    ""
+        let mut below: Vec<(usize, String)> = Vec::new();
+        let branch_lines = |b: usize| {
+            let branch = &self.branches[b];
+            let mut lines: Vec<String> = branch.steps.iter().rev().map(Step::describe).collect();
+            lines.push(describe_input(&branch.input));
+            lines
+        };
+        match (&self.join, self.branches.is_empty()) {
+            (Some(join), _) => below = join.describe(&branch_lines),
+            (None, true) => lines.push(describe_input(&self.input)),
+            (None, false) => {
+                lines.push(format!(
+                    "UnionAll: watermark=[{}]{}",
+                    self.input.watermark_columns.join(", "),
+                    if self.input.updating {
+                        " (updating)"
+                    } else {
+                        ""
+                    }
+                ));
+                for b in 0..self.branches.len() {
+                    below.extend(branch_lines(b).into_iter().enumerate());
                 }
-            ));
+            }
         }
         let mut out = String::new();
         for (depth, line) in lines.iter().enumerate() {
             let _ = writeln!(out, "{}{line}", "  ".repeat(depth));
         }
         let depth = lines.len();
-        for branch in &self.branches {
-            let mut branch_lines: Vec<String> =
-                branch.steps.iter().rev().map(Step::describe).collect();
-            branch_lines.push(describe_input(&branch.input));
-            for (i, line) in branch_lines.iter().enumerate() {
-                let _ = writeln!(out, "{}{line}", "  ".repeat(depth + i));
-            }
+        for (below, line) in below {
+            let _ = writeln!(out, "{}{line}", "  ".repeat(depth + below));
         }
         out
     }

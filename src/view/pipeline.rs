@@ -333,10 +333,8 @@ impl Pipeline {
 
     /// Brings the open-state numbers and the state's share of the memory pool up to date.
     fn account(&mut self) {
-        let (groups, bytes) = self
-            .flow
-            .operator()
-            .map_or((0, 0), |o| (o.open_groups(), o.state_bytes()));
+        let groups = self.flow.operator().map_or(0, ViewOperator::open_groups);
+        let bytes = self.flow.state_bytes();
         self.memory.hold(bytes);
         self.stats.update(|s| {
             s.open_groups = groups as u64;
@@ -739,6 +737,23 @@ impl Pipeline {
                 }
                 None => (None, None),
             };
+            let mut joins = Vec::new();
+            if let Some(join) = self.flow.join() {
+                for side in join.checkpoint()? {
+                    joins.push(match side {
+                        Some(batch) => Some(
+                            self.storage
+                                .write_state_file(
+                                    barrier.id,
+                                    &format!("view-{}-join", self.def.name),
+                                    &batch,
+                                )
+                                .await?,
+                        ),
+                        None => None,
+                    });
+                }
+            }
             let data_file = match changes.flatten() {
                 Some(changes) => {
                     let batch = crate::table::changelog_batch(&changes)?;
@@ -766,6 +781,7 @@ impl Pipeline {
                     checkpoint: Box::new(ViewCheckpoint {
                         id: barrier.id,
                         state,
+                        joins,
                         watermark,
                         input_watermark: self.stats.snapshot().watermark_us,
                         max_event_time: self.max_event_time,

@@ -1,0 +1,287 @@
+//! Joins in a view's plan: where their conditions go, and their sides as branches.
+//!
+//! SQL's `ON` (and a `WHERE` over a comma join) reaches the plan as one condition. Before a
+//! join is planned, each part of it that names one side only moves below the join onto that
+//! side — when that side does not keep its unmatched rows, so no row an outer join must keep
+//! is lost — which keeps fewer rows in the join's state; the equalities between the sides
+//! become its keys (DataFusion's `ExtractEquijoinPredicate`); the rest stays as the condition
+//! checked per matching pair. Each side is then a chain of filters and projections over one
+//! relation (a branch of the view) or another join.
+
+use std::sync::Arc;
+
+use datafusion::common::NullEquality;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+use datafusion::logical_expr::{Expr, Filter, Join, JoinType, LogicalPlan};
+use datafusion::optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery;
+use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
+use datafusion::optimizer::{OptimizerContext, OptimizerRule};
+use datafusion::physical_expr::create_physical_expr;
+
+use super::{Bottom, Compiler, Node, chain};
+use crate::error::{Error, Result};
+use crate::stream::assign::AssignWindows;
+use crate::stream::join::{JoinInput, JoinKind, JoinSide, JoinSpec};
+use crate::stream::plan::{Branch, InputRelation, RelationKind, Step};
+use crate::stream::window::WindowKind;
+
+/// The plan with every join's condition placed: subquery predicates become semi and anti
+/// joins, one-sided parts of conditions and filters move below the joins, a filter's other
+/// parts join an inner join's condition, equalities become keys.
+pub(super) fn prepare(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let rule = ExtractEquijoinPredicate::new();
+    let config = OptimizerContext::new();
+    // `[NOT] EXISTS` and `[NOT] IN (subquery)` in a filter become semi and anti joins.
+    let subqueries = DecorrelatePredicateSubquery::new();
+    let plan = plan
+        .transform_down(|node| subqueries.rewrite(node, &config))?
+        .data;
+    Ok(plan
+        .transform_up(|node| {
+            let (mut join, above) = match node {
+                LogicalPlan::Filter(filter)
+                    if matches!(filter.input.as_ref(), LogicalPlan::Join(_)) =>
+                {
+                    let LogicalPlan::Join(join) = Arc::unwrap_or_clone(filter.input) else {
+                        unreachable!("matched a join")
+                    };
+                    // A filter over a join may go to a side the join never null-extends.
+                    let kind = join_kind(join.join_type);
+                    let sided = |side: usize| kind.is_some_and(|k| !k.keeps_unmatched(1 - side));
+                    let (join, rest) = push_down(join, filter.predicate, sided)?;
+                    match (join.join_type, conjunction(rest)) {
+                        (JoinType::Inner, Some(rest)) => (
+                            Join {
+                                filter: Some(match join.filter.clone() {
+                                    Some(on) => on.and(rest),
+                                    None => rest,
+                                }),
+                                ..join
+                            },
+                            None,
+                        ),
+                        (_, rest) => (join, rest),
+                    }
+                }
+                LogicalPlan::Join(join) => (join, None),
+                other => return Ok(Transformed::no(other)),
+            };
+            // A part of the condition may go to a side that does not keep unmatched rows.
+            if let Some(condition) = join.filter.take() {
+                let kind = join_kind(join.join_type);
+                let sided = |side: usize| kind.is_some_and(|k| !k.keeps_unmatched(side));
+                let (pushed, kept) = push_down(join, condition, sided)?;
+                join = Join {
+                    filter: conjunction(kept),
+                    ..pushed
+                };
+            }
+            let joined = rule.rewrite(LogicalPlan::Join(join), &config)?.data;
+            Ok(Transformed::yes(match above {
+                Some(predicate) => {
+                    LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(joined))?)
+                }
+                None => joined,
+            }))
+        })?
+        .data)
+}
+
+/// Moves the parts of `predicate` that name columns of one side only, where `sided` allows
+/// that side, below the join onto it; returns the join and the other parts.
+fn push_down(
+    mut join: Join,
+    predicate: Expr,
+    sided: impl Fn(usize) -> bool,
+) -> datafusion::error::Result<(Join, Vec<Expr>)> {
+    let mut sides: [Vec<Expr>; 2] = [Vec::new(), Vec::new()];
+    let mut kept = Vec::new();
+    for part in split_conjunction_owned(predicate) {
+        let columns = part.column_refs();
+        let on_side = |side: usize| {
+            let schema = match side {
+                0 => join.left.schema(),
+                _ => join.right.schema(),
+            };
+            sided(side)
+                && !columns.is_empty()
+                && columns.iter().all(|c| schema.has_column(c))
+                && !part.is_volatile()
+        };
+        match (0..2).find(|&side| on_side(side)) {
+            Some(side) => sides[side].push(part),
+            None => kept.push(part),
+        }
+    }
+    let [left, right] = sides;
+    let below = |input: Arc<LogicalPlan>, parts: Vec<Expr>| match conjunction(parts) {
+        Some(predicate) => Ok(Arc::new(LogicalPlan::Filter(Filter::try_new(
+            predicate, input,
+        )?))),
+        None => Ok::<_, datafusion::error::DataFusionError>(input),
+    };
+    join.left = below(join.left, left)?;
+    join.right = below(join.right, right)?;
+    Ok((join, kept))
+}
+
+fn join_kind(join_type: JoinType) -> Option<JoinKind> {
+    match join_type {
+        JoinType::Inner => Some(JoinKind::Inner),
+        JoinType::Left => Some(JoinKind::Left),
+        JoinType::Right => Some(JoinKind::Right),
+        JoinType::Full => Some(JoinKind::Full),
+        JoinType::LeftSemi => Some(JoinKind::Semi),
+        JoinType::LeftAnti => Some(JoinKind::Anti),
+        _ => None,
+    }
+}
+
+/// The joined rows as the relation the view's steps read: their rows change when an input's
+/// do or a join keeps unmatched rows (a match arriving takes them back); a
+/// regular join has no watermark (a row may match one from any time).
+pub(super) fn relation(spec: &JoinSpec, branches: &[Branch]) -> InputRelation {
+    let names: Vec<&str> = branches.iter().map(|b| b.input.name.as_str()).collect();
+    InputRelation {
+        name: names.join(" JOIN "),
+        kind: RelationKind::Join,
+        schema: Arc::clone(&spec.schema),
+        watermark_columns: Vec::new(),
+        delay_us: 0,
+        updating: branches.iter().any(|b| b.input.updating) || outer(spec),
+    }
+}
+
+/// Whether a join of the tree takes rows back when a match comes (an outer join's
+/// null-extended rows, an anti join's unmatched ones).
+fn outer(spec: &JoinSpec) -> bool {
+    !matches!(spec.kind, JoinKind::Inner | JoinKind::Semi)
+        || spec.sides.iter().any(|side| match &side.input {
+            JoinInput::Join(inner) => outer(inner),
+            JoinInput::Branch(_) => false,
+        })
+}
+
+impl Compiler<'_> {
+    /// A join and the joins below it; their relations become `branches`, left to right.
+    pub(super) fn join(&self, join: &Join, branches: &mut Vec<Branch>) -> Result<JoinSpec> {
+        if join.null_aware {
+            return Err(Error::unsupported(
+                "NOT IN (subquery) over a column that may be NULL in a materialized view",
+                Some(
+                    "A single NULL in the subquery would empty the view: write NOT EXISTS \
+                     (SELECT … WHERE …), or add IS NOT NULL on both columns.",
+                ),
+            ));
+        }
+        let kind = join_kind(join.join_type).ok_or_else(|| {
+            Error::unsupported(
+                format!("a {} join in a materialized view", join.join_type),
+                Some(
+                    "Use INNER, LEFT, RIGHT or FULL joins, or EXISTS, NOT EXISTS or IN \
+                     (subquery) on their own or joined with AND.",
+                ),
+            )
+        })?;
+        let props = self.state.execution_props();
+        let ctx = PhysicalPlanningContext::default();
+        let mut keys = [Vec::new(), Vec::new()];
+        for (left, right) in &join.on {
+            keys[0].push(create_physical_expr(left, join.left.schema(), props, &ctx)?);
+            keys[1].push(create_physical_expr(
+                right,
+                join.right.schema(),
+                props,
+                &ctx,
+            )?);
+        }
+        let [left_keys, right_keys] = keys;
+        // The condition reads both sides' columns, even where the join hands on one side's.
+        let pairs = join.left.schema().join(join.right.schema())?;
+        let filter = join
+            .filter
+            .as_ref()
+            .map(|f| create_physical_expr(f, &pairs, props, &ctx))
+            .transpose()?;
+        let left = JoinSide {
+            input: self.join_input(&join.left, branches)?,
+            keys: left_keys,
+            schema: Arc::new(join.left.schema().as_arrow().clone()),
+        };
+        let right = JoinSide {
+            input: self.join_input(&join.right, branches)?,
+            keys: right_keys,
+            schema: Arc::new(join.right.schema().as_arrow().clone()),
+        };
+        Ok(JoinSpec {
+            kind,
+            sides: [left, right],
+            filter,
+            nulls_match: join.null_equality == NullEquality::NullEqualsNull,
+            schema: Arc::new(join.schema.as_arrow().clone()),
+            steps: Vec::new(),
+        })
+    }
+
+    /// One side of a join: filters and projections over a relation (a new branch), possibly
+    /// a window table function's, or over another join.
+    fn join_input(&self, plan: &LogicalPlan, branches: &mut Vec<Branch>) -> Result<JoinInput> {
+        let (nodes, bottom) = chain(plan)?;
+        if nodes.iter().any(|n| !matches!(n, Node::Step(_))) {
+            return Err(Error::unsupported(
+                "an aggregation or a Top-N on a side of a join in a materialized view",
+                Some("Create a view of that side, then join the view."),
+            ));
+        }
+        match bottom {
+            Bottom::Scan(scan) => {
+                let (input, windowed) = self.leaf(scan)?;
+                let mut steps = Vec::new();
+                let mut width = input.schema.fields().len();
+                if let Some((kind, column)) = windowed {
+                    if matches!(kind, WindowKind::Session { .. }) {
+                        return Err(Error::unsupported(
+                            "a SESSION window on a side of a join",
+                            Some("Create a view of the sessions, then join the view."),
+                        ));
+                    }
+                    steps.push(Step::Windows(AssignWindows {
+                        kind,
+                        time_column: input.schema.index_of(&column)?,
+                        schema: Arc::new(scan.projected_schema.as_arrow().clone()),
+                    }));
+                    width += 3;
+                }
+                steps.extend(self.side_steps(&nodes, width)?);
+                branches.push(Branch { input, steps });
+                Ok(JoinInput::Branch(branches.len() - 1))
+            }
+            Bottom::Join(inner) => {
+                let spec = self.join(inner, branches)?;
+                let steps = self.side_steps(&nodes, inner.schema.fields().len())?;
+                Ok(JoinInput::Join(Box::new(JoinSpec { steps, ..spec })))
+            }
+            Bottom::Union(_) => Err(Error::unsupported(
+                "a UNION ALL on a side of a join in a materialized view",
+                Some("Create a view of the union, then join the view."),
+            )),
+        }
+    }
+
+    /// The filters and projections of a side's chain, bottom first (a regular join has no
+    /// watermark, so none is traced).
+    fn side_steps(&self, nodes: &[Node<'_>], width: usize) -> Result<Vec<Step>> {
+        let mut flags = vec![false; width];
+        let mut steps = Vec::new();
+        for node in nodes.iter().rev() {
+            let Node::Step(step) = node else { continue };
+            if let Some((compiled, traced)) = self.step(step, &flags)? {
+                steps.push(compiled);
+                flags = traced;
+            }
+        }
+        Ok(steps)
+    }
+}
