@@ -41,6 +41,7 @@ mod crash;
 mod differential;
 mod faults;
 mod hostile;
+mod joins;
 mod kafka;
 mod kafka_views;
 mod maintenance;
