@@ -83,6 +83,19 @@ pub enum Output {
         rows: SendableRecordBatchStream,
         format: CopyFormat,
     },
+    /// A result the client is warned about first (a NoticeResponse of severity WARNING,
+    /// SQLSTATE 01000, as Postgres warns).
+    Warned {
+        warning: Warning,
+        output: Box<Output>,
+    },
+}
+
+/// What a statement that succeeded warns of.
+#[derive(Debug, Clone)]
+pub struct Warning {
+    pub message: String,
+    pub hint: Option<String>,
 }
 
 impl Output {

@@ -13,7 +13,7 @@ use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use sqlparser::ast::{Ident, ObjectName, ShowCreateObject, Statement as SqlStatement};
 
-use super::{Database, Output, privileges};
+use super::{Database, Output, Warning, privileges};
 use crate::catalog::roles::{Principal, Privilege};
 use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
@@ -26,6 +26,7 @@ use crate::source::{kafka, kafka_properties};
 use crate::sql::parser::{check_unique, table_name};
 use crate::sql::{AlterView, CreateSource, CreateTable, CreateView, Statement, normalize_ident};
 use crate::storage::{Manifest, SourceState, Storage, TableState, ViewState};
+use crate::stream::plan::ViewPlan;
 use crate::view::Replay;
 
 pub async fn create_table(
@@ -282,6 +283,7 @@ pub async fn create_view(
             Ok(())
         })
         .await?;
+    let warning = unbounded_join(&plan);
     if created {
         tracing::info!(view = %def.name, input = %def.input, "materialized view created");
         if let Err(e) = db.views().start(def.clone(), plan, Replay::Default).await {
@@ -289,7 +291,41 @@ pub async fn create_view(
             db.views().failed(def, &e);
         }
     }
-    Ok(done)
+    Ok(match warning {
+        Some(warning) if created => Output::Warned {
+            warning,
+            output: Box::new(done),
+        },
+        _ => done,
+    })
+}
+
+/// A regular join keeps every row of a side whose rows never go (an append-only relation):
+/// its state grows with that input, which the user is told at `CREATE`.
+fn unbounded_join(plan: &ViewPlan) -> Option<Warning> {
+    plan.join.as_ref()?;
+    let kept: Vec<String> = plan
+        .branches
+        .iter()
+        .filter(|b| !b.input.updating)
+        .map(|b| format!("\"{}\"", b.input.name))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    Some(Warning {
+        message: format!(
+            "the join keeps every row of {} for as long as the view exists: its state grows \
+             with that input",
+            kept.join(" and ")
+        ),
+        hint: Some(
+            "Join a table with a primary key or a view that aggregates the stream, whose rows \
+             are replaced rather than added; sluice_catalog.materialized_views shows the \
+             state's size."
+                .into(),
+        ),
+    })
 }
 
 /// How long `ALTER SOURCE … RESET OFFSETS` waits for the readers to move.

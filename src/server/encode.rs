@@ -304,6 +304,8 @@ pub fn response(
     running: Option<Running>,
 ) -> PgWireResult<Response> {
     match output {
+        // The session sent the warning.
+        Output::Warned { output, .. } => response(*output, format, options, cancel, running),
         Output::Rows(batches) => {
             let fields = Arc::new(fields(&batches.schema(), format, Some(options))?);
             let row_fields = Arc::clone(&fields);

@@ -31,7 +31,7 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
@@ -242,7 +242,17 @@ impl Session {
             output = self.db.execute(statement, params, &principal) => output,
             () = token.clone().cancelled() => Err(token.error()),
         };
-        let output = output.inspect_err(log_error)?;
+        let output = match output.inspect_err(log_error)? {
+            Output::Warned { warning, output } => {
+                let mut notice = ErrorInfo::new("WARNING".into(), "01000".into(), warning.message);
+                notice.hint = warning.hint;
+                client
+                    .feed(PgWireBackendMessage::NoticeResponse(notice.into()))
+                    .await?;
+                *output
+            }
+            output => output,
+        };
         if let Output::CopyIn(copy) = &output {
             let progress = CopyInProgress::start(&self.db, copy.clone());
             *self.copy.lock().await = Some(progress);

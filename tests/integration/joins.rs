@@ -92,6 +92,31 @@ async fn check(client: &Client, views: &[(&str, String, String)], round: usize) 
     compared
 }
 
+/// The warnings (SQLSTATE and message) the server sends while running `sql`.
+async fn warnings_of(port: u16, sql: &str) -> Vec<String> {
+    use futures::StreamExt;
+    let url = format!("host=127.0.0.1 port={port} user=sluice dbname=sluice");
+    let (client, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let _ = sender.send(format!("{} {}", notice.code().code(), notice.message()));
+            }
+        }
+    });
+    client.batch_execute(sql).await.unwrap();
+    drop(client);
+    let mut warnings = Vec::new();
+    while let Some(warning) = receiver.recv().await {
+        warnings.push(warning);
+    }
+    warnings
+}
+
 /// A random write to one of the three tables.
 fn statement(rng: &mut ChaCha8Rng, next_order: &mut i64) -> String {
     let countries = ["FR", "DE", "US", "JP"];
@@ -190,6 +215,23 @@ async fn regular_joins_follow_every_change_of_every_side_through_a_crash() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
     }
+    // The user is warned, once, that a join keeps every row of an append-only input.
+    let warnings = warnings_of(
+        server.pg_port,
+        "CREATE MATERIALIZED VIEW kept AS SELECT o.id FROM orders o JOIN customers c \
+         ON o.customer_id = c.id; CREATE MATERIALIZED VIEW bounded AS SELECT a.id \
+         FROM customers a JOIN payments p ON a.id = p.order_id",
+    )
+    .await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("01000 the join keeps every row of \"orders\""),
+        "{warnings:?}"
+    );
+    client
+        .batch_execute("DROP MATERIALIZED VIEW kept, bounded")
+        .await
+        .unwrap();
     let explain = sorted_rows(
         &client,
         &format!("EXPLAIN CREATE MATERIALIZED VIEW x AS {LEFT}"),
