@@ -13,7 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::Client;
 
-use crate::support::{self, query_i64};
+use crate::kafka::{create_topic, produce, producer, unique_topic};
+use crate::support::{self, kafka_target, query_i64, wait_for};
 use crate::views::{assert_views_running, sorted_rows};
 
 const LEFT: &str = "SELECT o.id, o.amount, c.country FROM orders o \
@@ -287,5 +288,143 @@ async fn regular_joins_follow_every_change_of_every_side_through_a_crash() {
         "joins: {rounds} rounds, {statements} statements, {} views, {compared} rows compared \
          with batch queries",
         views.len()
+    );
+}
+
+/// Clicks joined to the impressions they came from and to the ad's campaign: two Kafka topics
+/// (the impressions kept by their source, the clicks read by the view's own reader) and a
+/// keyed table, through a kill -9 — each view equals its query over sources keeping every
+/// event once it has read as far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_of_two_topics_and_a_table_resumes_after_a_kill() {
+    let Some(kafka) = kafka_target() else { return };
+    let topics = [unique_topic("impressions"), unique_topic("clicks")];
+    create_topic(&kafka, &topics[0], 2).await;
+    create_topic(&kafka, &topics[1], 1).await;
+    let (_dir, mut server, mut client) = support::start_killable("").await;
+    let addr = ([127, 0, 0, 1], server.pg_port).into();
+    let source = |name: &str, columns: &str, topic: &str, retain: bool| {
+        format!(
+            "CREATE SOURCE {name} ({columns}, ts TIMESTAMPTZ) WITH (connector = 'kafka', \
+             topic = '{topic}', properties.bootstrap.server = '{kafka}', \
+             scan.startup.mode = 'earliest', retain = '{retain}') FORMAT PLAIN ENCODE JSON;"
+        )
+    };
+    client
+        .batch_execute(&format!(
+            "{}{}{}CREATE TABLE ads (id INT PRIMARY KEY, campaign TEXT);",
+            source("impressions", "imp_id BIGINT, ad_id INT", &topics[0], true),
+            source("clicks", "click_id BIGINT, imp_id BIGINT", &topics[1], true),
+            source(
+                "clicks_raw",
+                "click_id BIGINT, imp_id BIGINT",
+                &topics[1],
+                false
+            ),
+        ))
+        .await
+        .unwrap();
+    let clicked = "SELECT c.click_id, i.imp_id, i.ad_id, a.campaign FROM clicks c \
+                   JOIN impressions i ON c.imp_id = i.imp_id LEFT JOIN ads a ON i.ad_id = a.id";
+    let per_campaign = "SELECT a.campaign, count(*) AS clicks, count(DISTINCT i.imp_id) AS imps \
+                        FROM clicks c JOIN impressions i ON c.imp_id = i.imp_id \
+                        JOIN ads a ON i.ad_id = a.id GROUP BY a.campaign";
+    let unclicked = "SELECT i.imp_id FROM impressions i WHERE NOT EXISTS \
+                     (SELECT 1 FROM clicks c WHERE c.imp_id = i.imp_id)";
+    let raw = |query: &str| query.replace("FROM clicks c", "FROM clicks_raw c");
+    let views = [
+        ("clicked", raw(clicked), clicked),
+        ("per_campaign", raw(per_campaign), per_campaign),
+        ("unclicked", raw(unclicked), unclicked),
+    ];
+    for (name, query, _) in &views {
+        client
+            .batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    let producer = producer(&kafka, "5");
+    let mut rng = ChaCha8Rng::seed_from_u64(24);
+    let base_ms = 1_767_225_600_000i64;
+    let (rounds, mut sent, mut imps, mut clicks, mut compared) = (6, 0i64, 0i64, 0i64, 0);
+    for round in 1..=rounds {
+        let mut impressions = Vec::new();
+        for _ in 0..rng.random_range(20..80) {
+            imps += 1;
+            impressions.push((
+                (imps % 2) as i32,
+                format!(
+                    r#"{{"imp_id": {imps}, "ad_id": {}, "ts": {}}}"#,
+                    rng.random_range(0..6),
+                    base_ms + imps * 100
+                ),
+            ));
+        }
+        // Clicks of impressions sent before and of some not sent yet.
+        let mut clicked_imps = Vec::new();
+        for _ in 0..rng.random_range(10..60) {
+            clicks += 1;
+            clicked_imps.push((
+                0,
+                format!(
+                    r#"{{"click_id": {clicks}, "imp_id": {}, "ts": {}}}"#,
+                    rng.random_range(1..imps + 40),
+                    base_ms + clicks * 150
+                ),
+            ));
+        }
+        produce(&producer, &topics[0], &impressions).await;
+        produce(&producer, &topics[1], &clicked_imps).await;
+        sent += (impressions.len() + clicked_imps.len()) as i64;
+        let ad = rng.random_range(0..6);
+        let sql = match rng.random_range(0..4) {
+            0 => format!("DELETE FROM ads WHERE id = {ad}"),
+            _ => format!(
+                "INSERT INTO ads VALUES ({ad}, 'c{}')",
+                rng.random_range(0..3)
+            ),
+        };
+        client.batch_execute(&sql).await.unwrap();
+        if round == rounds / 2 {
+            server.stop("KILL");
+            server.restart();
+            client = support::connect(addr).await;
+        }
+        wait_for(
+            Duration::from_secs(60),
+            "the sources to read every event",
+            || {
+                let client = &client;
+                async move {
+                    let read = query_i64(
+                        client,
+                        "SELECT CAST(coalesce(sum(current_offset), 0) AS BIGINT) \
+                         FROM sluice_catalog.sources WHERE source IN ('impressions', 'clicks')",
+                    )
+                    .await;
+                    (read >= sent).then_some(())
+                }
+            },
+        )
+        .await;
+        for (name, _, batch) in &views {
+            let expected = sorted_rows(&client, batch).await;
+            let what = format!("view {name} to read round {round}");
+            let streamed = wait_for(Duration::from_secs(60), &what, || {
+                let (client, expected) = (&client, &expected);
+                async move {
+                    client.batch_execute("FLUSH").await.unwrap();
+                    let streamed = sorted_rows(client, &format!("SELECT * FROM {name}")).await;
+                    (streamed == *expected).then_some(streamed)
+                }
+            })
+            .await;
+            compared += streamed.len();
+        }
+    }
+    assert_views_running(&client).await;
+    eprintln!(
+        "joins over topics: {rounds} rounds, {sent} events, {compared} rows compared with batch \
+         queries"
     );
 }
