@@ -87,8 +87,8 @@ impl Compiler<'_> {
             }
             Bottom::Join(join) => {
                 let mut branches = Vec::new();
-                let spec = self.join(join, &mut branches)?;
-                let input = joins::relation(&spec, &branches);
+                let (spec, time) = self.join(join, &mut branches)?;
+                let input = joins::relation(&spec, &branches, &time);
                 (input, None, branches, Some(spec))
             }
         };
@@ -346,6 +346,14 @@ impl Compiler<'_> {
         scan: &datafusion::logical_expr::TableScan,
     ) -> Result<(InputRelation, Option<(WindowKind, String)>)> {
         let provider = source_as_provider(&scan.source)?;
+        if provider.as_ref().is::<functions::LookupRelation>() {
+            return Err(Error::unsupported(
+                "FOR SYSTEM_TIME AS OF PROCTIME() outside a join",
+                Some(
+                    "Look a dimension up in a join: events e JOIN dim FOR SYSTEM_TIME AS OF PROCTIME() d ON …",
+                ),
+            ));
+        }
         if let Some(windowed) = provider.as_ref().downcast_ref::<WindowedRelation>() {
             return Ok((
                 windowed.input.clone(),

@@ -352,7 +352,10 @@ impl Views {
             .iter()
             .map(|i| (i.kind, i.name.clone()))
             .collect();
-        let plan_inputs = input_kinds.len();
+        // A lookup join's dimension is not waited for: its watermark says nothing of the rows.
+        let input_watermarks = (0..input_kinds.len())
+            .map(|branch| (!flow.plan.timed(branch)).then_some(i64::MAX))
+            .collect();
         let mut pipeline = Pipeline {
             def: def.clone(),
             flow,
@@ -367,7 +370,7 @@ impl Views {
             pending_out: Vec::new(),
             pending_late: Vec::new(),
             emitted: None,
-            input_watermarks: vec![None; plan_inputs],
+            input_watermarks,
         };
         pipeline.baseline()?;
         // A panic in the pipeline is a bug: the view shows it as failed, the server goes on.

@@ -303,11 +303,13 @@ pub async fn create_view(
 /// A regular join keeps every row of a side whose rows never go (an append-only relation):
 /// its state grows with that input, which the user is told at `CREATE`.
 fn unbounded_join(plan: &ViewPlan) -> Option<Warning> {
-    plan.join.as_ref()?;
+    let join = plan.join.as_ref()?;
     let kept: Vec<String> = plan
         .branches
         .iter()
-        .filter(|b| !b.input.updating)
+        .enumerate()
+        .filter(|(i, b)| !b.input.updating && join.keeps(*i))
+        .map(|(_, b)| b)
         .map(|b| format!("\"{}\"", b.input.name))
         .collect();
     if kept.is_empty() {

@@ -19,7 +19,7 @@ use super::Output;
 use crate::catalog::roles::{PUBLIC, Principal, Privilege, RoleDef, Roles};
 use crate::catalog::{DATABASE_NAME, SCHEMA_NAME};
 use crate::error::{Error, Result};
-use crate::planner::functions::WindowedRelation;
+use crate::planner::functions::{LookupRelation, WindowedRelation};
 use crate::server::scram::Verifier;
 use crate::sql::parser::table_name;
 use crate::storage::{Manifest, Storage};
@@ -53,12 +53,16 @@ pub fn check_plan(m: &Manifest, principal: &Principal, plan: &LogicalPlan) -> Re
     Ok(())
 }
 
-/// The relation of ours a scan reads: a `public` one, or a window function's input.
+/// The relation of ours a scan reads: a `public` one, or a window function's or `lookup`'s
+/// input.
 fn scanned(scan: &TableScan) -> Option<String> {
-    if let Ok(provider) = source_as_provider(&scan.source)
-        && let Some(windowed) = provider.as_ref().downcast_ref::<WindowedRelation>()
-    {
-        return Some(windowed.input.name.clone());
+    if let Ok(provider) = source_as_provider(&scan.source) {
+        if let Some(windowed) = provider.as_ref().downcast_ref::<WindowedRelation>() {
+            return Some(windowed.input.name.clone());
+        }
+        if let Some(dimension) = provider.as_ref().downcast_ref::<LookupRelation>() {
+            return Some(dimension.input.name.clone());
+        }
     }
     is_ours(&scan.table_name).then(|| scan.table_name.table().to_string())
 }

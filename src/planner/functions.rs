@@ -57,8 +57,14 @@ impl Shape {
     }
 }
 
-/// Registers the four window table functions.
+/// Registers the four window table functions and `lookup`.
 pub fn register(ctx: &SessionContext, storage: &Arc<Storage>) {
+    ctx.register_udtf(
+        "lookup",
+        Arc::new(LookupFunction {
+            storage: Arc::clone(storage),
+        }),
+    );
     for shape in [Shape::Tumble, Shape::Hop, Shape::Cumulate, Shape::Session] {
         ctx.register_udtf(
             shape.name(),
@@ -245,5 +251,73 @@ impl TableProvider for WindowedRelation {
             None => windowed,
         };
         session.create_physical_plan(&plan).await
+    }
+}
+
+/// `lookup(relation)`, what `relation FOR SYSTEM_TIME AS OF PROCTIME()` is rewritten to: the
+/// relation as a lookup join's dimension, whose rows as they are when a row of the other side
+/// arrives are the rows it joins.
+#[derive(Debug)]
+struct LookupFunction {
+    storage: Arc<Storage>,
+}
+
+impl TableFunctionImpl for LookupFunction {
+    fn call(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
+        let name = match args {
+            [Expr::Column(c)] => c.name.clone(),
+            [Expr::Literal(ScalarValue::Utf8(Some(s)), _)] => s.clone(),
+            _ => {
+                return Err(Error::Syntax(
+                    "FOR SYSTEM_TIME AS OF PROCTIME() follows a relation's name".into(),
+                )
+                .into());
+            }
+        };
+        let input = super::lookup(&self.storage.manifest(), &name)?;
+        Ok(Arc::new(LookupRelation { input }))
+    }
+}
+
+/// A relation read as a lookup join's dimension: planned by views; a one-off query reads the
+/// relation as it is now.
+#[derive(Debug)]
+pub struct LookupRelation {
+    pub input: InputRelation,
+}
+
+#[async_trait]
+impl TableProvider for LookupRelation {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.input.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let session = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("a session without its state".into()))?;
+        let name = TableReference::bare(self.input.name.as_str());
+        let provider = session
+            .schema_for_ref(name)?
+            .table(&self.input.name)
+            .await?
+            .ok_or_else(|| {
+                DataFusionError::from(Error::UndefinedRelation {
+                    kind: "relation",
+                    name: self.input.name.clone(),
+                })
+            })?;
+        provider.scan(state, projection, filters, limit).await
     }
 }

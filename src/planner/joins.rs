@@ -20,12 +20,14 @@ use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
 use datafusion::optimizer::{OptimizerContext, OptimizerRule};
 use datafusion::physical_expr::create_physical_expr;
 
+use super::functions::LookupRelation;
 use super::{Bottom, Compiler, Node, chain};
 use crate::error::{Error, Result};
 use crate::stream::assign::AssignWindows;
 use crate::stream::join::{JoinInput, JoinKind, JoinSide, JoinSpec};
 use crate::stream::plan::{Branch, InputRelation, RelationKind, Step};
 use crate::stream::window::WindowKind;
+use datafusion::datasource::source_as_provider;
 
 /// The plan with every join's condition placed: subquery predicates become semi and anti
 /// joins, one-sided parts of conditions and filters move below the joins, a filter's other
@@ -139,34 +141,58 @@ fn join_kind(join_type: JoinType) -> Option<JoinKind> {
     }
 }
 
-/// The joined rows as the relation the view's steps read: their rows change when an input's
-/// do or a join keeps unmatched rows (a match arriving takes them back); a
-/// regular join has no watermark (a row may match one from any time).
-pub(super) fn relation(spec: &JoinSpec, branches: &[Branch]) -> InputRelation {
+/// The joined rows as the relation the view's steps read. Their rows change when an input's
+/// do or a join takes rows back when a match comes (an outer join's null-extended rows, an
+/// anti join's unmatched ones) — but a lookup join's dimension changes nothing already
+/// joined. `time` flags the columns that carry the watermark (a regular join has none: a row
+/// may match one from any time; a lookup join's are its stream's), named once only.
+pub(super) fn relation(spec: &JoinSpec, branches: &[Branch], time: &[bool]) -> InputRelation {
     let names: Vec<&str> = branches.iter().map(|b| b.input.name.as_str()).collect();
+    let fields = spec.schema.fields();
+    let watermark_columns = fields
+        .iter()
+        .zip(time)
+        .filter(|(f, t)| **t && fields.iter().filter(|g| g.name() == f.name()).count() == 1)
+        .map(|(f, _)| f.name().clone())
+        .collect();
     InputRelation {
         name: names.join(" JOIN "),
         kind: RelationKind::Join,
         schema: Arc::clone(&spec.schema),
-        watermark_columns: Vec::new(),
+        watermark_columns,
         delay_us: 0,
-        updating: branches.iter().any(|b| b.input.updating) || outer(spec),
+        updating: changes(spec, branches),
     }
 }
 
-/// Whether a join of the tree takes rows back when a match comes (an outer join's
-/// null-extended rows, an anti join's unmatched ones).
-fn outer(spec: &JoinSpec) -> bool {
-    !matches!(spec.kind, JoinKind::Inner | JoinKind::Semi)
-        || spec.sides.iter().any(|side| match &side.input {
-            JoinInput::Join(inner) => outer(inner),
-            JoinInput::Branch(_) => false,
-        })
+/// Whether the rows a join hands on change.
+fn changes(spec: &JoinSpec, branches: &[Branch]) -> bool {
+    let side = |s: usize| match &spec.sides[s].input {
+        JoinInput::Branch(b) => branches[*b].input.updating,
+        JoinInput::Join(inner) => changes(inner, branches),
+    };
+    match spec.lookup {
+        true => side(0),
+        false => side(0) || side(1) || !matches!(spec.kind, JoinKind::Inner | JoinKind::Semi),
+    }
+}
+
+/// A side of a join as planned: its input, the columns carrying a watermark, and whether it
+/// is a lookup join's dimension.
+struct PlannedSide {
+    input: JoinInput,
+    time: Vec<bool>,
+    dimension: bool,
 }
 
 impl Compiler<'_> {
-    /// A join and the joins below it; their relations become `branches`, left to right.
-    pub(super) fn join(&self, join: &Join, branches: &mut Vec<Branch>) -> Result<JoinSpec> {
+    /// A join and the joins below it (their relations become `branches`, left to right), and
+    /// which of its columns carry the watermark.
+    pub(super) fn join(
+        &self,
+        join: &Join,
+        branches: &mut Vec<Branch>,
+    ) -> Result<(JoinSpec, Vec<bool>)> {
         if join.null_aware {
             return Err(Error::unsupported(
                 "NOT IN (subquery) over a column that may be NULL in a materialized view",
@@ -205,29 +231,51 @@ impl Compiler<'_> {
             .as_ref()
             .map(|f| create_physical_expr(f, &pairs, props, &ctx))
             .transpose()?;
-        let left = JoinSide {
-            input: self.join_input(&join.left, branches)?,
-            keys: left_keys,
-            schema: Arc::new(join.left.schema().as_arrow().clone()),
+        let left = self.join_input(&join.left, branches)?;
+        let right = self.join_input(&join.right, branches)?;
+        let lookup = right.dimension;
+        if lookup {
+            check_lookup(kind, &left, branches)?;
+        }
+        if left.dimension {
+            return Err(Error::unsupported(
+                "FOR SYSTEM_TIME AS OF PROCTIME() on the left side of a join",
+                Some(
+                    "Put the dimension on the right: events e JOIN dim FOR SYSTEM_TIME AS OF PROCTIME() d ON …",
+                ),
+            ));
+        }
+        // A lookup join's rows are its stream's, as they arrive: the stream's watermark holds.
+        let time = match lookup {
+            true => [left.time, vec![false; right.time.len()]].concat(),
+            false => vec![false; join.schema.fields().len()],
         };
-        let right = JoinSide {
-            input: self.join_input(&join.right, branches)?,
-            keys: right_keys,
-            schema: Arc::new(join.right.schema().as_arrow().clone()),
-        };
-        Ok(JoinSpec {
+        let spec = JoinSpec {
             kind,
-            sides: [left, right],
+            sides: [
+                JoinSide {
+                    input: left.input,
+                    keys: left_keys,
+                    schema: Arc::new(join.left.schema().as_arrow().clone()),
+                },
+                JoinSide {
+                    input: right.input,
+                    keys: right_keys,
+                    schema: Arc::new(join.right.schema().as_arrow().clone()),
+                },
+            ],
             filter,
             nulls_match: join.null_equality == NullEquality::NullEqualsNull,
             schema: Arc::new(join.schema.as_arrow().clone()),
             steps: Vec::new(),
-        })
+            lookup,
+        };
+        Ok((spec, time))
     }
 
     /// One side of a join: filters and projections over a relation (a new branch), possibly
-    /// a window table function's, or over another join.
-    fn join_input(&self, plan: &LogicalPlan, branches: &mut Vec<Branch>) -> Result<JoinInput> {
+    /// a window table function's or a lookup join's dimension, or over another join.
+    fn join_input(&self, plan: &LogicalPlan, branches: &mut Vec<Branch>) -> Result<PlannedSide> {
         let (nodes, bottom) = chain(plan)?;
         if nodes.iter().any(|n| !matches!(n, Node::Step(_))) {
             return Err(Error::unsupported(
@@ -237,9 +285,24 @@ impl Compiler<'_> {
         }
         match bottom {
             Bottom::Scan(scan) => {
-                let (input, windowed) = self.leaf(scan)?;
+                let provider = source_as_provider(&scan.source)?;
+                let dimension = provider.as_ref().downcast_ref::<LookupRelation>();
+                let (input, windowed) = match dimension {
+                    Some(dimension) => (dimension.input.clone(), None),
+                    None => self.leaf(scan)?,
+                };
+                // A table's watermark is one a view derives from the rows it reads, which it
+                // does for a view of that table alone.
+                let mut time: Vec<bool> = input
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        input.kind != RelationKind::Table
+                            && input.watermark_columns.contains(f.name())
+                    })
+                    .collect();
                 let mut steps = Vec::new();
-                let mut width = input.schema.fields().len();
                 if let Some((kind, column)) = windowed {
                     if matches!(kind, WindowKind::Session { .. }) {
                         return Err(Error::unsupported(
@@ -252,16 +315,25 @@ impl Compiler<'_> {
                         time_column: input.schema.index_of(&column)?,
                         schema: Arc::new(scan.projected_schema.as_arrow().clone()),
                     }));
-                    width += 3;
+                    time = vec![false; scan.projected_schema.fields().len()];
                 }
-                steps.extend(self.side_steps(&nodes, width)?);
+                let (side_steps, time) = self.side_steps(&nodes, time)?;
+                steps.extend(side_steps);
                 branches.push(Branch { input, steps });
-                Ok(JoinInput::Branch(branches.len() - 1))
+                Ok(PlannedSide {
+                    input: JoinInput::Branch(branches.len() - 1),
+                    time,
+                    dimension: dimension.is_some(),
+                })
             }
             Bottom::Join(inner) => {
-                let spec = self.join(inner, branches)?;
-                let steps = self.side_steps(&nodes, inner.schema.fields().len())?;
-                Ok(JoinInput::Join(Box::new(JoinSpec { steps, ..spec })))
+                let (spec, time) = self.join(inner, branches)?;
+                let (steps, time) = self.side_steps(&nodes, time)?;
+                Ok(PlannedSide {
+                    input: JoinInput::Join(Box::new(JoinSpec { steps, ..spec })),
+                    time,
+                    dimension: false,
+                })
             }
             Bottom::Union(_) => Err(Error::unsupported(
                 "a UNION ALL on a side of a join in a materialized view",
@@ -270,10 +342,10 @@ impl Compiler<'_> {
         }
     }
 
-    /// The filters and projections of a side's chain, bottom first (a regular join has no
-    /// watermark, so none is traced).
-    fn side_steps(&self, nodes: &[Node<'_>], width: usize) -> Result<Vec<Step>> {
-        let mut flags = vec![false; width];
+    /// The filters and projections of a side's chain, bottom first, and the columns that
+    /// carry the watermark after them (`time` before them).
+    fn side_steps(&self, nodes: &[Node<'_>], time: Vec<bool>) -> Result<(Vec<Step>, Vec<bool>)> {
+        let mut flags = time;
         let mut steps = Vec::new();
         for node in nodes.iter().rev() {
             let Node::Step(step) = node else { continue };
@@ -282,6 +354,30 @@ impl Compiler<'_> {
                 flags = traced;
             }
         }
-        Ok(steps)
+        Ok((steps, flags))
     }
+}
+
+/// A lookup join joins rows of a stream as they arrive: an inner or left join, its stream a
+/// relation whose rows are never taken back (a delete could not find what its row joined).
+fn check_lookup(kind: JoinKind, stream: &PlannedSide, branches: &[Branch]) -> Result<()> {
+    if !matches!(kind, JoinKind::Inner | JoinKind::Left) {
+        return Err(Error::unsupported(
+            format!("a {} lookup join", kind.name().to_uppercase()),
+            Some("A lookup join is an INNER or LEFT join of a stream with its dimension."),
+        ));
+    }
+    let updating = match &stream.input {
+        JoinInput::Branch(b) => branches[*b].input.updating,
+        JoinInput::Join(inner) => changes(inner, branches),
+    };
+    if updating {
+        return Err(Error::unsupported(
+            "a lookup join (FOR SYSTEM_TIME AS OF PROCTIME()) of rows that change",
+            Some(
+                "Look up rows of an append-only source, table or view; join rows that change with a regular join.",
+            ),
+        ));
+    }
+    Ok(())
 }

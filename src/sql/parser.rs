@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// Parses every statement of `sql`; empty input gives an empty list. Standard statements come
 /// out with Postgres' rewrites applied ([`crate::pg::rewrite`]).
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let rewritten = super::view::rewrite_flink_windows(sql);
+    let rewritten = super::view::rewrite_flink(sql);
     let sql = rewritten.as_deref().unwrap_or(sql);
     let mut statements = crate::pg::rewrite::standard_statements(sql, parse_with_extensions(sql)?);
     for statement in &mut statements {
@@ -33,7 +33,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
 /// runs none of them, as in Postgres) but not kept: a Query message of 100 000 statements held
 /// 1.4 GB of syntax trees. Each text is [`parse`]d again when its turn comes.
 pub fn split(sql: &str) -> Result<Vec<String>> {
-    let rewritten = super::view::rewrite_flink_windows(sql);
+    let rewritten = super::view::rewrite_flink(sql);
     let sql = rewritten.as_deref().unwrap_or(sql);
     let mut offsets = LineOffsets::new(sql);
     let mut parser = new_parser(sql)?;

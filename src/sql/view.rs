@@ -1,7 +1,9 @@
 //! The materialized view statements: `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`,
 //! `DROP MATERIALIZED VIEW`, `SHOW MATERIALIZED VIEWS`, `SHOW CREATE MATERIALIZED VIEW` and
-//! `EXPLAIN CREATE MATERIALIZED VIEW`, plus the rewrite of Flink's window syntax
-//! (`TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))`) into RisingWave's (`TUMBLE(t, ts, size)`).
+//! `EXPLAIN CREATE MATERIALIZED VIEW`, plus the rewrites of Flink's syntax: window table
+//! functions (`TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))`) into RisingWave's
+//! (`TUMBLE(t, ts, size)`), and lookup joins (`t FOR SYSTEM_TIME AS OF PROCTIME()`, which
+//! Postgres' grammar lacks) into the table function `lookup(t)`.
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -146,7 +148,7 @@ fn unknown_option(key: &str) -> Error {
 
 /// Parses a stored view query (kept as sqlparser printed it).
 pub fn parse_query(text: &str) -> Result<Box<sqlparser::ast::Query>> {
-    let rewritten = rewrite_flink_windows(text);
+    let rewritten = rewrite_flink(text);
     let text = rewritten.as_deref().unwrap_or(text);
     let mut query = Parser::new(&PostgreSqlDialect {})
         .try_with_sql(text)?
@@ -171,10 +173,88 @@ pub fn lowercase_window_functions<V: sqlparser::ast::VisitMut>(statement: &mut V
     });
 }
 
+/// Rewrites Flink's window table functions and lookup joins ([`rewrite_flink_windows`],
+/// [`rewrite_lookups`]); `None` when the text has neither.
+pub fn rewrite_flink(sql: &str) -> Option<String> {
+    match rewrite_flink_windows(sql) {
+        Some(windows) => rewrite_lookups(&windows).or(Some(windows)),
+        None => rewrite_lookups(sql),
+    }
+}
+
+/// Rewrites `relation FOR SYSTEM_TIME AS OF PROCTIME()` (Flink's and RisingWave's lookup
+/// join) into `lookup(relation)`, or `None` when the text has none.
+fn rewrite_lookups(sql: &str) -> Option<String> {
+    if !sql.to_ascii_lowercase().contains("system_time") {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let is_word =
+        |t: &Token, word: &str| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case(word));
+    let clause = |at: usize| {
+        let expected: [&dyn Fn(&Token) -> bool; 7] = [
+            &|t| is_word(t, "for"),
+            &|t| is_word(t, "system_time"),
+            &|t| is_word(t, "as"),
+            &|t| is_word(t, "of"),
+            &|t| is_word(t, "proctime"),
+            &|t| *t == Token::LParen,
+            &|t| *t == Token::RParen,
+        ];
+        let mut i = at;
+        for check in expected {
+            while matches!(tokens.get(i), Some(Token::Whitespace(_))) {
+                i += 1;
+            }
+            if !tokens.get(i).is_some_and(check) {
+                return None;
+            }
+            i += 1;
+        }
+        Some(i)
+    };
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    let mut found = false;
+    let mut i = 0;
+    while i < tokens.len() {
+        if let Some(end) = clause(i) {
+            // The relation's name is what came last: words joined by periods.
+            while matches!(out.last(), Some(Token::Whitespace(_))) {
+                out.pop();
+            }
+            let mut start = out.len();
+            while start > 0
+                && matches!(out[start - 1], Token::Word(_) | Token::Period)
+                && (start == out.len()
+                    || !matches!(
+                        (&out[start - 1], &out[start]),
+                        (Token::Word(_), Token::Word(_))
+                    ))
+            {
+                start -= 1;
+            }
+            if start == out.len() {
+                return None;
+            }
+            let name: Vec<Token> = out.drain(start..).collect();
+            out.push(Token::make_word("lookup", None));
+            out.push(Token::LParen);
+            out.extend(name);
+            out.push(Token::RParen);
+            found = true;
+            i = end;
+            continue;
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    found.then(|| out.iter().map(ToString::to_string).collect())
+}
+
 /// Rewrites Flink's window table functions into RisingWave's form, or `None` when the text has
 /// none: `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …))` → `TUMBLE(t, ts, …)`; a session's
 /// `PARTITION BY` is dropped (sessions are per GROUP BY key).
-pub fn rewrite_flink_windows(sql: &str) -> Option<String> {
+fn rewrite_flink_windows(sql: &str) -> Option<String> {
     let lower = sql.to_ascii_lowercase();
     if !lower.contains("descriptor") {
         return None;
@@ -285,5 +365,25 @@ mod tests {
             "FROM SESSION(clicks , ts, INTERVAL '5' MINUTE)"
         );
         assert!(rewrite_flink_windows("SELECT 1").is_none());
+    }
+
+    #[test]
+    fn rewrites_lookup_joins() {
+        assert_eq!(
+            rewrite_flink(
+                "SELECT e.id, u.country FROM events e JOIN public.users FOR SYSTEM_TIME AS OF \
+                 PROCTIME() AS u ON e.uid = u.id"
+            )
+            .unwrap(),
+            "SELECT e.id, u.country FROM events e JOIN lookup(public.users) AS u ON e.uid = u.id"
+        );
+        assert_eq!(
+            rewrite_flink(
+                "SELECT * FROM e JOIN users for system_time as of proctime ( ) u ON true"
+            )
+            .unwrap(),
+            "SELECT * FROM e JOIN lookup(users) u ON true"
+        );
+        assert!(rewrite_flink("SELECT 'for system_time' FROM t").is_none());
     }
 }

@@ -89,6 +89,10 @@ pub struct JoinSpec {
     pub schema: SchemaRef,
     /// Filters and projections between this join and the join above it.
     pub steps: Vec<Step>,
+    /// A lookup join: the right side is a dimension whose rows, as they are when a row of
+    /// the left arrives, are the rows it joins. The dimension's changes hand nothing on, and
+    /// the left's rows are not kept.
+    pub lookup: bool,
 }
 
 /// One side of a join: its input, its key expressions (over its own columns) and its columns.
@@ -118,6 +122,30 @@ impl JoinInput {
 }
 
 impl JoinSpec {
+    /// Whether branch `branch` is a lookup join's dimension (whose watermark, if it has one,
+    /// says nothing about the joined rows).
+    pub fn is_dimension(&self, branch: usize) -> bool {
+        self.sides
+            .iter()
+            .enumerate()
+            .any(|(s, side)| match &side.input {
+                JoinInput::Branch(b) => self.lookup && s == 1 && *b == branch,
+                JoinInput::Join(inner) => inner.is_dimension(branch),
+            })
+    }
+
+    /// Whether a join of the tree keeps the rows of branch `branch` (all but a lookup
+    /// join's stream).
+    pub fn keeps(&self, branch: usize) -> bool {
+        self.sides
+            .iter()
+            .enumerate()
+            .any(|(s, side)| match &side.input {
+                JoinInput::Branch(b) => *b == branch && !(self.lookup && s == 0),
+                JoinInput::Join(inner) => inner.keeps(branch),
+            })
+    }
+
     /// The join's lines for `EXPLAIN`, each with its depth below this join, inputs after it.
     pub fn describe(&self, branch: &dyn Fn(usize) -> Vec<String>) -> Vec<(usize, String)> {
         let keys: Vec<String> = self.sides[0]
@@ -141,22 +169,32 @@ impl JoinSpec {
             .map(|(depth, step)| (depth, step.describe()))
             .collect();
         let depth = lines.len();
+        let filter = match &self.filter {
+            Some(filter) => format!(" filter={filter}"),
+            None => String::new(),
+        };
+        let (name, state) = match (self.lookup, self.kind) {
+            (true, _) => (
+                "LookupJoin",
+                "the dimension's rows by key; a row joins them as they are when it arrives",
+            ),
+            (false, JoinKind::Inner) => ("Join", "each side's rows by key, kept while they exist"),
+            (false, JoinKind::Semi | JoinKind::Anti) => (
+                "Join",
+                "each side's rows by key, kept while they exist, the left's with their match \
+                 counts",
+            ),
+            (false, _) => (
+                "Join",
+                "each side's rows by key, kept while they exist with their match counts",
+            ),
+        };
         lines.push((
             depth,
             format!(
-                "Join: type={} on=[{}]{} state=each side's rows by key, kept while they \
-                 exist{}",
+                "{name}: type={} on=[{}]{filter} state={state}",
                 self.kind.name(),
                 keys.join(", "),
-                match &self.filter {
-                    Some(filter) => format!(" filter={filter}"),
-                    None => String::new(),
-                },
-                match self.kind {
-                    JoinKind::Inner => "",
-                    JoinKind::Semi | JoinKind::Anti => ", the left's with their match counts",
-                    _ => " with their match counts",
-                }
             ),
         ));
         for side in &self.sides {
@@ -429,6 +467,9 @@ impl Join {
 
     /// Changes of side `side` as changes of the joined rows, applied to the side's rows.
     fn apply(&mut self, side: usize, changes: &Changes) -> Result<Changes> {
+        if self.spec.lookup && side == 1 {
+            return self.apply_dimension(changes);
+        }
         let other = 1 - side;
         let spec = &self.spec;
         let batch = &changes.rows;
@@ -528,12 +569,37 @@ impl Join {
                     insert,
                 });
             }
-            match insert {
-                true => self.sides[side].insert(key, row.data(), matches),
-                false => self.sides[side].remove(key, row.data()),
+            match (insert, spec.lookup) {
+                (_, true) => {}
+                (true, false) => self.sides[side].insert(key, row.data(), matches),
+                (false, false) => self.sides[side].remove(key, row.data()),
             }
         }
         self.output(side, batch, &other_columns, &out)
+    }
+
+    /// A lookup join's dimension changes: its rows do, nothing joined before does.
+    fn apply_dimension(&mut self, changes: &Changes) -> Result<Changes> {
+        let spec = &self.spec.sides[1];
+        let side = &mut self.sides[1];
+        let batch = &changes.rows;
+        let (keys, can_match) = side.keys(&spec.keys, batch, self.spec.nulls_match)?;
+        let rows = side.rows.convert_columns(batch.columns())?;
+        for (i, can_match) in can_match.into_iter().enumerate() {
+            if !can_match {
+                continue;
+            }
+            let key = keys.as_ref().map_or(&[][..], |k| k.row(i).data());
+            let row = rows.row(i);
+            match changes.inserts.value(i) {
+                true => side.insert(key, row.data(), 0),
+                false if side.held(key, row.data()).is_some() => side.remove(key, row.data()),
+                false => {}
+            }
+        }
+        Ok(Changes::inserts(RecordBatch::new_empty(Arc::clone(
+            &self.spec.schema,
+        ))))
     }
 
     /// The other side's columns of the candidates, and which candidates meet the rest of
@@ -769,6 +835,7 @@ mod tests {
             nulls_match: false,
             schema: Arc::new(Schema::new(fields)),
             steps: Vec::new(),
+            lookup: false,
         }
     }
 

@@ -233,6 +233,12 @@ impl ViewPlan {
         }
     }
 
+    /// Whether input `branch`'s watermark is one of those the view's is the least of (not
+    /// a lookup join's dimension's). Such inputs are also read first when the view backfills.
+    pub fn timed(&self, branch: usize) -> bool {
+        !self.join.as_ref().is_some_and(|j| j.is_dimension(branch))
+    }
+
     /// Rows of input `branch` as rows of the union (unchanged for a view of one input).
     pub(super) fn apply_branch(&self, branch: usize, batch: &RecordBatch) -> Result<RecordBatch> {
         let mut current = batch.clone();

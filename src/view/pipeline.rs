@@ -412,7 +412,10 @@ impl Pipeline {
                 tracing::info!(view = %stats.snapshot().view, rows_done = done, rows_total = total, "view backfill progress");
             }
         };
-        for (branch, (files, batches, changes, watermark)) in held.into_iter().enumerate() {
+        // A lookup join's dimension first: the rows held join it as it is now.
+        let mut held: Vec<_> = held.into_iter().enumerate().collect();
+        held.sort_by_key(|(branch, _)| self.flow.plan.timed(*branch));
+        for (branch, (files, batches, changes, watermark)) in held {
             if let Some(changes) = changes {
                 self.take_changes(branch, &changes)?;
             }

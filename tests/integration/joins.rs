@@ -428,3 +428,97 @@ async fn a_join_of_two_topics_and_a_table_resumes_after_a_kill() {
          queries"
     );
 }
+
+/// A lookup join joins each row with the dimension as it is when the row arrives: rounds of
+/// random upserts and deletes of the dimension, each followed by new events; after each round
+/// the views equal the batch join of each round's events with the dimension of that round —
+/// later changes rewrite nothing — through a kill -9 after writes no checkpoint holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_joins_join_the_dimension_as_it_was_when_each_row_arrived() {
+    let (_dir, mut server, mut client) = support::start_killable_with(
+        "CREATE TABLE events (id BIGINT, user_id INT, round INT); \
+         CREATE TABLE users (id INT PRIMARY KEY, country TEXT)",
+        &["--checkpoint-interval", "1h"],
+    )
+    .await;
+    let addr = ([127, 0, 0, 1], server.pg_port).into();
+    let inner = "SELECT e.id, e.user_id, u.country FROM events e \
+                 JOIN users FOR SYSTEM_TIME AS OF PROCTIME() u ON e.user_id = u.id";
+    let left = "SELECT e.id, u.country FROM events e \
+                LEFT JOIN users FOR SYSTEM_TIME AS OF PROCTIME() AS u \
+                ON e.user_id = u.id AND u.country <> 'US'";
+    let per_country = "SELECT country, count(*) AS n FROM enriched GROUP BY country";
+    for (name, query) in [
+        ("enriched", inner),
+        ("enriched_left", left),
+        ("per_country", per_country),
+    ] {
+        client
+            .batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    // Each round's events joined with the users of that round, in batch.
+    let as_of = |query: &str, round: usize| {
+        format!(
+            "{} WHERE e.round = {round}",
+            query.replace(" FOR SYSTEM_TIME AS OF PROCTIME()", "")
+        )
+    };
+    let mut expected: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    let mut rng = ChaCha8Rng::seed_from_u64(25);
+    let (rounds, mut next_id) = (12, 0i64);
+    for round in 1..=rounds {
+        for _ in 0..rng.random_range(1..5) {
+            let user = rng.random_range(0..10);
+            let sql = match rng.random_range(0..4) {
+                0 => format!("DELETE FROM users WHERE id = {user}"),
+                _ => format!(
+                    "INSERT INTO users VALUES ({user}, '{}')",
+                    ["FR", "DE", "US"][rng.random_range(0..3)]
+                ),
+            };
+            client.batch_execute(&sql).await.unwrap();
+        }
+        client.batch_execute("FLUSH").await.unwrap();
+        let events: Vec<String> = (0..rng.random_range(1..20))
+            .map(|_| {
+                next_id += 1;
+                format!("({next_id}, {}, {round})", rng.random_range(0..12))
+            })
+            .collect();
+        client
+            .batch_execute(&format!("INSERT INTO events VALUES {}", events.join(", ")))
+            .await
+            .unwrap();
+        for (kept, query) in expected.iter_mut().zip([inner, left]) {
+            kept.extend(sorted_rows(&client, &as_of(query, round)).await);
+            kept.sort();
+        }
+        if round == rounds / 2 {
+            // The events are in no checkpoint: after the restart they join the dimension the
+            // last checkpoint kept, which is the one they arrived to.
+            server.stop("KILL");
+            server.restart();
+            client = support::connect(addr).await;
+        }
+        client.batch_execute("FLUSH").await.unwrap();
+        for (name, kept) in ["enriched", "enriched_left"].iter().zip(&expected) {
+            let streamed = sorted_rows(&client, &format!("SELECT * FROM {name}")).await;
+            assert_eq!(&streamed, kept, "view {name} after round {round}");
+        }
+        let counted = sorted_rows(&client, "SELECT * FROM per_country").await;
+        let batch = sorted_rows(
+            &client,
+            "SELECT country, count(*) AS n FROM enriched GROUP BY country",
+        )
+        .await;
+        assert_eq!(counted, batch, "per_country after round {round}");
+    }
+    assert_views_running(&client).await;
+    eprintln!(
+        "lookup joins: {rounds} rounds, {next_id} events, {} and {} rows compared",
+        expected[0].len(),
+        expected[1].len()
+    );
+}
