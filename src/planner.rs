@@ -317,10 +317,6 @@ impl Compiler<'_> {
             .filter(|(_, f)| **f)
             .map(|(c, _)| c.name.clone())
             .collect();
-        let watermark_column = input
-            .watermark_columns
-            .first()
-            .and_then(|c| input.schema.index_of(c).ok());
         let logical = rewrite(plan.clone(), windowed.as_ref(), emit_on_close)?;
         let updating = window.is_some() && !closes;
         Ok(ViewPlan {
@@ -335,7 +331,6 @@ impl Compiler<'_> {
             columns,
             time_columns,
             closes,
-            watermark_column,
             updating,
         })
     }

@@ -366,7 +366,12 @@ impl Views {
             max_open_groups: self.max_open_groups,
             memory: StateMemory::new(&self.memory, format!("view {}", def.name)),
             backfilling: true,
-            max_event_time: checkpoint.as_ref().and_then(|c| c.max_event_time),
+            max_event_times: (0..input_kinds.len())
+                .map(|i| match i {
+                    0 => checkpoint.as_ref().and_then(|c| c.max_event_time),
+                    _ => None,
+                })
+                .collect(),
             pending_out: Vec::new(),
             pending_late: Vec::new(),
             emitted: None,

@@ -291,16 +291,12 @@ impl Compiler<'_> {
                     Some(dimension) => (dimension.input.clone(), None),
                     None => self.leaf(scan)?,
                 };
-                // A table's watermark is one a view derives from the rows it reads, which it
-                // does for a view of that table alone.
+                // (A table's watermark is the one the view derives from the rows it reads.)
                 let mut time: Vec<bool> = input
                     .schema
                     .fields()
                     .iter()
-                    .map(|f| {
-                        input.kind != RelationKind::Table
-                            && input.watermark_columns.contains(f.name())
-                    })
+                    .map(|f| input.watermark_columns.contains(f.name()))
                     .collect();
                 let mut steps = Vec::new();
                 if let Some((kind, column)) = windowed {

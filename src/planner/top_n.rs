@@ -77,10 +77,6 @@ impl Compiler<'_> {
             }
         }
         let columns = self.columns(plan.schema())?;
-        let watermark_column = input
-            .watermark_columns
-            .first()
-            .and_then(|c| input.schema.index_of(c).ok());
         Ok(ViewPlan {
             input,
             branches: Vec::new(),
@@ -93,7 +89,6 @@ impl Compiler<'_> {
             columns,
             time_columns: Vec::new(),
             closes: false,
-            watermark_column,
             updating: true,
         })
     }

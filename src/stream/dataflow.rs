@@ -31,7 +31,7 @@ pub struct Taken {
     pub late: Vec<u32>,
     /// The rows of a view without operator, final at once.
     pub output: Vec<RecordBatch>,
-    /// The latest event time on the input's watermark column, if the batch had one.
+    /// The latest event time on the input's watermark column, if it has one.
     pub max_event_time: Option<i64>,
 }
 
@@ -56,6 +56,20 @@ impl Dataflow {
         self.join.as_mut()
     }
 
+    /// The watermark of the relation the steps before the operator read, given each input's
+    /// (`None` where it has none yet): a join's, or the least of the inputs'.
+    pub fn watermark(&mut self, inputs: &[Option<i64>]) -> Option<i64> {
+        match &mut self.join {
+            Some(join) => join.advance(inputs),
+            None => inputs
+                .iter()
+                .copied()
+                .collect::<Option<Vec<i64>>>()?
+                .into_iter()
+                .min(),
+        }
+    }
+
     /// Bytes of state held: the operator's and the joins'.
     pub fn state_bytes(&self) -> usize {
         self.operator.as_ref().map_or(0, ViewOperator::state_bytes)
@@ -73,27 +87,37 @@ impl Dataflow {
 
     /// Takes appended rows of input `branch`.
     pub fn take_rows(&mut self, branch: usize, batch: &RecordBatch) -> Result<Taken> {
+        let max_event_time = self.max_event_time(branch, batch);
         let batch = self.plan.apply_branch(branch, batch)?;
-        match &mut self.join {
+        let taken = match &mut self.join {
             Some(join) => {
                 let joined = join.push(branch, &Changes::inserts(batch))?;
                 self.take_joined(joined)
             }
             None => self.take_combined_rows(&batch),
-        }
+        }?;
+        Ok(Taken {
+            max_event_time,
+            ..taken
+        })
     }
 
     /// Takes inserts and deletes of input `branch` (planning gives them only to an operator
     /// that follows deletes, or to a join).
     pub fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<Taken> {
+        let max_event_time = self.max_event_time(branch, &changes.rows);
         let changes = self.plan.apply_branch_changes(branch, changes)?;
-        match &mut self.join {
+        let taken = match &mut self.join {
             Some(join) => {
                 let joined = join.push(branch, &changes)?;
                 self.take_joined(joined)
             }
             None => self.take_combined_changes(&changes),
-        }
+        }?;
+        Ok(Taken {
+            max_event_time,
+            ..taken
+        })
     }
 
     /// What a join handed on: changes if its rows change, else rows.
@@ -107,7 +131,6 @@ impl Dataflow {
 
     /// Rows of the relation the steps before the operator read.
     fn take_combined_rows(&mut self, batch: &RecordBatch) -> Result<Taken> {
-        let max_event_time = self.max_event_time(batch);
         let current = self.plan.apply_pre(batch)?;
         let (late, output) = match &mut self.operator {
             Some(operator) => (operator.push_rows(&current)?, Vec::new()),
@@ -117,13 +140,12 @@ impl Dataflow {
             current,
             late,
             output,
-            max_event_time,
+            max_event_time: None,
         })
     }
 
     /// Changes of the relation the steps before the operator read.
     fn take_combined_changes(&mut self, changes: &Changes) -> Result<Taken> {
-        let max_event_time = self.max_event_time(&changes.rows);
         let current = self.plan.apply_pre_changes(changes)?;
         let operator = self
             .operator
@@ -134,7 +156,7 @@ impl Dataflow {
             current: current.rows,
             late,
             output: Vec::new(),
-            max_event_time,
+            max_event_time: None,
         })
     }
 
@@ -177,8 +199,13 @@ impl Dataflow {
         Ok(vec![self.plan.conform(&current)?])
     }
 
-    fn max_event_time(&self, batch: &RecordBatch) -> Option<i64> {
-        let column = self.plan.watermark_column?;
+    /// The latest time in a batch of input `branch` on the input's watermark column.
+    fn max_event_time(&self, branch: usize, batch: &RecordBatch) -> Option<i64> {
+        let input = self.plan.inputs()[branch];
+        let column = batch
+            .schema()
+            .index_of(input.watermark_columns.first()?)
+            .ok()?;
         let times = batch
             .column(column)
             .as_any()

@@ -701,6 +701,24 @@ impl Join {
         Ok(Changes { rows, inserts })
     }
 
+    /// Takes the inputs' watermarks (by branch; `None` where there is none yet); returns the
+    /// watermark of the joined rows: a lookup join's is its stream's; a regular join has none
+    /// (a row may match one from any time).
+    pub fn advance(&mut self, inputs: &[Option<i64>]) -> Option<i64> {
+        let mut sides = [None, None];
+        for (s, watermark) in sides.iter_mut().enumerate() {
+            *watermark = match (&self.spec.sides[s].input, &mut self.children[s]) {
+                (_, Some(child)) => child.advance(inputs),
+                (JoinInput::Branch(b), None) => inputs.get(*b).copied().flatten(),
+                (JoinInput::Join(_), None) => None,
+            };
+        }
+        match self.spec.lookup {
+            true => sides[0],
+            false => None,
+        }
+    }
+
     /// Rows held by this join and those below it.
     pub fn rows(&self) -> usize {
         self.nodes()

@@ -209,8 +209,6 @@ pub struct ViewPlan {
     pub time_columns: Vec<String>,
     /// Whether the input's watermark reaches the view, so windows close and rows become final.
     pub closes: bool,
-    /// The input column the input's watermark is on, when the view can use it.
-    pub watermark_column: Option<usize>,
     /// Whether the view's rows change (it aggregates and its windows never close): it hands
     /// on inserts and deletes to the views reading it, not only final rows.
     pub updating: bool,

@@ -74,8 +74,8 @@ pub struct Pipeline {
     pub memory: StateMemory,
     /// Still reading what the input held (the status a stall returns to).
     pub backfilling: bool,
-    /// The largest event time seen (a view over a table derives the table's watermark).
-    pub max_event_time: Option<i64>,
+    /// Per input, the largest event time seen (a view derives a table's watermark from it).
+    pub max_event_times: Vec<Option<i64>>,
     /// Final rows of a view without window, not yet handed on.
     pub pending_out: Vec<RecordBatch>,
     pub pending_late: Vec<LateRow>,
@@ -427,7 +427,7 @@ impl Pipeline {
                     progress(&self.stats, batch.num_rows());
                     self.take_stored(branch, &batch)?;
                 }
-                self.table_watermark().await?;
+                self.table_watermark(branch).await?;
             }
             for batch in batches {
                 if !self.wait_for_room(requests).await {
@@ -454,7 +454,7 @@ impl Pipeline {
                 for batch in self.storage.read_file(&file).await? {
                     self.take_stored(branch, &batch)?;
                 }
-                return self.table_watermark().await;
+                return self.table_watermark(branch).await;
             }
             Item::Message(message) => message,
         };
@@ -466,30 +466,25 @@ impl Pipeline {
         }
     }
 
-    /// Input `branch` is past `watermark`: the view advances to the least of its inputs'.
+    /// Input `branch` is past `watermark`: the view advances to the watermark of what its
+    /// inputs make (the least of theirs, or a join's).
     async fn input_watermark(&mut self, branch: usize, watermark: i64) -> Result<()> {
         if let Some(slot) = self.input_watermarks.get_mut(branch) {
             *slot = Some(slot.map_or(watermark, |w| w.max(watermark)));
         }
-        match self
-            .input_watermarks
-            .iter()
-            .copied()
-            .collect::<Option<Vec<i64>>>()
-        {
-            Some(all) => match all.into_iter().min() {
-                Some(least) => self.advance(least).await,
-                None => Ok(()),
-            },
+        match self.flow.watermark(&self.input_watermarks) {
+            Some(combined) => self.advance(combined).await,
             None => Ok(()),
         }
     }
 
-    /// The largest event time seen by a view over a table, whose watermark the view keeps.
-    async fn table_watermark(&mut self) -> Result<()> {
-        match self.max_event_time {
-            Some(max) if self.flow.plan.input.kind == crate::stream::plan::RelationKind::Table => {
-                self.advance(max - self.flow.plan.input.delay_us).await
+    /// A table's watermark, which the view derives from the largest event time it read.
+    async fn table_watermark(&mut self, branch: usize) -> Result<()> {
+        let input = self.flow.plan.inputs()[branch];
+        let delay = input.delay_us;
+        match self.max_event_times[branch] {
+            Some(max) if input.kind == crate::stream::plan::RelationKind::Table => {
+                self.input_watermark(branch, max - delay).await
             }
             _ => Ok(()),
         }
@@ -503,14 +498,15 @@ impl Pipeline {
         }
         let mut taken = self.flow.take_rows(branch, batch)?;
         self.pending_out.append(&mut taken.output);
-        self.took(rows, &taken)
+        self.took(branch, rows, &taken)
     }
 
-    /// After a batch: the latest event time (a view over a table derives the table's
-    /// watermark from it), late rows, counts and memory.
-    fn took(&mut self, rows: usize, taken: &dataflow::Taken) -> Result<()> {
+    /// After a batch of input `branch`: the latest event time (a view over a table derives
+    /// the table's watermark from it), late rows, counts and memory.
+    fn took(&mut self, branch: usize, rows: usize, taken: &dataflow::Taken) -> Result<()> {
         if let Some(batch_max) = taken.max_event_time {
-            self.max_event_time = Some(self.max_event_time.map_or(batch_max, |m| m.max(batch_max)));
+            let max = &mut self.max_event_times[branch];
+            *max = Some(max.map_or(batch_max, |m| m.max(batch_max)));
         }
         self.keep_late(&taken.current, &taken.late)?;
         self.stats.update(|s| s.rows_in += rows as u64);
@@ -554,7 +550,7 @@ impl Pipeline {
     /// Runs inserts and deletes through the view's operators.
     fn take_changes(&mut self, branch: usize, changes: &Changes) -> Result<()> {
         let taken = self.flow.take_changes(branch, changes)?;
-        self.took(changes.num_rows(), &taken)
+        self.took(branch, changes.num_rows(), &taken)
     }
 
     /// Closes the windows the watermark passed and hands their rows to readers and to the
@@ -787,7 +783,8 @@ impl Pipeline {
                         joins,
                         watermark,
                         input_watermark: self.stats.snapshot().watermark_us,
-                        max_event_time: self.max_event_time,
+                        // A view's own (the first input's; a join keeps its inputs' watermarks).
+                        max_event_time: self.max_event_times.first().copied().flatten(),
                         tables_read,
                         ..ViewCheckpoint::default()
                     }),
