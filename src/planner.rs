@@ -162,6 +162,7 @@ impl Compiler<'_> {
             watermark_columns,
             delay_us: 0,
             updating: branches.iter().any(|b| b.input.updating),
+            watermark_positions: None,
         };
         Ok((input, branches))
     }
@@ -194,12 +195,7 @@ impl Compiler<'_> {
             ));
         }
         // Watermark flags per column, traced from the input up through the steps.
-        let mut flags: Vec<bool> = input
-            .schema
-            .fields()
-            .iter()
-            .map(|f| input.watermark_columns.contains(f.name()))
-            .collect();
+        let mut flags = input.time_flags();
         if windowed.is_some() {
             flags.extend([false; 3]);
         }
@@ -777,6 +773,7 @@ pub(crate) fn lookup(manifest: &Manifest, name: &str) -> Result<InputRelation> {
             watermark_columns: t.def.watermark.iter().map(|w| w.column.clone()).collect(),
             delay_us: t.def.watermark.as_ref().map_or(0, |w| w.delay_ms * 1_000),
             updating: t.def.keyed(),
+            watermark_positions: None,
         });
     }
     if let Some(s) = manifest.source(name) {
@@ -787,6 +784,7 @@ pub(crate) fn lookup(manifest: &Manifest, name: &str) -> Result<InputRelation> {
             watermark_columns: s.def.watermark.iter().map(|w| w.column.clone()).collect(),
             delay_us: 0,
             updating: s.def.keyed(),
+            watermark_positions: None,
         });
     }
     if let Some(v) = manifest.view(name) {
@@ -797,6 +795,7 @@ pub(crate) fn lookup(manifest: &Manifest, name: &str) -> Result<InputRelation> {
             watermark_columns: v.def.time_columns.clone(),
             delay_us: 0,
             updating: v.def.updating,
+            watermark_positions: None,
         });
     }
     Err(Error::UndefinedRelation {

@@ -25,6 +25,7 @@ use crate::stream::barrier::Barrier;
 use crate::stream::changes::Emitted;
 use crate::stream::dataflow::Dataflow;
 use crate::stream::feed::{Feed, Feeds};
+use crate::stream::join::JoinState;
 use crate::stream::plan::{InputRelation, RelationKind, ViewPlan};
 use crate::stream::state_memory::{StateMemory, StatePools};
 use late::LateRow;
@@ -318,7 +319,10 @@ impl Views {
                         None => None,
                     });
                 }
-                join.restore(&sides)?;
+                join.restore(&JoinState {
+                    sides,
+                    watermarks: checkpoint.join_watermarks.clone(),
+                })?;
             }
         }
         let resumed = checkpoint.is_some();

@@ -76,6 +76,8 @@ impl ColumnType {
             "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, None),
             "timestamptz" => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             "bytea" => DataType::Binary,
+            // Stored as a duration: what a difference of timestamps is in Arrow (views only).
+            "interval" => DataType::Duration(TimeUnit::Microsecond),
             other => {
                 let inner = other.strip_prefix("numeric(")?.strip_suffix(')')?;
                 let (precision, scale) = inner.split_once(',')?;
@@ -104,6 +106,8 @@ impl ColumnType {
             DataType::Timestamp(_, Some(_)) => "timestamptz".to_string(),
             DataType::Binary | DataType::BinaryView | DataType::LargeBinary => "bytea".to_string(),
             DataType::Decimal128(p, s) if *s >= 0 => format!("numeric({p},{s})"),
+            // A difference of timestamps.
+            DataType::Duration(_) => "interval".to_string(),
             _ => return None,
         };
         ColumnType::from_name(&name)

@@ -308,7 +308,7 @@ fn unbounded_join(plan: &ViewPlan) -> Option<Warning> {
         .branches
         .iter()
         .enumerate()
-        .filter(|(i, b)| !b.input.updating && join.keeps(*i))
+        .filter(|(i, b)| !b.input.updating && join.keeps_for_ever(*i))
         .map(|(_, b)| b)
         .map(|b| format!("\"{}\"", b.input.name))
         .collect();

@@ -10,11 +10,13 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::NullEquality;
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
-use datafusion::logical_expr::{Expr, Filter, Join, JoinType, LogicalPlan};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction, split_conjunction_owned};
+use datafusion::logical_expr::{Expr, Filter, Join, JoinType, LogicalPlan, Operator};
 use datafusion::optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery;
 use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
 use datafusion::optimizer::{OptimizerContext, OptimizerRule};
@@ -24,7 +26,7 @@ use super::functions::LookupRelation;
 use super::{Bottom, Compiler, Node, chain};
 use crate::error::{Error, Result};
 use crate::stream::assign::AssignWindows;
-use crate::stream::join::{JoinInput, JoinKind, JoinSide, JoinSpec};
+use crate::stream::join::{Interval, JoinInput, JoinKind, JoinSide, JoinSpec};
 use crate::stream::plan::{Branch, InputRelation, RelationKind, Step};
 use crate::stream::window::WindowKind;
 use datafusion::datasource::source_as_provider;
@@ -145,14 +147,15 @@ fn join_kind(join_type: JoinType) -> Option<JoinKind> {
 /// do or a join takes rows back when a match comes (an outer join's null-extended rows, an
 /// anti join's unmatched ones) — but a lookup join's dimension changes nothing already
 /// joined. `time` flags the columns that carry the watermark (a regular join has none: a row
-/// may match one from any time; a lookup join's are its stream's), named once only.
+/// may match one from any time; a lookup join's are its stream's).
 pub(super) fn relation(spec: &JoinSpec, branches: &[Branch], time: &[bool]) -> InputRelation {
     let names: Vec<&str> = branches.iter().map(|b| b.input.name.as_str()).collect();
-    let fields = spec.schema.fields();
-    let watermark_columns = fields
+    let watermark_columns = spec
+        .schema
+        .fields()
         .iter()
         .zip(time)
-        .filter(|(f, t)| **t && fields.iter().filter(|g| g.name() == f.name()).count() == 1)
+        .filter(|(_, t)| **t)
         .map(|(f, _)| f.name().clone())
         .collect();
     InputRelation {
@@ -162,6 +165,7 @@ pub(super) fn relation(spec: &JoinSpec, branches: &[Branch], time: &[bool]) -> I
         watermark_columns,
         delay_us: 0,
         updating: changes(spec, branches),
+        watermark_positions: Some(time.to_vec()),
     }
 }
 
@@ -245,10 +249,23 @@ impl Compiler<'_> {
                 ),
             ));
         }
+        let interval = match (kind, &left.input, &right.input, lookup) {
+            (JoinKind::Inner, JoinInput::Branch(l), JoinInput::Branch(r), false)
+                if !branches[*l].input.updating && !branches[*r].input.updating =>
+            {
+                interval(join, &left.time, &right.time)
+            }
+            _ => None,
+        };
         // A lookup join's rows are its stream's, as they arrive: the stream's watermark holds.
-        let time = match lookup {
-            true => [left.time, vec![false; right.time.len()]].concat(),
-            false => vec![false; join.schema.fields().len()],
+        // An interval join's two bounded times carry one (see `Interval::watermark`).
+        let width = left.time.len();
+        let time = match (lookup, interval) {
+            (true, _) => [left.time, vec![false; right.time.len()]].concat(),
+            (false, Some(interval)) => (0..join.schema.fields().len())
+                .map(|c| c == interval.time[0] || c == width + interval.time[1])
+                .collect(),
+            (false, None) => vec![false; join.schema.fields().len()],
         };
         let spec = JoinSpec {
             kind,
@@ -269,6 +286,7 @@ impl Compiler<'_> {
             schema: Arc::new(join.schema.as_arrow().clone()),
             steps: Vec::new(),
             lookup,
+            interval,
         };
         Ok((spec, time))
     }
@@ -376,4 +394,114 @@ fn check_lookup(kind: JoinKind, stream: &PlannedSide, branches: &[Branch]) -> Re
         ));
     }
     Ok(())
+}
+
+/// The bounds `lo <= l - r <= hi` an inner join's condition puts on a time column of each side
+/// (both carrying a watermark, `time`), from comparisons (`l.ts >= r.ts - INTERVAL '1' MINUTE`,
+/// `l.ts BETWEEN r.ts AND r.ts + INTERVAL '10' MINUTE`) and key equalities (`l.window_start =
+/// r.window_start`, a window join); `None` unless both bounds are found, for one pair.
+fn interval(join: &Join, left_time: &[bool], right_time: &[bool]) -> Option<Interval> {
+    let schemas = [join.left.schema(), join.right.schema()];
+    let times = [left_time, right_time];
+    // A side's time column plus a constant (µs).
+    let term = |expr: &Expr| -> Option<(usize, usize, i64)> {
+        let (column, offset) = offset_column(expr)?;
+        (0..2).find_map(|side| {
+            let index = schemas[side].index_of_column(column).ok()?;
+            let timestamp = matches!(
+                schemas[side].field(index).data_type(),
+                DataType::Timestamp(TimeUnit::Microsecond, _)
+            );
+            (timestamp && times[side].get(index).copied().unwrap_or(false))
+                .then_some((side, index, offset))
+        })
+    };
+    let mut pair: Option<(usize, usize)> = None;
+    let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+    // `a op b`, both terms of sides: a bound on `l - r` for the first pair of columns found.
+    let mut bound = |a: &Expr, op: Operator, b: &Expr| {
+        let (Some(a), Some(b)) = (term(a), term(b)) else {
+            return;
+        };
+        let (l, r, op, k) = match (a.0, b.0) {
+            // l + oa op r + ob  ⟺  l - r op ob - oa
+            (0, 1) => (a.1, b.1, op, b.2.saturating_sub(a.2)),
+            // r + oa op l + ob  ⟺  l - r (op swapped) oa - ob
+            (1, 0) => match op.swap() {
+                Some(swapped) => (b.1, a.1, swapped, a.2.saturating_sub(b.2)),
+                None => return,
+            },
+            _ => return,
+        };
+        if pair.is_some_and(|p| p != (l, r)) {
+            return;
+        }
+        pair = Some((l, r));
+        match op {
+            Operator::Gt | Operator::GtEq => lo = lo.max(k),
+            Operator::Lt | Operator::LtEq => hi = hi.min(k),
+            Operator::Eq => {
+                lo = lo.max(k);
+                hi = hi.min(k);
+            }
+            _ => {}
+        }
+    };
+    for (l, r) in &join.on {
+        bound(l, Operator::Eq, r);
+    }
+    for part in join.filter.iter().flat_map(split_conjunction) {
+        match part {
+            Expr::BinaryExpr(b) => bound(&b.left, b.op, &b.right),
+            Expr::Between(between) if !between.negated => {
+                bound(&between.expr, Operator::GtEq, &between.low);
+                bound(&between.expr, Operator::LtEq, &between.high);
+            }
+            _ => {}
+        }
+    }
+    let (l, r) = pair?;
+    (lo > i64::MIN && hi < i64::MAX && lo <= hi).then_some(Interval {
+        time: [l, r],
+        lo,
+        hi,
+    })
+}
+
+/// `column`, `column + interval` or `column - interval` (casts aside): the column and the
+/// constant in µs.
+fn offset_column(expr: &Expr) -> Option<(&datafusion::common::Column, i64)> {
+    match expr {
+        Expr::Column(column) => Some((column, 0)),
+        Expr::Cast(cast) => offset_column(&cast.expr),
+        Expr::TryCast(cast) => offset_column(&cast.expr),
+        Expr::BinaryExpr(b) if matches!(b.op, Operator::Plus | Operator::Minus) => {
+            let (column, offset) = offset_column(&b.left)?;
+            let constant = interval_us(&b.right)?;
+            Some((
+                column,
+                match b.op {
+                    Operator::Plus => offset.checked_add(constant)?,
+                    _ => offset.checked_sub(constant)?,
+                },
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A fixed-length interval literal in µs.
+fn interval_us(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            i64::from(v.days)
+                .checked_mul(86_400_000_000)?
+                .checked_add(v.nanoseconds / 1_000)
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => i64::from(v.days)
+            .checked_mul(86_400_000_000)?
+            .checked_add(i64::from(v.milliseconds) * 1_000),
+        Expr::Cast(cast) => interval_us(&cast.expr),
+        _ => None,
+    }
 }

@@ -104,6 +104,9 @@ pub struct ViewCheckpoint {
     /// empty side), in the order [`crate::stream::join::Join::checkpoint`] gives them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub joins: Vec<Option<DataFile>>,
+    /// Each join side's watermark as far as the join took it, in the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub join_watermarks: Vec<Option<i64>>,
     /// The watermark the operator closed windows at.
     pub watermark: Option<i64>,
     /// The input watermark last seen.

@@ -11,7 +11,7 @@ use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
 use datafusion::arrow::compute::max;
 
 use super::changes::Changes;
-use super::join::Join;
+use super::join::{Join, Joined, Late};
 use super::operator::ViewOperator;
 use super::plan::ViewPlan;
 use crate::error::{Error, Result};
@@ -31,6 +31,8 @@ pub struct Taken {
     pub late: Vec<u32>,
     /// The rows of a view without operator, final at once.
     pub output: Vec<RecordBatch>,
+    /// Rows a join took as late (of an input, not of the operator).
+    pub late_joined: Vec<Late>,
     /// The latest event time on the input's watermark column, if it has one.
     pub max_event_time: Option<i64>,
 }
@@ -120,13 +122,17 @@ impl Dataflow {
         })
     }
 
-    /// What a join handed on: changes if its rows change, else rows.
-    fn take_joined(&mut self, joined: Option<Changes>) -> Result<Taken> {
+    /// What a join handed on: changes if its rows change, else rows; and what it took late.
+    fn take_joined(&mut self, joined: Option<Joined>) -> Result<Taken> {
         let joined = joined.ok_or_else(|| Error::Internal("a branch outside the join".into()))?;
-        match self.plan.input.updating {
-            true => self.take_combined_changes(&joined),
-            false => self.take_combined_rows(&joined.rows),
-        }
+        let taken = match self.plan.input.updating {
+            true => self.take_combined_changes(&joined.changes),
+            false => self.take_combined_rows(&joined.changes.rows),
+        }?;
+        Ok(Taken {
+            late_joined: joined.late,
+            ..taken
+        })
     }
 
     /// Rows of the relation the steps before the operator read.
@@ -140,6 +146,7 @@ impl Dataflow {
             current,
             late,
             output,
+            late_joined: Vec::new(),
             max_event_time: None,
         })
     }
@@ -156,6 +163,7 @@ impl Dataflow {
             current: current.rows,
             late,
             output: Vec::new(),
+            late_joined: Vec::new(),
             max_event_time: None,
         })
     }

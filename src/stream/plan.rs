@@ -41,6 +41,21 @@ pub enum RelationKind {
     Join,
 }
 
+impl InputRelation {
+    /// Whether each column carries the watermark.
+    pub fn time_flags(&self) -> Vec<bool> {
+        match &self.watermark_positions {
+            Some(flags) => flags.clone(),
+            None => self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| self.watermark_columns.contains(f.name()))
+                .collect(),
+        }
+    }
+}
+
 impl RelationKind {
     pub fn name(self) -> &'static str {
         match self {
@@ -62,6 +77,8 @@ pub struct InputRelation {
     /// Columns a watermark is known for: a table's or source's `WATERMARK FOR` column, a view's
     /// window bounds.
     pub watermark_columns: Vec<String>,
+    /// The same by position, where names do not say it (a join's sides may share names).
+    pub watermark_positions: Option<Vec<bool>>,
     /// How far a table's watermark trails its largest event time (sources and views publish
     /// their own watermark).
     pub delay_us: i64,

@@ -509,6 +509,18 @@ impl Pipeline {
             *max = Some(max.map_or(batch_max, |m| m.max(batch_max)));
         }
         self.keep_late(&taken.current, &taken.late)?;
+        for late in &taken.late_joined {
+            let rows = late_rows(
+                &self.def.name,
+                &self.flow.plan.inputs()[late.branch].name,
+                &late.rows,
+                &(0..late.rows.num_rows() as u32).collect::<Vec<_>>(),
+                Some(late.time_column),
+                late.watermark,
+            )?;
+            self.stats.update(|s| s.rows_late += rows.len() as u64);
+            self.pending_late.extend(rows);
+        }
         self.stats.update(|s| s.rows_in += rows as u64);
         self.account();
         Ok(())
@@ -736,9 +748,11 @@ impl Pipeline {
                 }
                 None => (None, None),
             };
-            let mut joins = Vec::new();
+            let (mut joins, mut join_watermarks) = (Vec::new(), Vec::new());
             if let Some(join) = self.flow.join() {
-                for side in join.checkpoint()? {
+                let state = join.checkpoint()?;
+                join_watermarks = state.watermarks;
+                for side in state.sides {
                     joins.push(match side {
                         Some(batch) => Some(
                             self.storage
@@ -781,6 +795,7 @@ impl Pipeline {
                         id: barrier.id,
                         state,
                         joins,
+                        join_watermarks,
                         watermark,
                         input_watermark: self.stats.snapshot().watermark_us,
                         // A view's own (the first input's; a join keeps its inputs' watermarks).

@@ -1,0 +1,253 @@
+//! One side of a join: its rows by the bytes of their join key (Arrow's row format), each
+//! distinct row with how often it occurs and how many rows of the other side it matches; for
+//! an interval join also by time, so rows the watermarks leave behind can go.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{Error, Result};
+
+/// How often a distinct row occurs on its side, and how many rows of the other side it
+/// matches (counted with their occurrences; kept for outer joins).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held {
+    pub(super) count: i64,
+    pub(super) matches: i64,
+}
+
+/// A row's key and the row, as bytes.
+type KeyedRow = (Box<[u8]>, Box<[u8]>);
+
+/// The distinct rows of one key, by their bytes.
+pub(super) type RowsOfKey = HashMap<Box<[u8]>, Held>;
+
+/// Bytes a held row costs beyond its key and row bytes (map entries, boxes).
+const ROW_OVERHEAD: usize = 64;
+
+/// One side's rows.
+pub(super) struct Side {
+    /// Converts the key values, in the types of the left side's keys.
+    key_types: Vec<DataType>,
+    keys: Option<RowConverter>,
+    pub(super) rows: RowConverter,
+    pub(super) by_key: HashMap<Box<[u8]>, RowsOfKey>,
+    /// An interval join's rows by time, to drop them once they can match nothing more.
+    expiry: BTreeMap<i64, Vec<KeyedRow>>,
+    pub(super) bytes: usize,
+    pub(super) distinct: usize,
+}
+
+impl Side {
+    pub(super) fn new(schema: &Schema, key_types: &[DataType]) -> Result<Self> {
+        let keys = match key_types.is_empty() {
+            true => None,
+            false => Some(RowConverter::new(
+                key_types
+                    .iter()
+                    .map(|t| SortField::new(t.clone()))
+                    .collect(),
+            )?),
+        };
+        let rows = RowConverter::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        Ok(Side {
+            key_types: key_types.to_vec(),
+            keys,
+            rows,
+            by_key: HashMap::new(),
+            expiry: BTreeMap::new(),
+            bytes: 0,
+            distinct: 0,
+        })
+    }
+
+    /// Every row's key, and whether it can match (no NULL in it, unless NULLs match).
+    pub(super) fn keys(
+        &self,
+        exprs: &[Arc<dyn PhysicalExpr>],
+        batch: &RecordBatch,
+        nulls_match: bool,
+    ) -> Result<(Option<Rows>, Vec<bool>)> {
+        let Some(converter) = &self.keys else {
+            return Ok((None, vec![true; batch.num_rows()]));
+        };
+        let mut columns = Vec::with_capacity(exprs.len());
+        for (expr, data_type) in exprs.iter().zip(&self.key_types) {
+            let column = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+            columns.push(match column.data_type() == data_type {
+                true => column,
+                false => cast(&column, data_type)?,
+            });
+        }
+        let can_match = (0..batch.num_rows())
+            .map(|row| nulls_match || columns.iter().all(|c| c.is_valid(row)))
+            .collect();
+        Ok((Some(converter.convert_columns(&columns)?), can_match))
+    }
+
+    pub(super) fn held(&self, key: &[u8], row: &[u8]) -> Option<Held> {
+        self.by_key.get(key)?.get(row).copied()
+    }
+
+    pub(super) fn held_mut(&mut self, key: &[u8], row: &[u8]) -> Option<&mut Held> {
+        self.by_key.get_mut(key)?.get_mut(row)
+    }
+
+    /// Adds one occurrence of a row (with `matches` if it is new).
+    pub(super) fn insert(&mut self, key: &[u8], row: &[u8], matches: i64) {
+        let rows = match self.by_key.get_mut(key) {
+            Some(rows) => rows,
+            None => {
+                self.bytes += key.len() + ROW_OVERHEAD;
+                self.by_key.entry(key.into()).or_default()
+            }
+        };
+        match rows.get_mut(row) {
+            Some(held) => held.count += 1,
+            None => {
+                self.bytes += row.len() + ROW_OVERHEAD;
+                self.distinct += 1;
+                rows.insert(row.into(), Held { count: 1, matches });
+            }
+        }
+    }
+
+    /// Drops a row (every occurrence) once the watermarks pass `time`.
+    pub(super) fn expire_at(&mut self, time: i64, key: &[u8], row: &[u8]) {
+        self.bytes += key.len() + row.len() + ROW_OVERHEAD;
+        self.expiry
+            .entry(time)
+            .or_default()
+            .push((key.into(), row.into()));
+    }
+
+    /// Drops the rows whose time is before `before`.
+    pub(super) fn expire_before(&mut self, before: i64) {
+        let kept = self.expiry.split_off(&before);
+        for (key, row) in std::mem::replace(&mut self.expiry, kept)
+            .into_values()
+            .flatten()
+        {
+            self.bytes -= key.len() + row.len() + ROW_OVERHEAD;
+            if let Some(held) = self.held_mut(&key, &row) {
+                held.count = 1;
+                self.remove(&key, &row);
+            }
+        }
+    }
+
+    /// Takes one occurrence of a row away (the caller checked it is held).
+    pub(super) fn remove(&mut self, key: &[u8], row: &[u8]) {
+        let Some(rows) = self.by_key.get_mut(key) else {
+            return;
+        };
+        let gone = match rows.get_mut(row) {
+            Some(held) => {
+                held.count -= 1;
+                held.count <= 0
+            }
+            None => false,
+        };
+        if gone {
+            rows.remove(row);
+            self.bytes -= row.len() + ROW_OVERHEAD;
+            self.distinct -= 1;
+            if rows.is_empty() {
+                self.by_key.remove(key);
+                self.bytes -= key.len() + ROW_OVERHEAD;
+            }
+        }
+    }
+
+    /// Its rows as one batch (its columns, then each row's count and matches); `None` when empty.
+    pub(super) fn checkpoint(&self, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
+        if self.distinct == 0 {
+            return Ok(None);
+        }
+        let parser = self.rows.parser();
+        let held: Vec<(&Box<[u8]>, &Held)> = self.by_key.values().flatten().collect();
+        let mut columns = self
+            .rows
+            .convert_rows(held.iter().map(|(row, _)| parser.parse(row)))?;
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            held.iter().map(|(_, h)| h.count),
+        )));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            held.iter().map(|(_, h)| h.matches),
+        )));
+        Ok(Some(RecordBatch::try_new(state_schema(schema), columns)?))
+    }
+
+    pub(super) fn restore(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &[Arc<dyn PhysicalExpr>],
+        schema: &SchemaRef,
+        nulls_match: bool,
+        time: Option<usize>,
+    ) -> Result<()> {
+        let width = schema.fields().len();
+        if batch.num_columns() != width + 2 {
+            return Err(Error::Internal(format!(
+                "a join side's state has {} columns, not {}",
+                batch.num_columns(),
+                width + 2
+            )));
+        }
+        let rows_batch =
+            RecordBatch::try_new(Arc::clone(schema), batch.columns()[..width].to_vec())?;
+        let int = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+                .ok_or_else(|| Error::Internal("a join side's counts are not bigints".into()))
+        };
+        let (counts, matches) = (int(width)?, int(width + 1)?);
+        let (key_rows, _) = self.keys(keys, &rows_batch, nulls_match)?;
+        let rows = self.rows.convert_columns(rows_batch.columns())?;
+        let times = time.map(|t| times(&rows_batch, t)).transpose()?;
+        for i in 0..batch.num_rows() {
+            let key = key_rows.as_ref().map_or(&[][..], |k| k.row(i).data());
+            let row = rows.row(i);
+            self.insert(key, row.data(), matches.value(i));
+            if let Some(held) = self.held_mut(key, row.data()) {
+                held.count = counts.value(i);
+            }
+            if let Some(times) = &times {
+                self.expire_at(times.value(i), key, row.data());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The times of an interval join's side.
+pub(super) fn times(batch: &RecordBatch, column: usize) -> Result<TimestampMicrosecondArray> {
+    batch
+        .column(column)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .cloned()
+        .ok_or_else(|| Error::Internal("an interval join's time is not a timestamp".into()))
+}
+
+/// A side's checkpoint columns: its own, then `count` and `matches`.
+fn state_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("_sluice_count", DataType::Int64, false));
+    fields.push(Field::new("_sluice_matches", DataType::Int64, false));
+    Arc::new(Schema::new(fields))
+}
