@@ -42,6 +42,10 @@ pub struct Shared {
     pub late: Vec<LateRow>,
     /// The watermark the final rows reach.
     pub closed_through: Option<i64>,
+    /// The watermark last handed on, which a view subscribing later starts from (it would
+    /// otherwise wait for the next one, and an upstream that read its last rows before the
+    /// subscription may not send another for long).
+    pub watermark: Option<i64>,
     /// An updating view's rows as of the checkpoint it was restored from, until its next
     /// checkpoint: a view over it resuming from that checkpoint takes the changes since.
     pub restored: Option<Vec<RecordBatch>>,
@@ -218,7 +222,7 @@ impl ViewHandle {
             files: self.committed_files(storage),
             batches,
             changes,
-            watermark: None,
+            watermark: shared.watermark,
             receiver: self.feed.subscribe(),
         })
     }

@@ -593,7 +593,12 @@ impl Pipeline {
         }
         self.publish(closed, Some(watermark), live, None).await;
         if let Some(w) = output_watermark {
-            self.feed.publish(Message::Watermark(w)).await;
+            let recipients = {
+                let mut shared = self.shared.lock().await;
+                shared.watermark = Some(shared.watermark.map_or(w, |s| s.max(w)));
+                self.feed.recipients()
+            };
+            recipients.send(Message::Watermark(w)).await;
         }
         Ok(())
     }

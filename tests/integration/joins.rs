@@ -522,3 +522,230 @@ async fn lookup_joins_join_the_dimension_as_it_was_when_each_row_arrived() {
         expected[1].len()
     );
 }
+
+/// Interval and window joins over two tables with watermarks, fed out-of-order rows in random
+/// statements (some behind their table's watermark): after every `FLUSH` the interval join
+/// equals the batch join of the rows that were on time — the late ones predicted here from
+/// each table's largest time before the statement — and its late rows are exactly those; a
+/// TUMBLE view over it closes windows by its watermark; a window join of two windowed views
+/// equals the batch join of their rows. Its state stays bounded while a join without time
+/// bounds over the same rows keeps them all — through a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_joins_keep_what_can_still_match_and_equal_the_batch_join() {
+    use std::collections::BTreeSet;
+    let table = |name: &str, id: &str| {
+        format!(
+            "CREATE TABLE {name} ({id} BIGINT, ad_id INT, ts TIMESTAMPTZ, \
+             WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) APPEND ONLY;"
+        )
+    };
+    let (_dir, mut server, mut client) = support::start_killable_with(
+        &format!(
+            "{}{}",
+            table("clicks", "click_id"),
+            table("impressions", "imp_id")
+        ),
+        &["--checkpoint-interval", "1h"],
+    )
+    .await;
+    let addr = ([127, 0, 0, 1], server.pg_port).into();
+    let attributed = "SELECT c.click_id, i.imp_id, c.ad_id, c.ts AS click_ts, \
+                      c.ts - i.ts AS delay FROM clicks c JOIN impressions i \
+                      ON c.ad_id = i.ad_id AND c.ts BETWEEN i.ts AND i.ts + INTERVAL '30' SECOND";
+    let per_10s = |input: &str| {
+        format!(
+            "SELECT window_start, window_end, ad_id, count(*) AS n FROM \
+             TUMBLE({input}, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, ad_id"
+        )
+    };
+    let views = [
+        ("attributed", attributed.to_string()),
+        (
+            "attributed_10s",
+            "SELECT window_start, count(*) AS n, sum(delay) AS delays FROM \
+             TUMBLE(attributed, click_ts, INTERVAL '10' SECOND) GROUP BY window_start \
+             EMIT ON WINDOW CLOSE"
+                .to_string(),
+        ),
+        ("imp_10s", per_10s("impressions")),
+        ("click_10s", per_10s("clicks")),
+        (
+            "ctr",
+            "SELECT v.window_start, v.ad_id, v.n AS views, k.n AS clicks FROM imp_10s v \
+             JOIN click_10s k ON v.window_start = k.window_start AND v.ad_id = k.ad_id"
+                .to_string(),
+        ),
+        // The same pairs without time bounds: a regular join, which keeps every row.
+        (
+            "unbounded",
+            "SELECT c.click_id, i.imp_id FROM clicks c JOIN impressions i ON c.click_id = i.imp_id"
+                .to_string(),
+        ),
+    ];
+    for (name, query) in &views {
+        client
+            .batch_execute(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    for (name, kind) in [("attributed", "IntervalJoin"), ("ctr", "IntervalJoin")] {
+        let query = &views.iter().find(|v| v.0 == name).unwrap().1;
+        let explain = sorted_rows(
+            &client,
+            &format!("EXPLAIN CREATE MATERIALIZED VIEW x AS {query}"),
+        )
+        .await
+        .join("\n");
+        assert!(explain.contains(kind), "{name}: {explain}");
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(26);
+    let base = 1_767_225_600i64; // seconds
+    // Per table: the largest time so far, the ids taken late.
+    let mut largest = [i64::MIN, i64::MIN];
+    let mut late: [BTreeSet<i64>; 2] = [BTreeSet::new(), BTreeSet::new()];
+    let (rounds, mut next_id, mut compared) = (40, 0i64, 0usize);
+    let mut state_at = Vec::new();
+    for round in 1..=rounds {
+        for _ in 0..rng.random_range(2..6) {
+            let side = rng.random_range(0..2usize);
+            let rows: Vec<(i64, i64)> = (0..rng.random_range(1..6))
+                .map(|_| {
+                    next_id += 1;
+                    // Time moves on 8 s a round; a row is up to 12 s early or 3 s ahead.
+                    (next_id, round * 8 + rng.random_range(-12..3))
+                })
+                .collect();
+            let watermark = largest[side].saturating_sub(5);
+            for (id, second) in &rows {
+                if *second < watermark {
+                    late[side].insert(*id);
+                }
+            }
+            largest[side] = largest[side].max(rows.iter().map(|r| r.1).max().unwrap());
+            let values: Vec<String> = rows
+                .iter()
+                .map(|(id, second)| {
+                    format!(
+                        "({id}, {}, to_timestamp({}))",
+                        rng.random_range(0..3),
+                        base + second
+                    )
+                })
+                .collect();
+            let table = ["clicks", "impressions"][side];
+            client
+                .batch_execute(&format!("INSERT INTO {table} VALUES {}", values.join(", ")))
+                .await
+                .unwrap();
+        }
+        if round == rounds / 2 {
+            server.stop("KILL");
+            server.restart();
+            client = support::connect(addr).await;
+        }
+        client.batch_execute("FLUSH").await.unwrap();
+        let on_time = |table: &str, id: &str, late: &BTreeSet<i64>| match late.is_empty() {
+            true => format!("(SELECT * FROM {table})"),
+            false => format!(
+                "(SELECT * FROM {table} WHERE {id} NOT IN ({}))",
+                late.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let batch = attributed
+            .replace(
+                "FROM clicks c",
+                &format!("FROM {} c", on_time("clicks", "click_id", &late[0])),
+            )
+            .replace(
+                "JOIN impressions i",
+                &format!("JOIN {} i", on_time("impressions", "imp_id", &late[1])),
+            );
+        let streamed = sorted_rows(&client, "SELECT * FROM attributed").await;
+        assert_eq!(
+            streamed,
+            sorted_rows(&client, &batch).await,
+            "attributed after round {round}"
+        );
+        compared += streamed.len();
+        // Its windows close with its watermark: the smaller of each table's watermark and
+        // the other's shifted by the bounds (0 s and 30 s).
+        let (clicks_wm, imps_wm) = (largest[0] - 5, largest[1] - 5);
+        let watermark = clicks_wm.min(imps_wm).min(clicks_wm - 30);
+        let bin = "date_bin(INTERVAL '10' SECOND, click_ts, TIMESTAMPTZ '1970-01-01 00:00:00+00')";
+        let closed = format!(
+            "SELECT * FROM (SELECT {bin} AS window_start, count(*) AS n, sum(delay) AS delays \
+             FROM ({batch}) GROUP BY 1) \
+             WHERE window_start + INTERVAL '10' SECOND <= to_timestamp({})",
+            base + watermark
+        );
+        assert_eq!(
+            sorted_rows(&client, "SELECT * FROM attributed_10s").await,
+            sorted_rows(&client, &closed).await,
+            "attributed_10s after round {round}"
+        );
+        // The windowed views hand on their closed windows only.
+        let closed_of = |view: &str, watermark: i64| {
+            format!(
+                "(SELECT * FROM {view} WHERE window_end <= to_timestamp({}))",
+                base + watermark
+            )
+        };
+        let window_join = format!(
+            "SELECT v.window_start, v.ad_id, v.n AS views, k.n AS clicks FROM {} v JOIN {} k \
+             ON v.window_start = k.window_start AND v.ad_id = k.ad_id",
+            closed_of("imp_10s", imps_wm),
+            closed_of("click_10s", clicks_wm)
+        );
+        let streamed = sorted_rows(&client, "SELECT * FROM ctr").await;
+        assert_eq!(
+            streamed,
+            sorted_rows(&client, &window_join).await,
+            "ctr after round {round}"
+        );
+        compared += streamed.len();
+        let predicted = (late[0].len() + late[1].len()) as i64;
+        let taken = query_i64(
+            &client,
+            "SELECT count(*) FROM sluice_catalog.late_rows WHERE view = 'attributed'",
+        )
+        .await;
+        assert_eq!(taken, predicted, "late rows after round {round}");
+        state_at.push(
+            query_i64(
+                &client,
+                "SELECT CAST(state_bytes AS BIGINT) FROM sluice_catalog.materialized_views \
+                 WHERE view = 'attributed'",
+            )
+            .await,
+        );
+    }
+    assert_views_running(&client).await;
+    let unbounded = query_i64(
+        &client,
+        "SELECT CAST(state_bytes AS BIGINT) FROM sluice_catalog.materialized_views \
+         WHERE view = 'unbounded'",
+    )
+    .await;
+    let (half, last) = (state_at[rounds as usize / 2], *state_at.last().unwrap());
+    let most = *state_at.iter().max().unwrap();
+    eprintln!(
+        "interval joins: {rounds} rounds, {next_id} rows, {} late, {compared} rows compared; \
+         state bytes at round {}: {half}, at the end: {last}, at most {most}; \
+         the same rows without time bounds: {unbounded}",
+        late[0].len() + late[1].len(),
+        rounds / 2
+    );
+    assert!(
+        late[0].len() + late[1].len() > 5,
+        "too few late rows to test them"
+    );
+    assert!(
+        most * 4 < unbounded,
+        "the interval join held {most} bytes, a join keeping every row {unbounded}"
+    );
+    assert!(last < half * 2, "state grew from {half} to {last} bytes");
+}
