@@ -147,7 +147,7 @@ const SOURCE_METRICS: [(&str, &str, &str); 8] = [
 ];
 
 /// Per-view metrics, labelled by view: name, type, help.
-const VIEW_METRICS: [(&str, &str, &str); 6] = [
+const VIEW_METRICS: [(&str, &str, &str); 8] = [
     (
         "sluicedb_view_rows_in_total",
         "counter",
@@ -171,7 +171,17 @@ const VIEW_METRICS: [(&str, &str, &str); 6] = [
     (
         "sluicedb_view_state_bytes",
         "gauge",
-        "Bytes of a view's open-window state.",
+        "Bytes of a view's state: open windows or groups, and its joins' rows.",
+    ),
+    (
+        "sluicedb_view_join_rows",
+        "gauge",
+        "Rows a view's joins hold (distinct rows per side).",
+    ),
+    (
+        "sluicedb_view_join_state_bytes",
+        "gauge",
+        "Bytes of the rows a view's joins hold.",
     ),
     (
         "sluicedb_view_watermark_seconds",
@@ -322,6 +332,8 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
                 2 => Some(view.rows_out as f64),
                 3 => Some(view.open_groups as f64),
                 4 => Some(view.state_bytes as f64),
+                5 => Some(view.join_rows as f64),
+                6 => Some(view.join_state_bytes as f64),
                 _ => view.watermark_us.map(|w| w as f64 / 1e6),
             };
             if let Some(value) = value {

@@ -335,10 +335,16 @@ impl Pipeline {
     fn account(&mut self) {
         let groups = self.flow.operator().map_or(0, ViewOperator::open_groups);
         let bytes = self.flow.state_bytes();
+        let (join_rows, join_bytes) = self
+            .flow
+            .join()
+            .map_or((0, 0), |j| (j.rows(), j.state_bytes()));
         self.memory.hold(bytes);
         self.stats.update(|s| {
             s.open_groups = groups as u64;
             s.state_bytes = bytes as u64;
+            s.join_rows = join_rows as u64;
+            s.join_state_bytes = join_bytes as u64;
         });
     }
 

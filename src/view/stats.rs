@@ -52,7 +52,11 @@ pub struct Snapshot {
     /// Every window ending at or before this is final.
     pub closed_through_us: Option<i64>,
     pub open_groups: u64,
+    /// Bytes of all its state: the operator's and its joins'.
     pub state_bytes: u64,
+    /// Rows its joins hold (distinct rows per side), and their bytes.
+    pub join_rows: u64,
+    pub join_state_bytes: u64,
     pub backfill_rows_total: u64,
     pub backfill_rows_done: u64,
     /// When the live results were last refreshed, epoch µs.
@@ -81,6 +85,8 @@ impl ViewStats {
             closed_through_us: None,
             open_groups: 0,
             state_bytes: 0,
+            join_rows: 0,
+            join_state_bytes: 0,
             backfill_rows_total: 0,
             backfill_rows_done: 0,
             refreshed_at_us: None,

@@ -717,7 +717,7 @@ async fn interval_joins_keep_what_can_still_match_and_equal_the_batch_join() {
         state_at.push(
             query_i64(
                 &client,
-                "SELECT CAST(state_bytes AS BIGINT) FROM sluice_catalog.materialized_views \
+                "SELECT CAST(join_state_bytes AS BIGINT) FROM sluice_catalog.materialized_views \
                  WHERE view = 'attributed'",
             )
             .await,
@@ -726,10 +726,17 @@ async fn interval_joins_keep_what_can_still_match_and_equal_the_batch_join() {
     assert_views_running(&client).await;
     let unbounded = query_i64(
         &client,
-        "SELECT CAST(state_bytes AS BIGINT) FROM sluice_catalog.materialized_views \
+        "SELECT CAST(join_state_bytes AS BIGINT) FROM sluice_catalog.materialized_views \
          WHERE view = 'unbounded'",
     )
     .await;
+    // /metrics says the same.
+    let metrics = server.http_get("/metrics");
+    let line = format!(
+        "sluicedb_view_join_state_bytes{{view=\"attributed\"}} {}",
+        state_at[rounds as usize - 1]
+    );
+    assert!(metrics.contains(&line), "{line} not in /metrics");
     let (half, last) = (state_at[rounds as usize / 2], *state_at.last().unwrap());
     let most = *state_at.iter().max().unwrap();
     eprintln!(
