@@ -5,38 +5,24 @@
 //!
 //! `cargo bench --bench decode_throughput [-- EVENTS]` (default 1 000 000) prints events/s.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use sluicedb::catalog::source::SourceDef;
 use sluicedb::source::datagen::DatagenSettings;
 use sluicedb::source::decode::{JsonDecoder, Record};
-use sluicedb::sql::Statement;
-use sluicedb::sql::parser::parse;
 
 const CHUNK: usize = 4_096;
 const RUNS: usize = 5;
 
 fn source_def(options: &[(&str, &str)]) -> SourceDef {
-    let sql = "CREATE SOURCE clicks (event_id BIGINT, user_id BIGINT, page VARCHAR, action VARCHAR, \
-               amount DOUBLE PRECISION, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) \
-               WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON";
-    let Some(Statement::CreateSource(create)) = parse(sql).unwrap().pop() else {
-        unreachable!()
-    };
-    SourceDef {
-        id: 1,
-        name: create.name,
-        columns: create.columns,
-        watermark: create.watermark,
-        includes: create.includes,
-        options: options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        created_at_ms: 1_767_225_600_000,
-        primary_key: Vec::new(),
-    }
+    support::source_def(
+        "CREATE SOURCE clicks (event_id BIGINT, user_id BIGINT, page VARCHAR, action VARCHAR, \
+         amount DOUBLE PRECISION, ts TIMESTAMPTZ, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) \
+         WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON",
+        options,
+    )
 }
 
 /// The event as a typed struct: the fastest a row-at-a-time serde path can go.

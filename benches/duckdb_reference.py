@@ -1,8 +1,9 @@
-"""The batch reference for benches/window_throughput.rs: DuckDB runs W1 and W2 over the same
-click events, read from a JSON-lines file, on every core. Prints events/s, best of three, for
-reading and aggregating together (as SluiceDB decodes and aggregates together).
+"""The batch reference for the view benches: DuckDB runs the same queries over the same events,
+read from JSON-lines files, on every core. Prints events/s, best of three, for reading and
+computing together (as SluiceDB decodes and computes together).
 
-Usage: .venv/bin/python benches/duckdb_reference.py clicks.jsonl
+Usage: .venv/bin/python benches/duckdb_reference.py windows clicks.jsonl
+       .venv/bin/python benches/duckdb_reference.py join impressions.jsonl clicks.jsonl
 """
 
 import sys
@@ -31,8 +32,47 @@ SOURCE = """
 """
 
 
-def main() -> None:
-    path = sys.argv[1]
+# J1 of benches/join_throughput.rs: each click with the impression it came from, at most a
+# minute before it.
+J1 = """
+SELECT count(*), sum(c.click_id - i.imp_id)
+FROM impressions i JOIN clicks c
+  ON c.imp_id = i.imp_id AND c.ts BETWEEN i.ts AND i.ts + INTERVAL 1 MINUTE
+"""
+
+IMPRESSIONS = """
+(SELECT imp_id, ad_id, make_timestamp(ts * 1000) AS ts
+ FROM read_json('{path}', format = 'newline_delimited', columns = {{
+   imp_id: 'BIGINT', ad_id: 'BIGINT', ts: 'BIGINT'}}))
+"""
+
+CLICKS = """
+(SELECT click_id, imp_id, make_timestamp(ts * 1000) AS ts
+ FROM read_json('{path}', format = 'newline_delimited', columns = {{
+   click_id: 'BIGINT', imp_id: 'BIGINT', ts: 'BIGINT'}}))
+"""
+
+
+def join(impressions: str, clicks: str) -> None:
+    con = duckdb.connect()
+    events = sum(
+        con.sql(f"SELECT count(*) FROM read_json('{p}', format = 'newline_delimited')").fetchone()[0]
+        for p in (impressions, clicks)
+    )
+    sql = (
+        f"WITH impressions AS {IMPRESSIONS.format(path=impressions)}, "
+        f"clicks AS {CLICKS.format(path=clicks)} {J1}"
+    )
+    print(f"DuckDB {duckdb.__version__} batch reference over {events} events:")
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        joined, _ = con.sql(sql).fetchone()
+        best = min(best, time.perf_counter() - started)
+    print(f"J1 in DuckDB (read JSON + join, batch): {events / best / 1e6:.2f} M events/s, {joined} joined rows")
+
+
+def windows(path: str) -> None:
     con = duckdb.connect()
     events = con.sql(f"SELECT count(*) FROM read_json('{path}', format = 'newline_delimited')").fetchone()[0]
     source = SOURCE.format(path=path)
@@ -50,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    {"windows": lambda: windows(sys.argv[2]), "join": lambda: join(sys.argv[2], sys.argv[3])}[sys.argv[1]]()

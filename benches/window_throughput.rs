@@ -23,8 +23,8 @@
 //!
 //! `cargo bench --bench window_throughput [-- EVENTS]` (default 10 000 000).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod support;
+
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
@@ -35,13 +35,10 @@ use datafusion::arrow::ipc::writer::FileWriter;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sluicedb::catalog::source::SourceDef;
-use sluicedb::config::{AwsEnv, ServeArgs};
-use sluicedb::database::Database;
-use sluicedb::source::decode::{JsonDecoder, Record};
-use sluicedb::sql::Statement;
-use sluicedb::sql::parser::parse;
+use sluicedb::source::decode::JsonDecoder;
 use sluicedb::stream::dataflow::Dataflow;
 use sluicedb::stream::plan::ViewPlan;
+use support::records;
 
 const CHUNK: usize = 4_096;
 const BASE_MS: i64 = 1_767_225_600_000;
@@ -84,66 +81,22 @@ fn events(n: usize, users: i64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A chunk of payloads as the Kafka reader hands them to the decoder.
-fn records(chunk: &[Vec<u8>]) -> Vec<Record<'_>> {
-    chunk
-        .iter()
-        .map(|p| Record {
-            offset: 0,
-            timestamp_ms: None,
-            key: None,
-            payload: Some(p),
-        })
-        .collect()
-}
-
 fn source_def() -> SourceDef {
-    let sql = format!(
-        "CREATE SOURCE clicks ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
-         WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON"
-    );
-    let Some(Statement::CreateSource(create)) = parse(&sql).unwrap().pop() else {
-        unreachable!()
-    };
-    SourceDef {
-        id: 1,
-        name: create.name,
-        columns: create.columns,
-        watermark: create.watermark,
-        includes: create.includes,
-        options: BTreeMap::new(),
-        created_at_ms: BASE_MS,
-        primary_key: Vec::new(),
-    }
+    support::source_def(
+        &format!(
+            "CREATE SOURCE clicks ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
+             WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON"
+        ),
+        &[],
+    )
 }
 
 /// The view's streaming plan, made by the server's planner over a table of the same shape.
 fn plan(query: &str) -> ViewPlan {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let args = ServeArgs {
-            storage: Some(dir.path().to_str().unwrap().to_string()),
-            ..Default::default()
-        };
-        let db = Database::open(args.resolve(AwsEnv::default()).unwrap())
-            .await
-            .unwrap();
-        let create = format!(
-            "CREATE TABLE clicks ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) APPEND ONLY"
-        );
-        db.execute_script(&create).await.unwrap();
-        let Some(Statement::CreateView(view)) =
-            parse(&format!("CREATE MATERIALIZED VIEW v AS {query} EMIT ON WINDOW CLOSE"))
-                .unwrap()
-                .pop()
-        else {
-            unreachable!()
-        };
-        let plan = db.plan_view(&view.query, true).await.unwrap();
-        db.shutdown().await;
-        plan
-    })
+    let create = format!(
+        "CREATE TABLE clicks ({COLUMNS}, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) APPEND ONLY"
+    );
+    support::plan(&create, query, true)
 }
 
 /// Writes an operator's checkpoint as an Arrow IPC file, as a view does; returns its size.
@@ -371,35 +324,5 @@ fn main() {
     }
     checkpoint_overhead(&payloads);
     memory(1_000_000);
-    duckdb_reference(&payloads);
-}
-
-/// Writes the events as JSON lines and runs the DuckDB script on them, if DuckDB is installed.
-fn duckdb_reference(payloads: &[Vec<u8>]) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    let has_duckdb = std::process::Command::new(&python)
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_duckdb {
-        println!("DuckDB reference skipped: .venv/bin/pip install -r benches/requirements.txt");
-        return;
-    }
-    let dir = root.join("target/bench-data");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("clicks-{}.jsonl", payloads.len()));
-    let mut text = Vec::with_capacity(payloads.iter().map(|p| p.len() + 1).sum());
-    for p in payloads {
-        text.extend_from_slice(p);
-        text.push(b'\n');
-    }
-    std::fs::write(&file, text).unwrap();
-    let status = std::process::Command::new(&python)
-        .arg(root.join("benches/duckdb_reference.py"))
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let _ = std::fs::remove_file(&file);
+    support::duckdb_reference("windows", &[("clicks", &payloads)]);
 }

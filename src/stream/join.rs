@@ -27,7 +27,7 @@ mod side;
 #[cfg(test)]
 mod tests;
 
-use self::side::{Side, times};
+use self::side::{Candidates, Side, times};
 use super::changes::Changes;
 use super::plan::Step;
 use crate::error::{Error, Result};
@@ -423,11 +423,9 @@ impl Join {
         };
         // The other side does not change while this side's changes are applied: its rows
         // with the same key are the candidates, their condition evaluated in one batch.
-        let mut candidates: Vec<(u32, Box<[u8]>)> = Vec::new();
+        let mut candidates = Candidates::default();
         for (i, _) in can_match.iter().enumerate().filter(|(_, can)| **can) {
-            if let Some(held) = self.sides[other].by_key.get(key_of(i)) {
-                candidates.extend(held.keys().map(|row| (i as u32, row.clone())));
-            }
+            self.sides[other].candidates(key_of(i), i as u32, &mut candidates);
         }
         let (other_columns, matched) = self.candidates(side, batch, &candidates)?;
         let keeps_this = spec.kind.keeps_unmatched(side);
@@ -442,7 +440,7 @@ impl Join {
             let insert = changes.inserts.value(i);
             let row = rows.row(i);
             let first = next;
-            while next < candidates.len() && candidates[next].0 == i as u32 {
+            while next < candidates.rows.len() && candidates.rows[next].0 == i as u32 {
                 next += 1;
             }
             if !can_match {
@@ -463,11 +461,14 @@ impl Join {
             }
             let sign = if insert { 1 } else { -1 };
             let mut matches = 0;
-            for (j, (_, other_row)) in candidates.iter().enumerate().take(next).skip(first) {
-                if !matched[j] {
-                    continue;
-                }
-                let Some(held) = self.sides[other].held_mut(key, other_row) else {
+            for (j, _) in matched
+                .iter()
+                .enumerate()
+                .take(next)
+                .skip(first)
+                .filter(|(_, m)| **m)
+            {
+                let Some(held) = self.sides[other].held_mut(key, candidates.row(j)) else {
                     continue;
                 };
                 matches += held.count;
@@ -557,20 +558,20 @@ impl Join {
         &self,
         side: usize,
         batch: &RecordBatch,
-        candidates: &[(u32, Box<[u8]>)],
+        candidates: &Candidates,
     ) -> Result<(Vec<ArrayRef>, Vec<bool>)> {
         let other = 1 - side;
         let converter = &self.sides[other].rows;
         let parser = converter.parser();
-        let other_columns =
-            converter.convert_rows(candidates.iter().map(|(_, row)| parser.parse(row)))?;
+        let other_columns = converter
+            .convert_rows((0..candidates.rows.len()).map(|j| parser.parse(candidates.row(j))))?;
         let Some(filter) = &self.spec.filter else {
-            return Ok((other_columns, vec![true; candidates.len()]));
+            return Ok((other_columns, vec![true; candidates.rows.len()]));
         };
-        if candidates.is_empty() {
+        if candidates.rows.is_empty() {
             return Ok((other_columns, Vec::new()));
         }
-        let indices = UInt32Array::from_iter_values(candidates.iter().map(|(i, _)| *i));
+        let indices = UInt32Array::from_iter_values(candidates.rows.iter().map(|(i, _)| *i));
         let this_columns = batch
             .columns()
             .iter()

@@ -2,7 +2,9 @@
 //! distinct row with how often it occurs and how many rows of the other side it matches; for
 //! an interval join also by time, so rows the watermarks leave behind can go.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
@@ -21,11 +23,78 @@ pub(super) struct Held {
     pub(super) matches: i64,
 }
 
-/// A row's key and the row, as bytes.
-type KeyedRow = (Box<[u8]>, Box<[u8]>);
+/// Maps of join keys and rows: DataFusion's default (hashbrown, randomly seeded: the keys are
+/// users' data).
+type Map<K, V> = datafusion::common::HashMap<K, V>;
 
-/// The distinct rows of one key, by their bytes.
-pub(super) type RowsOfKey = HashMap<Box<[u8]>, Held>;
+/// The distinct rows of one key: one inline (most keys of a dimension or an event stream
+/// have one), more in a map.
+pub(super) enum RowsOfKey {
+    One(Box<[u8]>, Held),
+    Many(Map<Box<[u8]>, Held>),
+}
+
+impl RowsOfKey {
+    /// Each distinct row and what is held of it.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], &Held)> {
+        let (one, many) = match self {
+            RowsOfKey::One(row, held) => (Some((&row[..], held)), None),
+            RowsOfKey::Many(rows) => (None, Some(rows.iter().map(|(r, h)| (&r[..], h)))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    fn get(&self, row: &[u8]) -> Option<&Held> {
+        match self {
+            RowsOfKey::One(one, held) => (**one == *row).then_some(held),
+            RowsOfKey::Many(rows) => rows.get(row),
+        }
+    }
+
+    fn get_mut(&mut self, row: &[u8]) -> Option<&mut Held> {
+        match self {
+            RowsOfKey::One(one, held) => (**one == *row).then_some(held),
+            RowsOfKey::Many(rows) => rows.get_mut(row),
+        }
+    }
+
+    /// Adds a row it does not hold.
+    fn insert(&mut self, row: &[u8], held: Held) {
+        if let RowsOfKey::One(one, first) = self {
+            let mut rows = Map::default();
+            rows.insert(std::mem::take(one), *first);
+            *self = RowsOfKey::Many(rows);
+        }
+        if let RowsOfKey::Many(rows) = self {
+            rows.insert(row.into(), held);
+        }
+    }
+
+    /// Removes a row; returns whether none is left.
+    fn remove(&mut self, row: &[u8]) -> bool {
+        match self {
+            RowsOfKey::One(one, _) => **one == *row,
+            RowsOfKey::Many(rows) => {
+                rows.remove(row);
+                rows.is_empty()
+            }
+        }
+    }
+}
+
+/// Where each of a batch's candidate rows (of the other side) is, copied into one buffer.
+#[derive(Default)]
+pub(super) struct Candidates {
+    /// The changed row each candidate is for, and its bytes in `bytes`.
+    pub(super) rows: Vec<(u32, Range<usize>)>,
+    pub(super) bytes: Vec<u8>,
+}
+
+impl Candidates {
+    pub(super) fn row(&self, candidate: usize) -> &[u8] {
+        &self.bytes[self.rows[candidate].1.clone()]
+    }
+}
 
 /// Bytes a held row costs beyond its key and row bytes (map entries, boxes).
 const ROW_OVERHEAD: usize = 64;
@@ -36,9 +105,10 @@ pub(super) struct Side {
     key_types: Vec<DataType>,
     keys: Option<RowConverter>,
     pub(super) rows: RowConverter,
-    pub(super) by_key: HashMap<Box<[u8]>, RowsOfKey>,
-    /// An interval join's rows by time, to drop them once they can match nothing more.
-    expiry: BTreeMap<i64, Vec<KeyedRow>>,
+    by_key: Map<Box<[u8]>, RowsOfKey>,
+    /// An interval join's rows by time, earliest first, to drop them once they can match
+    /// nothing more: the time, and the key's length (4 bytes), the key and the row.
+    expiry: BinaryHeap<Reverse<(i64, Box<[u8]>)>>,
     pub(super) bytes: usize,
     pub(super) distinct: usize,
 }
@@ -65,8 +135,8 @@ impl Side {
             key_types: key_types.to_vec(),
             keys,
             rows,
-            by_key: HashMap::new(),
-            expiry: BTreeMap::new(),
+            by_key: Map::default(),
+            expiry: BinaryHeap::new(),
             bytes: 0,
             distinct: 0,
         })
@@ -100,49 +170,69 @@ impl Side {
         self.by_key.get(key)?.get(row).copied()
     }
 
+    /// Adds the rows held with `key` to `candidates`, for changed row `changed`.
+    pub(super) fn candidates(&self, key: &[u8], changed: u32, candidates: &mut Candidates) {
+        if let Some(rows) = self.by_key.get(key) {
+            for (row, _) in rows.iter() {
+                let start = candidates.bytes.len();
+                candidates.bytes.extend_from_slice(row);
+                candidates
+                    .rows
+                    .push((changed, start..candidates.bytes.len()));
+            }
+        }
+    }
+
     pub(super) fn held_mut(&mut self, key: &[u8], row: &[u8]) -> Option<&mut Held> {
         self.by_key.get_mut(key)?.get_mut(row)
     }
 
     /// Adds one occurrence of a row (with `matches` if it is new).
     pub(super) fn insert(&mut self, key: &[u8], row: &[u8], matches: i64) {
-        let rows = match self.by_key.get_mut(key) {
-            Some(rows) => rows,
+        let new = Held { count: 1, matches };
+        match self.by_key.get_mut(key) {
+            Some(rows) => match rows.get_mut(row) {
+                Some(held) => held.count += 1,
+                None => {
+                    rows.insert(row, new);
+                    self.bytes += row.len() + ROW_OVERHEAD;
+                    self.distinct += 1;
+                }
+            },
             None => {
-                self.bytes += key.len() + ROW_OVERHEAD;
-                self.by_key.entry(key.into()).or_default()
-            }
-        };
-        match rows.get_mut(row) {
-            Some(held) => held.count += 1,
-            None => {
-                self.bytes += row.len() + ROW_OVERHEAD;
+                self.by_key
+                    .insert(key.into(), RowsOfKey::One(row.into(), new));
+                self.bytes += key.len() + row.len() + 2 * ROW_OVERHEAD;
                 self.distinct += 1;
-                rows.insert(row.into(), Held { count: 1, matches });
             }
         }
     }
 
     /// Drops a row (every occurrence) once the watermarks pass `time`.
     pub(super) fn expire_at(&mut self, time: i64, key: &[u8], row: &[u8]) {
-        self.bytes += key.len() + row.len() + ROW_OVERHEAD;
-        self.expiry
-            .entry(time)
-            .or_default()
-            .push((key.into(), row.into()));
+        let mut bytes = Vec::with_capacity(4 + key.len() + row.len());
+        bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(row);
+        self.bytes += bytes.len() + ROW_OVERHEAD;
+        self.expiry.push(Reverse((time, bytes.into())));
     }
 
     /// Drops the rows whose time is before `before`.
     pub(super) fn expire_before(&mut self, before: i64) {
-        let kept = self.expiry.split_off(&before);
-        for (key, row) in std::mem::replace(&mut self.expiry, kept)
-            .into_values()
-            .flatten()
+        while let Some(Reverse((time, _))) = self.expiry.peek()
+            && *time < before
         {
-            self.bytes -= key.len() + row.len() + ROW_OVERHEAD;
-            if let Some(held) = self.held_mut(&key, &row) {
+            let Some(Reverse((_, bytes))) = self.expiry.pop() else {
+                break;
+            };
+            self.bytes -= bytes.len() + ROW_OVERHEAD;
+            let (length, rest) = bytes.split_at(4);
+            let length = u32::from_le_bytes(length.try_into().unwrap_or_default()) as usize;
+            let (key, row) = rest.split_at(length.min(rest.len()));
+            if let Some(held) = self.held_mut(key, row) {
                 held.count = 1;
-                self.remove(&key, &row);
+                self.remove(key, row);
             }
         }
     }
@@ -160,10 +250,9 @@ impl Side {
             None => false,
         };
         if gone {
-            rows.remove(row);
             self.bytes -= row.len() + ROW_OVERHEAD;
             self.distinct -= 1;
-            if rows.is_empty() {
+            if rows.remove(row) {
                 self.by_key.remove(key);
                 self.bytes -= key.len() + ROW_OVERHEAD;
             }
@@ -176,7 +265,7 @@ impl Side {
             return Ok(None);
         }
         let parser = self.rows.parser();
-        let held: Vec<(&Box<[u8]>, &Held)> = self.by_key.values().flatten().collect();
+        let held: Vec<(&[u8], &Held)> = self.by_key.values().flat_map(RowsOfKey::iter).collect();
         let mut columns = self
             .rows
             .convert_rows(held.iter().map(|(row, _)| parser.parse(row)))?;
