@@ -68,10 +68,7 @@ fn best_rate(n: usize, mut f: impl FnMut() -> usize) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = support::size_arg(1_000_000);
     let payloads = events(n);
     let bytes: usize = payloads.iter().map(Vec::len).sum();
     println!(

@@ -181,10 +181,7 @@ fn run(plan: &ViewPlan, events: &Events) -> Run {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000_000);
+    let n = support::size_arg(10_000_000);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!("{n} JSON impressions and {n} JSON clicks, {cores} cores");
     let events = events(n);

@@ -283,10 +283,7 @@ fn checkpoint_overhead(payloads: &[Vec<u8>]) {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000_000);
+    let n = support::size_arg(10_000_000);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!("{n} JSON click events, {cores} cores");
     let payloads = events(n, 100_000);

@@ -293,35 +293,15 @@ impl Views {
                 self.check_current(&def, input, checkpoint.id, &manifest)?;
             }
             if let Some(operator) = flow.operator_mut() {
-                let batch = match &checkpoint.state {
-                    Some(file) => Some(
-                        self.storage
-                            .read_state_file(
-                                file,
-                                &format!("materialized view \"{}\"", def.name),
-                                Some(rebuild_hint(&def.name)),
-                            )
-                            .await?,
-                    ),
-                    None => None,
-                };
+                let batch = self
+                    .state_file(&def.name, checkpoint.state.as_ref())
+                    .await?;
                 operator.restore(batch.as_ref(), checkpoint.watermark)?;
             }
             if let Some(join) = flow.join_mut() {
                 let mut sides = Vec::with_capacity(checkpoint.joins.len());
                 for file in &checkpoint.joins {
-                    sides.push(match file {
-                        Some(file) => Some(
-                            self.storage
-                                .read_state_file(
-                                    file,
-                                    &format!("materialized view \"{}\"", def.name),
-                                    Some(rebuild_hint(&def.name)),
-                                )
-                                .await?,
-                        ),
-                        None => None,
-                    });
+                    sides.push(self.state_file(&def.name, file.as_ref()).await?);
                 }
                 join.restore(&JoinState {
                     sides,
@@ -503,6 +483,22 @@ impl Views {
             }
         };
         Ok((subscribed, None))
+    }
+
+    /// A state file of view `view`'s checkpoint, read back (`None` when there is none).
+    async fn state_file(&self, view: &str, file: Option<&DataFile>) -> Result<Option<RecordBatch>> {
+        match file {
+            Some(file) => self
+                .storage
+                .read_state_file(
+                    file,
+                    &format!("materialized view \"{view}\""),
+                    Some(rebuild_hint(view)),
+                )
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     /// A view over a retained source or another view resumes by position in that input's

@@ -34,6 +34,14 @@ pub fn source_def(sql: &str, options: &[(&str, &str)]) -> SourceDef {
     }
 }
 
+/// The bench's size: its first numeric argument (`cargo bench --bench b -- N`), else `default`.
+pub fn size_arg(default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A chunk of payloads as the Kafka reader hands them to the decoder.
 pub fn records(chunk: &[Vec<u8>]) -> Vec<Record<'_>> {
     chunk

@@ -226,21 +226,8 @@ impl TableProvider for WindowedRelation {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let session = state
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("a session without its state".into()))?;
+        let (session, provider) = relation_provider(state, &self.input.name).await?;
         let name = TableReference::bare(self.input.name.as_str());
-        let provider = session
-            .schema_for_ref(name.clone())?
-            .table(&self.input.name)
-            .await?
-            .ok_or_else(|| {
-                DataFusionError::from(Error::UndefinedRelation {
-                    kind: "relation",
-                    name: self.input.name.clone(),
-                })
-            })?;
         let input = LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?.build()?;
         let windowed = super::adhoc::windowed(input, &self.time_column, self.kind, &self.schema)
             .map_err(DataFusionError::from)?;
@@ -303,21 +290,30 @@ impl TableProvider for LookupRelation {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let session = state
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("a session without its state".into()))?;
-        let name = TableReference::bare(self.input.name.as_str());
-        let provider = session
-            .schema_for_ref(name)?
-            .table(&self.input.name)
-            .await?
-            .ok_or_else(|| {
-                DataFusionError::from(Error::UndefinedRelation {
-                    kind: "relation",
-                    name: self.input.name.clone(),
-                })
-            })?;
+        let (_, provider) = relation_provider(state, &self.input.name).await?;
         provider.scan(state, projection, filters, limit).await
     }
+}
+
+/// The session's state and the provider of our relation `name`, which the window functions
+/// and `lookup` read when a one-off query scans them.
+async fn relation_provider<'s>(
+    state: &'s dyn Session,
+    name: &str,
+) -> Result<(&'s SessionState, Arc<dyn TableProvider>)> {
+    let session = state
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| DataFusionError::Internal("a session without its state".into()))?;
+    let provider = session
+        .schema_for_ref(TableReference::bare(name))?
+        .table(name)
+        .await?
+        .ok_or_else(|| {
+            DataFusionError::from(Error::UndefinedRelation {
+                kind: "relation",
+                name: name.to_string(),
+            })
+        })?;
+    Ok((session, provider))
 }

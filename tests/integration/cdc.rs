@@ -12,8 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_postgres::Client;
 
-use crate::kafka::{create_topic, producer, unique_topic};
-use crate::support::{self, kafka_target, query_i64, wait_for};
+use crate::kafka::{create_topic, producer, unique_topic, wait_read};
+use crate::support::{self, kafka_target, query_i64};
 use crate::views::{assert_views_running, sorted_rows};
 
 const BY_STATUS: &str = "SELECT status, count(*) AS n, sum(amount) AS total, min(amount) AS lo, \
@@ -211,20 +211,6 @@ pub(crate) async fn send(
     }
 }
 
-/// Waits until `table`'s reader is past every record sent to its topic.
-async fn wait_read(client: &Client, table: &str, sent: i64) {
-    let sql = format!(
-        "SELECT CAST(coalesce(sum(current_offset), 0) AS BIGINT) FROM sluice_catalog.sources \
-         WHERE source = '{table}'"
-    );
-    wait_for(
-        Duration::from_secs(60),
-        &format!("{table} to read {sent} records"),
-        || async { (query_i64(client, &sql).await >= sent).then_some(()) },
-    )
-    .await;
-}
-
 /// The tables equal the model, the views their batch queries, the rejected records the bad
 /// ones; returns the rows compared.
 async fn check(client: &Client, model: &Model, round: usize) -> usize {
@@ -339,8 +325,8 @@ async fn upsert_and_debezium_tables_follow_their_topics_through_kill_9() {
             server.restart();
             client = support::connect(addr).await;
         }
-        wait_read(&client, "orders", model.sent[0]).await;
-        wait_read(&client, "prices", model.sent[1]).await;
+        wait_read(&client, &["orders"], model.sent[0]).await;
+        wait_read(&client, &["prices"], model.sent[1]).await;
         client.batch_execute("FLUSH").await.unwrap();
         compared += check(&client, &model, round).await;
         if round == 4 {

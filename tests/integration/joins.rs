@@ -13,9 +13,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio_postgres::Client;
 
-use crate::kafka::{create_topic, produce, producer, unique_topic};
-use crate::support::{self, kafka_target, query_i64, wait_for};
-use crate::views::{assert_views_running, sorted_rows};
+use crate::kafka::{create_topic, produce, producer, unique_topic, wait_read};
+use crate::support::{self, kafka_target, query_i64};
+use crate::views::{assert_views_running, sorted_rows, wait_for_rows};
 
 const LEFT: &str = "SELECT o.id, o.amount, c.country FROM orders o \
                     LEFT JOIN customers c ON o.customer_id = c.id AND c.tier > 1";
@@ -390,36 +390,11 @@ async fn a_join_of_two_topics_and_a_table_resumes_after_a_kill() {
             server.restart();
             client = support::connect(addr).await;
         }
-        wait_for(
-            Duration::from_secs(60),
-            "the sources to read every event",
-            || {
-                let client = &client;
-                async move {
-                    let read = query_i64(
-                        client,
-                        "SELECT CAST(coalesce(sum(current_offset), 0) AS BIGINT) \
-                         FROM sluice_catalog.sources WHERE source IN ('impressions', 'clicks')",
-                    )
-                    .await;
-                    (read >= sent).then_some(())
-                }
-            },
-        )
-        .await;
+        wait_read(&client, &["impressions", "clicks"], sent).await;
         for (name, _, batch) in &views {
             let expected = sorted_rows(&client, batch).await;
             let what = format!("view {name} to read round {round}");
-            let streamed = wait_for(Duration::from_secs(60), &what, || {
-                let (client, expected) = (&client, &expected);
-                async move {
-                    client.batch_execute("FLUSH").await.unwrap();
-                    let streamed = sorted_rows(client, &format!("SELECT * FROM {name}")).await;
-                    (streamed == *expected).then_some(streamed)
-                }
-            })
-            .await;
-            compared += streamed.len();
+            compared += wait_for_rows(&client, name, &expected, &what).await;
         }
     }
     assert_views_running(&client).await;

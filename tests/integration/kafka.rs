@@ -15,6 +15,22 @@ use crate::support::{
     connect, http_get, kafka_target, query_i64, s3_target, start_server, wait_for,
 };
 
+/// Waits until the readers of `sources` together are past `sent` records.
+pub(crate) async fn wait_read(client: &tokio_postgres::Client, sources: &[&str], sent: i64) {
+    let names: Vec<String> = sources.iter().map(|s| format!("'{s}'")).collect();
+    let sql = format!(
+        "SELECT CAST(coalesce(sum(current_offset), 0) AS BIGINT) FROM sluice_catalog.sources \
+         WHERE source IN ({})",
+        names.join(", ")
+    );
+    wait_for(
+        Duration::from_secs(60),
+        &format!("{} to read {sent} records", sources.join(" and ")),
+        || async { (query_i64(client, &sql).await >= sent).then_some(()) },
+    )
+    .await;
+}
+
 pub(crate) fn unique_topic(name: &str) -> String {
     crate::support::unique_prefix(name)
 }

@@ -6,14 +6,12 @@
 //! keeps per input) feed two more. After every round each view equals the same query run in
 //! batch mode — through a kill -9 between rounds.
 
-use std::time::Duration;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::kafka::{create_topic, produce, producer, unique_topic};
-use crate::support::{self, kafka_target, query_i64, wait_for};
-use crate::views::{assert_views_running, sorted_rows};
+use crate::kafka::{create_topic, produce, producer, unique_topic, wait_read};
+use crate::support::{self, kafka_target, query_i64};
+use crate::views::{assert_views_running, sorted_rows, wait_for_rows};
 
 const ALL_CLICKS: &str = "SELECT id, page, ts FROM web UNION ALL \
                           SELECT uid, upper(screen), ts FROM app WHERE uid % 5 <> 0";
@@ -182,23 +180,7 @@ async fn union_views_follow_every_input_through_a_crash() {
             server.restart();
             client = support::connect(addr).await;
         }
-        wait_for(
-            Duration::from_secs(60),
-            "the sources to read every event",
-            || {
-                let client = &client;
-                async move {
-                    let read = query_i64(
-                        client,
-                        "SELECT CAST(coalesce(sum(current_offset), 0) AS BIGINT) \
-                     FROM sluice_catalog.sources WHERE source IN ('web', 'app')",
-                    )
-                    .await;
-                    (read >= sent).then_some(())
-                }
-            },
-        )
-        .await;
+        wait_read(&client, &["web", "app"], sent).await;
         client.batch_execute("FLUSH").await.unwrap();
         for (name, _, batch) in views() {
             let streamed = sorted_rows(&client, &format!("SELECT * FROM {name}")).await;
@@ -211,16 +193,7 @@ async fn union_views_follow_every_input_through_a_crash() {
         for (name, _, batch) in raw_views() {
             let expected = sorted_rows(&client, &batch).await;
             let what = format!("view {name} to read round {round}");
-            let streamed = wait_for(Duration::from_secs(60), &what, || {
-                let (client, expected) = (&client, &expected);
-                async move {
-                    client.batch_execute("FLUSH").await.unwrap();
-                    let streamed = sorted_rows(client, &format!("SELECT * FROM {name}")).await;
-                    (streamed == *expected).then_some(streamed)
-                }
-            })
-            .await;
-            compared += streamed.len();
+            compared += wait_for_rows(&client, name, &expected, &what).await;
         }
     }
     let late = query_i64(&client, "SELECT count(*) FROM sluice_catalog.late_rows").await;

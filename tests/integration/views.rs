@@ -179,6 +179,23 @@ pub(crate) async fn sorted_rows(client: &Client, sql: &str) -> Vec<String> {
     rows
 }
 
+/// Waits until view `name` (flushed each time) has the rows `expected`; returns how many.
+pub(crate) async fn wait_for_rows(
+    client: &Client,
+    name: &str,
+    expected: &[String],
+    what: &str,
+) -> usize {
+    let streamed =
+        crate::support::wait_for(std::time::Duration::from_secs(60), what, || async move {
+            client.batch_execute("FLUSH").await.unwrap();
+            let streamed = sorted_rows(client, &format!("SELECT * FROM {name}")).await;
+            (streamed == expected).then_some(streamed)
+        })
+        .await;
+    streamed.len()
+}
+
 /// Every materialized view runs, none failed or stalled.
 pub(crate) async fn assert_views_running(client: &Client) {
     let status = sorted_rows(
