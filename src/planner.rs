@@ -125,7 +125,7 @@ impl Compiler<'_> {
             if nodes.iter().any(|n| !matches!(n, Node::Step(_))) {
                 return Err(inside("an aggregation or a Top-N"));
             }
-            let mut flags: Vec<bool> = input
+            let flags: Vec<bool> = input
                 .schema
                 .fields()
                 .iter()
@@ -133,14 +133,7 @@ impl Compiler<'_> {
                     input.kind != RelationKind::Table && input.watermark_columns.contains(f.name())
                 })
                 .collect();
-            let mut steps = Vec::new();
-            for node in nodes.iter().rev() {
-                let Node::Step(step) = node else { continue };
-                if let Some((compiled, traced)) = self.step(step, &flags)? {
-                    steps.push(compiled);
-                    flags = traced;
-                }
-            }
+            let (steps, flags) = self.steps(&nodes, flags)?;
             for (all, this) in union_flags.iter_mut().zip(&flags) {
                 *all &= *this;
             }
@@ -298,14 +291,7 @@ impl Compiler<'_> {
                 ),
             ));
         }
-        let mut post = Vec::new();
-        for node in post_nodes.iter().rev() {
-            let Node::Step(step) = node else { continue };
-            if let Some((compiled, traced)) = self.step(step, &flags)? {
-                post.push(compiled);
-                flags = traced;
-            }
-        }
+        let (post, flags) = self.steps(post_nodes, flags)?;
         let columns = self.columns(plan.schema())?;
         let time_columns = columns
             .iter()
@@ -362,6 +348,21 @@ impl Compiler<'_> {
             ));
         }
         Ok((lookup(self.manifest, scan.table_name.table())?, None))
+    }
+
+    /// The filters and projections of a chain's `nodes` (top first), compiled bottom first,
+    /// and the watermark flags of their output given those of their input (`flags`).
+    fn steps(&self, nodes: &[Node<'_>], flags: Vec<bool>) -> Result<(Vec<Step>, Vec<bool>)> {
+        let mut flags = flags;
+        let mut steps = Vec::new();
+        for node in nodes.iter().rev() {
+            let Node::Step(step) = node else { continue };
+            if let Some((compiled, traced)) = self.step(step, &flags)? {
+                steps.push(compiled);
+                flags = traced;
+            }
+        }
+        Ok((steps, flags))
     }
 
     /// Compiles a filter or projection; `None` for nodes that only rename (aliases). Returns

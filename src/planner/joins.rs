@@ -331,7 +331,7 @@ impl Compiler<'_> {
                     }));
                     time = vec![false; scan.projected_schema.fields().len()];
                 }
-                let (side_steps, time) = self.side_steps(&nodes, time)?;
+                let (side_steps, time) = self.steps(&nodes, time)?;
                 steps.extend(side_steps);
                 branches.push(Branch { input, steps });
                 Ok(PlannedSide {
@@ -342,7 +342,7 @@ impl Compiler<'_> {
             }
             Bottom::Join(inner) => {
                 let (spec, time) = self.join(inner, branches)?;
-                let (steps, time) = self.side_steps(&nodes, time)?;
+                let (steps, time) = self.steps(&nodes, time)?;
                 Ok(PlannedSide {
                     input: JoinInput::Join(Box::new(JoinSpec { steps, ..spec })),
                     time,
@@ -354,21 +354,6 @@ impl Compiler<'_> {
                 Some("Create a view of the union, then join the view."),
             )),
         }
-    }
-
-    /// The filters and projections of a side's chain, bottom first, and the columns that
-    /// carry the watermark after them (`time` before them).
-    fn side_steps(&self, nodes: &[Node<'_>], time: Vec<bool>) -> Result<(Vec<Step>, Vec<bool>)> {
-        let mut flags = time;
-        let mut steps = Vec::new();
-        for node in nodes.iter().rev() {
-            let Node::Step(step) = node else { continue };
-            if let Some((compiled, traced)) = self.step(step, &flags)? {
-                steps.push(compiled);
-                flags = traced;
-            }
-        }
-        Ok((steps, flags))
     }
 }
 

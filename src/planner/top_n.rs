@@ -55,27 +55,13 @@ impl Compiler<'_> {
                 Some("Create one view per ranking: a view can read another view."),
             ));
         }
-        let mut pre = Vec::new();
         let no_flags = vec![false; input.schema.fields().len()];
-        for node in chain[at + 1..].iter().rev() {
-            if let Node::Step(step) = node
-                && let Some((compiled, _)) = self.step(step, &no_flags)?
-            {
-                pre.push(compiled);
-            }
-        }
+        let (pre, _) = self.steps(&chain[at + 1..], no_flags.clone())?;
         let Node::TopN(ranking) = &chain[at] else {
             return Err(Error::Internal("no Top-N where one was found".into()));
         };
         let top_n = self.top_n_spec(ranking, &chain[..at], input.updating)?;
-        let mut post = Vec::new();
-        for node in chain[..at].iter().rev() {
-            if let Node::Step(step) = node
-                && let Some((compiled, _)) = self.step(step, &no_flags)?
-            {
-                post.push(compiled);
-            }
-        }
+        let (post, _) = self.steps(&chain[..at], no_flags)?;
         let columns = self.columns(plan.schema())?;
         Ok(ViewPlan {
             input,

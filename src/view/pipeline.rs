@@ -742,19 +742,10 @@ impl Pipeline {
         let written = async {
             let (state, watermark) = match self.flow.operator_mut() {
                 Some(operator) => {
-                    let state = match operator.checkpoint()? {
-                        Some(batch) => Some(
-                            self.storage
-                                .write_state_file(
-                                    barrier.id,
-                                    &format!("view-{}", self.def.name),
-                                    &batch,
-                                )
-                                .await?,
-                        ),
-                        None => None,
-                    };
+                    let batch = operator.checkpoint()?;
                     let watermark = operator.watermark();
+                    let owner = format!("view-{}", self.def.name);
+                    let state = write_state(&self.storage, barrier.id, &owner, batch).await?;
                     (state, (watermark != i64::MIN).then_some(watermark))
                 }
                 None => (None, None),
@@ -763,19 +754,9 @@ impl Pipeline {
             if let Some(join) = self.flow.join() {
                 let state = join.checkpoint()?;
                 join_watermarks = state.watermarks;
+                let owner = format!("view-{}-join", self.def.name);
                 for side in state.sides {
-                    joins.push(match side {
-                        Some(batch) => Some(
-                            self.storage
-                                .write_state_file(
-                                    barrier.id,
-                                    &format!("view-{}-join", self.def.name),
-                                    &batch,
-                                )
-                                .await?,
-                        ),
-                        None => None,
-                    });
+                    joins.push(write_state(&self.storage, barrier.id, &owner, side).await?);
                 }
             }
             let data_file = match changes.flatten() {
@@ -956,5 +937,20 @@ impl Alignment {
         self.delivered.fill(false);
         self.requested = false;
         self.barrier.take()
+    }
+}
+
+/// Writes a state batch (if any) as a state file of checkpoint `checkpoint`.
+async fn write_state(
+    storage: &Storage,
+    checkpoint: u64,
+    owner: &str,
+    batch: Option<RecordBatch>,
+) -> Result<Option<DataFile>> {
+    match batch {
+        Some(batch) => Ok(Some(
+            storage.write_state_file(checkpoint, owner, &batch).await?,
+        )),
+        None => Ok(None),
     }
 }
