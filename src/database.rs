@@ -326,9 +326,32 @@ impl Database {
         }
     }
 
+    /// Plans a view of the catalog; a part of a view is planned with the view it is part of.
     pub(crate) async fn plan_stored_view(&self, def: &ViewDef) -> Result<ViewPlan> {
-        let query = crate::sql::view::parse_query(&def.query)?;
-        self.plan_view(&query, def.emit_on_close).await
+        let Some(whole) = &def.part_of else {
+            let query = crate::sql::view::parse_query(&def.query)?;
+            return self.plan_view(&def.name, &query, def.emit_on_close).await;
+        };
+        let whole = self
+            .storage
+            .manifest()
+            .view(whole)
+            .map(|v| v.def.clone())
+            .ok_or_else(|| Error::UndefinedRelation {
+                kind: "materialized view",
+                name: whole.clone(),
+            })?;
+        let plan = Box::pin(self.plan_stored_view(&whole)).await?;
+        plan.parts
+            .into_iter()
+            .find(|p| p.name == def.name)
+            .map(|p| p.plan)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "materialized view \"{}\" has no part \"{}\"",
+                    whole.name, def.name
+                ))
+            })
     }
 
     /// `EXPLAIN CREATE MATERIALIZED VIEW`: DataFusion's logical plan with the window node, and
@@ -338,10 +361,14 @@ impl Database {
         create: &CreateView,
         principal: &Principal,
     ) -> Result<LogicalPlan> {
-        let plan = self.plan_view(&create.query, create.emit_on_close).await?;
+        let plan = self
+            .plan_view(&create.name, &create.query, create.emit_on_close)
+            .await?;
         let manifest = self.storage.manifest();
-        privileges::require(&manifest, principal, &plan.input.name, Privilege::Select)?;
-        let rows = vec![
+        for input in ddl::read_relations(&plan) {
+            privileges::require(&manifest, principal, input, Privilege::Select)?;
+        }
+        let mut rows = vec![
             vec![
                 "logical_plan".to_string(),
                 plan.logical.display_indent().to_string(),
@@ -351,12 +378,24 @@ impl Database {
                 plan.describe(&create.name, create.emit_on_close),
             ],
         ];
+        // Each part's pipeline, as the view it runs as.
+        for part in &plan.parts {
+            rows.push(vec![
+                format!("streaming_plan of part {}", part.name),
+                part.plan.describe(&part.name, false),
+            ]);
+        }
         ddl::rows_plan(&["plan_type", "plan"], rows)
     }
 
     /// Plans a view's query into its operator graph: DataFusion's logical plan (analyzed,
     /// types coerced), lowered by the planner against the newest catalog.
-    pub async fn plan_view(&self, query: &Query, emit_on_close: bool) -> Result<ViewPlan> {
+    pub async fn plan_view(
+        &self,
+        name: &str,
+        query: &Query,
+        emit_on_close: bool,
+    ) -> Result<ViewPlan> {
         let state = self.ctx.state();
         let statement = SqlStatement::Query(Box::new(query.clone()));
         let plan = state
@@ -366,7 +405,14 @@ impl Database {
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})?;
         let names = crate::pg::names::postgres_names(&statement);
-        planner::plan_view(&state, &self.storage.manifest(), plan, names, emit_on_close)
+        planner::plan_view(
+            &state,
+            &self.storage.manifest(),
+            name,
+            plan,
+            names,
+            emit_on_close,
+        )
     }
 
     /// Runs the statements of a script that change something (the demo pipeline); its queries

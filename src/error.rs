@@ -87,6 +87,15 @@ pub enum Error {
         name: String,
         dependents: Vec<String>,
     },
+    /// A DROP or ALTER of a view that runs a subquery of another view.
+    #[error(
+        "cannot {action} materialized view \"{name}\" because materialized view \"{whole}\" requires it"
+    )]
+    PartOfView {
+        action: &'static str,
+        name: String,
+        whole: String,
+    },
     #[error("{0}")]
     Plan(String),
     #[error("canceling statement due to user request")]
@@ -186,7 +195,7 @@ impl Error {
             Error::UnknownSetting(_) => "42704",
             Error::UndefinedCursor(_) => "34000",
             Error::CantChangeSetting(_) => "55P02",
-            Error::DependentObjects { .. } => "2BP01",
+            Error::DependentObjects { .. } | Error::PartOfView { .. } => "2BP01",
             Error::Plan(_) => "42000",
             Error::QueryCanceled | Error::StatementTimeout => "57014",
             Error::Terminated => "57P01",
@@ -225,6 +234,9 @@ impl Error {
                     .join("\n"),
             ),
             Error::RoleInUse { dependents, .. } => Some(dependents.join("\n")),
+            Error::PartOfView { whole, .. } => Some(format!(
+                "It runs a subquery of materialized view \"{whole}\", which creates and drops it."
+            )),
             Error::Storage { retryable, .. } => retryable.then(|| {
                 "The storage backend did not answer; the statement had no effect.".to_string()
             }),
@@ -299,6 +311,9 @@ impl Error {
             Error::DependentObjects { .. } => {
                 Some("Use DROP … CASCADE to drop the dependent objects too.".to_string())
             }
+            Error::PartOfView { action, whole, .. } => Some(format!(
+                "You can {action} materialized view \"{whole}\" instead."
+            )),
             Error::CorruptState { hint, .. } => hint.clone(),
             Error::StackDepth => Some(format!(
                 "Simplify the statement: an expression may nest at most {} operators deep.",

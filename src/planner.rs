@@ -16,6 +16,7 @@ mod joins;
 mod node;
 mod top_n;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema};
@@ -34,7 +35,9 @@ use crate::storage::Manifest;
 use crate::stream::aggregate::{GroupColumn, Layout};
 use crate::stream::assign::AssignWindows;
 use crate::stream::groups::AggregateSpec;
-use crate::stream::plan::{Branch, InputRelation, RelationKind, Step, ViewPlan, WindowPlan};
+use crate::stream::plan::{
+    Branch, InputRelation, RelationKind, Step, ViewPart, ViewPlan, WindowPlan,
+};
 use crate::stream::retracting;
 use crate::stream::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowKind, is_window_column};
 use functions::WindowedRelation;
@@ -46,23 +49,33 @@ use node::WindowAggregateNode;
 pub fn plan_view(
     state: &SessionState,
     manifest: &Manifest,
+    view: &str,
     plan: LogicalPlan,
     names: Option<Vec<String>>,
     emit_on_close: bool,
 ) -> Result<ViewPlan> {
     let plan = joins::prepare(distinct_as_aggregate(plan)?)?;
-    Compiler {
+    let parts = RefCell::new(Vec::new());
+    let mut planned = Compiler {
         state,
         manifest,
+        view,
         names,
+        parts: &parts,
     }
-    .compile(plan, emit_on_close)
+    .compile(plan, emit_on_close)?;
+    planned.parts = parts.into_inner();
+    Ok(planned)
 }
 
 struct Compiler<'a> {
     state: &'a SessionState,
     manifest: &'a Manifest,
+    /// The view planned (or the part of one): parts of it are named after it.
+    view: &'a str,
     names: Option<Vec<String>>,
+    /// The parts planned so far, of the view and of its parts.
+    parts: &'a RefCell<Vec<ViewPart>>,
 }
 
 /// Where a chain node sits relative to the aggregation.
@@ -314,6 +327,7 @@ impl Compiler<'_> {
             time_columns,
             closes,
             updating,
+            parts: Vec::new(),
         })
     }
 

@@ -105,6 +105,7 @@ impl ViewHandle {
     /// The view's numbers; a failing private reader of a source shows as its last error.
     pub fn snapshot(&self) -> stats::Snapshot {
         let mut snapshot = self.stats.snapshot();
+        snapshot.part_of = self.def.part_of.clone();
         for (_, reader) in &self.readers {
             let input = reader.stats.snapshot();
             if snapshot.last_error.is_none()

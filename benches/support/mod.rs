@@ -81,7 +81,7 @@ pub fn plan(setup: &str, query: &str, emit_on_close: bool) -> ViewPlan {
         else {
             unreachable!()
         };
-        let plan = db.plan_view(&view.query, emit_on_close).await.unwrap();
+        let plan = db.plan_view("v", &view.query, emit_on_close).await.unwrap();
         db.shutdown().await;
         plan
     })

@@ -67,7 +67,14 @@ impl SchemaProvider for PublicSchema {
             .tables
             .keys()
             .chain(manifest.sources.keys())
-            .chain(manifest.views.keys())
+            // A view's parts are read by name, but listed as the view they are part of.
+            .chain(
+                manifest
+                    .views
+                    .values()
+                    .filter(|v| v.def.part_of.is_none())
+                    .map(|v| &v.def.name),
+            )
             .cloned()
             .collect()
     }

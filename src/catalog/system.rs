@@ -5,8 +5,8 @@
 //!   last error.
 //! - `rejected_rows`: every record a source could not decode, with its raw bytes and the error;
 //!   committed files plus the records sources hold pending.
-//! - `materialized_views`: one row per view — status, rows in, late and out, watermarks,
-//!   open groups and state size, backfill progress, freshness, last error.
+//! - `materialized_views`: one row per view (and per part of one) — status, rows in, late and
+//!   out, watermarks, open groups and state size, backfill progress, freshness, last error.
 //! - `late_rows`: every row that reached a view after its window closed, as JSON.
 //! - `checkpoints`: the newest checkpoints (number, reason, duration, bytes written), the
 //!   recoveries from them (how long a restart took), and rounds that failed, with the error.
@@ -323,6 +323,7 @@ fn views_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("view", DataType::Utf8, false),
         Field::new("input", DataType::Utf8, false),
+        field("part_of", DataType::Utf8),
         Field::new("emit", DataType::Utf8, false),
         Field::new("status", DataType::Utf8, false),
         field("rows_in", DataType::Int64),
@@ -356,6 +357,7 @@ fn views_batch(views: &[ViewSnapshot]) -> datafusion::arrow::error::Result<Recor
     let columns: Vec<ArrayRef> = vec![
         text(&|v| Some(v.view.clone())),
         text(&|v| Some(v.input.clone())),
+        text(&|v| v.part_of.clone()),
         text(&|v| {
             Some(
                 if v.emit_on_close {

@@ -36,6 +36,10 @@ pub struct ViewDef {
     /// inserts and deletes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub updating: bool,
+    /// The view this one is a part of (a subquery of its query that runs as a view): it is
+    /// planned from that view's query, hidden from listings, and dropped with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_of: Option<String>,
 }
 
 impl ViewDef {

@@ -1,4 +1,5 @@
-//! Statements that change or describe the catalog: CREATE/DROP TABLE and SOURCE, and SHOW.
+//! Statements that change or describe the catalog: CREATE/DROP TABLE and SOURCE, and SHOW;
+//! those of materialized views are in [`view`].
 //!
 //! Each change is one manifest commit, so it is all-or-nothing and visible to every session once
 //! it returns.
@@ -14,20 +15,21 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use sqlparser::ast::{Ident, ObjectName, ShowCreateObject, Statement as SqlStatement};
 
 use super::{Database, Output, Warning, privileges};
-use crate::catalog::roles::{Principal, Privilege};
+use crate::catalog::roles::Principal;
 use crate::catalog::source::SourceDef;
 use crate::catalog::table::TableDef;
-use crate::catalog::view::ViewDef;
 use crate::error::{Error, Result};
 use crate::source::kafka::ResetTo;
 use crate::source::options::{Connector, SourceSettings, canonical_options};
 use crate::source::{SourceHandle, Sources};
 use crate::source::{kafka, kafka_properties};
 use crate::sql::parser::{check_unique, table_name};
-use crate::sql::{AlterView, CreateSource, CreateTable, CreateView, Statement, normalize_ident};
+use crate::sql::{CreateSource, CreateTable, Statement, normalize_ident};
 use crate::storage::{Manifest, SourceState, Storage, TableState, ViewState};
-use crate::stream::plan::ViewPlan;
-use crate::view::Replay;
+
+mod view;
+
+pub use view::{alter_view, create_view, drop_views, read_relations};
 
 pub async fn create_table(
     storage: &Storage,
@@ -102,7 +104,7 @@ pub async fn drop_tables(
         db.keyed_tables().remove(&table.def.name);
     }
     // The files go with garbage collection, after queries that listed them finish.
-    forget_views(db, &views).await;
+    forget_views(db, views).await;
     Ok(Output::Command {
         tag: "DROP TABLE",
         rows: None,
@@ -149,6 +151,15 @@ fn remove_relations<S>(
         if m.relation_kind(name) == Some(kind) {
             privileges::require_owner(m, drop.principal, name)?;
         }
+        if let Some(whole) = m.view(name).and_then(|v| v.def.part_of.clone())
+            && !drop.names.contains(&whole)
+        {
+            return Err(Error::PartOfView {
+                action: "drop",
+                name: name.clone(),
+                whole,
+            });
+        }
         match remove(m, name) {
             Some(state) => removed.push(state),
             None if drop.if_exists => continue,
@@ -161,8 +172,49 @@ fn remove_relations<S>(
         }
         m.privileges.remove(name);
         views.extend(drop_dependents(m, kind, name, drop.names, drop.cascade)?);
+        for part in remove_parts(m, name) {
+            views.extend(drop_dependents(
+                m,
+                kind,
+                &part.def.name,
+                drop.names,
+                drop.cascade,
+            )?);
+            views.push(part);
+        }
     }
     Ok((removed, views))
+}
+
+/// Views as the user created them: a part as the view it is part of.
+fn wholes(m: &Manifest, views: Vec<String>) -> Vec<String> {
+    let mut wholes: Vec<String> = Vec::new();
+    for mut view in views {
+        while let Some(whole) = m.view(&view).and_then(|v| v.def.part_of.clone()) {
+            view = whole;
+        }
+        if !wholes.contains(&view) {
+            wholes.push(view);
+        }
+    }
+    wholes
+}
+
+/// Removes from `m` the parts of view `name`, and theirs: they go with it.
+fn remove_parts(m: &mut Manifest, name: &str) -> Vec<ViewState> {
+    let parts: Vec<String> = m
+        .views
+        .values()
+        .filter(|v| v.def.part_of.as_deref() == Some(name))
+        .map(|v| v.def.name.clone())
+        .collect();
+    let mut removed = Vec::new();
+    for part in parts {
+        m.privileges.remove(&part);
+        removed.extend(m.views.remove(&part));
+        removed.extend(remove_parts(m, &part));
+    }
+    removed
 }
 
 /// Removes from `m` the views reading `name` (and the views reading those), or fails with
@@ -187,12 +239,16 @@ fn drop_dependents(
                 action: "drop",
                 kind,
                 name: name.to_string(),
-                dependents,
+                dependents: wholes(m, dependents),
             });
         }
         for dependent in dependents {
             removed.extend(m.views.remove(&dependent));
             m.privileges.remove(&dependent);
+            for part in remove_parts(m, &dependent) {
+                queue.push(part.def.name.clone());
+                removed.push(part);
+            }
             queue.push(dependent);
         }
     }
@@ -201,133 +257,14 @@ fn drop_dependents(
 
 /// Stops dropped views (readers first); after the commit. Their files go with garbage
 /// collection.
-async fn forget_views(db: &Database, dropped: &[ViewState]) {
-    for state in dropped.iter().rev() {
+async fn forget_views(db: &Database, dropped: Vec<ViewState>) {
+    for state in crate::view::dependency_order(dropped, |s| &s.def)
+        .iter()
+        .rev()
+    {
         db.views().remove(&state.def.name);
         tracing::info!(view = %state.def.name, "materialized view dropped");
     }
-}
-
-pub async fn create_view(
-    db: &Database,
-    create: &CreateView,
-    principal: &Principal,
-) -> Result<Output> {
-    privileges::require_create(principal)?;
-    let done = Output::Command {
-        tag: "CREATE MATERIALIZED VIEW",
-        rows: None,
-    };
-    let storage = db.storage();
-    if create.if_not_exists && storage.manifest().has_relation(&create.name) {
-        return Ok(done);
-    }
-    let plan = db.plan_view(&create.query, create.emit_on_close).await?;
-    let manifest = storage.manifest();
-    for input in plan.inputs() {
-        privileges::require(&manifest, principal, &input.name, Privilege::Select)?;
-    }
-    drop(manifest);
-    let mut def = ViewDef {
-        id: 0,
-        name: create.name.clone(),
-        query: create.query.to_string(),
-        emit_on_close: create.emit_on_close,
-        input: plan.inputs()[0].name.clone(),
-        relations: plan.branches.iter().map(|b| b.input.name.clone()).collect(),
-        columns: plan.columns.clone(),
-        time_columns: plan.time_columns.clone(),
-        created_at_ms: chrono::Utc::now().timestamp_millis(),
-        retention: create.retention.clone(),
-        updating: plan.updating,
-    };
-    if def.retention.is_some() && !plan.window.as_ref().is_some_and(|w| w.kind.closes()) {
-        return Err(Error::unsupported(
-            "retention on a materialized view without windows",
-            Some(
-                "Retention drops the files of old windows: give the view a TUMBLE, HOP, CUMULATE or SESSION window.",
-            ),
-        ));
-    }
-    let mut created = false;
-    storage
-        .commit(|m| {
-            if m.has_relation(&def.name) {
-                return match create.if_not_exists {
-                    true => Ok(()),
-                    false => Err(Error::DuplicateRelation {
-                        kind: "relation",
-                        name: def.name.clone(),
-                    }),
-                };
-            }
-            if let Some(missing) = def.inputs().into_iter().find(|i| !m.has_relation(i)) {
-                return Err(Error::UndefinedRelation {
-                    kind: "relation",
-                    name: missing.to_string(),
-                });
-            }
-            def.id = m.next_table_id;
-            m.next_table_id += 1;
-            m.privileges.insert(def.name.clone(), principal.new_acl());
-            m.views.insert(
-                def.name.clone(),
-                ViewState {
-                    def: def.clone(),
-                    files: Vec::new(),
-                    closed_through: None,
-                    checkpoint: None,
-                },
-            );
-            created = true;
-            Ok(())
-        })
-        .await?;
-    let warning = unbounded_join(&plan);
-    if created {
-        tracing::info!(view = %def.name, input = %def.input, "materialized view created");
-        if let Err(e) = db.views().start(def.clone(), plan, Replay::Default).await {
-            tracing::error!(view = %def.name, error = %e, "materialized view cannot start");
-            db.views().failed(def, &e);
-        }
-    }
-    Ok(match warning {
-        Some(warning) if created => Output::Warned {
-            warning,
-            output: Box::new(done),
-        },
-        _ => done,
-    })
-}
-
-/// A regular join keeps every row of a side whose rows never go (an append-only relation):
-/// its state grows with that input, which the user is told at `CREATE`.
-fn unbounded_join(plan: &ViewPlan) -> Option<Warning> {
-    let join = plan.join.as_ref()?;
-    let kept: Vec<String> = plan
-        .branches
-        .iter()
-        .enumerate()
-        .filter(|(i, b)| !b.input.updating && join.keeps_for_ever(*i))
-        .map(|(_, b)| b)
-        .map(|b| format!("\"{}\"", b.input.name))
-        .collect();
-    if kept.is_empty() {
-        return None;
-    }
-    Some(Warning {
-        message: format!(
-            "the join keeps every row of {} for as long as the view exists: its state grows \
-             with that input",
-            kept.join(" and ")
-        ),
-        hint: Some(
-            "Join a table with a primary key or a view that aggregates the stream, whose rows \
-             are replaced rather than added; sluice_catalog.materialized_views shows the \
-             state's size."
-                .into(),
-        ),
-    })
 }
 
 /// How long `ALTER SOURCE … RESET OFFSETS` waits for the readers to move.
@@ -400,105 +337,6 @@ pub async fn reset_source_offsets(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Ok(Output::command("ALTER SOURCE"))
-}
-
-/// `ALTER MATERIALIZED VIEW name SET (retention = …) | RESET (retention) | REBUILD`.
-pub async fn alter_view(
-    db: &Database,
-    name: &str,
-    action: &AlterView,
-    principal: &Principal,
-) -> Result<Output> {
-    privileges::require_owner(&db.storage().manifest(), principal, name)?;
-    let undefined = || Error::UndefinedRelation {
-        kind: "materialized view",
-        name: name.to_string(),
-    };
-    match action {
-        AlterView::Retention(retention) => {
-            db.storage()
-                .commit(|m| {
-                    let state = m.views.get_mut(name).ok_or_else(undefined)?;
-                    state.def.retention = retention.clone();
-                    Ok(())
-                })
-                .await?;
-        }
-        AlterView::Rebuild => {
-            let manifest = db.storage().manifest();
-            let state = manifest.view(name).ok_or_else(undefined)?;
-            let dependents: Vec<String> = manifest
-                .views
-                .values()
-                .filter(|v| v.def.reads(name))
-                .map(|v| v.def.name.clone())
-                .collect();
-            if !dependents.is_empty() {
-                return Err(Error::DependentObjects {
-                    action: "rebuild",
-                    kind: "materialized view",
-                    name: name.to_string(),
-                    dependents,
-                });
-            }
-            let plan = db.plan_stored_view(&state.def).await?;
-            db.views().remove(name);
-            // A new id: the old files and state belong to a view that no longer exists.
-            let mut def = state.def.clone();
-            db.storage()
-                .commit(|m| {
-                    let next_id = m.next_table_id;
-                    let state = m
-                        .views
-                        .get_mut(name)
-                        .filter(|v| v.def.id == def.id)
-                        .ok_or_else(undefined)?;
-                    def.id = next_id;
-                    *state = ViewState {
-                        def: def.clone(),
-                        files: Vec::new(),
-                        closed_through: None,
-                        checkpoint: None,
-                    };
-                    m.next_table_id += 1;
-                    Ok(())
-                })
-                .await?;
-            tracing::info!(view = %name, "materialized view rebuilding from its input");
-            if let Err(e) = db.views().start(def.clone(), plan, Replay::Earliest).await {
-                tracing::error!(view = %name, error = %e, "materialized view cannot start");
-                db.views().failed(def, &e);
-            }
-        }
-    }
-    Ok(Output::Command {
-        tag: "ALTER MATERIALIZED VIEW",
-        rows: None,
-    })
-}
-
-pub async fn drop_views(
-    db: &Database,
-    names: &[String],
-    if_exists: bool,
-    cascade: bool,
-    principal: &Principal,
-) -> Result<Output> {
-    let drop = Drop {
-        names,
-        if_exists,
-        cascade,
-        principal,
-    };
-    let removed = commit_drop(db, "materialized view", drop, |m, n| m.views.remove(n)).await?;
-    // The named views first: forget_views stops them last, after the views reading them.
-    let (mut dropped, dependents) = removed;
-    dropped.extend(dependents);
-    forget_views(db, &dropped).await;
-    Ok(Output::Command {
-        tag: "DROP MATERIALIZED VIEW",
-        rows: None,
-    })
 }
 
 /// Creates a source; files its properties name must lie in `secrets_dir`.
@@ -606,7 +444,7 @@ async fn drop_running_sources(db: &Database, kind: &'static str, drop: Drop<'_>)
         }
     })
     .await?;
-    forget_views(db, &dropped_views).await;
+    forget_views(db, dropped_views).await;
     for state in &dropped {
         db.sources().remove(&state.def.name);
         tracing::info!(relation = %state.def.name, kind, "dropped");

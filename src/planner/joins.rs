@@ -10,7 +10,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::common::DFSchemaRef;
 use datafusion::common::NullEquality;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -20,14 +21,15 @@ use datafusion::logical_expr::{Expr, Filter, Join, JoinType, LogicalPlan, Operat
 use datafusion::optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery;
 use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
 use datafusion::optimizer::{OptimizerContext, OptimizerRule};
-use datafusion::physical_expr::create_physical_expr;
+use datafusion::physical_expr::expressions::{CastExpr, Column};
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::functions::LookupRelation;
 use super::{Bottom, Compiler, Node, chain};
 use crate::error::{Error, Result};
 use crate::stream::assign::AssignWindows;
 use crate::stream::join::{Interval, JoinInput, JoinKind, JoinSide, JoinSpec};
-use crate::stream::plan::{Branch, InputRelation, RelationKind, Step};
+use crate::stream::plan::{Branch, InputRelation, RelationKind, Step, ViewPart};
 use crate::stream::window::WindowKind;
 use datafusion::datasource::source_as_provider;
 
@@ -295,11 +297,8 @@ impl Compiler<'_> {
     /// a window table function's or a lookup join's dimension, or over another join.
     fn join_input(&self, plan: &LogicalPlan, branches: &mut Vec<Branch>) -> Result<PlannedSide> {
         let (nodes, bottom) = chain(plan)?;
-        if nodes.iter().any(|n| !matches!(n, Node::Step(_))) {
-            return Err(Error::unsupported(
-                "an aggregation or a Top-N on a side of a join in a materialized view",
-                Some("Create a view of that side, then join the view."),
-            ));
+        if nodes.iter().any(|n| !matches!(n, Node::Step(_))) || matches!(bottom, Bottom::Union(_)) {
+            return self.part(plan, &nodes, branches);
         }
         match bottom {
             Bottom::Scan(scan) => {
@@ -349,12 +348,102 @@ impl Compiler<'_> {
                     dimension: false,
                 })
             }
-            Bottom::Union(_) => Err(Error::unsupported(
-                "a UNION ALL on a side of a join in a materialized view",
-                Some("Create a view of the union, then join the view."),
-            )),
+            Bottom::Union(_) => Err(Error::Internal("a union side is a part".into())),
         }
     }
+
+    /// A side that aggregates, ranks or is a `UNION ALL` runs as a view of its own, a part of
+    /// the view, whose stored rows, watermark and changes the join reads as it reads any
+    /// view's: the subquery from its alias down (filters moved above the alias stay with the
+    /// side), or the whole side where it has none.
+    fn part(
+        &self,
+        side: &LogicalPlan,
+        nodes: &[Node<'_>],
+        branches: &mut Vec<Branch>,
+    ) -> Result<PlannedSide> {
+        let first = nodes
+            .iter()
+            .position(|n| !matches!(n, Node::Step(_)))
+            .unwrap_or(nodes.len());
+        let aliased = nodes[..first]
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, n)| match n {
+                Node::Step(plan @ LogicalPlan::SubqueryAlias(alias)) => {
+                    Some((i, *plan, alias.alias.table().to_string()))
+                }
+                _ => None,
+            });
+        let (above, root, alias) = match aliased {
+            Some((i, root, alias)) => (&nodes[..i], root, Some(alias)),
+            None => (&[][..], side, None),
+        };
+        let name = {
+            let parts = self.parts.borrow();
+            let taken = |name: &String| parts.iter().any(|p| &p.name == name);
+            match alias.as_ref().map(|a| format!("{}${a}", self.view)) {
+                Some(name) if !taken(&name) => name,
+                _ => format!("{}${}", self.view, parts.len() + 1),
+            }
+        };
+        let plan = Compiler {
+            view: &name,
+            names: None,
+            ..*self
+        }
+        .compile(root.clone(), false)?;
+        let input = InputRelation {
+            name: name.clone(),
+            kind: RelationKind::View,
+            schema: plan.schema(),
+            watermark_columns: plan.time_columns.clone(),
+            delay_us: 0,
+            updating: plan.updating,
+            watermark_positions: None,
+        };
+        // The part stores its columns in Postgres' types; the join reads the subquery's.
+        let mut steps = Vec::from_iter(as_planned(&input.schema, root.schema()));
+        let (above, time) = self.steps(above, input.time_flags())?;
+        steps.extend(above);
+        self.parts.borrow_mut().push(ViewPart { name, alias, plan });
+        branches.push(Branch { input, steps });
+        Ok(PlannedSide {
+            input: JoinInput::Branch(branches.len() - 1),
+            time,
+            dimension: false,
+        })
+    }
+}
+
+/// A projection casting rows of `stored` to the types `planned` has, where any differ.
+fn as_planned(stored: &SchemaRef, planned: &DFSchemaRef) -> Option<Step> {
+    if stored
+        .fields()
+        .iter()
+        .zip(planned.fields())
+        .all(|(s, p)| s.data_type() == p.data_type())
+    {
+        return None;
+    }
+    let exprs = stored
+        .fields()
+        .iter()
+        .zip(planned.fields())
+        .enumerate()
+        .map(|(i, (s, p))| {
+            let column = Arc::new(Column::new(s.name(), i)) as Arc<dyn PhysicalExpr>;
+            match s.data_type() == p.data_type() {
+                true => column,
+                false => Arc::new(CastExpr::new(column, p.data_type().clone(), None)),
+            }
+        })
+        .collect();
+    Some(Step::Project {
+        exprs,
+        schema: Arc::new(planned.as_arrow().clone()),
+    })
 }
 
 /// A lookup join joins rows of a stream as they arrive: an inner or left join, its stream a

@@ -76,6 +76,7 @@ impl Compiler<'_> {
             time_columns: Vec::new(),
             closes: false,
             updating: true,
+            parts: Vec::new(),
         })
     }
 

@@ -5,6 +5,9 @@
 //! (`TUMBLE(t, ts, size)`), and lookup joins (`t FOR SYSTEM_TIME AS OF PROCTIME()`, which
 //! Postgres' grammar lacks) into the table function `lookup(t)`.
 
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Query, TableFactor, Visit, Visitor};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
@@ -12,7 +15,7 @@ use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
 use super::parser::{peek_word, table_name};
 use super::source::parse_options;
-use super::{AlterView, CreateView, Statement};
+use super::{AlterView, CreateView, Statement, normalize_ident};
 use crate::error::{Error, Result};
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["tumble", "hop", "cumulate", "session"];
@@ -155,6 +158,44 @@ pub fn parse_query(text: &str) -> Result<Box<sqlparser::ast::Query>> {
         .parse_query()?;
     lowercase_window_functions(&mut query);
     Ok(query)
+}
+
+/// The text of the subquery `alias` names in `query` (a derived table's or a `WITH` query's),
+/// to show what a view's part runs.
+pub fn subquery(query: &Query, alias: &str) -> Option<String> {
+    struct Find<'a>(&'a str);
+    impl Visitor for Find<'_> {
+        type Break = String;
+
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+            match query
+                .with
+                .iter()
+                .flat_map(|with| &with.cte_tables)
+                .find(|cte| normalize_ident(&cte.alias.name) == self.0)
+            {
+                Some(cte) => ControlFlow::Break(cte.query.to_string()),
+                None => ControlFlow::Continue(()),
+            }
+        }
+
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
+            match factor {
+                TableFactor::Derived {
+                    subquery,
+                    alias: Some(alias),
+                    ..
+                } if normalize_ident(&alias.name) == self.0 => {
+                    ControlFlow::Break(subquery.to_string())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    match query.visit(&mut Find(alias)) {
+        ControlFlow::Break(text) => Some(text),
+        ControlFlow::Continue(()) => None,
+    }
 }
 
 /// DataFusion looks table functions up by their name as written; ours are registered in

@@ -229,6 +229,20 @@ pub struct ViewPlan {
     /// Whether the view's rows change (it aggregates and its windows never close): it hands
     /// on inserts and deletes to the views reading it, not only final rows.
     pub updating: bool,
+    /// Subqueries that run as views of their own, which this view reads (a join's side that
+    /// aggregates): inner ones first.
+    pub parts: Vec<ViewPart>,
+}
+
+/// A subquery of a view that runs as a view of its own, part of the view: created, read and
+/// dropped with it.
+#[derive(Debug, Clone)]
+pub struct ViewPart {
+    /// The view's name, `$`, and the subquery's alias (or its number).
+    pub name: String,
+    /// The subquery's alias in the view's query, where it has one.
+    pub alias: Option<String>,
+    pub plan: ViewPlan,
 }
 
 /// One input of a view over several (a `UNION ALL`'s branch, a join's side) and its filters

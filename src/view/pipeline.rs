@@ -478,7 +478,12 @@ impl Pipeline {
         if let Some(slot) = self.input_watermarks.get_mut(branch) {
             *slot = Some(slot.map_or(watermark, |w| w.max(watermark)));
         }
-        match self.flow.watermark(&self.input_watermarks) {
+        let combined = self.flow.watermark(&self.input_watermarks);
+        // A join may have dropped rows the watermark says can no longer match.
+        if self.flow.join().is_some() {
+            self.account();
+        }
+        match combined {
             Some(combined) => self.advance(combined).await,
             None => Ok(()),
         }

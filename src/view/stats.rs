@@ -41,6 +41,8 @@ impl Status {
 pub struct Snapshot {
     pub view: String,
     pub input: String,
+    /// The view it runs a subquery of, for a view's part.
+    pub part_of: Option<String>,
     pub emit_on_close: bool,
     pub status: Status,
     pub rows_in: u64,
@@ -76,6 +78,7 @@ impl ViewStats {
         ViewStats(Mutex::new(Snapshot {
             view: view.to_string(),
             input: input.to_string(),
+            part_of: None,
             emit_on_close,
             status: Status::Backfilling,
             rows_in: 0,

@@ -155,7 +155,7 @@ async fn restored_state_continues_exactly_like_the_state_it_was_taken_from() {
             shape.window_clause("clicks")
         ))
         .unwrap();
-        let plan = db.plan_view(&query, false).await.unwrap();
+        let plan = db.plan_view("v", &query, false).await.unwrap();
         for seed in 0..12u64 {
             let data = generate(seed, 3_000, seed % 3 == 0);
             let input = batches(&data, seed, &schema);

@@ -502,11 +502,16 @@ async fn lookup_joins_join_the_dimension_as_it_was_when_each_row_arrived() {
 /// statements (some behind their table's watermark): after every `FLUSH` the interval join
 /// equals the batch join of the rows that were on time — the late ones predicted here from
 /// each table's largest time before the statement — and its late rows are exactly those; a
-/// TUMBLE view over it closes windows by its watermark; a window join of two windowed views
-/// equals the batch join of their rows. Its state stays bounded while a join without time
+/// TUMBLE view over it closes windows by its watermark; a window join of two windowed views,
+/// and the same join of two aggregating subqueries (run as parts of the view), equal the batch
+/// join of their closed windows; a LEFT join with a subquery whose counts change equals the
+/// batch query. Its state stays bounded while a join without time
 /// bounds over the same rows keeps them all — through a kill -9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_joins_keep_what_can_still_match_and_equal_the_batch_join() {
+    const CLICKS_PER_AD: &str = "WITH k AS (SELECT ad_id, count(*) AS n FROM clicks GROUP BY ad_id) \
+                                 SELECT i.imp_id, i.ad_id, k.n FROM impressions i \
+                                 LEFT JOIN k ON i.ad_id = k.ad_id";
     use std::collections::BTreeSet;
     let table = |name: &str, id: &str| {
         format!(
@@ -550,6 +555,19 @@ async fn interval_joins_keep_what_can_still_match_and_equal_the_batch_join() {
              JOIN click_10s k ON v.window_start = k.window_start AND v.ad_id = k.ad_id"
                 .to_string(),
         ),
+        // The window join as the issue writes it: subqueries that aggregate, each run as a
+        // part of the view.
+        (
+            "ctr_parts",
+            format!(
+                "SELECT v.window_start, v.ad_id, v.n AS views, k.n AS clicks FROM ({}) v \
+                 JOIN ({}) k ON v.window_start = k.window_start AND v.ad_id = k.ad_id",
+                per_10s("impressions"),
+                per_10s("clicks")
+            ),
+        ),
+        // A part whose rows change (no windows), from WITH, joined by a LEFT join.
+        ("clicks_per_ad", CLICKS_PER_AD.to_string()),
         // The same pairs without time bounds: a regular join, which keeps every row.
         (
             "unbounded",
@@ -563,7 +581,11 @@ async fn interval_joins_keep_what_can_still_match_and_equal_the_batch_join() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
     }
-    for (name, kind) in [("attributed", "IntervalJoin"), ("ctr", "IntervalJoin")] {
+    for (name, kind) in [
+        ("attributed", "IntervalJoin"),
+        ("ctr", "IntervalJoin"),
+        ("ctr_parts", "IntervalJoin"),
+    ] {
         let query = &views.iter().find(|v| v.0 == name).unwrap().1;
         let explain = sorted_rows(
             &client,
@@ -675,11 +697,17 @@ async fn interval_joins_keep_what_can_still_match_and_equal_the_batch_join() {
             closed_of("imp_10s", imps_wm),
             closed_of("click_10s", clicks_wm)
         );
-        let streamed = sorted_rows(&client, "SELECT * FROM ctr").await;
+        let expected = sorted_rows(&client, &window_join).await;
+        for view in ["ctr", "ctr_parts"] {
+            let streamed = sorted_rows(&client, &format!("SELECT * FROM {view}")).await;
+            assert_eq!(streamed, expected, "{view} after round {round}");
+            compared += streamed.len();
+        }
+        let streamed = sorted_rows(&client, "SELECT * FROM clicks_per_ad").await;
         assert_eq!(
             streamed,
-            sorted_rows(&client, &window_join).await,
-            "ctr after round {round}"
+            sorted_rows(&client, CLICKS_PER_AD).await,
+            "clicks_per_ad after round {round}"
         );
         compared += streamed.len();
         let predicted = (late[0].len() + late[1].len()) as i64;
