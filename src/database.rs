@@ -330,7 +330,8 @@ impl Database {
     pub(crate) async fn plan_stored_view(&self, def: &ViewDef) -> Result<ViewPlan> {
         let Some(whole) = &def.part_of else {
             let query = crate::sql::view::parse_query(&def.query)?;
-            return self.plan_view(&def.name, &query, def.emit_on_close).await;
+            let plan = self.plan_view(&def.name, &query, def.emit_on_close).await?;
+            return Ok(plan.with_state_ttl(ddl::state_ttl_us(def.state_ttl.as_deref())?));
         };
         let whole = self
             .storage
@@ -363,7 +364,8 @@ impl Database {
     ) -> Result<LogicalPlan> {
         let plan = self
             .plan_view(&create.name, &create.query, create.emit_on_close)
-            .await?;
+            .await?
+            .with_state_ttl(ddl::state_ttl_us(create.state_ttl.as_deref())?);
         let manifest = self.storage.manifest();
         for input in ddl::read_relations(&plan) {
             privileges::require(&manifest, principal, input, Privilege::Select)?;

@@ -88,6 +88,9 @@ pub struct CreateView {
     pub emit_on_close: bool,
     /// How long closed windows are kept, as written (`'30 days'`); `None` keeps them all.
     pub retention: Option<String>,
+    /// How long its joins keep a row not written again, as written (`'1 hour'`, Flink's
+    /// `table.exec.state.ttl`); `None` keeps rows while they exist.
+    pub state_ttl: Option<String>,
 }
 
 /// What `ALTER MATERIALIZED VIEW` changes.

@@ -32,6 +32,10 @@ pub struct ViewDef {
     /// dropped. `None` keeps everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// `WITH (state.ttl = '1 hour')` as written: its joins forget rows not written for that
+    /// long. `None` keeps them while they exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_ttl: Option<String>,
     /// Its rows change (it aggregates and its windows never close): views over it receive
     /// inserts and deletes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -67,9 +71,16 @@ impl ViewDef {
         } else {
             ""
         };
-        let with = match &self.retention {
-            Some(retention) => format!(" WITH (retention = {})", quote_literal(retention)),
-            None => String::new(),
+        let options: Vec<String> = [
+            ("retention", &self.retention),
+            ("state.ttl", &self.state_ttl),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some(format!("{key} = {}", quote_literal(value.as_ref()?))))
+        .collect();
+        let with = match options.is_empty() {
+            true => String::new(),
+            false => format!(" WITH ({})", options.join(", ")),
         };
         format!(
             "CREATE MATERIALIZED VIEW {}{with} AS {}{emit}",

@@ -29,7 +29,7 @@ use crate::storage::{Manifest, SourceState, Storage, TableState, ViewState};
 
 mod view;
 
-pub use view::{alter_view, create_view, drop_views, read_relations};
+pub use view::{alter_view, create_view, drop_views, read_relations, state_ttl_us};
 
 pub async fn create_table(
     storage: &Storage,

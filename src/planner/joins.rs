@@ -289,6 +289,7 @@ impl Compiler<'_> {
             steps: Vec::new(),
             lookup,
             interval,
+            idle_ttl_us: None,
         };
         Ok((spec, time))
     }

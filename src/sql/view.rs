@@ -51,9 +51,16 @@ pub fn parse_view_statement(parser: &mut Parser) -> Result<Option<Statement>> {
         skip(parser, 3);
         let name = table_name(&parser.parse_object_name(false)?)?;
         let action = if parser.parse_keyword(Keyword::SET) {
-            AlterView::Retention(Some(retention_option(parse_options(parser)?)?.ok_or_else(
-                || Error::Syntax("ALTER MATERIALIZED VIEW … SET needs (retention = …)".into()),
-            )?))
+            let options = view_options(parse_options(parser)?)?;
+            if options.state_ttl.is_some() {
+                return Err(Error::unsupported(
+                    "changing state.ttl of a materialized view",
+                    Some("Create the view again WITH (state.ttl = …)."),
+                ));
+            }
+            AlterView::Retention(Some(options.retention.ok_or_else(|| {
+                Error::Syntax("ALTER MATERIALIZED VIEW … SET needs (retention = …)".into())
+            })?))
         } else if parser.parse_keyword(Keyword::RESET) {
             parser.expect_token(&Token::LParen)?;
             let option = parser.parse_identifier()?.value.to_ascii_lowercase();
@@ -104,9 +111,9 @@ fn parse_create_view(parser: &mut Parser) -> Result<CreateView> {
             Some("Name the columns with AS in the SELECT list."),
         ));
     }
-    let mut retention = None;
+    let mut options = ViewOptions::default();
     if parser.parse_keyword(Keyword::WITH) {
-        retention = retention_option(parse_options(parser)?)?;
+        options = view_options(parse_options(parser)?)?;
     }
     parser.expect_keyword(Keyword::AS)?;
     let mut query = parser.parse_query()?;
@@ -118,34 +125,43 @@ fn parse_create_view(parser: &mut Parser) -> Result<CreateView> {
     } else {
         false
     };
-    if retention.is_none() && parser.parse_keyword(Keyword::WITH) {
-        retention = retention_option(parse_options(parser)?)?;
+    if options == ViewOptions::default() && parser.parse_keyword(Keyword::WITH) {
+        options = view_options(parse_options(parser)?)?;
     }
     Ok(CreateView {
         name,
         if_not_exists,
         query,
         emit_on_close,
-        retention,
+        retention: options.retention,
+        state_ttl: options.state_ttl,
     })
 }
 
-/// The options a view takes: `retention` only, a duration such as '30 days'.
-fn retention_option(options: Vec<(String, String)>) -> Result<Option<String>> {
-    let mut retention = None;
+/// The options a view takes, durations as written ('30 days').
+#[derive(Debug, Default, PartialEq)]
+struct ViewOptions {
+    retention: Option<String>,
+    state_ttl: Option<String>,
+}
+
+fn view_options(options: Vec<(String, String)>) -> Result<ViewOptions> {
+    let mut parsed = ViewOptions::default();
     for (key, value) in options {
-        if key != "retention" {
-            return Err(unknown_option(&key));
-        }
-        crate::source::options::parse_duration("retention", &value)?;
-        retention = Some(value);
+        let slot = match key.as_str() {
+            "retention" => &mut parsed.retention,
+            "state.ttl" => &mut parsed.state_ttl,
+            _ => return Err(unknown_option(&key)),
+        };
+        crate::source::options::parse_duration(&key, &value)?;
+        *slot = Some(value);
     }
-    Ok(retention)
+    Ok(parsed)
 }
 
 fn unknown_option(key: &str) -> Error {
     Error::InvalidParameter(format!(
-        "unrecognized parameter \"{key}\" for a materialized view: the only one is retention"
+        "unrecognized parameter \"{key}\" for a materialized view: the options are retention and state.ttl"
     ))
 }
 

@@ -72,6 +72,13 @@ impl Dataflow {
         }
     }
 
+    /// Lets the joins forget the rows a state TTL lets go, as of `now_us` (processing time).
+    pub fn forget_idle(&mut self, now_us: i64) {
+        if let Some(join) = &mut self.join {
+            join.forget_idle(now_us);
+        }
+    }
+
     /// Bytes of state held: the operator's and the joins'.
     pub fn state_bytes(&self) -> usize {
         self.operator.as_ref().map_or(0, ViewOperator::state_bytes)

@@ -99,6 +99,9 @@ pub struct JoinSpec {
     /// An interval join: the condition bounds the sides' times, so a row is kept only until
     /// the other side's watermark says nothing more can match it.
     pub interval: Option<Interval>,
+    /// The view's `state.ttl` (µs, Flink's idle state retention): a row not inserted again
+    /// for longer is forgotten — it matches nothing more, and its delete changes nothing.
+    pub idle_ttl_us: Option<i64>,
 }
 
 /// The time bounds of an interval join (an inner join of two append-only inputs whose
@@ -171,15 +174,37 @@ impl JoinSpec {
             })
     }
 
+    /// This join and those below it with a state TTL.
+    pub fn with_idle_ttl(self, idle_ttl_us: Option<i64>) -> JoinSpec {
+        let sides = self.sides.map(|side| JoinSide {
+            input: match side.input {
+                JoinInput::Join(inner) => {
+                    JoinInput::Join(Box::new(inner.with_idle_ttl(idle_ttl_us)))
+                }
+                branch => branch,
+            },
+            ..side
+        });
+        JoinSpec {
+            sides,
+            idle_ttl_us,
+            ..self
+        }
+    }
+
     /// Whether a join of the tree keeps the rows of branch `branch` for as long as they
-    /// exist (all but a lookup join's stream's and an interval join's).
+    /// exist (all but a lookup join's stream's, an interval join's, and those of a join with
+    /// a state TTL).
     pub fn keeps_for_ever(&self, branch: usize) -> bool {
         self.sides
             .iter()
             .enumerate()
             .any(|(s, side)| match &side.input {
                 JoinInput::Branch(b) => {
-                    *b == branch && !(self.lookup && s == 0) && self.interval.is_none()
+                    *b == branch
+                        && !(self.lookup && s == 0)
+                        && self.interval.is_none()
+                        && self.idle_ttl_us.is_none()
                 }
                 JoinInput::Join(inner) => inner.keeps_for_ever(branch),
             })
@@ -243,10 +268,14 @@ impl JoinSpec {
                 "each side's rows by key, kept while they exist with their match counts",
             ),
         };
+        let ttl = match self.idle_ttl_us {
+            Some(ttl) => format!(", rows not written for {} forgotten", seconds(ttl)),
+            None => String::new(),
+        };
         lines.push((
             depth,
             format!(
-                "{name}: type={} on=[{}]{filter} state={state}",
+                "{name}: type={} on=[{}]{filter} state={state}{ttl}",
                 self.kind.name(),
                 keys.join(", "),
             ),
@@ -317,7 +346,7 @@ impl Join {
             .iter()
             .map(|k| Ok(k.data_type(&spec.sides[0].schema)?))
             .collect::<Result<Vec<DataType>>>()?;
-        let side = |i: usize| Side::new(&spec.sides[i].schema, &key_types);
+        let side = |i: usize| Side::new(&spec.sides[i].schema, &key_types, spec.idle_ttl_us);
         let child = |i: usize| match &spec.sides[i].input {
             JoinInput::Join(inner) => Join::try_new(inner).map(|j| Some(Box::new(j))),
             JoinInput::Branch(_) => Ok(None),
@@ -681,6 +710,17 @@ impl Join {
         match self.spec.lookup {
             true => sides[0],
             false => None,
+        }
+    }
+
+    /// Forgets the rows of this join and those below it that a state TTL lets go, as of
+    /// `now_us` (processing time).
+    pub fn forget_idle(&mut self, now_us: i64) {
+        for side in &mut self.sides {
+            side.forget_idle(now_us);
+        }
+        for child in self.children.iter_mut().flatten() {
+            child.forget_idle(now_us);
         }
     }
 

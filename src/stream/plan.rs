@@ -262,6 +262,27 @@ impl ViewPlan {
         }
     }
 
+    /// The plan with a state TTL (µs) on its joins and its parts' joins.
+    pub fn with_state_ttl(self, ttl_us: Option<i64>) -> ViewPlan {
+        ViewPlan {
+            join: self.join.map(|join| join.with_idle_ttl(ttl_us)),
+            parts: self
+                .parts
+                .into_iter()
+                .map(|part| ViewPart {
+                    plan: part.plan.with_state_ttl(ttl_us),
+                    ..part
+                })
+                .collect(),
+            ..self
+        }
+    }
+
+    /// Whether its joins forget rows idle for longer than a state TTL.
+    pub fn forgets_idle(&self) -> bool {
+        self.join.as_ref().is_some_and(|j| j.idle_ttl_us.is_some())
+    }
+
     /// Whether input `branch`'s watermark is one of those the view's is the least of (not
     /// a lookup join's dimension's). Such inputs are also read first when the view backfills.
     pub fn timed(&self, branch: usize) -> bool {

@@ -37,6 +37,8 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a stalled view looks whether it may go on.
 const STALL_RECHECK: Duration = Duration::from_millis(100);
+/// How often a view whose joins have a state TTL forgets idle rows while no input comes.
+const FORGET_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the view's rows come from.
 pub enum Input {
@@ -188,6 +190,8 @@ impl Pipeline {
         let mut refresh_tick = tokio::time::interval(REFRESH_INTERVAL);
         refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recheck = tokio::time::interval(STALL_RECHECK);
+        let mut forget_tick = tokio::time::interval(FORGET_INTERVAL);
+        let forgets = self.flow.plan.forgets_idle();
         let mut dirty = false;
         let mut align = Alignment::new(&lives);
         loop {
@@ -243,6 +247,10 @@ impl Pipeline {
                 }
                 // Nothing else wakes a view stalled on the memory pool when queries free it.
                 _ = recheck.tick(), if stalled => Ok(()),
+                _ = forget_tick.tick(), if forgets => {
+                    self.forget_idle();
+                    Ok(())
+                }
             };
             if let Err(e) = step {
                 return self.fail(e);
@@ -329,6 +337,12 @@ impl Pipeline {
             }
         }
         true
+    }
+
+    /// Lets the joins forget the rows their state TTL lets go, as of now.
+    fn forget_idle(&mut self) {
+        self.flow.forget_idle(chrono::Utc::now().timestamp_micros());
+        self.account();
     }
 
     /// Brings the open-state numbers and the state's share of the memory pool up to date.
@@ -455,6 +469,9 @@ impl Pipeline {
 
     /// Takes a message or file of input `branch` (barriers are aligned by the caller).
     async fn take(&mut self, branch: usize, item: Item) -> Result<()> {
+        if self.flow.plan.forgets_idle() {
+            self.forget_idle();
+        }
         let message = match item {
             Item::File(file) => {
                 for batch in self.storage.read_file(&file).await? {

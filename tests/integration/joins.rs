@@ -759,3 +759,120 @@ async fn interval_joins_keep_what_can_still_match_and_equal_the_batch_join() {
     );
     assert!(last < half * 2, "state grew from {half} to {last} bytes");
 }
+
+/// Waits until the joins of view `view` hold `rows` rows.
+async fn wait_for_join_rows(client: &Client, view: &str, rows: i64) {
+    let query = format!(
+        "SELECT CAST(join_rows AS BIGINT) FROM sluice_catalog.materialized_views \
+         WHERE view = '{view}'"
+    );
+    let what = format!("view {view} to hold {rows} rows in its joins");
+    support::wait_for(Duration::from_secs(30), &what, || async {
+        (query_i64(client, &query).await == rows).then_some(())
+    })
+    .await;
+}
+
+/// `WITH (state.ttl = …)` (Flink's idle state retention) on a regular join of two append-only
+/// tables: no warning at CREATE, EXPLAIN says so, the state empties once its rows are idle for
+/// longer, and rows arriving later join none of the forgotten ones — while the same join
+/// without it joins them all. Each view is checked against the batch join of the rows it
+/// could still see; the option holds through a kill -9 (the rows read again after the
+/// restart are forgotten too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_ttl_forgets_rows_idle_for_longer() {
+    const JOIN: &str =
+        "SELECT o.id, o.amount, p.paid FROM orders o JOIN payments p ON p.order_id = o.id";
+    let (_dir, mut server, mut client) = support::start_killable_with(
+        "CREATE TABLE orders (id BIGINT, amount INT) APPEND ONLY; \
+         CREATE TABLE payments (order_id BIGINT, paid INT) APPEND ONLY;",
+        &[],
+    )
+    .await;
+    let addr = ([127, 0, 0, 1], server.pg_port).into();
+    let warnings = warnings_of(
+        server.pg_port,
+        &format!("CREATE MATERIALIZED VIEW forgetting WITH (state.ttl = '3 seconds') AS {JOIN}"),
+    )
+    .await;
+    assert!(warnings.is_empty(), "{warnings:?}");
+    client
+        .batch_execute(&format!("CREATE MATERIALIZED VIEW keeping AS {JOIN}"))
+        .await
+        .unwrap();
+    let explain = sorted_rows(
+        &client,
+        &format!("EXPLAIN CREATE MATERIALIZED VIEW x WITH (state.ttl = '3 seconds') AS {JOIN}"),
+    )
+    .await
+    .join("\n");
+    assert!(
+        explain.contains("rows not written for 3 s forgotten"),
+        "{explain}"
+    );
+    let insert = |table: &str, ids: std::ops::RangeInclusive<i64>| {
+        let values: Vec<String> = ids.map(|id| format!("({id}, {})", id * 10)).collect();
+        format!("INSERT INTO {table} VALUES {};", values.join(", "))
+    };
+    // Orders and payments arriving together join in both views.
+    client
+        .batch_execute(&format!(
+            "{} {} FLUSH",
+            insert("orders", 1..=40),
+            insert("payments", 1..=20)
+        ))
+        .await
+        .unwrap();
+    let batch = |filter: &str| format!("{JOIN} {filter}");
+    for view in ["forgetting", "keeping"] {
+        assert_eq!(
+            sorted_rows(&client, &format!("SELECT * FROM {view}")).await,
+            sorted_rows(&client, &batch("")).await,
+            "{view}"
+        );
+    }
+    // Idle for longer than the TTL: the forgetting join holds nothing, the other everything.
+    wait_for_join_rows(&client, "forgetting", 0).await;
+    wait_for_join_rows(&client, "keeping", 60).await;
+    // Payments of orders it forgot join nothing there; a new order and its payment do.
+    client
+        .batch_execute(&format!(
+            "{} {} FLUSH",
+            insert("payments", 21..=41),
+            insert("orders", 41..=41)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted_rows(&client, "SELECT * FROM keeping").await,
+        sorted_rows(&client, &batch("")).await
+    );
+    assert_eq!(
+        sorted_rows(&client, "SELECT * FROM forgetting").await,
+        sorted_rows(&client, &batch("WHERE o.id <= 20 OR o.id = 41")).await
+    );
+    // Through a kill -9: orders read again after the restart are forgotten as well.
+    client
+        .batch_execute(&format!("{} FLUSH", insert("orders", 50..=55)))
+        .await
+        .unwrap();
+    server.stop("KILL");
+    server.restart();
+    client = support::connect(addr).await;
+    // Payments 21..=41, order 41 and orders 50..=55, restored or read again.
+    wait_for_join_rows(&client, "forgetting", 28).await;
+    wait_for_join_rows(&client, "forgetting", 0).await;
+    client
+        .batch_execute(&format!("{} FLUSH", insert("payments", 50..=55)))
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted_rows(&client, "SELECT * FROM keeping").await,
+        sorted_rows(&client, &batch("")).await
+    );
+    assert_eq!(
+        sorted_rows(&client, "SELECT * FROM forgetting").await,
+        sorted_rows(&client, &batch("WHERE o.id <= 20 OR o.id = 41")).await
+    );
+    assert_views_running(&client).await;
+}

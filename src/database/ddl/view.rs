@@ -28,7 +28,8 @@ pub async fn create_view(
     }
     let plan = db
         .plan_view(&create.name, &create.query, create.emit_on_close)
-        .await?;
+        .await?
+        .with_state_ttl(state_ttl_us(create.state_ttl.as_deref())?);
     let manifest = storage.manifest();
     for input in read_relations(&plan) {
         privileges::require(&manifest, principal, input, Privilege::Select)?;
@@ -63,6 +64,7 @@ pub async fn create_view(
         &plan,
     );
     def.retention = create.retention.clone();
+    def.state_ttl = create.state_ttl.clone();
     views.push((def, &plan));
     let mut created = false;
     storage
@@ -143,8 +145,23 @@ fn view_def(name: &str, query: String, emit_on_close: bool, plan: &ViewPlan) -> 
         time_columns: plan.time_columns.clone(),
         created_at_ms: chrono::Utc::now().timestamp_millis(),
         retention: None,
+        state_ttl: None,
         updating: plan.updating,
         part_of: None,
+    }
+}
+
+/// A view's `state.ttl` in µs.
+pub fn state_ttl_us(ttl: Option<&str>) -> Result<Option<i64>> {
+    let Some(ttl) = ttl else {
+        return Ok(None);
+    };
+    let us = crate::source::options::parse_duration("state.ttl", ttl)?.as_micros();
+    match i64::try_from(us) {
+        Ok(us) if us > 0 => Ok(Some(us)),
+        _ => Err(Error::InvalidParameter(format!(
+            "invalid value \"{ttl}\" for option \"state.ttl\": expected a positive duration"
+        ))),
     }
 }
 
@@ -183,8 +200,9 @@ fn unbounded_join(plan: &ViewPlan) -> Option<Warning> {
         ),
         hint: Some(
             "Join a table with a primary key or a view that aggregates the stream, whose rows \
-             are replaced rather than added; sluice_catalog.materialized_views shows the \
-             state's size."
+             are replaced rather than added, or create the view WITH (state.ttl = '1 hour') to \
+             forget rows idle for longer; sluice_catalog.materialized_views shows the state's \
+             size."
                 .into(),
         ),
     })

@@ -1,9 +1,10 @@
 //! One side of a join: its rows by the bytes of their join key (Arrow's row format), each
 //! distinct row with how often it occurs and how many rows of the other side it matches; for
-//! an interval join also by time, so rows the watermarks leave behind can go.
+//! an interval join also by time, so rows the watermarks leave behind can go; with a state TTL
+//! also in the order they were written, so rows idle for longer can be forgotten.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ use crate::error::{Error, Result};
 pub(super) struct Held {
     pub(super) count: i64,
     pub(super) matches: i64,
+    /// When it was last inserted (processing time, µs; `i64::MIN` when restored): with a
+    /// state TTL, it is forgotten once idle for longer.
+    written_us: i64,
 }
 
 /// Maps of join keys and rows: DataFusion's default (hashbrown, randomly seeded: the keys are
@@ -99,6 +103,13 @@ impl Candidates {
 /// Bytes a held row costs beyond its key and row bytes (map entries, boxes).
 const ROW_OVERHEAD: usize = 64;
 
+/// With a state TTL: how long a row may go without an insert (µs), and every insert, oldest
+/// first, as when it was written with its key and row (as `expiry` holds them).
+struct Idle {
+    ttl_us: i64,
+    inserts: VecDeque<(i64, Box<[u8]>)>,
+}
+
 /// One side's rows.
 pub(super) struct Side {
     /// Converts the key values, in the types of the left side's keys.
@@ -109,12 +120,19 @@ pub(super) struct Side {
     /// An interval join's rows by time, earliest first, to drop them once they can match
     /// nothing more: the time, and the key's length (4 bytes), the key and the row.
     expiry: BinaryHeap<Reverse<(i64, Box<[u8]>)>>,
+    idle: Option<Idle>,
+    /// The time now (processing time, µs), once told.
+    now_us: Option<i64>,
     pub(super) bytes: usize,
     pub(super) distinct: usize,
 }
 
 impl Side {
-    pub(super) fn new(schema: &Schema, key_types: &[DataType]) -> Result<Self> {
+    pub(super) fn new(
+        schema: &Schema,
+        key_types: &[DataType],
+        idle_ttl_us: Option<i64>,
+    ) -> Result<Self> {
         let keys = match key_types.is_empty() {
             true => None,
             false => Some(RowConverter::new(
@@ -137,6 +155,11 @@ impl Side {
             rows,
             by_key: Map::default(),
             expiry: BinaryHeap::new(),
+            idle: idle_ttl_us.map(|ttl_us| Idle {
+                ttl_us,
+                inserts: VecDeque::new(),
+            }),
+            now_us: None,
             bytes: 0,
             distinct: 0,
         })
@@ -189,10 +212,25 @@ impl Side {
 
     /// Adds one occurrence of a row (with `matches` if it is new).
     pub(super) fn insert(&mut self, key: &[u8], row: &[u8], matches: i64) {
-        let new = Held { count: 1, matches };
+        let written_us = self.now_us.unwrap_or(i64::MIN);
+        let new = Held {
+            count: 1,
+            matches,
+            written_us,
+        };
+        if self.idle.is_some() {
+            let entry = entry(key, row);
+            self.bytes += entry.len() + ROW_OVERHEAD;
+            if let Some(idle) = &mut self.idle {
+                idle.inserts.push_back((written_us, entry));
+            }
+        }
         match self.by_key.get_mut(key) {
             Some(rows) => match rows.get_mut(row) {
-                Some(held) => held.count += 1,
+                Some(held) => {
+                    held.count += 1;
+                    held.written_us = written_us;
+                }
                 None => {
                     rows.insert(row, new);
                     self.bytes += row.len() + ROW_OVERHEAD;
@@ -210,12 +248,9 @@ impl Side {
 
     /// Drops a row (every occurrence) once the watermarks pass `time`.
     pub(super) fn expire_at(&mut self, time: i64, key: &[u8], row: &[u8]) {
-        let mut bytes = Vec::with_capacity(4 + key.len() + row.len());
-        bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(key);
-        bytes.extend_from_slice(row);
-        self.bytes += bytes.len() + ROW_OVERHEAD;
-        self.expiry.push(Reverse((time, bytes.into())));
+        let entry = entry(key, row);
+        self.bytes += entry.len() + ROW_OVERHEAD;
+        self.expiry.push(Reverse((time, entry)));
     }
 
     /// Drops the rows whose time is before `before`.
@@ -223,17 +258,52 @@ impl Side {
         while let Some(Reverse((time, _))) = self.expiry.peek()
             && *time < before
         {
-            let Some(Reverse((_, bytes))) = self.expiry.pop() else {
+            let Some(Reverse((_, entry))) = self.expiry.pop() else {
                 break;
             };
-            self.bytes -= bytes.len() + ROW_OVERHEAD;
-            let (length, rest) = bytes.split_at(4);
-            let length = u32::from_le_bytes(length.try_into().unwrap_or_default()) as usize;
-            let (key, row) = rest.split_at(length.min(rest.len()));
-            if let Some(held) = self.held_mut(key, row) {
-                held.count = 1;
-                self.remove(key, row);
+            self.bytes -= entry.len() + ROW_OVERHEAD;
+            let (key, row) = key_and_row(&entry);
+            self.drop_row(key, row);
+        }
+    }
+
+    /// With a state TTL, forgets the rows not inserted again for longer than it, as of
+    /// `now_us` (processing time): they match nothing more, and a delete of one changes
+    /// nothing. Rows restored from a checkpoint count as written when first told the time.
+    pub(super) fn forget_idle(&mut self, now_us: i64) {
+        let Some(idle) = &mut self.idle else {
+            return;
+        };
+        if self.now_us.is_none() {
+            for (written, _) in idle.inserts.iter_mut().filter(|(w, _)| *w == i64::MIN) {
+                *written = now_us;
             }
+        }
+        self.now_us = Some(now_us);
+        let cutoff = now_us.saturating_sub(idle.ttl_us);
+        let mut forgotten = Vec::new();
+        while let Some((written, _)) = idle.inserts.front()
+            && *written <= cutoff
+        {
+            if let Some((_, entry)) = idle.inserts.pop_front() {
+                forgotten.push(entry);
+            }
+        }
+        for entry in forgotten {
+            self.bytes -= entry.len() + ROW_OVERHEAD;
+            let (key, row) = key_and_row(&entry);
+            // Inserted again since: a later entry forgets it, if it stays idle.
+            if self.held(key, row).is_some_and(|h| h.written_us <= cutoff) {
+                self.drop_row(key, row);
+            }
+        }
+    }
+
+    /// Drops every occurrence of a row, if held.
+    fn drop_row(&mut self, key: &[u8], row: &[u8]) {
+        if let Some(held) = self.held_mut(key, row) {
+            held.count = 1;
+            self.remove(key, row);
         }
     }
 
@@ -321,6 +391,22 @@ impl Side {
         }
         Ok(())
     }
+}
+
+/// A row as `expiry` and `idle` hold it: its key's length (4 bytes), its key and the row.
+fn entry(key: &[u8], row: &[u8]) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(4 + key.len() + row.len());
+    bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(row);
+    bytes.into()
+}
+
+/// The key and the row of an [`entry`].
+fn key_and_row(entry: &[u8]) -> (&[u8], &[u8]) {
+    let (length, rest) = entry.split_at(4.min(entry.len()));
+    let length = u32::from_le_bytes(length.try_into().unwrap_or_default()) as usize;
+    rest.split_at(length.min(rest.len()))
 }
 
 /// The times of an interval join's side.

@@ -68,6 +68,7 @@ fn spec(kind: JoinKind, filtered: bool) -> JoinSpec {
         steps: Vec::new(),
         lookup: false,
         interval: None,
+        idle_ttl_us: None,
     }
 }
 
@@ -274,6 +275,7 @@ fn an_interval_join_forgets_what_can_no_longer_match_and_misses_nothing() {
             lo,
             hi,
         }),
+        idle_ttl_us: None,
     };
     for seed in 0..20u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -344,6 +346,78 @@ fn an_interval_join_forgets_what_can_no_longer_match_and_misses_nothing() {
             most_state < 120,
             "seed {seed}: {most_state} rows held of {} taken",
             kept[0].len() + kept[1].len()
+        );
+    }
+}
+
+/// Random inserts on both sides of an inner join with a state TTL, the clock moving on at
+/// random and checkpoints restored at random: each insert joins exactly the rows of the other
+/// side written again within the TTL before it (restored rows count from the first time the
+/// join is told after the restore), as a model of each row's last write says.
+#[test]
+fn a_state_ttl_forgets_rows_idle_for_longer() {
+    const TTL: i64 = 10;
+    let spec = JoinSpec {
+        idle_ttl_us: Some(TTL),
+        ..spec(JoinKind::Inner, false)
+    };
+    for seed in 0..20u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut join = Join::try_new(&spec).unwrap();
+        // Per side: each row's count and last write (`None`: restored, not yet told the time).
+        let mut sides: [BTreeMap<Row, (i64, Option<i64>)>; 2] = [BTreeMap::new(), BTreeMap::new()];
+        let (mut now, mut result, mut expected) = (0i64, BTreeMap::new(), BTreeMap::new());
+        let mut forgotten = 0;
+        for _ in 0..300 {
+            now += rng.random_range(0..4);
+            join.forget_idle(now);
+            for side in &mut sides {
+                let before = side.len();
+                for (_, written) in side.values_mut() {
+                    written.get_or_insert(now);
+                }
+                side.retain(|_, (_, written)| written.is_some_and(|w| w > now - TTL));
+                forgotten += before - side.len();
+            }
+            let side = rng.random_range(0..2usize);
+            let mut ops = Vec::new();
+            for _ in 0..rng.random_range(1..4) {
+                let row = (Some(rng.random_range(0..3i64)), rng.random_range(0..3i64));
+                for (other, (count, _)) in sides[1 - side].iter().filter(|(r, _)| r.0 == row.0) {
+                    let (l, r) = match side {
+                        0 => (row, *other),
+                        _ => (*other, row),
+                    };
+                    *expected
+                        .entry(vec![l.0, Some(l.1), r.0, Some(r.1)])
+                        .or_insert(0) += count;
+                }
+                let held = sides[side].entry(row).or_insert((0, None));
+                *held = (held.0 + 1, Some(now));
+                ops.push((row, true));
+            }
+            let out = join
+                .push(side, &changes(&spec.sides[side].schema, &ops))
+                .unwrap()
+                .unwrap();
+            fold(&mut result, &out.changes);
+            assert_eq!(result, expected, "seed {seed} at {now}");
+            let held: usize = sides.iter().map(BTreeMap::len).sum();
+            assert_eq!(join.rows(), held, "seed {seed} at {now}");
+            if rng.random_bool(0.05) {
+                let state = join.checkpoint().unwrap();
+                join = Join::try_new(&spec).unwrap();
+                join.restore(&state).unwrap();
+                for side in &mut sides {
+                    for (_, written) in side.values_mut() {
+                        *written = None;
+                    }
+                }
+            }
+        }
+        assert!(
+            forgotten > 20,
+            "seed {seed}: only {forgotten} rows forgotten"
         );
     }
 }
