@@ -294,7 +294,9 @@ async fn regular_joins_follow_every_change_of_every_side_through_a_crash() {
 /// Clicks joined to the impressions they came from and to the ad's campaign: two Kafka topics
 /// (the impressions kept by their source, the clicks read by the view's own reader) and a
 /// keyed table, through a kill -9 — each view equals its query over sources keeping every
-/// event once it has read as far.
+/// event once it has read as far. An interval join of the topics (whose events come in time
+/// order, so none is late) equals the batch join; a window join of two aggregating
+/// subqueries equals the batch join of the windows each topic's watermark closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_join_of_two_topics_and_a_table_resumes_after_a_kill() {
     let Some(kafka) = kafka_target() else { return };
@@ -305,7 +307,8 @@ async fn a_join_of_two_topics_and_a_table_resumes_after_a_kill() {
     let addr = ([127, 0, 0, 1], server.pg_port).into();
     let source = |name: &str, columns: &str, topic: &str, retain: bool| {
         format!(
-            "CREATE SOURCE {name} ({columns}, ts TIMESTAMPTZ) WITH (connector = 'kafka', \
+            "CREATE SOURCE {name} ({columns}, ts TIMESTAMPTZ, \
+             WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH (connector = 'kafka', \
              topic = '{topic}', properties.bootstrap.server = '{kafka}', \
              scan.startup.mode = 'earliest', retain = '{retain}') FORMAT PLAIN ENCODE JSON;"
         )
@@ -331,11 +334,33 @@ async fn a_join_of_two_topics_and_a_table_resumes_after_a_kill() {
                         JOIN ads a ON i.ad_id = a.id GROUP BY a.campaign";
     let unclicked = "SELECT i.imp_id FROM impressions i WHERE NOT EXISTS \
                      (SELECT 1 FROM clicks c WHERE c.imp_id = i.imp_id)";
+    // Within 5 s of each other: rows go once the other topic's watermark is 5 s past them.
+    let attributed = "SELECT c.click_id, i.imp_id, c.ts - i.ts AS delay FROM clicks c \
+                      JOIN impressions i ON c.imp_id = i.imp_id \
+                      AND c.ts BETWEEN i.ts - INTERVAL '5' SECOND AND i.ts + INTERVAL '5' SECOND";
+    let per_2s = |input: &str| {
+        format!(
+            "SELECT window_start, window_end, count(*) AS n \
+             FROM TUMBLE({input}, ts, INTERVAL '2' SECOND) GROUP BY window_start, window_end"
+        )
+    };
+    let ctr = |imps: &str, clicks: &str| {
+        format!(
+            "SELECT v.window_start, v.n AS imps, k.n AS clicks FROM ({imps}) v JOIN ({clicks}) k \
+             ON v.window_start = k.window_start"
+        )
+    };
     let raw = |query: &str| query.replace("FROM clicks c", "FROM clicks_raw c");
     let views = [
-        ("clicked", raw(clicked), clicked),
-        ("per_campaign", raw(per_campaign), per_campaign),
-        ("unclicked", raw(unclicked), unclicked),
+        ("clicked", raw(clicked), clicked.to_string()),
+        ("per_campaign", raw(per_campaign), per_campaign.to_string()),
+        ("unclicked", raw(unclicked), unclicked.to_string()),
+        ("attributed", raw(attributed), attributed.to_string()),
+        (
+            "ctr",
+            ctr(&per_2s("impressions"), &per_2s("clicks_raw")),
+            String::new(),
+        ),
     ];
     for (name, query, _) in &views {
         client
@@ -391,7 +416,27 @@ async fn a_join_of_two_topics_and_a_table_resumes_after_a_kill() {
             client = support::connect(addr).await;
         }
         wait_read(&client, &["impressions", "clicks"], sent).await;
+        // Each topic's watermark: its partitions' least latest time, less 1 s (the
+        // impressions alternate over two partitions).
+        let (imps_wm, clicks_wm) = (
+            base_ms + (imps - 1) * 100 - 1000,
+            base_ms + clicks * 150 - 1000,
+        );
+        let closed = |input: &str, watermark_ms: i64| {
+            format!(
+                "SELECT * FROM ({}) WHERE window_end <= to_timestamp({watermark_ms} / 1000.0)",
+                per_2s(input)
+            )
+        };
+        let closed_ctr = ctr(
+            &closed("impressions", imps_wm),
+            &closed("clicks", clicks_wm),
+        );
         for (name, _, batch) in &views {
+            let batch = match batch.is_empty() {
+                true => &closed_ctr,
+                false => batch,
+            };
             let expected = sorted_rows(&client, batch).await;
             let what = format!("view {name} to read round {round}");
             compared += wait_for_rows(&client, name, &expected, &what).await;
