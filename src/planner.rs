@@ -7,8 +7,9 @@
 //! (`HAVING`) and projections. The aggregation is replaced by a [`WindowAggregateNode`] (shown
 //! by `EXPLAIN`) and compiled into a streaming operator; every filter, projection, group key,
 //! aggregate argument and `FILTER (WHERE …)` stays a DataFusion physical expression. Anything
-//! else (sorts without limits, joins, other window functions, `DISTINCT ON`) cannot be
-//! maintained incrementally yet and is refused with 0A000 and a hint.
+//! else (sorts without limits, other window functions, `DISTINCT ON`) cannot be maintained
+//! incrementally yet and is refused with 0A000 and a hint. Joins of chains are planned in
+//! `joins.rs`; a join side that aggregates becomes a *part*, planned here as a view of its own.
 
 mod adhoc;
 pub mod functions;

@@ -298,7 +298,7 @@ impl Compiler<'_> {
     /// a window table function's or a lookup join's dimension, or over another join.
     fn join_input(&self, plan: &LogicalPlan, branches: &mut Vec<Branch>) -> Result<PlannedSide> {
         let (nodes, bottom) = chain(plan)?;
-        if nodes.iter().any(|n| !matches!(n, Node::Step(_))) || matches!(bottom, Bottom::Union(_)) {
+        if nodes.iter().any(|n| !matches!(n, Node::Step(_))) {
             return self.part(plan, &nodes, branches);
         }
         match bottom {
@@ -349,7 +349,7 @@ impl Compiler<'_> {
                     dimension: false,
                 })
             }
-            Bottom::Union(_) => Err(Error::Internal("a union side is a part".into())),
+            Bottom::Union(_) => self.part(plan, &nodes, branches),
         }
     }
 
