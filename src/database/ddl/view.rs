@@ -186,8 +186,14 @@ fn unbounded_join(plan: &ViewPlan) -> Option<Warning> {
         .iter()
         .enumerate()
         .filter(|(i, b)| !b.input.updating && join.keeps_for_ever(*i))
-        .map(|(_, b)| b)
-        .map(|b| format!("\"{}\"", b.input.name))
+        .map(|(_, b)| {
+            // A part as the user wrote it: a subquery.
+            let part = plan.parts.iter().find(|p| p.name == b.input.name);
+            match part.and_then(|p| p.alias.as_deref()) {
+                Some(alias) => format!("subquery \"{alias}\""),
+                None => format!("\"{}\"", b.input.name),
+            }
+        })
         .collect();
     if kept.is_empty() {
         return None;
