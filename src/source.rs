@@ -16,6 +16,7 @@ pub mod changelog;
 pub mod datagen;
 pub mod decode;
 pub mod dedup;
+mod flat_json;
 pub mod json_members;
 pub mod kafka;
 pub mod kafka_process;

@@ -1,7 +1,9 @@
 //! JSON records → Arrow batches of a source's schema, with every undecodable record set aside.
 //!
-//! Records are decoded many at a time with arrow-json's `Decoder` (one tape for the whole chunk,
-//! one array per column), not per-row serde. A record that breaks the chunk — not JSON, not one
+//! A chunk of flat objects of scalar columns goes the fast path (`flat_json.rs`: serde_json
+//! into Arrow builders) when its every record is plain. Other chunks are decoded many records
+//! at a time with arrow-json's `Decoder` (one tape for the whole chunk, one array per column),
+//! which takes odd input its own way. A record that breaks the chunk — not JSON, not one
 //! object, a wrong type, a NOT NULL column missing — is found by re-decoding the failing segment
 //! in halves, so one bad record costs O(log n) extra decodes and never drops its neighbours.
 //!
@@ -24,6 +26,7 @@ use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::json::reader::Decoder;
 
 use super::Rejected;
+use super::flat_json::FlatDecoder;
 use crate::catalog::source::SourceDef;
 use crate::error::{Result, lowercase_first};
 use crate::sql::IncludeKind;
@@ -55,7 +58,15 @@ pub struct JsonDecoder {
     /// A decoder kept between chunks (for the numeric schema or not), so its buffers are
     /// allocated once.
     reusable: Option<(bool, Decoder)>,
+    /// The fast path, while the source's records are plain: dropped once it declined
+    /// `DECLINED_MAX` chunks in a row that then decoded cleanly the general way (the source
+    /// sends what it does not take).
+    flat: Option<FlatDecoder>,
+    declined: usize,
 }
+
+/// Clean chunks in a row the fast path may decline before a decoder stops trying it.
+const DECLINED_MAX: usize = 8;
 
 /// Rows a kept decoder takes at once; larger segments get a decoder of their own.
 const REUSABLE_ROWS: usize = 16_384;
@@ -94,7 +105,16 @@ impl JsonDecoder {
                 .as_ref()
                 .and_then(|w| def.columns.iter().position(|c| c.name == w.column)),
             reusable: None,
+            flat: FlatDecoder::try_new(&def.columns),
+            declined: 0,
         }
+    }
+
+    /// The same without the fast path (for tests of the general one).
+    #[cfg(test)]
+    pub(super) fn general_only(mut self) -> Self {
+        self.flat = None;
+        self
     }
 
     fn decode_schema(&self, numeric: bool) -> &SchemaRef {
@@ -119,6 +139,15 @@ impl JsonDecoder {
                 None => rejected.push(reject(partition, record, "the message has no value")),
             }
         }
+        if let Some(flat) = &mut self.flat
+            && let Some(declared) = flat.decode(records, &good)
+        {
+            self.declined = 0;
+            let batch = self.finish(partition, records, &good, declared, &mut rejected)?;
+            rejected.sort_by_key(|r| r.offset);
+            return Ok(Decoded { batch, rejected });
+        }
+        let without_payload = rejected.len();
         let mut pieces = Vec::new();
         let numeric = self.numeric_timestamps && !good.is_empty();
         let fast = match numeric {
@@ -135,6 +164,13 @@ impl JsonDecoder {
                 if numeric && rejected.len() == before {
                     self.numeric_timestamps = false;
                 }
+            }
+        }
+        // Declined by the fast path and clean here: the source sends what it does not take.
+        if self.flat.is_some() && rejected.len() == without_payload {
+            self.declined += 1;
+            if self.declined >= DECLINED_MAX {
+                self.flat = None;
             }
         }
         let declared = concat_batches(self.decode_schema(decoded_numeric), &pieces)?;
@@ -228,7 +264,10 @@ impl JsonDecoder {
         {
             let column = declared.column(c);
             let column = match field.data_type() {
-                DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                // (The fast path gives timestamps as they are stored.)
+                DataType::Timestamp(TimeUnit::Microsecond, tz)
+                    if column.data_type() != field.data_type() =>
+                {
                     let text = column.as_any().downcast_ref::<StringArray>();
                     let millis = column.as_any().downcast_ref::<Int64Array>();
                     let mut micros = Vec::with_capacity(column.len());
@@ -450,7 +489,8 @@ mod tests {
 
     #[test]
     fn timestamps_take_the_numeric_path_until_text_arrives() {
-        let mut d = decoder("CREATE SOURCE s (a INT, ts TIMESTAMP) WITH (connector = 'kafka')");
+        let mut d = decoder("CREATE SOURCE s (a INT, ts TIMESTAMP) WITH (connector = 'kafka')")
+            .general_only();
         let numbers = records(&[r#"{"a": 1, "ts": 1000}"#, r#"{"a": 2, "ts": "2000"}"#]);
         let out = d.decode(0, &numbers).unwrap();
         assert!(out.rejected.is_empty() && d.numeric_timestamps);
@@ -483,6 +523,103 @@ mod tests {
         assert!(out.rejected.is_empty());
         assert_eq!(out.batch.num_rows(), 3);
         assert_eq!(out.batch.column(0).null_count(), 1);
+    }
+
+    /// Fuzz target: a chunk decodes to the same rows and rejections with the fast path as
+    /// without it. Records are objects built of values each column may or may not take (and
+    /// keys left out, repeated or unknown), or raw bytes.
+    #[test]
+    fn fuzz_fast_and_general_paths_agree() {
+        const VALUES: [&[&str]; 4] = [
+            &[
+                "1",
+                "-0",
+                "\"2\"",
+                "1.5",
+                "1e3",
+                "null",
+                "9223372036854775808",
+                "[1]",
+            ],
+            &[
+                "\"/a\"",
+                "\"caf\\u00e9 \\/x\"",
+                "5",
+                "true",
+                "null",
+                "{\"x\": 1}",
+            ],
+            &[
+                "1.5",
+                "2",
+                "0.1",
+                "-0.0",
+                "1e308",
+                "\"3.5\"",
+                "123456789.123456789",
+                "null",
+            ],
+            &[
+                "1767225600000",
+                "\"2026-01-01T00:00:00Z\"",
+                "\"2026-01-01 00:00:01\"",
+                "\"yesterday\"",
+                "1767225600000.5",
+                "\"1767225600000\"",
+                "null",
+            ],
+        ];
+        const KEYS: [&str; 4] = ["id", "page", "amount", "ts"];
+        let sql = "CREATE SOURCE s (id BIGINT NOT NULL, page VARCHAR, amount DOUBLE PRECISION, \
+                   ts TIMESTAMPTZ, WATERMARK FOR ts AS ts) INCLUDE offset AS off \
+                   WITH (connector = 'kafka')";
+        bolero::check!()
+            .with_type::<Vec<(Vec<(u8, u8)>, Option<Vec<u8>>)>>()
+            .for_each(|records| {
+                let payloads: Vec<Vec<u8>> = records
+                    .iter()
+                    .map(|(members, raw)| match raw {
+                        Some(raw) => raw.clone(),
+                        None => {
+                            let members: Vec<String> = members
+                                .iter()
+                                .map(|&(key, value)| {
+                                    let (k, v) = (usize::from(key) % 5, usize::from(value));
+                                    match k {
+                                        4 => format!("\"other\": {}", VALUES[1][v % 6]),
+                                        _ => format!(
+                                            "\"{}\": {}",
+                                            KEYS[k],
+                                            VALUES[k][v % VALUES[k].len()]
+                                        ),
+                                    }
+                                })
+                                .collect();
+                            format!("{{{}}}", members.join(", ")).into_bytes()
+                        }
+                    })
+                    .collect();
+                let input: Vec<Record<'_>> = payloads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| Record {
+                        offset: i as i64,
+                        timestamp_ms: None,
+                        key: None,
+                        payload: Some(p),
+                    })
+                    .collect();
+                let fast = decoder(sql).decode(0, &input).unwrap();
+                let general = decoder(sql).general_only().decode(0, &input).unwrap();
+                assert_eq!(fast.batch, general.batch);
+                let errors = |d: &Decoded| -> Vec<(i64, String)> {
+                    d.rejected
+                        .iter()
+                        .map(|r| (r.offset, r.error.clone()))
+                        .collect()
+                };
+                assert_eq!(errors(&fast), errors(&general));
+            });
     }
 
     /// Fuzz target: every record of a chunk becomes a row or a rejection, never both or
