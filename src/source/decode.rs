@@ -110,9 +110,9 @@ impl JsonDecoder {
         }
     }
 
-    /// The same without the fast path (for tests of the general one).
-    #[cfg(test)]
-    pub(super) fn general_only(mut self) -> Self {
+    /// The same without the fast path: the general path alone (for tests and benches
+    /// comparing the two).
+    pub fn general_only(mut self) -> Self {
         self.flat = None;
         self
     }

@@ -11,11 +11,11 @@
 //! it rejects. So this path never rejects a record, and a chunk it decodes gives the rows the
 //! general path gives.
 //!
-//! Floats must come out bit for bit as arrow-json's correctly rounded parse makes them.
+//! Floats must come out bit for bit as arrow-json's correctly rounded parse makes them, and
 //! serde_json (without its `float_roundtrip` feature, which would rebuild the whole Arrow stack)
-//! rounds once, so correctly, when a literal has at most 15 digits and no exponent; a source with
-//! `double precision` columns has each record checked for other float literals first
-//! ([`plain_floats`]), and a record with one is declined.
+//! may be a bit off for long literals. So a `double precision` value that is not an integer is
+//! parsed again from its text by the standard library (correctly rounded): the text is found
+//! after its key, which must occur once in the record ([`float_text`]).
 
 use std::sync::Arc;
 
@@ -24,10 +24,14 @@ use datafusion::arrow::array::{
     RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use memchr::memmem::Finder;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 
 use super::decode::{Record, parse_timestamp_micros};
 use crate::catalog::types::ColumnDef;
+
+/// Bytes of text a row's value is given room for at first.
+const TEXT_BYTES: usize = 16;
 
 /// Columns a chunk's rows are built in, one per declared column.
 enum Column {
@@ -41,16 +45,17 @@ enum Column {
 }
 
 impl Column {
-    fn new(data_type: &DataType) -> Option<Self> {
+    /// An empty column of `rows` rows' room.
+    fn new(data_type: &DataType, rows: usize) -> Option<Self> {
         Some(match data_type {
-            DataType::Int16 => Column::Int16(Int16Builder::new()),
-            DataType::Int32 => Column::Int32(Int32Builder::new()),
-            DataType::Int64 => Column::Int64(Int64Builder::new()),
-            DataType::Float64 => Column::Float64(Float64Builder::new()),
-            DataType::Boolean => Column::Boolean(BooleanBuilder::new()),
-            DataType::Utf8 => Column::Text(StringBuilder::new()),
+            DataType::Int16 => Column::Int16(Int16Builder::with_capacity(rows)),
+            DataType::Int32 => Column::Int32(Int32Builder::with_capacity(rows)),
+            DataType::Int64 => Column::Int64(Int64Builder::with_capacity(rows)),
+            DataType::Float64 => Column::Float64(Float64Builder::with_capacity(rows)),
+            DataType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(rows)),
+            DataType::Utf8 => Column::Text(StringBuilder::with_capacity(rows, rows * TEXT_BYTES)),
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                Column::Timestamp(TimestampMicrosecondBuilder::new())
+                Column::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows))
             }
             _ => return None,
         })
@@ -101,36 +106,22 @@ impl Column {
     }
 }
 
-/// Whether every number in `json` outside strings is one serde_json parses exactly or rounds
-/// correctly: at most 19 digits without a fraction or exponent, at most 15 digits with a
-/// fraction, no exponent.
-fn plain_floats(json: &[u8]) -> bool {
-    let (mut in_string, mut escaped) = (false, false);
-    let (mut digits, mut fraction) = (0usize, false);
-    for &byte in json {
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'0'..=b'9' => digits += 1,
-            b'.' => fraction = true,
-            b'e' | b'E' if digits > 0 => return false,
-            _ => {
-                if digits > 19 || (fraction && digits > 15) {
-                    return false;
-                }
-                (digits, fraction) = (0, false);
-                in_string = byte == b'"';
-            }
-        }
-    }
-    digits <= 19 && !(fraction && digits > 15)
+/// The text of the number after the one key `key` (quoted, as JSON writes it) in `json`;
+/// `None` when the key occurs as a key (followed by `:`) other than once.
+fn float_text<'j>(json: &'j [u8], key: &Finder<'_>) -> Option<&'j str> {
+    let after_colon = |at: usize| {
+        let rest = json[at + key.needle().len()..].trim_ascii_start();
+        rest.strip_prefix(b":").map(<[u8]>::trim_ascii_start)
+    };
+    let mut found = key.find_iter(json).filter_map(after_colon);
+    let (value, None) = (found.next()?, found.next()) else {
+        return None;
+    };
+    let end = value
+        .iter()
+        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .unwrap_or(value.len());
+    std::str::from_utf8(&value[..end]).ok()
 }
 
 /// Decodes chunks of flat JSON objects into the declared columns, or declines them.
@@ -139,8 +130,8 @@ pub struct FlatDecoder {
     names: Vec<String>,
     nullable: Vec<bool>,
     columns: Vec<Column>,
-    /// Some column is `double precision`: records are checked with [`plain_floats`].
-    floats: bool,
+    /// Each `double precision` column's key as JSON writes it, to find its text.
+    float_keys: Vec<Option<Finder<'static>>>,
 }
 
 /// Columns one record can name, each at most once (a bit per column).
@@ -154,7 +145,7 @@ impl FlatDecoder {
         }
         let builders = columns
             .iter()
-            .map(|c| Column::new(&c.column_type.arrow))
+            .map(|c| Column::new(&c.column_type.arrow, 0))
             .collect::<Option<Vec<Column>>>()?;
         let fields: Vec<Field> = columns
             .iter()
@@ -164,7 +155,15 @@ impl FlatDecoder {
             schema: Arc::new(Schema::new(fields)),
             names: columns.iter().map(|c| c.name.clone()).collect(),
             nullable: columns.iter().map(|c| c.nullable).collect(),
-            floats: builders.iter().any(|b| matches!(b, Column::Float64(_))),
+            float_keys: columns
+                .iter()
+                .zip(&builders)
+                .map(|(c, b)| {
+                    let key = serde_json::to_string(&c.name).ok()?;
+                    matches!(b, Column::Float64(_))
+                        .then(|| Finder::new(key.as_bytes()).into_owned())
+                })
+                .collect(),
             columns: builders,
         })
     }
@@ -172,15 +171,20 @@ impl FlatDecoder {
     /// The rows of the records at `indices` (each with a payload) in the declared columns, or
     /// `None` when any of them is not plain.
     pub fn decode(&mut self, records: &[Record<'_>], indices: &[usize]) -> Option<RecordBatch> {
+        // Room for the chunk, so no column grows while it is read.
+        for (column, field) in self.columns.iter_mut().zip(self.schema.fields()) {
+            if let Some(sized) = Column::new(field.data_type(), indices.len()) {
+                *column = sized;
+            }
+        }
         let mut plain = true;
         for &i in indices {
             let payload = records[i].payload.unwrap_or_default();
-            if self.floats && !plain_floats(payload) {
-                plain = false;
-                break;
-            }
             let mut parser = serde_json::Deserializer::from_slice(payload);
-            plain = RowSeed(self).deserialize(&mut parser).is_ok() && parser.end().is_ok();
+            plain = match RowSeed(self).deserialize(&mut parser) {
+                Ok(floats) => parser.end().is_ok() && self.reparse_floats(payload, floats),
+                Err(_) => false,
+            };
             if !plain {
                 break;
             }
@@ -195,6 +199,28 @@ impl FlatDecoder {
             true => RecordBatch::try_new(Arc::clone(&self.schema), arrays).ok(),
             false => None,
         }
+    }
+
+    /// Parses the floats of the row just read (columns flagged in `floats`) again from their
+    /// text, correctly rounded; `false` when a text is not found.
+    fn reparse_floats(&mut self, json: &[u8], floats: u64) -> bool {
+        if floats == 0 {
+            return true;
+        }
+        for (c, column) in self.columns.iter_mut().enumerate() {
+            if floats & (1 << c) == 0 {
+                continue;
+            }
+            let (Column::Float64(b), Some(key)) = (column, &self.float_keys[c]) else {
+                return false;
+            };
+            let parsed = float_text(json, key).and_then(|t| t.parse::<f64>().ok());
+            match (parsed, b.values_slice_mut().last_mut()) {
+                (Some(parsed), Some(last)) => *last = parsed,
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// The column named `key`, looked for first right after `after` (producers write keys in
@@ -236,50 +262,55 @@ struct ValueSeed<'a> {
     nullable: bool,
 }
 
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = ();
+/// Whether the value was a number with a fraction or an exponent (whose text is parsed again).
+type Fractional = bool;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Fractional;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Fractional, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for ValueSeed<'_> {
-    type Value = ();
+    type Value = Fractional;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a plain value of the column's type")
     }
 
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Fractional, E> {
         self.column
             .append_integer(i128::from(v))
-            .ok_or_else(|| E::custom("not plain"))
+            .ok_or_else(|| E::custom("not plain"))?;
+        Ok(false)
     }
 
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Fractional, E> {
         self.column
             .append_integer(i128::from(v))
-            .ok_or_else(|| E::custom("not plain"))
+            .ok_or_else(|| E::custom("not plain"))?;
+        Ok(false)
     }
 
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Fractional, E> {
         let Column::Float64(b) = self.column else {
             return Err(E::custom("not plain"));
         };
         b.append_value(v);
-        Ok(())
+        Ok(true)
     }
 
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Fractional, E> {
         let Column::Boolean(b) = self.column else {
             return Err(E::custom("not plain"));
         };
         b.append_value(v);
-        Ok(())
+        Ok(false)
     }
 
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Fractional, E> {
         match self.column {
             Column::Text(b) => b.append_value(v),
             Column::Timestamp(b) => {
@@ -288,39 +319,40 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             }
             _ => return Err(E::custom("not plain")),
         }
-        Ok(())
+        Ok(false)
     }
 
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Fractional, E> {
         if !self.nullable {
             return Err(E::custom("not plain"));
         }
         self.column.append_null();
-        Ok(())
+        Ok(false)
     }
 }
 
-/// One record, as a row of every column.
+/// One record, as a row of every column; gives the columns (a bit each) whose value was
+/// [`Fractional`].
 struct RowSeed<'a>(&'a mut FlatDecoder);
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ();
+    type Value = u64;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = ();
+    type Value = u64;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
         let decoder = self.0;
-        let mut seen = 0u64;
+        let (mut seen, mut fractional) = (0u64, 0u64);
         let mut next = 0;
         while let Some(found) = map.next_key_seed(KeySeed(decoder, next))? {
             let Some(c) = found else {
@@ -332,10 +364,13 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             }
             seen |= 1 << c;
             next = c + 1;
-            map.next_value_seed(ValueSeed {
+            let value = ValueSeed {
                 column: &mut decoder.columns[c],
                 nullable: decoder.nullable[c],
-            })?;
+            };
+            if map.next_value_seed(value)? {
+                fractional |= 1 << c;
+            }
         }
         // Columns the record leaves out are NULL, where they may be.
         for (c, column) in decoder.columns.iter_mut().enumerate() {
@@ -346,7 +381,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 column.append_null();
             }
         }
-        Ok(())
+        Ok(fractional)
     }
 }
 
