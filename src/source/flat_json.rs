@@ -14,8 +14,9 @@
 //! Floats must come out bit for bit as arrow-json's correctly rounded parse makes them, and
 //! serde_json (without its `float_roundtrip` feature, which would rebuild the whole Arrow stack)
 //! may be a bit off for long literals. So a `double precision` value that is not an integer is
-//! parsed again from its text by the standard library (correctly rounded): the text is found
-//! after its key, which must occur once in the record ([`float_text`]).
+//! parsed again from its text by the standard library (correctly rounded): the text follows its
+//! key, which serde_json hands over as a slice of the record (a key with escapes, which it
+//! copies, declines the chunk when its value is such a float).
 
 use std::sync::Arc;
 
@@ -24,7 +25,6 @@ use datafusion::arrow::array::{
     RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use memchr::memmem::Finder;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 
 use super::decode::{Record, parse_timestamp_micros};
@@ -106,22 +106,26 @@ impl Column {
     }
 }
 
-/// The text of the number after the one key `key` (quoted, as JSON writes it) in `json`;
-/// `None` when the key occurs as a key (followed by `:`) other than once.
-fn float_text<'j>(json: &'j [u8], key: &Finder<'_>) -> Option<&'j str> {
-    let after_colon = |at: usize| {
-        let rest = json[at + key.needle().len()..].trim_ascii_start();
-        rest.strip_prefix(b":").map(<[u8]>::trim_ascii_start)
-    };
-    let mut found = key.find_iter(json).filter_map(after_colon);
-    let (value, None) = (found.next()?, found.next()) else {
-        return None;
-    };
+/// The text of the number at the start of `json` (after its key's closing quote, spaces and
+/// the colon).
+fn number_text(json: &[u8]) -> Option<&str> {
+    let value = json
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
     let end = value
         .iter()
         .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
         .unwrap_or(value.len());
     std::str::from_utf8(&value[..end]).ok()
+}
+
+/// A key's length and first 8 bytes, which tell most keys apart without a comparison call.
+fn fingerprint(key: &[u8]) -> (usize, u64) {
+    let mut head = [0u8; 8];
+    let n = key.len().min(8);
+    head[..n].copy_from_slice(&key[..n]);
+    (key.len(), u64::from_le_bytes(head))
 }
 
 /// Decodes chunks of flat JSON objects into the declared columns, or declines them.
@@ -130,8 +134,8 @@ pub struct FlatDecoder {
     names: Vec<String>,
     nullable: Vec<bool>,
     columns: Vec<Column>,
-    /// Each `double precision` column's key as JSON writes it, to find its text.
-    float_keys: Vec<Option<Finder<'static>>>,
+    /// Each name's [`fingerprint`].
+    fingerprints: Vec<(usize, u64)>,
 }
 
 /// Columns one record can name, each at most once (a bit per column).
@@ -155,14 +159,9 @@ impl FlatDecoder {
             schema: Arc::new(Schema::new(fields)),
             names: columns.iter().map(|c| c.name.clone()).collect(),
             nullable: columns.iter().map(|c| c.nullable).collect(),
-            float_keys: columns
+            fingerprints: columns
                 .iter()
-                .zip(&builders)
-                .map(|(c, b)| {
-                    let key = serde_json::to_string(&c.name).ok()?;
-                    matches!(b, Column::Float64(_))
-                        .then(|| Finder::new(key.as_bytes()).into_owned())
-                })
+                .map(|c| fingerprint(c.name.as_bytes()))
                 .collect(),
             columns: builders,
         })
@@ -181,10 +180,11 @@ impl FlatDecoder {
         for &i in indices {
             let payload = records[i].payload.unwrap_or_default();
             let mut parser = serde_json::Deserializer::from_slice(payload);
-            plain = match RowSeed(self).deserialize(&mut parser) {
-                Ok(floats) => parser.end().is_ok() && self.reparse_floats(payload, floats),
-                Err(_) => false,
+            let row = RowSeed {
+                decoder: self,
+                json: payload,
             };
+            plain = row.deserialize(&mut parser).is_ok() && parser.end().is_ok();
             if !plain {
                 break;
             }
@@ -201,58 +201,51 @@ impl FlatDecoder {
         }
     }
 
-    /// Parses the floats of the row just read (columns flagged in `floats`) again from their
-    /// text, correctly rounded; `false` when a text is not found.
-    fn reparse_floats(&mut self, json: &[u8], floats: u64) -> bool {
-        if floats == 0 {
-            return true;
-        }
-        for (c, column) in self.columns.iter_mut().enumerate() {
-            if floats & (1 << c) == 0 {
-                continue;
-            }
-            let (Column::Float64(b), Some(key)) = (column, &self.float_keys[c]) else {
-                return false;
-            };
-            let parsed = float_text(json, key).and_then(|t| t.parse::<f64>().ok());
-            match (parsed, b.values_slice_mut().last_mut()) {
-                (Some(parsed), Some(last)) => *last = parsed,
-                _ => return false,
-            }
-        }
-        true
-    }
-
     /// The column named `key`, looked for first right after `after` (producers write keys in
     /// one order).
     fn column(&self, key: &str, after: usize) -> Option<usize> {
         let n = self.names.len();
+        let print = fingerprint(key.as_bytes());
         (0..n)
             .map(|k| (after + k) % n)
-            .find(|&c| self.names[c] == key)
+            .find(|&c| self.fingerprints[c] == print && (key.len() <= 8 || self.names[c] == key))
     }
 }
 
-/// A key, as the column it names (`None`: a key of no column), looked for from column `.1`.
-struct KeySeed<'a>(&'a FlatDecoder, usize);
+/// A key, as the column it names (`None`: a key of no column), looked for from column `after`,
+/// and where in the record `json` it ends (`None` for a key with escapes, which serde_json
+/// copies).
+struct KeySeed<'a> {
+    decoder: &'a FlatDecoder,
+    after: usize,
+    json: &'a [u8],
+}
+
+type Key = Option<(usize, Option<usize>)>;
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
+    type Value = Key;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
+    type Value = Key;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a key")
     }
 
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.0.column(key, self.1))
+    fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key, E> {
+        let end = (key.as_ptr() as usize + key.len()).checked_sub(self.json.as_ptr() as usize);
+        let end = end.filter(|&e| e < self.json.len());
+        Ok(self.decoder.column(key, self.after).map(|c| (c, end)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+        Ok(self.decoder.column(key, self.after).map(|c| (c, None)))
     }
 }
 
@@ -331,31 +324,41 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
-/// One record, as a row of every column; gives the columns (a bit each) whose value was
-/// [`Fractional`].
-struct RowSeed<'a>(&'a mut FlatDecoder);
+/// One record (`json`), as a row of every column.
+struct RowSeed<'a> {
+    decoder: &'a mut FlatDecoder,
+    json: &'a [u8],
+}
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = u64;
+    type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = u64;
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
-        let decoder = self.0;
-        let (mut seen, mut fractional) = (0u64, 0u64);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (decoder, json) = (self.decoder, self.json);
+        let mut seen = 0u64;
         let mut next = 0;
-        while let Some(found) = map.next_key_seed(KeySeed(decoder, next))? {
-            let Some(c) = found else {
+        loop {
+            let key = KeySeed {
+                decoder,
+                after: next,
+                json,
+            };
+            let Some(found) = map.next_key_seed(key)? else {
+                break;
+            };
+            let Some((c, key_end)) = found else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
@@ -368,8 +371,17 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 column: &mut decoder.columns[c],
                 nullable: decoder.nullable[c],
             };
+            // A float is parsed again from its text, after its key's closing quote.
             if map.next_value_seed(value)? {
-                fractional |= 1 << c;
+                let text = key_end.and_then(|end| number_text(&json[end + 1..]));
+                let parsed = text.and_then(|t| t.parse::<f64>().ok());
+                let Column::Float64(b) = &mut decoder.columns[c] else {
+                    return Err(A::Error::custom("a float outside a double column"));
+                };
+                match (parsed, b.values_slice_mut().last_mut()) {
+                    (Some(parsed), Some(last)) => *last = parsed,
+                    _ => return Err(A::Error::custom("a float whose text is not found")),
+                }
             }
         }
         // Columns the record leaves out are NULL, where they may be.
@@ -381,7 +393,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 column.append_null();
             }
         }
-        Ok(fractional)
+        Ok(())
     }
 }
 

@@ -37,7 +37,7 @@ fn plain_objects_become_rows() {
         &mut d,
         &[
             r#"{"id": 1, "n": -2, "page": "/a", "amount": 0.1, "ok": true, "ts": 1767225600000}"#,
-            r#" {"ts": "2026-01-01T00:00:01Z", "extra": {"x": [1, {"y": null}]}, "id": 2,
+            r#" {"ts": "2026-01-01T00:00:01Z", "extra": {"amount": 2.5}, "id": 2,
                 "page": "caf\u00e9 \/x", "amount": 3} "#,
             r#"{"id": 3, "page": null, "n": null, "ok": false, "ts": "1767225600002"}"#,
         ],
@@ -80,8 +80,8 @@ fn anything_else_is_declined() {
         r#"{"id": 1, "page": 5}"#,
         r#"{"id": 1, "page": ["a"]}"#,
         r#"{"id": 1, "amount": "1.5"}"#,
-        // A float's key twice, so its text is not known for sure.
-        r#"{"id": 1, "x": {"amount": 2.5}, "amount": 1.5}"#,
+        // A float under a key with escapes, whose text serde_json does not point to.
+        r#"{"id": 1, "am\u006funt": 1.5}"#,
         r#"{"id": 1, "ok": "true"}"#,
         r#"{"id": 1, "ts": 1767225600000.5}"#,
         r#"{"id": 1, "ts": "yesterday"}"#,
