@@ -76,16 +76,7 @@ fn main() {
         "{n} click events, {:.1} bytes each on average",
         bytes as f64 / n as f64
     );
-    let records: Vec<Record<'_>> = payloads
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Record {
-            offset: i as i64,
-            timestamp_ms: None,
-            key: None,
-            payload: Some(p),
-        })
-        .collect();
+    let records = Record::of_payloads(&payloads);
 
     let rate_of = |mut decoder: JsonDecoder| {
         best_rate(n, || {

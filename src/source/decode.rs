@@ -41,6 +41,22 @@ pub struct Record<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
+impl<'a> Record<'a> {
+    /// Records of the payloads alone, at offsets 0, 1, … (for tests and benches).
+    pub fn of_payloads<P: AsRef<[u8]>>(payloads: &'a [P]) -> Vec<Record<'a>> {
+        payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Record {
+                offset: i as i64,
+                timestamp_ms: None,
+                key: None,
+                payload: Some(p.as_ref()),
+            })
+            .collect()
+    }
+}
+
 /// Decodes records of one source. Holds no rows between calls.
 pub struct JsonDecoder {
     /// The declared columns as arrow-json decodes them, timestamps as text.
@@ -599,16 +615,7 @@ mod tests {
                         }
                     })
                     .collect();
-                let input: Vec<Record<'_>> = payloads
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| Record {
-                        offset: i as i64,
-                        timestamp_ms: None,
-                        key: None,
-                        payload: Some(p),
-                    })
-                    .collect();
+                let input = Record::of_payloads(&payloads);
                 let fast = decoder(sql).decode(0, &input).unwrap();
                 let general = decoder(sql).general_only().decode(0, &input).unwrap();
                 assert_eq!(fast.batch, general.batch);
@@ -649,16 +656,7 @@ mod tests {
                         }
                     })
                     .collect();
-                let input: Vec<Record<'_>> = payloads
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| Record {
-                        offset: i as i64,
-                        timestamp_ms: None,
-                        key: None,
-                        payload: Some(p),
-                    })
-                    .collect();
+                let input = Record::of_payloads(&payloads);
                 let out = d.decode(0, &input).unwrap();
                 assert_eq!(out.batch.num_rows() + out.rejected.len(), input.len());
             });

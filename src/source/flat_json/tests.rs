@@ -16,16 +16,7 @@ fn decoder() -> FlatDecoder {
 }
 
 fn decode(decoder: &mut FlatDecoder, payloads: &[&str]) -> Option<RecordBatch> {
-    let records: Vec<Record<'_>> = payloads
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Record {
-            offset: i as i64,
-            timestamp_ms: None,
-            key: None,
-            payload: Some(p.as_bytes()),
-        })
-        .collect();
+    let records = Record::of_payloads(payloads);
     let indices: Vec<usize> = (0..records.len()).collect();
     decoder.decode(&records, &indices)
 }
@@ -179,16 +170,7 @@ fn plain_chunks_decode_as_the_general_path_does() {
                 format!("{{{}}}", members.join(", "))
             })
             .collect();
-        let records: Vec<Record<'_>> = payloads
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Record {
-                offset: i as i64,
-                timestamp_ms: None,
-                key: None,
-                payload: Some(p.as_bytes()),
-            })
-            .collect();
+        let records = Record::of_payloads(&payloads);
         let indices: Vec<usize> = (0..records.len()).collect();
         let expected = general.decode(0, &records).unwrap();
         assert!(expected.rejected.is_empty(), "{:?}", expected.rejected);
