@@ -84,12 +84,26 @@ impl WatermarkTracker {
     }
 
     /// Recomputes the source watermark as of `now` and returns it.
+    ///
+    /// Once every partition is idle, the watermark is the one of the instant before the last
+    /// of them went quiet, when only the partitions active last still held it. So the result
+    /// does not depend on whether this was called inside that instant: a partition that never
+    /// showed anything idles out before the one that did, and must not take its events' watermark
+    /// along just because nobody looked in between.
     pub fn advance(&mut self, now: Instant) -> Option<i64> {
+        let idle =
+            |clock: &PartitionClock| now.duration_since(clock.last_active) >= self.idle_timeout;
+        let active: Vec<&PartitionClock> = if self.partitions.values().all(idle) {
+            let last = self.partitions.values().map(|c| c.last_active).max();
+            self.partitions
+                .values()
+                .filter(|c| Some(c.last_active) == last)
+                .collect()
+        } else {
+            self.partitions.values().filter(|c| !idle(c)).collect()
+        };
         let mut min: Option<i64> = None;
-        for clock in self.partitions.values() {
-            if now.duration_since(clock.last_active) >= self.idle_timeout {
-                continue;
-            }
+        for clock in active {
             let Some(max_event) = clock.max_event else {
                 // Active but silent so far: nothing may pass it yet.
                 return self.current;
@@ -166,6 +180,24 @@ mod tests {
         t.observe(0, [130 * S], later, 130 * S);
         t.observe(1, [140 * S], later, 140 * S);
         assert_eq!(t.advance(later), Some(125 * S));
+    }
+
+    #[test]
+    fn a_source_gone_all_idle_keeps_the_watermark_of_its_last_active_partitions() {
+        // Partition 1 never shows anything and idles out just before partition 0, whose events
+        // came right after the assignment. Nobody looks until both are idle: the watermark is
+        // still partition 0's, as it would have been for a look in between.
+        let (mut t, start) = tracker();
+        t.assign(0, start);
+        t.assign(1, start);
+        let shown = start + Duration::from_millis(10);
+        t.observe(0, [100 * S], shown, 100 * S);
+        assert_eq!(t.advance(start + Duration::from_secs(60)), Some(95 * S));
+        // Both silent from the start: nothing passes.
+        let (mut silent, start) = tracker();
+        silent.assign(0, start);
+        silent.assign(1, start);
+        assert_eq!(silent.advance(start + Duration::from_secs(60)), None);
     }
 
     #[test]
