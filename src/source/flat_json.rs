@@ -1,22 +1,21 @@
-//! The fast path of JSON decoding: flat objects of scalar columns, parsed by serde_json straight
-//! into Arrow builders, one pass per record and no tape.
+//! The fast path of JSON decoding: flat objects of scalar columns, scanned byte by byte straight
+//! into Arrow builders, one pass per record, no tape and no per-value dispatch through serde.
 //!
 //! It takes a chunk only when every record is one object whose values are plainly what their
 //! columns expect: integers in range for integer columns, numbers for `double precision`,
 //! strings for text, `true`/`false` for booleans, epoch-millisecond integers or timestamp text
-//! for timestamps, `null` where the column allows it; keys it does not know are skipped. Anything
-//! else — a string where a number goes, a number where text goes, a nested value in a column, a
-//! key twice, a timestamp that does not parse — sends the whole chunk back to arrow-json's
-//! general decoder (`decode.rs`), which decodes such input its own way and isolates the records
-//! it rejects. So this path never rejects a record, and a chunk it decodes gives the rows the
-//! general path gives.
+//! for timestamps, `null` where the column allows it; keys it does not know are skipped (their
+//! values checked to be JSON). Anything else — a string where a number goes, a number where text
+//! goes, a nested value in a column, a key twice, a timestamp that does not parse, a lone
+//! surrogate, nesting deeper than [`DEPTH_MAX`] under an unknown key, bytes that are not JSON —
+//! sends the whole chunk back to arrow-json's general decoder (`decode.rs`), which decodes such
+//! input its own way and isolates the records it rejects. So this path never rejects a record,
+//! and a chunk it decodes gives the rows the general path gives (a fuzz target in `decode.rs`
+//! holds the two to that).
 //!
-//! Floats must come out bit for bit as arrow-json's correctly rounded parse makes them, and
-//! serde_json (without its `float_roundtrip` feature, which would rebuild the whole Arrow stack)
-//! may be a bit off for long literals. So a `double precision` value that is not an integer is
-//! parsed again from its text by the standard library (correctly rounded): the text follows its
-//! key, which serde_json hands over as a slice of the record (a key with escapes, which it
-//! copies, declines the chunk when its value is such a float).
+//! The scanner is strict RFC 8259 — numbers by the grammar, strings free of control characters
+//! and of invalid UTF-8 — so it accepts nothing arrow-json would refuse. Floats are parsed from
+//! their text by the standard library, correctly rounded as arrow-json's parse is.
 
 use std::sync::Arc;
 
@@ -25,13 +24,15 @@ use datafusion::arrow::array::{
     RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 
 use super::decode::{Record, parse_timestamp_micros};
 use crate::catalog::types::ColumnDef;
 
 /// Bytes of text a row's value is given room for at first.
 const TEXT_BYTES: usize = 16;
+
+/// Nesting an unknown key's value may have before the chunk goes the general way.
+const DEPTH_MAX: usize = 32;
 
 /// Columns a chunk's rows are built in, one per declared column.
 enum Column {
@@ -73,16 +74,22 @@ impl Column {
         }
     }
 
-    /// Appends an integer, if the column takes it as it is.
-    fn append_integer(&mut self, v: i128) -> Option<()> {
+    /// Appends the value at `json`'s cursor, if it is plainly of the column's type.
+    fn append(&mut self, json: &mut Cursor<'_>, scratch: &mut String) -> Option<()> {
         match self {
-            Column::Int16(b) => b.append_value(i16::try_from(v).ok()?),
-            Column::Int32(b) => b.append_value(i32::try_from(v).ok()?),
-            Column::Int64(b) => b.append_value(i64::try_from(v).ok()?),
-            // Rounded to nearest, as parsing the digits would.
-            Column::Float64(b) => b.append_value(v as f64),
-            Column::Timestamp(b) => b.append_value(i64::try_from(v).ok()?.checked_mul(1_000)?),
-            Column::Boolean(_) | Column::Text(_) => return None,
+            Column::Int16(b) => b.append_value(i16::try_from(json.integer()?).ok()?),
+            Column::Int32(b) => b.append_value(i32::try_from(json.integer()?).ok()?),
+            Column::Int64(b) => b.append_value(json.integer()?),
+            Column::Float64(b) => b.append_value(json.double()?),
+            Column::Boolean(b) => b.append_value(json.boolean()?),
+            Column::Text(b) => {
+                json.eat(b'"')?;
+                b.append_value(json.string(scratch)?);
+            }
+            Column::Timestamp(b) => match json.eat(b'"') {
+                Some(()) => b.append_value(parse_timestamp_micros(json.string(scratch)?).ok()?),
+                None => b.append_value(json.integer()?.checked_mul(1_000)?),
+            },
         }
         Some(())
     }
@@ -106,36 +113,267 @@ impl Column {
     }
 }
 
-/// The text of the number at the start of `json` (after its key's closing quote, spaces and
-/// the colon).
-fn number_text(json: &[u8]) -> Option<&str> {
-    let value = json
-        .trim_ascii_start()
-        .strip_prefix(b":")?
-        .trim_ascii_start();
-    let end = value
-        .iter()
-        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-        .unwrap_or(value.len());
-    std::str::from_utf8(&value[..end]).ok()
+/// What a byte inside a string is to the scanner.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StringByte {
+    Plain,
+    Quote,
+    Escape,
+    /// A control character, which JSON strings may not hold raw.
+    Control,
 }
 
-/// A key's length and first 8 bytes, which tell most keys apart without a comparison call.
-fn fingerprint(key: &[u8]) -> (usize, u64) {
-    let mut head = [0u8; 8];
-    let n = key.len().min(8);
-    head[..n].copy_from_slice(&key[..n]);
-    (key.len(), u64::from_le_bytes(head))
+const STRING_BYTES: [StringByte; 256] = {
+    let mut table = [StringByte::Plain; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = StringByte::Control;
+        b += 1;
+    }
+    table[b'"' as usize] = StringByte::Quote;
+    table[b'\\' as usize] = StringByte::Escape;
+    table
+};
+
+/// A position in one record, whose bytes were checked to be UTF-8 once, so that strings are
+/// slices of it (at quotes, always character boundaries) and need no check of their own. Every
+/// method returns `None` for input that is not plain, and leaves the position anywhere then
+/// (the chunk is declined).
+struct Cursor<'a> {
+    text: &'a str,
+    json: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.json.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn skip_spaces(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let found = self.json[self.at..].starts_with(word);
+        if found {
+            self.at += word.len();
+        }
+        found
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        match self.peek()? {
+            b't' => self.literal(b"true").then_some(true),
+            _ => self.literal(b"false").then_some(false),
+        }
+    }
+
+    /// Digits of a number's integer part: one, or more not starting with 0.
+    fn integer_digits(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// A number without fraction or exponent that fits an `i64`.
+    fn integer(&mut self) -> Option<i64> {
+        let negative = self.eat(b'-').is_some();
+        let first = self.peek().filter(u8::is_ascii_digit)?;
+        self.at += 1;
+        // Summed negative, so that i64::MIN fits.
+        let mut value = -i64::from(first - b'0');
+        if first != b'0' {
+            while let Some(digit @ b'0'..=b'9') = self.peek() {
+                value = value
+                    .checked_mul(10)?
+                    .checked_sub(i64::from(digit - b'0'))?;
+                self.at += 1;
+            }
+        }
+        if let Some(b'.' | b'e' | b'E' | b'0'..=b'9') = self.peek() {
+            return None;
+        }
+        match negative {
+            true => Some(value),
+            false => value.checked_neg(),
+        }
+    }
+
+    /// Moves over a number by JSON's grammar and returns its text.
+    fn number(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        let _ = self.eat(b'-');
+        self.integer_digits()?;
+        if self.eat(b'.').is_some() {
+            self.peek().filter(u8::is_ascii_digit)?;
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.peek().filter(u8::is_ascii_digit)?;
+            self.digits();
+        }
+        self.text.get(start..self.at)
+    }
+
+    /// A finite number, correctly rounded.
+    fn double(&mut self) -> Option<f64> {
+        self.number()?.parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+
+    /// The rest of a string whose opening quote was eaten, unescaped (into `scratch` if it has
+    /// escapes).
+    fn string<'s>(&mut self, scratch: &'s mut String) -> Option<&'s str>
+    where
+        'a: 's,
+    {
+        let start = self.at;
+        loop {
+            match STRING_BYTES[usize::from(*self.json.get(self.at)?)] {
+                StringByte::Plain => self.at += 1,
+                StringByte::Quote => break,
+                StringByte::Escape => return self.escaped(start, scratch),
+                StringByte::Control => return None,
+            }
+        }
+        self.at += 1;
+        self.text.get(start..self.at - 1)
+    }
+
+    /// The rest of a string from `start`, which has an escape at the cursor.
+    fn escaped<'s>(&mut self, start: usize, scratch: &'s mut String) -> Option<&'s str> {
+        scratch.clear();
+        scratch.push_str(self.text.get(start..self.at)?);
+        loop {
+            let from = self.at;
+            loop {
+                match STRING_BYTES[usize::from(*self.json.get(self.at)?)] {
+                    StringByte::Plain => self.at += 1,
+                    StringByte::Control => return None,
+                    StringByte::Quote | StringByte::Escape => break,
+                }
+            }
+            scratch.push_str(self.text.get(from..self.at)?);
+            if self.eat(b'"').is_some() {
+                return Some(scratch);
+            }
+            self.at += 1;
+            let unescaped = match self.peek()? {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                b'u' => {
+                    self.at += 1;
+                    let unit = self.hex4()?;
+                    let code = match unit {
+                        0xD800..=0xDBFF => {
+                            // Only a pair makes a character; a lone half is declined.
+                            self.eat(b'\\')?;
+                            self.eat(b'u')?;
+                            let low = self.hex4().filter(|l| (0xDC00..=0xDFFF).contains(l))?;
+                            0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                        }
+                        0xDC00..=0xDFFF => return None,
+                        _ => unit,
+                    };
+                    let c = char::from_u32(code)?;
+                    scratch.push(c);
+                    continue;
+                }
+                _ => return None,
+            };
+            self.at += 1;
+            scratch.push(unescaped);
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.json.get(self.at..self.at + 4)?;
+        let mut value = 0;
+        for &d in digits {
+            value = value * 16 + char::from(d).to_digit(16)?;
+        }
+        self.at += 4;
+        Some(value)
+    }
+
+    /// Moves over any JSON value, nested at most `DEPTH_MAX` deep.
+    fn skip_value(&mut self, scratch: &mut String, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string(scratch)?;
+            }
+            open @ (b'{' | b'[') => {
+                if depth >= DEPTH_MAX {
+                    return None;
+                }
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.at += 1;
+                self.skip_spaces();
+                if self.eat(close).is_some() {
+                    return Some(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.eat(b'"')?;
+                        self.string(scratch)?;
+                        self.skip_spaces();
+                        self.eat(b':')?;
+                        self.skip_spaces();
+                    }
+                    self.skip_value(scratch, depth + 1)?;
+                    self.skip_spaces();
+                    if self.eat(b',').is_none() {
+                        return self.eat(close);
+                    }
+                    self.skip_spaces();
+                }
+            }
+            b't' | b'f' => {
+                self.boolean()?;
+            }
+            b'n' => self.literal(b"null").then_some(())?,
+            _ => {
+                self.number()?;
+            }
+        }
+        Some(())
+    }
 }
 
 /// Decodes chunks of flat JSON objects into the declared columns, or declines them.
 pub struct FlatDecoder {
     schema: SchemaRef,
-    names: Vec<String>,
+    names: Vec<Name>,
     nullable: Vec<bool>,
     columns: Vec<Column>,
-    /// Each name's [`fingerprint`].
-    fingerprints: Vec<(usize, u64)>,
+    /// A string with escapes, unescaped.
+    scratch: String,
 }
 
 /// Columns one record can name, each at most once (a bit per column).
@@ -157,13 +395,10 @@ impl FlatDecoder {
             .collect();
         Some(FlatDecoder {
             schema: Arc::new(Schema::new(fields)),
-            names: columns.iter().map(|c| c.name.clone()).collect(),
+            names: columns.iter().map(|c| Name::new(&c.name)).collect(),
             nullable: columns.iter().map(|c| c.nullable).collect(),
-            fingerprints: columns
-                .iter()
-                .map(|c| fingerprint(c.name.as_bytes()))
-                .collect(),
             columns: builders,
+            scratch: String::new(),
         })
     }
 
@@ -176,19 +411,9 @@ impl FlatDecoder {
                 *column = sized;
             }
         }
-        let mut plain = true;
-        for &i in indices {
-            let payload = records[i].payload.unwrap_or_default();
-            let mut parser = serde_json::Deserializer::from_slice(payload);
-            let row = RowSeed {
-                decoder: self,
-                json: payload,
-            };
-            plain = row.deserialize(&mut parser).is_ok() && parser.end().is_ok();
-            if !plain {
-                break;
-            }
-        }
+        let plain = indices
+            .iter()
+            .all(|&i| self.row(records[i].payload.unwrap_or_default()).is_some());
         let arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
@@ -201,200 +426,102 @@ impl FlatDecoder {
         }
     }
 
-    /// The column named `key`, looked for first right after `after` (producers write keys in
-    /// one order).
-    fn column(&self, key: &str, after: usize) -> Option<usize> {
-        let n = self.names.len();
-        let print = fingerprint(key.as_bytes());
-        (0..n)
-            .map(|k| (after + k) % n)
-            .find(|&c| self.fingerprints[c] == print && (key.len() <= 8 || self.names[c] == key))
-    }
-}
-
-/// A key, as the column it names (`None`: a key of no column), looked for from column `after`,
-/// and where in the record `json` it ends (`None` for a key with escapes, which serde_json
-/// copies).
-struct KeySeed<'a> {
-    decoder: &'a FlatDecoder,
-    after: usize,
-    json: &'a [u8],
-}
-
-type Key = Option<(usize, Option<usize>)>;
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Key;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key, E> {
-        let end = (key.as_ptr() as usize + key.len()).checked_sub(self.json.as_ptr() as usize);
-        let end = end.filter(|&e| e < self.json.len());
-        Ok(self.decoder.column(key, self.after).map(|c| (c, end)))
-    }
-
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
-        Ok(self.decoder.column(key, self.after).map(|c| (c, None)))
-    }
-}
-
-/// One value, into its column.
-struct ValueSeed<'a> {
-    column: &'a mut Column,
-    nullable: bool,
-}
-
-/// Whether the value was a number with a fraction or an exponent (whose text is parsed again).
-type Fractional = bool;
-
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = Fractional;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Fractional, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValueSeed<'_> {
-    type Value = Fractional;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a plain value of the column's type")
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Fractional, E> {
-        self.column
-            .append_integer(i128::from(v))
-            .ok_or_else(|| E::custom("not plain"))?;
-        Ok(false)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Fractional, E> {
-        self.column
-            .append_integer(i128::from(v))
-            .ok_or_else(|| E::custom("not plain"))?;
-        Ok(false)
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Fractional, E> {
-        let Column::Float64(b) = self.column else {
-            return Err(E::custom("not plain"));
+    /// One record, as a row of every column.
+    fn row(&mut self, record: &[u8]) -> Option<()> {
+        let text = std::str::from_utf8(record).ok()?;
+        let mut json = Cursor {
+            text,
+            json: record,
+            at: 0,
         };
-        b.append_value(v);
-        Ok(true)
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Fractional, E> {
-        let Column::Boolean(b) = self.column else {
-            return Err(E::custom("not plain"));
-        };
-        b.append_value(v);
-        Ok(false)
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Fractional, E> {
-        match self.column {
-            Column::Text(b) => b.append_value(v),
-            Column::Timestamp(b) => {
-                let micros = parse_timestamp_micros(v).map_err(|_| E::custom("not plain"))?;
-                b.append_value(micros);
-            }
-            _ => return Err(E::custom("not plain")),
-        }
-        Ok(false)
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Fractional, E> {
-        if !self.nullable {
-            return Err(E::custom("not plain"));
-        }
-        self.column.append_null();
-        Ok(false)
-    }
-}
-
-/// One record (`json`), as a row of every column.
-struct RowSeed<'a> {
-    decoder: &'a mut FlatDecoder,
-    json: &'a [u8],
-}
-
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let (decoder, json) = (self.decoder, self.json);
         let mut seen = 0u64;
         let mut next = 0;
-        loop {
-            let key = KeySeed {
-                decoder,
-                after: next,
-                json,
-            };
-            let Some(found) = map.next_key_seed(key)? else {
-                break;
-            };
-            let Some((c, key_end)) = found else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            if seen & (1 << c) != 0 {
-                return Err(A::Error::custom("a key twice"));
-            }
-            seen |= 1 << c;
-            next = c + 1;
-            let value = ValueSeed {
-                column: &mut decoder.columns[c],
-                nullable: decoder.nullable[c],
-            };
-            // A float is parsed again from its text, after its key's closing quote.
-            if map.next_value_seed(value)? {
-                let text = key_end.and_then(|end| number_text(&json[end + 1..]));
-                let parsed = text.and_then(|t| t.parse::<f64>().ok());
-                let Column::Float64(b) = &mut decoder.columns[c] else {
-                    return Err(A::Error::custom("a float outside a double column"));
-                };
-                match (parsed, b.values_slice_mut().last_mut()) {
-                    (Some(parsed), Some(last)) => *last = parsed,
-                    _ => return Err(A::Error::custom("a float whose text is not found")),
+        json.skip_spaces();
+        json.eat(b'{')?;
+        json.skip_spaces();
+        if json.eat(b'}').is_none() {
+            loop {
+                json.eat(b'"')?;
+                let key = json.string(&mut self.scratch)?;
+                let column = column_named(&self.names, key.as_bytes(), next);
+                json.skip_spaces();
+                json.eat(b':')?;
+                json.skip_spaces();
+                match column {
+                    Some(c) => {
+                        if seen & (1 << c) != 0 {
+                            return None;
+                        }
+                        seen |= 1 << c;
+                        next = c + 1;
+                        if json.literal(b"null") {
+                            self.nullable[c].then(|| self.columns[c].append_null())?;
+                        } else {
+                            self.columns[c].append(&mut json, &mut self.scratch)?;
+                        }
+                    }
+                    None => json.skip_value(&mut self.scratch, 0)?,
                 }
+                json.skip_spaces();
+                if json.eat(b',').is_none() {
+                    json.eat(b'}')?;
+                    break;
+                }
+                json.skip_spaces();
             }
+        }
+        json.skip_spaces();
+        if json.at != record.len() {
+            return None;
         }
         // Columns the record leaves out are NULL, where they may be.
-        for (c, column) in decoder.columns.iter_mut().enumerate() {
+        for (c, column) in self.columns.iter_mut().enumerate() {
             if seen & (1 << c) == 0 {
-                if !decoder.nullable[c] {
-                    return Err(A::Error::custom("a NOT NULL column missing"));
-                }
-                column.append_null();
+                self.nullable[c].then(|| column.append_null())?;
             }
         }
-        Ok(())
+        Some(())
     }
+}
+
+/// A column's name as keys are matched to it: by length and first 8 bytes, which tell most
+/// names apart without a call to compare bytes, then by the rest.
+struct Name {
+    head: u64,
+    name: Box<[u8]>,
+}
+
+impl Name {
+    fn new(name: &str) -> Self {
+        Name {
+            head: head(name.as_bytes()),
+            name: name.as_bytes().into(),
+        }
+    }
+
+    fn is(&self, key: &[u8]) -> bool {
+        key.len() == self.name.len()
+            && head(key) == self.head
+            && (key.len() <= 8 || key[8..] == self.name[8..])
+    }
+}
+
+/// Up to the first 8 bytes of `bytes`, as a number.
+fn head(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |h, (i, &b)| h | u64::from(b) << (8 * i))
+}
+
+/// The column named `key`, looked for first right after `after` (producers write keys in one
+/// order).
+fn column_named(names: &[Name], key: &[u8], after: usize) -> Option<usize> {
+    let n = names.len();
+    (after..n)
+        .chain(0..after.min(n))
+        .find(|&c| names[c].is(key))
 }
 
 #[cfg(test)]
