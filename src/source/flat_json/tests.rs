@@ -212,3 +212,41 @@ fn plain_chunks_decode_as_the_general_path_does() {
         assert_eq!(batch, expected.batch, "seed {seed}");
     }
 }
+
+/// Short decimals divided exactly are what the standard library's full parse gives, bit for
+/// bit; longer ones and exponents are left to it.
+#[test]
+fn short_decimals_are_correctly_rounded() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..200_000 {
+        let digits = rng.random_range(1..=15u32);
+        let text = format!(
+            "{:0>width$}",
+            rng.random_range(0..10u64.pow(digits)),
+            width = digits as usize
+        );
+        let point = rng.random_range(1..=text.len());
+        let sign = if rng.random_bool(0.5) { "-" } else { "" };
+        let number = match point == text.len() {
+            true => format!("{sign}{text}"),
+            false => format!("{sign}{}.{}", &text[..point], &text[point..]),
+        };
+        // Leading zeros only before a point, as JSON allows.
+        if number.trim_start_matches('-').starts_with("0")
+            && !number.contains(".")
+            && number.trim_start_matches('-') != "0"
+        {
+            continue;
+        }
+        let fast = short_decimal(&number).unwrap();
+        assert_eq!(
+            fast.to_bits(),
+            number.parse::<f64>().unwrap().to_bits(),
+            "{number}"
+        );
+    }
+    for long in ["1234567890.1234567", "1e5", "0.1E-3"] {
+        assert_eq!(short_decimal(long), None, "{long}");
+    }
+}
