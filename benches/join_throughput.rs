@@ -207,11 +207,12 @@ fn main() {
         best.peak_state_rows,
         2 * n
     );
-    support::duckdb_reference(
+    let duckdb = support::duckdb_reference(
         "join",
         &[
             ("impressions", &events.impressions),
             ("clicks", &events.clicks),
         ],
     );
+    support::print_ratios(&[("J1", best.events_per_second, 1.0)], &duckdb);
 }

@@ -88,8 +88,9 @@ pub fn plan(setup: &str, query: &str, emit_on_close: bool) -> ViewPlan {
 }
 
 /// Writes each set of events as a JSON-lines file and runs `benches/duckdb_reference.py` with
-/// `mode` and the files, if DuckDB is installed in `.venv`.
-pub fn duckdb_reference(mode: &str, sets: &[(&str, &[Vec<u8>])]) {
+/// `mode` and the files, if DuckDB is installed in `.venv`. Prints what it prints and returns
+/// its rates: each `NAME in DuckDB …: R M events/s` line as (NAME, R in events/s).
+pub fn duckdb_reference(mode: &str, sets: &[(&str, &[Vec<u8>])]) -> Vec<(String, f64)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     let has_duckdb = std::process::Command::new(&python)
@@ -98,7 +99,7 @@ pub fn duckdb_reference(mode: &str, sets: &[(&str, &[Vec<u8>])]) {
         .is_ok_and(|s| s.success());
     if !has_duckdb {
         println!("DuckDB reference skipped: .venv/bin/pip install -r benches/requirements.txt");
-        return;
+        return Vec::new();
     }
     let dir = root.join("target/bench-data");
     std::fs::create_dir_all(&dir).unwrap();
@@ -113,14 +114,36 @@ pub fn duckdb_reference(mode: &str, sets: &[(&str, &[Vec<u8>])]) {
         std::fs::write(&file, text).unwrap();
         files.push(file);
     }
-    let status = std::process::Command::new(&python)
+    let output = std::process::Command::new(&python)
         .arg(root.join("benches/duckdb_reference.py"))
         .arg(mode)
         .args(&files)
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(output.status.success());
     for file in files {
         let _ = std::fs::remove_file(&file);
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    print!("{text}");
+    text.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(" in DuckDB")?;
+            let rate = rest.split_once("): ")?.1.split_once(" M events/s")?.0;
+            Some((name.to_string(), rate.parse::<f64>().ok()? * 1e6))
+        })
+        .collect()
+}
+
+/// Prints `NAME SluiceDB / DuckDB: R x (target T x)` for each of `ours` DuckDB measured too.
+pub fn print_ratios(ours: &[(&str, f64, f64)], duckdb: &[(String, f64)]) {
+    for (name, rate, target) in ours {
+        if let Some((_, reference)) = duckdb.iter().find(|(n, _)| n == name) {
+            println!(
+                "{name} SluiceDB / DuckDB: {:.2}x (target {target:.1}x)",
+                rate / reference
+            );
+        }
     }
 }

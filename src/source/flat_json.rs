@@ -20,8 +20,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, RecordBatch, StringArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -41,7 +41,8 @@ enum Column {
     Int64(Int64Builder),
     Float64(Float64Builder),
     Boolean(BooleanBuilder),
-    Text(StringBuilder),
+    /// Bytes, checked to be UTF-8 once per chunk when the column is finished.
+    Text(BinaryBuilder),
     Timestamp(TimestampMicrosecondBuilder),
 }
 
@@ -54,7 +55,7 @@ impl Column {
             DataType::Int64 => Column::Int64(Int64Builder::with_capacity(rows)),
             DataType::Float64 => Column::Float64(Float64Builder::with_capacity(rows)),
             DataType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(rows)),
-            DataType::Utf8 => Column::Text(StringBuilder::with_capacity(rows, rows * TEXT_BYTES)),
+            DataType::Utf8 => Column::Text(BinaryBuilder::with_capacity(rows, rows * TEXT_BYTES)),
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
                 Column::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows))
             }
@@ -75,7 +76,7 @@ impl Column {
     }
 
     /// Appends the value at `json`'s cursor, if it is plainly of the column's type.
-    fn append(&mut self, json: &mut Cursor<'_>, scratch: &mut String) -> Option<()> {
+    fn append(&mut self, json: &mut Cursor<'_>, scratch: &mut Vec<u8>) -> Option<()> {
         match self {
             Column::Int16(b) => b.append_value(i16::try_from(json.integer()?).ok()?),
             Column::Int32(b) => b.append_value(i32::try_from(json.integer()?).ok()?),
@@ -87,21 +88,25 @@ impl Column {
                 b.append_value(json.string(scratch)?);
             }
             Column::Timestamp(b) => match json.eat(b'"') {
-                Some(()) => b.append_value(parse_timestamp_micros(json.string(scratch)?).ok()?),
+                Some(()) => {
+                    let text = std::str::from_utf8(json.string(scratch)?).ok()?;
+                    b.append_value(parse_timestamp_micros(text).ok()?)
+                }
                 None => b.append_value(json.integer()?.checked_mul(1_000)?),
             },
         }
         Some(())
     }
 
-    fn finish(&mut self, data_type: &DataType) -> ArrayRef {
-        match self {
+    /// The column's array; `None` if text in it is not UTF-8.
+    fn finish(&mut self, data_type: &DataType) -> Option<ArrayRef> {
+        Some(match self {
             Column::Int16(b) => Arc::new(b.finish()),
             Column::Int32(b) => Arc::new(b.finish()),
             Column::Int64(b) => Arc::new(b.finish()),
             Column::Float64(b) => Arc::new(b.finish()),
             Column::Boolean(b) => Arc::new(b.finish()),
-            Column::Text(b) => Arc::new(b.finish()),
+            Column::Text(b) => Arc::new(StringArray::try_from_binary(b.finish()).ok()?),
             Column::Timestamp(b) => {
                 let zone = match data_type {
                     DataType::Timestamp(_, zone) => zone.clone(),
@@ -109,7 +114,7 @@ impl Column {
                 };
                 Arc::new(b.finish().with_timezone_opt(zone))
             }
-        }
+        })
     }
 }
 
@@ -143,13 +148,13 @@ const POWERS_OF_TEN: [f64; 16] = [
 /// A number's text (by JSON's grammar) of at most 15 digits and no exponent, such as prices:
 /// its digits and its power of ten are both exact doubles, so one division rounds the quotient
 /// correctly (Clinger's fast path), as the full parse would, at a fraction of its cost.
-fn short_decimal(text: &str) -> Option<f64> {
-    let (negative, digits) = match text.strip_prefix('-') {
+fn short_decimal(text: &[u8]) -> Option<f64> {
+    let (negative, digits) = match text.strip_prefix(b"-") {
         Some(rest) => (true, rest),
         None => (false, text),
     };
     let (mut mantissa, mut count, mut point) = (0u64, 0usize, None);
-    for b in digits.bytes() {
+    for &b in digits {
         match b {
             b'0'..=b'9' => {
                 mantissa = mantissa * 10 + u64::from(b - b'0');
@@ -166,12 +171,11 @@ fn short_decimal(text: &str) -> Option<f64> {
     Some(if negative { -value } else { value })
 }
 
-/// A position in one record, whose bytes were checked to be UTF-8 once, so that strings are
-/// slices of it (at quotes, always character boundaries) and need no check of their own. Every
-/// method returns `None` for input that is not plain, and leaves the position anywhere then
-/// (the chunk is declined).
+/// A position in one record. Every method returns `None` for input that is not plain, and
+/// leaves the position anywhere then (the chunk is declined). Strings come out as bytes: text
+/// columns are checked to be UTF-8 once per chunk, and whoever takes a string otherwise checks
+/// it.
 struct Cursor<'a> {
-    text: &'a str,
     json: &'a [u8],
     at: usize,
 }
@@ -247,7 +251,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Moves over a number by JSON's grammar and returns its text.
-    fn number(&mut self) -> Option<&'a str> {
+    fn number(&mut self) -> Option<&'a [u8]> {
         let start = self.at;
         let _ = self.eat(b'-');
         self.integer_digits()?;
@@ -263,18 +267,21 @@ impl<'a> Cursor<'a> {
             self.peek().filter(u8::is_ascii_digit)?;
             self.digits();
         }
-        self.text.get(start..self.at)
+        self.json.get(start..self.at)
     }
 
     /// A finite number, correctly rounded.
     fn double(&mut self) -> Option<f64> {
         let text = self.number()?;
-        short_decimal(text).or_else(|| text.parse::<f64>().ok().filter(|v| v.is_finite()))
+        short_decimal(text).or_else(|| {
+            let text = std::str::from_utf8(text).ok()?;
+            text.parse::<f64>().ok().filter(|v| v.is_finite())
+        })
     }
 
     /// The rest of a string whose opening quote was eaten, unescaped (into `scratch` if it has
     /// escapes).
-    fn string<'s>(&mut self, scratch: &'s mut String) -> Option<&'s str>
+    fn string<'s>(&mut self, scratch: &'s mut Vec<u8>) -> Option<&'s [u8]>
     where
         'a: 's,
     {
@@ -288,13 +295,13 @@ impl<'a> Cursor<'a> {
             }
         }
         self.at += 1;
-        self.text.get(start..self.at - 1)
+        self.json.get(start..self.at - 1)
     }
 
     /// The rest of a string from `start`, which has an escape at the cursor.
-    fn escaped<'s>(&mut self, start: usize, scratch: &'s mut String) -> Option<&'s str> {
+    fn escaped<'s>(&mut self, start: usize, scratch: &'s mut Vec<u8>) -> Option<&'s [u8]> {
         scratch.clear();
-        scratch.push_str(self.text.get(start..self.at)?);
+        scratch.extend_from_slice(&self.json[start..self.at]);
         loop {
             let from = self.at;
             loop {
@@ -304,7 +311,7 @@ impl<'a> Cursor<'a> {
                     StringByte::Quote | StringByte::Escape => break,
                 }
             }
-            scratch.push_str(self.text.get(from..self.at)?);
+            scratch.extend_from_slice(&self.json[from..self.at]);
             if self.eat(b'"').is_some() {
                 return Some(scratch);
             }
@@ -333,13 +340,13 @@ impl<'a> Cursor<'a> {
                         _ => unit,
                     };
                     let c = char::from_u32(code)?;
-                    scratch.push(c);
+                    scratch.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
                     continue;
                 }
                 _ => return None,
             };
             self.at += 1;
-            scratch.push(unescaped);
+            scratch.extend_from_slice(unescaped.encode_utf8(&mut [0; 4]).as_bytes());
         }
     }
 
@@ -354,11 +361,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// Moves over any JSON value, nested at most `DEPTH_MAX` deep.
-    fn skip_value(&mut self, scratch: &mut String, depth: usize) -> Option<()> {
+    fn skip_value(&mut self, scratch: &mut Vec<u8>, depth: usize) -> Option<()> {
         match self.peek()? {
             b'"' => {
                 self.at += 1;
-                self.string(scratch)?;
+                std::str::from_utf8(self.string(scratch)?).ok()?;
             }
             open @ (b'{' | b'[') => {
                 if depth >= DEPTH_MAX {
@@ -373,7 +380,7 @@ impl<'a> Cursor<'a> {
                 loop {
                     if open == b'{' {
                         self.eat(b'"')?;
-                        self.string(scratch)?;
+                        std::str::from_utf8(self.string(scratch)?).ok()?;
                         self.skip_spaces();
                         self.eat(b':')?;
                         self.skip_spaces();
@@ -405,7 +412,7 @@ pub struct FlatDecoder {
     nullable: Vec<bool>,
     columns: Vec<Column>,
     /// A string with escapes, unescaped.
-    scratch: String,
+    scratch: Vec<u8>,
 }
 
 /// Columns one record can name, each at most once (a bit per column).
@@ -430,7 +437,7 @@ impl FlatDecoder {
             names: columns.iter().map(|c| Name::new(&c.name)).collect(),
             nullable: columns.iter().map(|c| c.nullable).collect(),
             columns: builders,
-            scratch: String::new(),
+            scratch: Vec::new(),
         })
     }
 
@@ -446,23 +453,21 @@ impl FlatDecoder {
         let plain = indices
             .iter()
             .all(|&i| self.row(records[i].payload.unwrap_or_default()).is_some());
-        let arrays: Vec<ArrayRef> = self
+        if !plain {
+            return None;
+        }
+        let arrays = self
             .columns
             .iter_mut()
             .zip(self.schema.fields())
             .map(|(column, field)| column.finish(field.data_type()))
-            .collect();
-        match plain {
-            true => RecordBatch::try_new(Arc::clone(&self.schema), arrays).ok(),
-            false => None,
-        }
+            .collect::<Option<Vec<ArrayRef>>>()?;
+        RecordBatch::try_new(Arc::clone(&self.schema), arrays).ok()
     }
 
     /// One record, as a row of every column.
     fn row(&mut self, record: &[u8]) -> Option<()> {
-        let text = std::str::from_utf8(record).ok()?;
         let mut json = Cursor {
-            text,
             json: record,
             at: 0,
         };
@@ -478,8 +483,14 @@ impl FlatDecoder {
                 let column = match self.names.get(next).is_some_and(|n| n.starts(&mut json)) {
                     true => Some(next),
                     false => {
+                        // A key of no column is checked here; one that names a column is
+                        // valid as the name is.
                         let key = json.string(&mut self.scratch)?;
-                        column_named(&self.names, key.as_bytes(), next)
+                        let column = column_named(&self.names, key, next);
+                        if column.is_none() {
+                            std::str::from_utf8(key).ok()?;
+                        }
+                        column
                     }
                 };
                 json.skip_spaces();
