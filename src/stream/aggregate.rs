@@ -179,14 +179,17 @@ impl WindowAggregate {
         };
         let times = &times;
         let inputs = Inputs::evaluate(batch, &self.keys, &self.aggregates)?;
-        let (on_time, late) = self.split_late(times);
-        if on_time.is_empty() {
+        let late = self.late_rows(times);
+        if late.len() == batch.num_rows() {
             return Ok(late);
         }
-        let all_on_time = on_time.len() == batch.num_rows();
-        let (inputs, times) = match all_on_time {
+        let (inputs, times) = match late.is_empty() {
             true => (inputs, times.clone()),
             false => {
+                let mut late_rows = late.iter().peekable();
+                let on_time: Vec<u32> = (0..batch.num_rows() as u32)
+                    .filter(|i| late_rows.next_if_eq(&i).is_none())
+                    .collect();
                 let indices = UInt32Array::from(on_time);
                 let taken = datafusion::arrow::compute::take(times, &indices, None)?;
                 (
@@ -206,25 +209,33 @@ impl WindowAggregate {
         Ok(late)
     }
 
-    /// Row positions split into on-time and late ones. A row without event time is late: it
-    /// cannot be placed in any window.
-    fn split_late(&self, times: &TimestampMicrosecondArray) -> (Vec<u32>, Vec<u32>) {
-        let (mut on_time, mut late) = (Vec::with_capacity(times.len()), Vec::new());
+    /// Positions of the late rows, in order. A row without event time is late: it cannot be
+    /// placed in any window. Rows of a batch mostly share a pane or two, so a row's pane is
+    /// worked out only when it is not the previous row's.
+    fn late_rows(&self, times: &TimestampMicrosecondArray) -> Vec<u32> {
+        let kind = self.kind;
+        let mut late = Vec::new();
+        // The last pane worked out, [start, end), and whether its rows are late.
+        let (mut pane, mut pane_late) = ((i64::MAX, i64::MIN), false);
         for (i, ts) in times.iter().enumerate() {
             let is_late = match ts {
                 None => true,
-                Some(ts) => match self.kind {
-                    // A session row behind the watermark could have joined a closed session.
-                    WindowKind::Session { .. } => ts < self.watermark,
-                    kind => kind.first_end(kind.pane_start(ts)) <= self.watermark,
-                },
+                // A session row behind the watermark could have joined a closed session.
+                Some(ts) if matches!(kind, WindowKind::Session { .. }) => ts < self.watermark,
+                Some(ts) => {
+                    if !(pane.0 <= ts && ts < pane.1) {
+                        let start = kind.pane_start(ts);
+                        pane = (start, start.saturating_add(kind.pane()));
+                        pane_late = kind.first_end(start) <= self.watermark;
+                    }
+                    pane_late
+                }
             };
-            match is_late {
-                true => late.push(i as u32),
-                false => on_time.push(i as u32),
+            if is_late {
+                late.push(i as u32);
             }
         }
-        (on_time, late)
+        late
     }
 
     /// Closes every window ending at or before `watermark`; returns their final rows.
@@ -321,3 +332,6 @@ impl WindowAggregate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

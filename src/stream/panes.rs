@@ -54,11 +54,12 @@ impl Panes {
 
     /// Adds on-time rows, each to the pane of its event time.
     pub fn push(&mut self, inputs: &Inputs, times: &[i64]) -> Result<()> {
-        let panes: Vec<i64> = times.iter().map(|&t| self.kind.pane_start(t)).collect();
-        let first = panes[0];
-        if panes.iter().all(|&p| p == first) {
+        let first = self.kind.pane_start(times[0]);
+        let end = first.saturating_add(self.kind.pane());
+        if times.iter().all(|&t| first <= t && t < end) {
             return self.pane(first)?.update(inputs);
         }
+        let panes: Vec<i64> = times.iter().map(|&t| self.kind.pane_start(t)).collect();
         // Rows of a batch usually span a few panes: split them by pane, in pane order.
         let mut by_pane: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for (i, p) in panes.iter().enumerate() {
