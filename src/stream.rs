@@ -18,6 +18,7 @@ pub mod aggregate;
 pub mod assign;
 pub mod barrier;
 pub mod changes;
+pub mod compact_keys;
 pub mod dataflow;
 pub mod feed;
 pub mod groups;

@@ -1,5 +1,5 @@
 //! Keyed aggregate state built from DataFusion's own parts: `GroupValues` interns the group
-//! keys into dense indices, and one `GroupsAccumulator` per aggregate keeps the state of every
+//! keys into dense indices (one integer key in our leaner [`super::compact_keys`] table), and one `GroupsAccumulator` per aggregate keeps the state of every
 //! group (aggregates without one, such as `count(DISTINCT text)`, run behind DataFusion's
 //! `GroupsAccumulatorAdapter`). Partial states ([`Partial`]) are the accumulators' own state
 //! arrays, so panes and sessions merge exactly as DataFusion's two-phase aggregation does.
@@ -15,6 +15,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+use super::compact_keys::compact_keys;
 use crate::error::{Error, Result};
 
 /// One aggregate of a view: DataFusion's physical aggregate and its `FILTER (WHERE …)`.
@@ -136,7 +137,14 @@ impl Groups {
         Ok(Groups {
             key_schema: Arc::clone(key_schema),
             aggregates: Arc::clone(aggregates),
-            values: new_group_values(Arc::clone(key_schema), &GroupOrdering::None)?,
+            values: match key_schema.fields().len() {
+                1 => compact_keys(key_schema.field(0).data_type()),
+                _ => None,
+            }
+            .map_or_else(
+                || new_group_values(Arc::clone(key_schema), &GroupOrdering::None),
+                Ok,
+            )?,
             accumulators: aggregates
                 .iter()
                 .map(|a| accumulator(&a.expr))
