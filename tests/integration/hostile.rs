@@ -295,8 +295,9 @@ async fn streaming_state_stalls_at_the_memory_limit_and_goes_on_when_it_has_room
         )
         .await
         .unwrap();
-    // One open window with a group per key, a commit at a time.
-    let (commits, keys) = (40, 5_000);
+    // One open window with a group per key, a commit at a time: 400 000 groups of a BIGINT
+    // key and a count take about 10 MiB, past the view's 6 MiB share.
+    let (commits, keys) = (40, 10_000);
     for i in 0..commits {
         client
             .batch_execute(&format!(
