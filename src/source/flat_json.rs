@@ -88,10 +88,7 @@ impl Column {
                 b.append_value(json.string(scratch)?);
             }
             Column::Timestamp(b) => match json.eat(b'"') {
-                Some(()) => {
-                    let text = std::str::from_utf8(json.string(scratch)?).ok()?;
-                    b.append_value(parse_timestamp_micros(text).ok()?)
-                }
+                Some(()) => b.append_value(parse_timestamp_micros(json.text(scratch)?).ok()?),
                 None => b.append_value(json.integer()?.checked_mul(1_000)?),
             },
         }
@@ -298,6 +295,14 @@ impl<'a> Cursor<'a> {
         self.json.get(start..self.at - 1)
     }
 
+    /// The rest of a string, as [`Self::string`], checked to be UTF-8.
+    fn text<'s>(&mut self, scratch: &'s mut Vec<u8>) -> Option<&'s str>
+    where
+        'a: 's,
+    {
+        std::str::from_utf8(self.string(scratch)?).ok()
+    }
+
     /// The rest of a string from `start`, which has an escape at the cursor.
     fn escaped<'s>(&mut self, start: usize, scratch: &'s mut Vec<u8>) -> Option<&'s [u8]> {
         scratch.clear();
@@ -365,7 +370,7 @@ impl<'a> Cursor<'a> {
         match self.peek()? {
             b'"' => {
                 self.at += 1;
-                std::str::from_utf8(self.string(scratch)?).ok()?;
+                self.text(scratch)?;
             }
             open @ (b'{' | b'[') => {
                 if depth >= DEPTH_MAX {
@@ -380,7 +385,7 @@ impl<'a> Cursor<'a> {
                 loop {
                     if open == b'{' {
                         self.eat(b'"')?;
-                        std::str::from_utf8(self.string(scratch)?).ok()?;
+                        self.text(scratch)?;
                         self.skip_spaces();
                         self.eat(b':')?;
                         self.skip_spaces();

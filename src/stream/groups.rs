@@ -1,7 +1,7 @@
 //! Keyed aggregate state built from DataFusion's own parts: `GroupValues` interns the group
-//! keys into dense indices (one integer key in our leaner [`super::compact_keys`] table), and one `GroupsAccumulator` per aggregate keeps the state of every
-//! group (aggregates without one, such as `count(DISTINCT text)`, run behind DataFusion's
-//! `GroupsAccumulatorAdapter`). Partial states ([`Partial`]) are the accumulators' own state
+//! keys into dense indices (one integer key in our leaner [`super::compact_keys`] table), and
+//! one `GroupsAccumulator` per aggregate keeps the state of every group (aggregates without one,
+//! such as `count(DISTINCT text)`, run behind DataFusion's `GroupsAccumulatorAdapter`). Partial states ([`Partial`]) are the accumulators' own state
 //! arrays, so panes and sessions merge exactly as DataFusion's two-phase aggregation does.
 
 use std::sync::Arc;
