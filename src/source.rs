@@ -24,6 +24,7 @@ pub mod kafka_properties;
 pub mod options;
 pub mod runner;
 pub mod stats;
+pub mod tap;
 pub mod watermark;
 pub mod workers;
 
@@ -50,13 +51,16 @@ pub struct Rejected {
 }
 
 /// Decoded rows of one partition, in offset order, and the records that failed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Chunk {
     pub partition: i32,
     pub batch: RecordBatch,
     pub rejected: Vec<Rejected>,
     /// The offset after the last record of the chunk.
     pub next_offset: i64,
+    /// Each row's record offset, where a record is one row or one rejection (JSON events):
+    /// what lets a view's reader that joins the source's take only rows it has not read.
+    pub row_offsets: Option<Arc<[i64]>>,
     /// Records read, decoded or not.
     pub records: u64,
     pub bytes: u64,
@@ -121,6 +125,7 @@ impl Sources {
         feed: Arc<Feed>,
         reader: Reader,
         resume: ReaderPosition,
+        tap: Option<tap::TapPoint>,
     ) -> Arc<SourceHandle> {
         SourceHandle::start(
             def,
@@ -128,6 +133,7 @@ impl Sources {
             feed,
             reader,
             resume,
+            tap,
             &self.surroundings,
         )
     }
@@ -157,7 +163,7 @@ impl Sources {
                 dedup: s.dedup.clone(),
             })
             .unwrap_or_default();
-        let handle = self.start_reader(def, feed, Reader::Shared, resume);
+        let handle = self.start_reader(def, feed, Reader::Shared, resume, None);
         if let Some(old) = self.running().insert(name, handle) {
             old.abandon();
         }

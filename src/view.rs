@@ -443,6 +443,8 @@ impl Views {
                             .options
                             .insert("scan.startup.mode".into(), "earliest".into());
                     }
+                    // It reads the topic until it has caught up with the source's reader.
+                    let tap = self.sources.get(name).and_then(|s| s.tap_point());
                     let reader = self.sources.start_reader(
                         source,
                         feed,
@@ -451,6 +453,7 @@ impl Views {
                             input: index,
                         },
                         resume,
+                        tap,
                     );
                     let input = Input::Feed {
                         files: Vec::new(),

@@ -287,6 +287,7 @@ pub async fn run(
                 batch,
                 rejected: Vec::new(),
                 next_offset: to as i64,
+                row_offsets: None,
                 records: to - next,
             }),
             Err(e) => {

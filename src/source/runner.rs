@@ -12,9 +12,9 @@
 //! `PENDING_ROWS_MAX` the runner asks for a checkpoint and takes nothing in until one commits,
 //! so the connector blocks rather than anything being dropped.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
@@ -30,6 +30,7 @@ use super::kafka::{KafkaReader, LocalOutput, ResetRequest, ResetTo};
 use super::kafka_process::{ReaderProcess, Supervisor};
 use super::options::{BadData, Connector, SourceSettings};
 use super::stats::SourceStats;
+use super::tap::{self, Catching, CatchingUp, Joined, TapPoint};
 use super::watermark::WatermarkTracker;
 use super::workers::DecodeWorkers;
 use super::{Chunk, Event, Rejected};
@@ -53,6 +54,8 @@ const PENDING_ROWS_MAX: usize = 1_000_000;
 const EVENTS_IN_FLIGHT: usize = 8;
 /// How often a source stalled on the memory pool looks whether it may go on.
 const STALL_RECHECK: Duration = Duration::from_millis(100);
+/// How often a view's reader catching up with its source's looks whether it can join it.
+const JOIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A rejected record as `sluice_catalog.rejected_rows` shows it.
 #[derive(Debug, Clone)]
@@ -70,6 +73,10 @@ pub struct Pending {
     rejected: Vec<RejectedRow>,
     /// Next offset per partition, over everything taken in.
     offsets: BTreeMap<i32, i64>,
+    /// Views' readers that take this source's chunks instead of reading the topic.
+    joined: Joined,
+    /// The partitions assigned to the source's reader.
+    assigned: BTreeSet<i32>,
 }
 
 impl Pending {
@@ -79,6 +86,16 @@ impl Pending {
 
     fn is_full(&self) -> bool {
         self.rows + self.rejected.len() >= PENDING_ROWS_MAX
+    }
+
+    /// Joins a view's reader that has taken in up to `mine` to this source, if it has caught up:
+    /// what the source takes in from now on, and the partitions assigned to it so far.
+    pub(super) fn join(
+        &mut self,
+        mine: &BTreeMap<i32, i64>,
+    ) -> Option<(mpsc::Receiver<Event>, BTreeSet<i32>)> {
+        let joined = self.joined.join(&self.offsets, mine)?;
+        Some((joined, self.assigned.clone()))
     }
 }
 
@@ -137,6 +154,8 @@ pub struct SourceHandle {
     worker: Worker,
     /// A keyed source's rows (a table fed by a connector), current as of the pending rows.
     table: Option<Arc<KeyedTable>>,
+    /// Views' readers catching up with this one.
+    catching: Arc<Mutex<Catching>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -159,7 +178,8 @@ pub enum Reader {
     /// source's startup mode says (so the view backfills the topic's history) or where the
     /// view's last checkpoint left it; its offsets are part of the view's checkpoint (as its
     /// `input`'s, its index among the view's inputs), and it keeps no rejected records (the
-    /// shared reader does).
+    /// shared reader does). Once caught up with the shared reader it takes that one's rows
+    /// instead of reading the topic again ([`super::tap`]).
     Private { view: String, input: usize },
 }
 
@@ -171,6 +191,7 @@ impl SourceHandle {
         feed: Arc<Feed>,
         reader: Reader,
         resume: ReaderPosition,
+        tap: Option<TapPoint>,
         surroundings: &Surroundings,
     ) -> Arc<Self> {
         let committed = resume.offsets;
@@ -186,6 +207,7 @@ impl SourceHandle {
                 .map_or("unknown", String::as_str),
         };
         let stats = Arc::new(SourceStats::new(&def.name, connector));
+        let catching = Arc::new(Mutex::new(Catching::default()));
         let (events, events_rx) = mpsc::channel(EVENTS_IN_FLIGHT);
         let stop = Arc::new(AtomicBool::new(false));
         let reset = ResetRequest::default();
@@ -268,6 +290,11 @@ impl SourceHandle {
             published_watermark: None,
             table: table.clone(),
             table_full: false,
+            catching: Arc::clone(&catching),
+            followed: false,
+            catching_up: tap.map(TapPoint::catch_up),
+            joined: None,
+            connector_stop: Arc::clone(&stop),
         };
         let worker = Worker::spawn(|requests| runner.run(events_rx, requests, replaying));
         Arc::new(SourceHandle {
@@ -279,6 +306,7 @@ impl SourceHandle {
             reset,
             worker,
             table,
+            catching,
         })
     }
 
@@ -344,6 +372,19 @@ impl SourceHandle {
             watermark: self.stats.snapshot().watermark_us,
             receiver: self.feed.subscribe(),
         }
+    }
+
+    /// Where a view's own reader of this source joins it once caught up: for a source of JSON
+    /// events (whose chunks carry their rows' offsets) that keeps none.
+    pub fn tap_point(&self) -> Option<TapPoint> {
+        let settings = SourceSettings::from_def(&self.def).ok()?;
+        let tappable = !settings.retain
+            && settings.format == super::options::Format::Json
+            && matches!(settings.connector, Connector::Kafka(_));
+        tappable.then(|| TapPoint {
+            pending: Arc::clone(&self.pending),
+            catching: Arc::clone(&self.catching),
+        })
     }
 
     /// The pending rows, locked: nothing of this source commits while the guard lives, so a
@@ -466,6 +507,16 @@ struct Runner {
     table: Option<Arc<KeyedTable>>,
     /// The table's rows fill its share of the memory pool: nothing is taken in.
     table_full: bool,
+    /// Views' readers catching up with this source's (which waits for them, see [`tap`]).
+    catching: Arc<Mutex<Catching>>,
+    /// Views' readers took this source's last chunk.
+    followed: bool,
+    /// A view's reader catching up with its source's, until it joins.
+    catching_up: Option<CatchingUp>,
+    /// A view's reader that joined: what the source takes in.
+    joined: Option<mpsc::Receiver<Event>>,
+    /// Stops the connector (a joined reader needs its own no more).
+    connector_stop: Arc<AtomicBool>,
 }
 
 impl Runner {
@@ -488,11 +539,13 @@ impl Runner {
         }
         let mut watermark_tick = tokio::time::interval(WATERMARK_INTERVAL);
         let mut recheck = tokio::time::interval(STALL_RECHECK);
+        let mut join_tick = tokio::time::interval(JOIN_INTERVAL);
         let mut connected = true;
         loop {
             let stalled = self.stalled().await;
+            let held = self.held_back();
             tokio::select! {
-                event = events.recv(), if connected && !self.full && !stalled => {
+                event = events.recv(), if connected && !self.full && !stalled && !held => {
                     connected = match event {
                         Some(event) => self.handle(event).await,
                         None => false,
@@ -523,10 +576,52 @@ impl Runner {
                     self.update_watermark().await;
                     self.full = self.pending.lock().await.is_full();
                 }
-                // Nothing else wakes a source stalled on the memory pool when queries free it.
-                _ = recheck.tick(), if stalled => {}
+                event = next_joined(&mut self.joined), if !self.full && !stalled => match event {
+                    Some(event) => self.take_joined(event).await,
+                    None => self.source_reader_gone(),
+                },
+                _ = join_tick.tick(), if self.catching_up.is_some() => self.try_join().await,
+                // Nothing else wakes a source stalled on the memory pool when queries free it,
+                // or one waiting for views' readers when they join.
+                _ = recheck.tick(), if stalled || held => {}
             }
         }
+    }
+
+    /// Whether this source's reader waits for views' readers catching up with it: while none
+    /// joined yet and no view follows it otherwise.
+    fn held_back(&self) -> bool {
+        self.reader == Reader::Shared
+            && !self.followed
+            && tap::holds_back(&self.catching, Instant::now())
+            && self.feed.recipients().is_empty()
+    }
+
+    /// Joins this view's reader to its source's if it has caught up, and stops its own.
+    async fn try_join(&mut self) {
+        let Some(catching_up) = &self.catching_up else {
+            return;
+        };
+        let mine = self.pending.lock().await.offsets.clone();
+        if let Some((chunks, assigned)) = catching_up.join(&mine).await {
+            // The source's partitions hold the watermark here too, as they do there.
+            for partition in assigned {
+                self.tracker.assign(partition, Instant::now());
+            }
+            tracing::info!(source = %self.def.name, reader = ?self.reader,
+                "a view's reader caught up with the source's: it takes the source's rows now");
+            self.joined = Some(chunks);
+            self.catching_up = None;
+            self.connector_stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A joined view's reader whose source's reader ended takes nothing more.
+    fn source_reader_gone(&mut self) {
+        self.joined = None;
+        let message = "the source's reader stopped, and this view's reader with it";
+        tracing::warn!(source = %self.def.name, reader = ?self.reader, "{message}");
+        self.stats.failed(message);
     }
 
     /// Whether the deduplication keys (or a keyed source's rows) have no room in the memory
@@ -675,24 +770,13 @@ impl Runner {
 
     /// Takes one event in. Returns false once the connector is done.
     async fn handle(&mut self, event: Event) -> bool {
+        if self.joined.is_some() {
+            // A joined reader's own connector is stopping; what it still sends is not needed.
+            return true;
+        }
         match event {
             Event::Assigned { partition, start } => {
-                self.tracker.assign(partition, Instant::now());
-                // A resolved start ("latest", a time) is committed like a read offset, so a
-                // restart does not resolve it again and skip what arrived meanwhile.
-                let next = {
-                    let mut pending = self.pending.lock().await;
-                    match (pending.offsets.get(&partition), start) {
-                        (Some(&next), _) => Some(next),
-                        (None, Some(start)) => {
-                            pending.offsets.insert(partition, start);
-                            Some(start)
-                        }
-                        (None, None) => None,
-                    }
-                };
-                self.stats
-                    .partition(partition, |p| p.next_offset = p.next_offset.or(next));
+                self.assigned(partition, start).await;
                 true
             }
             Event::Repositioned { partition, next } => {
@@ -730,9 +814,65 @@ impl Runner {
         }
     }
 
+    /// A partition is read from `start` (when that is a known offset): it holds the watermark
+    /// until it shows data or idles. Joined views' readers are told too.
+    async fn assigned(&mut self, partition: i32, start: Option<i64>) {
+        self.tracker.assign(partition, Instant::now());
+        // A resolved start ("latest", a time) is committed like a read offset, so a restart
+        // does not resolve it again and skip what arrived meanwhile.
+        let (next, taps) = {
+            let mut pending = self.pending.lock().await;
+            pending.assigned.insert(partition);
+            let next = match (pending.offsets.get(&partition), start) {
+                (Some(&next), _) => Some(next),
+                (None, Some(start)) => {
+                    pending.offsets.insert(partition, start);
+                    Some(start)
+                }
+                (None, None) => None,
+            };
+            (next, pending.joined.recipients())
+        };
+        self.stats
+            .partition(partition, |p| p.next_offset = p.next_offset.or(next));
+        for tap in taps {
+            let _ = tap.send(Event::Assigned { partition, start }).await;
+        }
+    }
+
+    /// Takes in what the source a view's reader joined took in.
+    async fn take_joined(&mut self, event: Event) {
+        match event {
+            Event::Chunk(chunk) => {
+                let next = self
+                    .pending
+                    .lock()
+                    .await
+                    .offsets
+                    .get(&chunk.partition)
+                    .copied();
+                if let Some(chunk) = tap::unread(chunk, next) {
+                    self.take(chunk).await;
+                }
+            }
+            Event::Assigned { partition, start } => self.assigned(partition, start).await,
+            _ => {}
+        }
+    }
+
     /// Takes a chunk in; false if the source cannot go on.
     async fn take(&mut self, mut chunk: Chunk) -> bool {
         self.stats.running();
+        // Joined views' readers take the chunk as decoded: they deduplicate it themselves.
+        let tapped = match self.reader {
+            Reader::Shared => Some(Chunk {
+                rejected: Vec::new(),
+                row_offsets: chunk.row_offsets.clone(),
+                batch: chunk.batch.clone(),
+                ..chunk
+            }),
+            Reader::Private { .. } => None,
+        };
         let duplicates = match &mut self.deduplicator {
             Some(d) => match d.filter(&chunk.batch) {
                 Ok((kept, dropped)) => {
@@ -819,12 +959,26 @@ impl Runner {
                     received_at_us,
                 }));
             pending.offsets.insert(chunk.partition, chunk.next_offset);
-            (pending.is_full(), self.feed.recipients())
+            if tapped.as_ref().is_some_and(|c| c.row_offsets.is_none()) {
+                // Without its rows' offsets a chunk cannot be taken by a reader that has read
+                // part of it: the joined readers are let go (and say so) rather than miscount.
+                pending.joined = Joined::default();
+            }
+            let taps = pending.joined.recipients();
+            (pending.is_full(), (self.feed.recipients(), taps))
         };
+        let (recipients, taps) = recipients;
         if let Some(message) = published
             && !recipients.is_empty()
         {
             recipients.send(message).await;
+        }
+        self.followed = !taps.is_empty();
+        if let Some(tapped) = tapped {
+            for tap in &taps {
+                // A closed tap is a view gone; the next chunk forgets it.
+                let _ = tap.send(Event::Chunk(tapped.clone())).await;
+            }
         }
         self.publish_watermark().await;
         if full {
@@ -932,4 +1086,12 @@ pub fn rejected_batch(rows: &[RejectedRow]) -> Result<RecordBatch> {
         ),
     ];
     Ok(RecordBatch::try_new(rejected_schema(), columns)?)
+}
+
+/// The next chunk from the source a view's reader joined; pending while it has not.
+async fn next_joined(joined: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
+    match joined {
+        Some(chunks) => chunks.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -4,6 +4,7 @@
 //! queues are short and bounded, so a busy worker slows the consumer down rather than records
 //! piling up.
 
+use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use tokio::sync::mpsc;
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 use super::changelog::ChangelogDecoder;
 use super::decode::{Decoded, JsonDecoder, Record};
 use super::options::{Format, SourceSettings};
-use super::{Chunk, Event};
+use super::{Chunk, Event, Rejected};
 use crate::catalog::source::SourceDef;
 use crate::error::Result;
 
@@ -111,6 +112,11 @@ fn decode(decoder: &mut Decoder, job: Job) -> Event {
     match decoder.decode(job.partition, &records) {
         Ok(decoded) => Event::Chunk(Chunk {
             partition: job.partition,
+            row_offsets: match decoder {
+                Decoder::Events(_) => Some(row_offsets(&records, &decoded.rejected))
+                    .filter(|offsets| offsets.len() == decoded.batch.num_rows()),
+                Decoder::Changes(_) => None,
+            },
             batch: decoded.batch,
             rejected: decoded.rejected,
             next_offset: job.next_offset,
@@ -119,4 +125,18 @@ fn decode(decoder: &mut Decoder, job: Job) -> Event {
         }),
         Err(e) => Event::Failed(format!("cannot decode partition {}: {e}", job.partition)),
     }
+}
+
+/// The offsets of the records that became rows: all but the rejected ones (both in offset
+/// order), as an event decoder makes one row or one rejection of each record.
+fn row_offsets(records: &[Record<'_>], rejected: &[Rejected]) -> Arc<[i64]> {
+    let mut rejected = rejected.iter().map(|r| r.offset).peekable();
+    records
+        .iter()
+        .map(|r| r.offset)
+        .filter(|&offset| {
+            let bad = rejected.next_if_eq(&offset).is_some();
+            !bad
+        })
+        .collect()
 }

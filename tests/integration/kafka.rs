@@ -1098,3 +1098,91 @@ async fn deleting_a_topic_under_a_source_leaves_the_server_and_other_sources_run
     );
     server.shutdown().await;
 }
+
+/// A view's own reader of a source that keeps nothing reads the topic only until it has caught
+/// up with the source's reader; then it takes the source's rows, and one reader process per
+/// topic is left. Ids arrive while it catches up, after it joined and after a restart (where it
+/// resumes from its own offsets and joins again): at every look the view has each id at most
+/// once, and in the end each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_views_reader_joins_its_sources_and_every_id_counts_once() {
+    let Some(kafka) = kafka_target() else { return };
+    let topic = unique_topic("joining-reader");
+    create_topic(&kafka, &topic, 4).await;
+    let producer = producer(&kafka, "5");
+    let ids = |range: std::ops::Range<i64>| -> Vec<(i32, String)> {
+        range
+            .map(|i| ((i % 4) as i32, format!(r#"{{"id": {i}}}"#)))
+            .collect()
+    };
+    produce(&producer, &topic, &ids(0..20_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap();
+    let server = start_server(storage).await;
+    let client = connect(server.pg_addr()).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE ids (id BIGINT) WITH (connector = 'kafka', topic = '{topic}', \
+             properties.bootstrap.server = '{kafka}', scan.startup.mode = 'earliest') \
+             FORMAT PLAIN ENCODE JSON"
+        ))
+        .await
+        .unwrap();
+    // The view's reader starts behind the source's, and ids arrive while it catches up: the
+    // source's waits for it, so it joins ahead and drops the rows it already has.
+    wait_read(&client, &["ids"], 20_000).await;
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW counted AS \
+             SELECT count(*) AS n, count(DISTINCT id) AS d, sum(id) AS s FROM ids",
+        )
+        .await
+        .unwrap();
+    produce(&producer, &topic, &ids(20_000..40_000)).await;
+    wait_for(Duration::from_secs(60), "ids 0..40 000 in the view", || {
+        ids_counted_once(&client, 40_000)
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(30),
+        "the view's reader to join",
+        || async { (reader_processes(&topic).len() == 1).then_some(()) },
+    )
+    .await;
+    produce(&producer, &topic, &ids(40_000..45_000)).await;
+    wait_for(Duration::from_secs(60), "ids 0..45 000 in the view", || {
+        ids_counted_once(&client, 45_000)
+    })
+    .await;
+
+    server.shutdown().await;
+    produce(&producer, &topic, &ids(45_000..50_000)).await;
+    let server = start_server(storage).await;
+    let client = connect(server.pg_addr()).await;
+    produce(&producer, &topic, &ids(50_000..55_000)).await;
+    wait_for(
+        Duration::from_secs(60),
+        "ids 0..55 000 after a restart",
+        || ids_counted_once(&client, 55_000),
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(30),
+        "the view's reader to join again",
+        || async { (reader_processes(&topic).len() == 1).then_some(()) },
+    )
+    .await;
+    server.shutdown().await;
+}
+
+/// Whether view `counted` has ids 0..n once each; fails if it has any id twice.
+async fn ids_counted_once(client: &tokio_postgres::Client, n: i64) -> Option<()> {
+    let row = client
+        .query_opt("SELECT n, d, s FROM counted", &[])
+        .await
+        .unwrap();
+    let (count, distinct, sum): (i64, i64, i64) =
+        row.map_or((0, 0, 0), |r| (r.get(0), r.get(1), r.get(2)));
+    assert_eq!(count, distinct, "an id counted twice");
+    (count == n && sum == n * (n - 1) / 2).then_some(())
+}
