@@ -34,6 +34,9 @@ use crate::stream::state_memory::StateMemory;
 
 /// Live results are refreshed at least this often while rows arrive.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// Live results are refreshed sooner once the input has been quiet this long, as long as
+/// refreshing takes at most a fifth of the view's time.
+const QUIET: Duration = Duration::from_millis(20);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a stalled view looks whether it may go on.
 const STALL_RECHECK: Duration = Duration::from_millis(100);
@@ -187,8 +190,7 @@ impl Pipeline {
         if self.stats.status() == Status::Backfilling {
             self.stats.update(|s| s.status = Status::Running);
         }
-        let mut refresh_tick = tokio::time::interval(REFRESH_INTERVAL);
-        refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refreshes = Refreshes::new();
         let mut recheck = tokio::time::interval(STALL_RECHECK);
         let mut forget_tick = tokio::time::interval(FORGET_INTERVAL);
         let forgets = self.flow.plan.forgets_idle();
@@ -205,6 +207,7 @@ impl Pipeline {
                     }
                     Some(item) => {
                         dirty = true;
+                        refreshes.input();
                         self.take(branch, item).await
                     }
                     None => {
@@ -241,9 +244,12 @@ impl Pipeline {
                     }
                     None => return,
                 },
-                _ = refresh_tick.tick(), if dirty => {
+                _ = tokio::time::sleep_until(refreshes.due()), if dirty => {
                     dirty = false;
-                    self.refresh().await
+                    let started = Instant::now();
+                    let refreshed = self.refresh().await;
+                    refreshes.done(started);
+                    refreshed
                 }
                 // Nothing else wakes a view stalled on the memory pool when queries free it.
                 _ = recheck.tick(), if stalled => Ok(()),
@@ -974,5 +980,42 @@ async fn write_state(
             storage.write_state_file(checkpoint, owner, &batch).await?,
         )),
         None => Ok(None),
+    }
+}
+
+/// When a view next refreshes its live results: at most `REFRESH_INTERVAL` after the last
+/// refresh, and sooner once the input has been `QUIET` — but no sooner than four times the
+/// last refresh took after it, so a large state is not refreshed over and over while rows
+/// trickle in.
+struct Refreshes {
+    last: Instant,
+    took: Duration,
+    quiet_at: Instant,
+}
+
+impl Refreshes {
+    fn new() -> Self {
+        let now = Instant::now();
+        Refreshes {
+            last: now,
+            took: Duration::ZERO,
+            quiet_at: now,
+        }
+    }
+
+    /// Input arrived.
+    fn input(&mut self) {
+        self.quiet_at = Instant::now() + QUIET;
+    }
+
+    fn due(&self) -> tokio::time::Instant {
+        let soonest = self.quiet_at.max(self.last + self.took * 4);
+        soonest.min(self.last + REFRESH_INTERVAL).into()
+    }
+
+    /// A refresh that started at `started` is done.
+    fn done(&mut self, started: Instant) {
+        self.last = Instant::now();
+        self.took = self.last - started;
     }
 }
