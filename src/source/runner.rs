@@ -619,8 +619,9 @@ impl Runner {
     /// A joined view's reader whose source's reader ended takes nothing more.
     fn source_reader_gone(&mut self) {
         self.joined = None;
+        // The source says why (it failed, or the server is stopping).
         let message = "the source's reader stopped, and this view's reader with it";
-        tracing::warn!(source = %self.def.name, reader = ?self.reader, "{message}");
+        tracing::info!(source = %self.def.name, reader = ?self.reader, "{message}");
         self.stats.failed(message);
     }
 
