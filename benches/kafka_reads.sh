@@ -3,7 +3,9 @@
 # EVENTS JSON click events (default 2 000 000), against a plain librdkafka consumer
 # (confluent-kafka, every message's value touched) fetching the same topic from the same broker
 # in the same run. Each is timed from its start (connect, assign, fetch) to the last event read;
-# RUNS times each (default 3), alternating, and the medians compared.
+# RUNS times each (default 3), alternating, and the medians compared. The backlog is the largest
+# burst a source meets, so each run also gives the peak resident memory of the server and its
+# reader process while reading it (bounded buffers: it should not grow with EVENTS).
 # Needs the release binary (`cargo build --release`), the test broker and S3 server
 # (scripts/kafka-server, scripts/s3-server: started here and stopped at the end) and
 # `.venv/bin/pip install -r benches/requirements.txt`. Listens on 127.0.0.1:5495.
@@ -77,10 +79,15 @@ server=$!
 sql() { psql -h 127.0.0.1 -p 5495 -U postgres -d sluice -tAc "$1"; }
 for _ in $(seq 1 60); do sql "SELECT 1" >/dev/null 2>&1 && break; sleep 0.5; done
 
-# A source and a view counting its rows; the time until the view has counted every event.
+# Resident memory of the server and its reader processes, in KiB.
+rss() { ps -o rss= --pid "$server" --ppid "$server" | awk '{s += $1} END {print s}'; }
+
+# A source and a view counting its rows; the time until the view has counted every event. The
+# memory before and at its peak goes to $dir/rss_<run>.
 sluice() {
   local run=$1
-  local started
+  local started before peak=0 now
+  before=$(rss)
   started=$(date +%s.%N)
   sql "CREATE SOURCE clicks_$run (event_id BIGINT, user_id BIGINT, page VARCHAR, action VARCHAR,
          amount DOUBLE PRECISION, ts TIMESTAMPTZ)
@@ -90,9 +97,12 @@ sluice() {
        CREATE MATERIALIZED VIEW counted_$run AS SELECT action, count(*) AS events
          FROM clicks_$run GROUP BY action" >/dev/null
   while [ "$(sql "SELECT coalesce(sum(events), 0) FROM counted_$run")" -lt "$EVENTS" ]; do
+    now=$(rss)
+    [ "$now" -gt "$peak" ] && peak=$now
     sleep 0.05
   done
   echo "$(date +%s.%N) - $started" | bc
+  echo "$((before / 1024)) $((peak / 1024))" >"$dir/rss_$run"
   sql "DROP MATERIALIZED VIEW counted_$run; DROP SOURCE clicks_$run" >/dev/null
 }
 
@@ -100,7 +110,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 : >"$dir/plain"; : >"$dir/sluice"
 for run in $(seq 1 "$RUNS"); do
   p=$(plain); s=$(sluice "$run")
-  echo "run $run: plain consumer $p s, SluiceDB view $s s"
+  read -r before peak <"$dir/rss_$run"
+  echo "run $run: plain consumer $p s, SluiceDB view $s s; server + reader RSS $before MiB before, peak $peak MiB"
   echo "$p" >>"$dir/plain"; echo "$s" >>"$dir/sluice"
 done
 p=$(median <"$dir/plain"); s=$(median <"$dir/sluice")
