@@ -1139,50 +1139,45 @@ async fn a_views_reader_joins_its_sources_and_every_id_counts_once() {
         .await
         .unwrap();
     produce(&producer, &topic, &ids(20_000..40_000)).await;
-    wait_for(Duration::from_secs(60), "ids 0..40 000 in the view", || {
-        ids_counted_once(&client, 40_000)
-    })
-    .await;
-    wait_for(
-        Duration::from_secs(30),
-        "the view's reader to join",
-        || async { (reader_processes(&topic).len() == 1).then_some(()) },
-    )
-    .await;
+    wait_counted_once(&client, 40_000).await;
+    wait_one_reader(&topic).await;
     produce(&producer, &topic, &ids(40_000..45_000)).await;
-    wait_for(Duration::from_secs(60), "ids 0..45 000 in the view", || {
-        ids_counted_once(&client, 45_000)
-    })
-    .await;
+    wait_counted_once(&client, 45_000).await;
 
     server.shutdown().await;
     produce(&producer, &topic, &ids(45_000..50_000)).await;
     let server = start_server(storage).await;
     let client = connect(server.pg_addr()).await;
     produce(&producer, &topic, &ids(50_000..55_000)).await;
-    wait_for(
-        Duration::from_secs(60),
-        "ids 0..55 000 after a restart",
-        || ids_counted_once(&client, 55_000),
-    )
-    .await;
-    wait_for(
-        Duration::from_secs(30),
-        "the view's reader to join again",
-        || async { (reader_processes(&topic).len() == 1).then_some(()) },
-    )
-    .await;
+    wait_counted_once(&client, 55_000).await;
+    wait_one_reader(&topic).await;
     server.shutdown().await;
 }
 
-/// Whether view `counted` has ids 0..n once each; fails if it has any id twice.
-async fn ids_counted_once(client: &tokio_postgres::Client, n: i64) -> Option<()> {
-    let row = client
-        .query_opt("SELECT n, d, s FROM counted", &[])
-        .await
-        .unwrap();
-    let (count, distinct, sum): (i64, i64, i64) =
-        row.map_or((0, 0, 0), |r| (r.get(0), r.get(1), r.get(2)));
-    assert_eq!(count, distinct, "an id counted twice");
-    (count == n && sum == n * (n - 1) / 2).then_some(())
+/// Waits until view `counted` has ids 0..n once each; fails at once if it has any id twice.
+async fn wait_counted_once(client: &tokio_postgres::Client, n: i64) {
+    let what = format!("ids 0..{n} in the view");
+    wait_for(Duration::from_secs(60), &what, || async {
+        let row = client
+            .query_opt("SELECT n, d, s FROM counted", &[])
+            .await
+            .unwrap();
+        // The view's one row is there from the start, its sum NULL until ids arrive.
+        let (count, distinct, sum): (i64, i64, Option<i64>) =
+            row.map_or((0, 0, None), |r| (r.get(0), r.get(1), r.get(2)));
+        let sum = sum.unwrap_or(0);
+        assert_eq!(count, distinct, "an id counted twice");
+        (count == n && sum == n * (n - 1) / 2).then_some(())
+    })
+    .await;
+}
+
+/// Waits until one reader process of `topic` is left: a view's reader joined the source's.
+async fn wait_one_reader(topic: &str) {
+    wait_for(
+        Duration::from_secs(30),
+        "the view's reader to join",
+        || async { (reader_processes(topic).len() == 1).then_some(()) },
+    )
+    .await;
 }
