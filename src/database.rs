@@ -7,9 +7,11 @@
 pub mod ddl;
 pub mod dml;
 mod offload;
+mod plan_cache;
 pub mod privileges;
 
 use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -24,11 +26,12 @@ use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
+use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use sqlparser::ast::{CopySource, CopyTarget, ObjectType, Query, Statement as SqlStatement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -43,6 +46,7 @@ use crate::checkpoint::{Checkpoints, Participant, Participants};
 use crate::config::{Config, StorageLocation};
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
+use crate::metrics;
 use crate::pg::arrays::{ArrayLiteralComparisons, ArrayText};
 use crate::pg::bytea::ByteaText;
 use crate::pg::casts::RoundingCasts;
@@ -66,6 +70,7 @@ use crate::stream::state_memory::StatePools;
 use crate::table::KeyedTables;
 use crate::view::{Replay, TopicReader, Views, dependency_order};
 use offload::Interruptible;
+use plan_cache::{Cached, PlanCache};
 
 /// What a statement produced.
 pub enum Output {
@@ -125,6 +130,8 @@ pub struct Database {
     /// The live connections (`pg_stat_activity`, cancel and terminate).
     backends: Arc<Backends>,
     roles: Arc<Roles>,
+    /// Plans of queries over views, kept for their next run.
+    plans: Arc<PlanCache>,
     /// The tasks running checkpoints and storage maintenance every interval.
     background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     config: Config,
@@ -251,6 +258,7 @@ impl Database {
             checkpoints,
             backends,
             roles,
+            plans: Arc::default(),
             background: std::sync::Mutex::new(Vec::new()),
             config,
         });
@@ -630,9 +638,7 @@ impl Database {
                         Parser::parse_sql(&PostgreSqlDialect {}, &sql)?.remove(0)
                     }
                 };
-                let plan = self.plan(&query).await?;
-                privileges::check_plan(&self.storage.manifest(), principal, &plan)?;
-                let rows = self.run(plan, principal).await?;
+                let rows = self.query(&query, None, principal).await?;
                 Ok(Output::CopyOut { rows, format })
             }
             SqlStatement::Copy { .. } => Err(Error::unsupported(
@@ -649,11 +655,11 @@ impl Database {
                 rows: None,
             }),
             SqlStatement::Insert(_) => {
-                let plan = self.plan(stmt).await?;
-                privileges::check_plan(&self.storage.manifest(), principal, &plan)?;
-                let plan = bind(plan, params)?;
-                let batches: Vec<RecordBatch> =
-                    self.run(plan, principal).await?.try_collect().await?;
+                let batches: Vec<RecordBatch> = self
+                    .query(stmt, params, principal)
+                    .await?
+                    .try_collect()
+                    .await?;
                 Ok(Output::Command {
                     tag: "INSERT",
                     rows: Some(inserted_rows(&batches)),
@@ -666,10 +672,7 @@ impl Database {
                 Some("Tables are append-only; write new rows with INSERT or COPY."),
             )),
             _ => {
-                let plan = self.plan(stmt).await?;
-                privileges::check_plan(&self.storage.manifest(), principal, &plan)?;
-                let plan = bind(plan, params)?;
-                let rows = self.run(plan, principal).await?;
+                let rows = self.query(stmt, params, principal).await?;
                 Ok(Output::Rows(match postgres_names(stmt) {
                     Some(names) => relabel(rows, &names),
                     None => rows,
@@ -678,13 +681,59 @@ impl Database {
         }
     }
 
-    /// Executes a plan as a stream of batches, as `principal` (which functions and catalog
-    /// tables that answer per caller find in the session's configuration).
+    /// Plans a standard statement and executes it as `principal`, with `params` bound. A
+    /// query whose plan was kept ([`plan_cache`]) is only checked and physically planned;
+    /// any other statement goes to the planning threads once, for its logical plan, the
+    /// privilege check and its physical plan together (each trip is a thread handoff, a cost
+    /// every short query pays).
+    pub(crate) async fn query(
+        &self,
+        stmt: &SqlStatement,
+        params: Option<ParamValues>,
+        principal: &Principal,
+    ) -> Result<SendableRecordBatchStream> {
+        let state = self.execution_state(principal);
+        let manifest = self.storage.manifest();
+        if let Some(cached) = self.plans.get(stmt, &manifest) {
+            metrics::PLANS_REUSED.add(1);
+            privileges::check_plan(&manifest, principal, &cached.plan)?;
+            // As on the planning threads, a panic fails only this statement.
+            let planned = AssertUnwindSafe(execute_kept(state, &cached, params));
+            return planned
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(offload::panicked(panic.as_ref())));
+        }
+        let (storage, plans) = (Arc::clone(&self.storage), Arc::clone(&self.plans));
+        let (stmt, principal) = (stmt.clone(), principal.clone());
+        offload::off_workers(async move {
+            let plan = plan_checked(&storage, &state, &stmt).await?;
+            privileges::check_plan(&manifest, &principal, &plan)?;
+            let optimize = |plan: &LogicalPlan| Ok(state.optimize(plan)?);
+            match plans.keep(&stmt, &manifest, &plan, optimize)? {
+                Some(cached) => execute_kept(state, &cached, params).await,
+                None => Ok(DataFrame::new(state, bind(plan, params)?)
+                    .execute_stream()
+                    .await?),
+            }
+        })
+        .await
+    }
+
+    /// Executes a plan as a stream of batches, as `principal`.
     async fn run(
         &self,
         plan: LogicalPlan,
         principal: &Principal,
     ) -> Result<SendableRecordBatchStream> {
+        let state = self.execution_state(principal);
+        offload::off_workers(async move { Ok(DataFrame::new(state, plan).execute_stream().await?) })
+            .await
+    }
+
+    /// The session's state for one statement run by `principal`, which functions and catalog
+    /// tables that answer per caller find in its configuration.
+    fn execution_state(&self, principal: &Principal) -> SessionState {
         let mut state = self.ctx.state();
         state
             .config_mut()
@@ -693,28 +742,17 @@ impl Database {
             .insert(principal.clone());
         // Functions evaluated while planning read the options as of this mark.
         state.mark_start_execution();
-        offload::off_workers(async move { Ok(DataFrame::new(state, plan).execute_stream().await?) })
-            .await
+        state
     }
 
     /// Plans a standard statement, refusing anything that would change state outside our
     /// catalog (DataFusion's own `CREATE VIEW`, `SET` of engine options …).
     pub async fn plan(&self, stmt: &SqlStatement) -> Result<LogicalPlan> {
-        if let Some(output) = ddl::show(&self.storage, stmt)? {
-            return Ok(output);
+        if let Some(cached) = self.plans.get(stmt, &self.storage.manifest()) {
+            return Ok(cached.plan.clone());
         }
-        let state = self.ctx.state();
-        let stmt = stmt.clone();
-        let plan = offload::off_workers(async move { plan_standard(state, stmt).await }).await?;
-        match &plan {
-            LogicalPlan::Ddl(ddl) => Err(Error::unsupported(
-                ddl.name().to_string(),
-                Some("SluiceDB manages its catalog itself: use CREATE TABLE and DROP TABLE."),
-            )),
-            LogicalPlan::Statement(s) => Err(Error::unsupported(s.name().to_string(), None)),
-            LogicalPlan::Copy(_) => Err(Error::unsupported("COPY TO", None)),
-            _ => Ok(plan),
-        }
+        let (storage, state, stmt) = (Arc::clone(&self.storage), self.ctx.state(), stmt.clone());
+        offload::off_workers(async move { plan_checked(&storage, &state, &stmt).await }).await
     }
 
     /// `plan` as the analyzer leaves it, whose column types are the ones execution yields
@@ -791,8 +829,53 @@ fn runtime(config: &Config) -> Result<Arc<RuntimeEnv>> {
     Ok(builder.build_arc()?)
 }
 
+/// Executes a kept plan: its optimized plan when it has one and no parameters are bound,
+/// else its logical plan, bound and optimized for this run.
+async fn execute_kept(
+    state: SessionState,
+    cached: &Cached,
+    params: Option<ParamValues>,
+) -> Result<SendableRecordBatchStream> {
+    match (&cached.optimized, params) {
+        (Some(optimized), None) => {
+            let physical = state
+                .query_planner()
+                .create_physical_plan(optimized, &state)
+                .await?;
+            Ok(execute_stream(physical, state.task_ctx())?)
+        }
+        (_, params) => {
+            let plan = bind(cached.plan.clone(), params)?;
+            Ok(DataFrame::new(state, plan).execute_stream().await?)
+        }
+    }
+}
+
+/// The plan of a standard statement: a `SHOW`'s answer, or DataFusion's plan of anything that
+/// does not change state outside our catalog (DataFusion's own `CREATE VIEW`, `SET` of engine
+/// options … are refused).
+async fn plan_checked(
+    storage: &Storage,
+    state: &SessionState,
+    stmt: &SqlStatement,
+) -> Result<LogicalPlan> {
+    if let Some(output) = ddl::show(storage, stmt)? {
+        return Ok(output);
+    }
+    let plan = plan_standard(state, stmt).await?;
+    match &plan {
+        LogicalPlan::Ddl(ddl) => Err(Error::unsupported(
+            ddl.name().to_string(),
+            Some("SluiceDB manages its catalog itself: use CREATE TABLE and DROP TABLE."),
+        )),
+        LogicalPlan::Statement(s) => Err(Error::unsupported(s.name().to_string(), None)),
+        LogicalPlan::Copy(_) => Err(Error::unsupported("COPY TO", None)),
+        _ => Ok(plan),
+    }
+}
+
 /// DataFusion's plan of a standard statement.
-async fn plan_standard(state: SessionState, stmt: SqlStatement) -> Result<LogicalPlan> {
+async fn plan_standard(state: &SessionState, stmt: &SqlStatement) -> Result<LogicalPlan> {
     match state
         .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
         .await
@@ -804,7 +887,7 @@ async fn plan_standard(state: SessionState, stmt: SqlStatement) -> Result<Logica
             if e.to_string().contains("unique expression names")
                 || e.to_string().contains("which would be ambiguous") =>
         {
-            match with_distinct_names(&stmt) {
+            match with_distinct_names(stmt) {
                 Some(renamed) => Ok(state
                     .statement_to_plan(DfStatement::Statement(Box::new(renamed)))
                     .await?),

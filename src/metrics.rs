@@ -67,6 +67,10 @@ pub static QUERY_ERRORS: Counter = Counter::new(
     "sluicedb_query_errors_total",
     "Statements that ended in an error.",
 );
+pub static PLANS_REUSED: Counter = Counter::new(
+    "sluicedb_plans_reused_total",
+    "Queries run with a plan kept from an earlier run of the same query.",
+);
 pub static TABLE_ROWS_WRITTEN: Counter = Counter::new(
     "sluicedb_table_rows_written_total",
     "Rows committed to tables by INSERT and COPY.",
@@ -232,6 +236,7 @@ pub fn render(sources: &[Snapshot], views: &[ViewSnapshot], memory: &QueryMemory
     for counter in [
         &QUERIES,
         &QUERY_ERRORS,
+        &PLANS_REUSED,
         &TABLE_ROWS_WRITTEN,
         &CONNECTIONS_REFUSED,
         &LOGINS_FAILED,

@@ -32,7 +32,7 @@ use crate::source::options::SourceSettings;
 use crate::source::{SourceHandle, Sources};
 use crate::storage::{DataFile, Storage, TableState};
 use crate::table::{KeyedTable, KeyedTables, Write};
-use crate::view::{ViewHandle, Views};
+use crate::view::Views;
 
 /// The `public` schema: every table and source of the newest manifest.
 #[derive(Debug)]
@@ -92,7 +92,7 @@ impl SchemaProvider for PublicSchema {
             return Ok(Some(Arc::new(ViewTable {
                 storage: Arc::clone(&self.storage),
                 def: state.def.clone(),
-                handle: self.views.get(name),
+                views: Arc::clone(&self.views),
             })));
         }
         Ok(manifest.source(name).map(|state| {
@@ -253,7 +253,9 @@ pub fn fed_by_connector(def: &SourceDef, action: &str) -> Error {
 pub struct ViewTable {
     storage: Arc<Storage>,
     def: ViewDef,
-    handle: Option<Arc<ViewHandle>>,
+    /// Where its running pipeline is found when it is scanned, so that a plan kept for later
+    /// runs (`database::plan_cache`) reads the view as it runs then.
+    views: Arc<Views>,
 }
 
 #[async_trait]
@@ -281,7 +283,7 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (files, rows) = match &self.handle {
+        let (files, rows) = match self.views.get(&self.def.name) {
             Some(handle) => handle.read(&self.storage).await?,
             None => (
                 self.storage

@@ -14,7 +14,7 @@ use sqlparser::ast::{
     Update,
 };
 
-use super::{Database, Output, bind, ddl, privileges};
+use super::{Database, Output, ddl, privileges};
 use crate::catalog::roles::{Principal, Privilege};
 use crate::catalog::table::TableDef;
 use crate::error::{Error, Result};
@@ -238,11 +238,9 @@ async fn select(
         return Err(Error::Internal(format!("not a query: {query}")));
     };
     let statement: SqlStatement = *statement;
-    let plan = db.plan(&statement).await?;
-    privileges::check_plan(&db.storage().manifest(), principal, &plan)?;
-    let plan = bind(plan, params)?;
-    let schema = plan.schema().inner().clone();
-    let batches: Vec<RecordBatch> = db.run(plan, principal).await?.try_collect().await?;
+    let rows = db.query(&statement, params, principal).await?;
+    let schema = rows.schema();
+    let batches: Vec<RecordBatch> = rows.try_collect().await?;
     Ok(concat_batches(&schema, &batches)?)
 }
 

@@ -74,15 +74,18 @@ where
     };
     match tokio::task::spawn_blocking(planning).await {
         Ok(result) => result,
-        Err(error) => Err(Error::Internal(match error.try_into_panic() {
-            Ok(panic) => {
-                let message = crate::error::panic_message(panic.as_ref());
-                tracing::error!(message, "a statement panicked while it was planned");
-                format!("planning panicked: {message}")
-            }
-            Err(error) => error.to_string(),
-        })),
+        Err(error) => Err(match error.try_into_panic() {
+            Ok(panic) => panicked(panic.as_ref()),
+            Err(error) => Error::Internal(error.to_string()),
+        }),
     }
+}
+
+/// The error of a statement whose planning panicked, logged.
+pub fn panicked(panic: &(dyn std::any::Any + Send)) -> Error {
+    let message = crate::error::panic_message(panic);
+    tracing::error!(message, "a statement panicked while it was planned");
+    Error::Internal(format!("planning panicked: {message}"))
 }
 
 /// A DataFusion rule that first checks whether its statement was given up.

@@ -56,7 +56,8 @@ use crate::sql::{Statement, parser};
 use sqlparser::ast::Statement as SqlStatement;
 
 /// A statement prepared by the extended protocol. The plan is made at `Parse` only to describe
-/// parameters and result columns; `Execute` plans again so it reads the newest data.
+/// parameters and result columns; `Execute` plans again so it reads the newest data (or takes
+/// the plan kept for it, which reads the newest data too: `database::plan_cache`).
 #[derive(Debug)]
 pub struct Prepared {
     statement: Statement,
@@ -303,6 +304,29 @@ fn log_error(error: &Error) {
     }
 }
 
+/// The longest Query message parsed whole before it is split: one statement, the common case,
+/// is then parsed once rather than twice, and the syntax trees held stay small.
+const PARSED_WHOLE_MAX: usize = 64 << 10;
+
+/// A statement of a Query message: parsed already, or a text parsed when its turn comes.
+enum Part {
+    Parsed(Box<Statement>),
+    Text(String),
+}
+
+/// The one statement of a short Query message; `None` for several, none, or a syntax error
+/// (which [`parser::split`] then reports as it does for any message).
+fn parsed_whole(query: &str) -> Option<Statement> {
+    if query.len() > PARSED_WHOLE_MAX {
+        return None;
+    }
+    let mut statements = parser::parse(query).ok()?;
+    match statements.len() {
+        1 => statements.pop(),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Session {
     /// Runs the statements of one Query message one at a time, sending each one's response
@@ -320,12 +344,25 @@ impl SimpleQueryHandler for Session {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut status = client.transaction_status();
-        let texts = parser::split(&query.query).inspect_err(log_error)?;
-        if texts.is_empty() {
+        let parts = match parsed_whole(&query.query) {
+            Some(statement) => vec![Part::Parsed(Box::new(statement))],
+            None => {
+                let texts = parser::split(&query.query).inspect_err(log_error)?;
+                texts.into_iter().map(Part::Text).collect()
+            }
+        };
+        if parts.is_empty() {
             send_response(client, Response::EmptyQuery, &mut status).await?;
         }
-        for text in &texts {
-            let response = match self.run_text(client, text).await {
+        for part in &parts {
+            let ran = match part {
+                Part::Parsed(statement) => {
+                    self.run(client, statement, None, &Format::UnifiedText)
+                        .await
+                }
+                Part::Text(text) => self.run_text(client, text).await,
+            };
+            let response = match ran {
                 Ok(response) => response,
                 Err(PgWireError::UserError(info)) => Response::Error(info),
                 Err(other) => return Err(other),

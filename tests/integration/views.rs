@@ -443,3 +443,90 @@ async fn explain_answers_over_the_extended_protocol_too() {
     assert!(logical.contains("WindowAggregate"), "{logical}");
     server.shutdown().await;
 }
+
+/// `sluicedb_plans_reused_total` as the server's metrics show it now.
+fn plans_reused(server: &sluicedb::server::Server) -> u64 {
+    let metrics = support::http_get(server.http_addr(), "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluicedb_plans_reused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sluicedb_plans_reused_total in {metrics}"))
+}
+
+/// A dashboard sends one query again and again, and its plan is kept (`database::plan_cache`).
+/// The kept plan must answer as a new plan would: the rows the view holds at each run (while
+/// it ingests, with no commit in between), a re-created view's new columns, each run's
+/// `now()` and parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_plan_answers_as_a_new_plan_would() {
+    const ROWS: i64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE ids (id BIGINT) WITH (connector = 'datagen', rows.per.second = '5000',
+               datagen.rows = '{ROWS}', fields.id.kind = 'sequence');
+             CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, sum(id) AS s FROM ids"
+        ))
+        .await
+        .unwrap();
+    let reused_before = plans_reused(&server);
+    let query = "SELECT n, s FROM totals";
+    let prepared = client.prepare(query).await.unwrap();
+    // Every run, by either protocol, sees a count no smaller than the last one's, and a sum
+    // of the ids 1..=n: the view's rows at that instant, not those of the run that planned.
+    let (mut last, mut seen) = (0i64, std::collections::BTreeSet::new());
+    while last < ROWS {
+        let simple = rows(&client, query).await;
+        let extended = client.query(&prepared, &[]).await.unwrap();
+        let runs = simple.iter().map(|r| {
+            let (n, s) = r.split_once('|').unwrap();
+            (n.parse::<i64>().unwrap_or(0), s.parse::<i64>().unwrap_or(0))
+        });
+        let runs = runs.chain(extended.iter().map(|r| {
+            let (n, s): (i64, Option<i64>) = (r.get(0), r.get(1));
+            (n, s.unwrap_or(0))
+        }));
+        for (n, s) in runs.collect::<Vec<_>>() {
+            assert!(n >= last, "the count went back from {last} to {n}");
+            assert_eq!(s, n * (n + 1) / 2, "the sum of {n} ids");
+            last = n;
+            seen.insert(n);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen.len() >= 5, "the count was only ever {seen:?}");
+    let reused = plans_reused(&server) - reused_before;
+    assert!(reused >= 5, "{reused} runs reused a plan");
+
+    // Each run's own now(), and its own parameters.
+    let now = "SELECT CAST(now() AS TEXT), n FROM totals";
+    let first = rows(&client, now).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_ne!(first, rows(&client, now).await);
+    let over = client
+        .prepare("SELECT count(*) FROM totals WHERE n > $1")
+        .await
+        .unwrap();
+    for (bound, expected) in [(ROWS - 1, 1i64), (ROWS, 0)] {
+        let row = client.query_one(&over, &[&bound]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), expected, "n > {bound}");
+    }
+
+    // The same text over a view of that name re-created with other columns.
+    let all = "SELECT * FROM totals";
+    assert_eq!(rows(&client, all).await.len(), 1);
+    client
+        .batch_execute(
+            "DROP MATERIALIZED VIEW totals;
+             CREATE MATERIALIZED VIEW totals AS SELECT id % 3 AS r, count(*) AS n FROM ids GROUP BY id % 3",
+        )
+        .await
+        .unwrap();
+    let columns = client.prepare(all).await.unwrap();
+    let names: Vec<&str> = columns.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["r", "n"]);
+    server.shutdown().await;
+}
