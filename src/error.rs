@@ -8,6 +8,7 @@
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+use datafusion::parquet::errors::ParquetError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
 /// A user-facing error. Matched exhaustively: adding a variant forces a SQLSTATE decision.
@@ -437,8 +438,13 @@ impl Error {
                 retryable: false,
             },
             // Reading a Parquet file whose object the store did not give (down, frozen, gone):
-            // the store's failure, not ours.
-            DataFusionError::ParquetError(e) if e.to_string().contains("Object Store error") => {
+            // the store's failure, not ours. A footer's read says so in words; a data page's
+            // carries the store's error itself.
+            DataFusionError::ParquetError(e)
+                if e.to_string().contains("Object Store error")
+                    || matches!(e.as_ref(), ParquetError::External(inner)
+                        if inner.downcast_ref::<object_store::Error>().is_some()) =>
+            {
                 Error::Storage {
                     message: format!("cannot read from the object store: {e}"),
                     retryable: true,
@@ -820,6 +826,13 @@ mod tests {
             ),
         ));
         assert_eq!(Error::from(parquet).sqlstate(), "58030");
+        let page = DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(
+            object_store::Error::Generic {
+                store: "S3",
+                source: "Error performing GET http://s3/t.parquet - HTTP error".into(),
+            },
+        ))));
+        assert_eq!(Error::from(page).sqlstate(), "58030");
         let e = Error::from(parameter);
         assert_eq!(
             (e.to_string().as_str(), e.sqlstate()),

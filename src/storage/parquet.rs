@@ -5,7 +5,9 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -171,10 +173,16 @@ fn parquet_error(error: datafusion::parquet::errors::ParquetError) -> Error {
     }
 }
 
+/// Where a scan reads: the store's URL in DataFusion, and what opens each file there.
+pub struct Files<'a> {
+    pub url: &'a ObjectStoreUrl,
+    pub reader: Arc<dyn ParquetFileReaderFactory>,
+}
+
 /// A plan reading `files` (all of `schema`) with an optional projection, pruning predicate and
 /// row limit. Files are spread over `partitions` groups so large tables scan on every core.
 pub fn scan(
-    url: &ObjectStoreUrl,
+    at: Files<'_>,
     schema: &SchemaRef,
     files: &[DataFile],
     projection: Option<&Vec<usize>>,
@@ -189,7 +197,8 @@ pub fn scan(
         };
         return Ok(Arc::new(EmptyExec::new(projected)));
     }
-    let mut source = ParquetSource::new(Arc::clone(schema));
+    let mut source =
+        ParquetSource::new(Arc::clone(schema)).with_parquet_file_reader_factory(at.reader);
     if let Some(predicate) = predicate {
         source = source.with_predicate(predicate);
     }
@@ -198,7 +207,7 @@ pub fn scan(
     for (i, file) in files.iter().enumerate() {
         groups[i % partitions].push(PartitionedFile::new(file.path.clone(), file.size_bytes));
     }
-    let config = FileScanConfigBuilder::new(url.clone(), Arc::new(source))
+    let config = FileScanConfigBuilder::new(at.url.clone(), Arc::new(source))
         .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
         .with_projection_indices(projection.cloned())?
         .with_limit(limit)
