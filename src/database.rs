@@ -9,6 +9,7 @@ pub mod dml;
 mod offload;
 mod plan_cache;
 pub mod privileges;
+mod sort_into_union;
 
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
@@ -26,6 +27,8 @@ use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
 use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -71,6 +74,7 @@ use crate::table::KeyedTables;
 use crate::view::{Replay, TopicReader, Views, dependency_order};
 use offload::Interruptible;
 use plan_cache::{Cached, PlanCache};
+use sort_into_union::SortIntoUnion;
 
 /// What a statement produced.
 pub enum Output {
@@ -159,7 +163,7 @@ impl Database {
             .with_default_features()
             .with_analyzer_rules(analyzer_rules())
             .with_optimizer_rules(optimizer_rules())
-            .with_physical_optimizer_rule(Arc::new(CheckedArithmetic))
+            .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         datafusion::execution::FunctionRegistry::register_expr_planner(
@@ -798,6 +802,19 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
         .into_iter()
         .map(|rule| Arc::new(Interruptible(rule)) as Arc<dyn OptimizerRule + Send + Sync>)
         .collect()
+}
+
+/// DataFusion's physical optimizer rules, with [`SortIntoUnion`] right before its own sort
+/// pushdown and [`CheckedArithmetic`] last.
+fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "PushdownSort")
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(SortIntoUnion));
+    rules.push(Arc::new(CheckedArithmetic));
+    rules
 }
 
 /// DataFusion's runtime: one memory pool of `memory_limit` for every query, fair between the

@@ -530,3 +530,94 @@ async fn a_kept_plan_answers_as_a_new_plan_would() {
     assert_eq!(names, ["r", "n"]);
     server.shutdown().await;
 }
+
+/// `ORDER BY … LIMIT n` over a view whose rows are partly in files and partly in memory (the
+/// windows closed since the last checkpoint, the open ones): the TopK's order is offered to
+/// both (`database::sort_into_union`), and the answer must be the first n rows of all of them,
+/// in either direction, with NULLs where the query puts them. Checked against the view's rows
+/// read whole and ordered here, once with rows in memory and again after they are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_by_limit_over_files_and_live_rows_takes_the_first_rows_of_all() {
+    const ROWS: i64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_server(dir.path().to_str().unwrap()).await;
+    let client = support::connect(server.pg_addr()).await;
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE clicks (ts TIMESTAMPTZ, action VARCHAR, amount DOUBLE PRECISION,
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH (connector = 'datagen', rows.per.second = '15000', datagen.rows = '{ROWS}',
+               fields.ts.kind = 'event_time', fields.ts.start = '2026-01-01T00:00:00Z',
+               fields.ts.step = '1ms', fields.action.values = 'view,click,buy,share');
+             CREATE MATERIALIZED VIEW clicks_1s AS SELECT window_start, action, count(*) AS events,
+               max(CASE WHEN action = 'buy' THEN amount END) AS buy
+             FROM TUMBLE(clicks, ts, INTERVAL '1' SECOND) GROUP BY window_start, action"
+        ))
+        .await
+        .unwrap();
+    // Some windows committed to files while the source still runs, the rest left in memory.
+    let counted = "SELECT CAST(coalesce(sum(events), 0) AS BIGINT) FROM clicks_1s";
+    while rows(&client, counted).await[0].parse::<i64>().unwrap() < ROWS / 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client.batch_execute("FLUSH").await.unwrap();
+    while rows(&client, counted).await[0] != ROWS.to_string() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let plan = rows(
+        &client,
+        "EXPLAIN SELECT * FROM clicks_1s ORDER BY window_start DESC, action LIMIT 10",
+    )
+    .await
+    .join("\n");
+    assert!(
+        plan.contains("reverse_row_groups=true") && plan.contains("output_ordering="),
+        "the order was not offered to the view's files and rows:\n{plan}"
+    );
+    for committed in [false, true] {
+        if committed {
+            client.batch_execute("FLUSH").await.unwrap();
+        }
+        let mut all = clicks(&client, "SELECT window_start, action, buy FROM clicks_1s").await;
+        assert_eq!(all.len(), 240, "60 windows of 4 actions");
+        // Newest windows first (the rows in memory), then oldest first (the files).
+        all.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+        let sql = "SELECT window_start, action, buy FROM clicks_1s
+                   ORDER BY window_start DESC, action LIMIT 10";
+        assert_eq!(clicks(&client, sql).await, all[..10], "{sql} ({committed})");
+        all.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+        let sql = "SELECT window_start, action, buy FROM clicks_1s
+                   ORDER BY window_start, action DESC LIMIT 10";
+        assert_eq!(clicks(&client, sql).await, all[..10], "{sql} ({committed})");
+        // A nullable key, NULLs first: every window's three NULLs lead, then the largest.
+        all.sort_by(|x, y| {
+            let by_buy = match (x.2, y.2) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (Some(a), Some(b)) => b.total_cmp(&a),
+            };
+            by_buy.then(y.0.cmp(&x.0)).then(x.1.cmp(&y.1))
+        });
+        for n in [7, 185] {
+            let sql = format!(
+                "SELECT window_start, action, buy FROM clicks_1s
+                 ORDER BY buy DESC NULLS FIRST, window_start DESC, action LIMIT {n}"
+            );
+            assert_eq!(clicks(&client, &sql).await, all[..n], "{sql} ({committed})");
+        }
+    }
+    server.shutdown().await;
+}
+
+/// Rows of (window_start as text, action, buy) from `sql`.
+async fn clicks(client: &Client, sql: &str) -> Vec<(String, String, Option<f64>)> {
+    rows(client, sql)
+        .await
+        .iter()
+        .map(|r| {
+            let f: Vec<&str> = r.split('|').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].parse().ok())
+        })
+        .collect()
+}
